@@ -1,0 +1,57 @@
+# snntorch_nengo developer tasks (GNU make). Sized for a 2-core CPU machine.
+#
+#   make demo        run examples/coming_from_torch.py
+#   make test        our tests, then Nengo's backend suite against our Simulator
+#   make test-ours   only tests/
+#   make test-nengo  only Nengo's suite (nengo-suite.ini)
+#   make clean       remove build/test leftovers (keeps the venv)
+#   make distclean   clean + remove the venv
+#
+# Every target runs from the repository root on purpose: nengo reads
+# ./nengorc from the current directory (it has no environment variable for
+# its rc file), and ours turns the decoder cache off.
+
+VENV ?= .venv
+PY = $(VENV)/bin/python
+STAMP = $(VENV)/.installed
+# pytest-xdist workers for Nengo's suite
+NENGO_WORKERS ?= 2
+PYTEST_ARGS ?=
+
+.PHONY: install test test-ours test-nengo demo clean distclean
+
+install: $(STAMP)
+
+# torch FIRST and pinned exactly: this machine has a local CPU wheel of
+# torch 2.13.0 (2.13.0+cpu). Any other torch spec (or letting the
+# "torch>=2.1" requirement of setup.py pick one) would download a multi-GB
+# CUDA build instead.
+$(STAMP): setup.py pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e ".[tests,examples]"
+	touch $@
+
+# Both suites always run (reported separately); fails if either failed.
+test: $(STAMP)
+	@rc=0; \
+	$(MAKE) --no-print-directory test-ours || rc=1; \
+	$(MAKE) --no-print-directory test-nengo || rc=1; \
+	exit $$rc
+
+test-ours: $(STAMP)
+	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+
+test-nengo: $(STAMP)
+	$(PY) -m pytest -c nengo-suite.ini --rootdir=. --pyargs nengo \
+		-n $(NENGO_WORKERS) -q $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	MPLBACKEND=Agg $(PY) examples/coming_from_torch.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache outputs
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,67 @@
+"""The torch view of a Nengo object: its signals as parameters and buffers."""
+
+import re
+
+from torch import nn
+
+
+def attribute_name(text):
+    """A readable attribute name made from a signal key or label."""
+    name = re.sub(r"\W+", "_", str(text)).strip("_").lower()
+    return name or "signal"
+
+
+class NengoObjectModule(nn.Module):
+    """Holds the tensors of one Nengo object.
+
+    Trainable signals are `nn.Parameter`s, other built constants are buffers saved
+    in the ``state_dict``, and simulation state (voltages, filter states, learned
+    weights) lives in non-persistent buffers with a leading batch dimension.
+    """
+
+    def __init__(self, obj=None):
+        super().__init__()
+        self._obj = obj  # plain attribute: Nengo objects are not modules
+        self.signal_names = {}  # base signal -> attribute name
+        self.state_names = []
+
+    @property
+    def obj(self):
+        return self._obj
+
+    def add_signal(self, sig, name, value, trainable=False, state=False):
+        name = self._unique(attribute_name(name))
+        if trainable and not state and value.is_floating_point():
+            self.register_parameter(name, nn.Parameter(value))
+        else:
+            self.register_buffer(name, value, persistent=not state)
+        if state:
+            self.state_names.append(name)
+        self.signal_names[sig] = name
+        return name
+
+    def _unique(self, name):
+        candidate, i = name, 1
+        while hasattr(self, candidate) or candidate in self._buffers:
+            candidate, i = f"{name}_{i}", i + 1
+        return candidate
+
+    def signal(self, sig):
+        return getattr(self, self.signal_names[sig])
+
+    def set_signal(self, sig, value):
+        name = self.signal_names[sig]
+        if name in self._parameters:
+            raise TypeError(f"{name} is a parameter of {self.obj}")
+        self._buffers[name] = value
+
+    def extra_repr(self):
+        return describe(self.obj)
+
+
+def describe(obj):
+    """One line naming a Nengo object, used by the module reprs."""
+    if obj is None:
+        return ""
+    label = getattr(obj, "label", None)
+    return f"label={label!r}" if label is not None else repr(obj)

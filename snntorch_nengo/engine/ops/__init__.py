@@ -1,0 +1,63 @@
+"""Torch step functions for Nengo's operators, one maker per operator type.
+
+Nengo's builder turns every object into operators (`~nengo.builder.Operator`).
+Like `nengo.builder.Builder`, `OpRegistry` maps operator types to *makers*: a
+maker takes the operator and a `StepContext` and returns ``step(values)``, a
+function that advances the operator by one time step on a `.SignalValues`.
+Makers run again on every reset, as Nengo's ``make_step`` does, so operators with
+private state (numpy processes, node functions) start afresh.
+"""
+
+import numpy as np
+from nengo.exceptions import BuildError
+
+
+class StepContext:
+    """What makers may need: time step, random state, batch size, tensor options."""
+
+    def __init__(self, dt, rng, batch_size, layout, device, dtype, seed):
+        self.dt = dt
+        self.rng = rng
+        self.batch_size = batch_size
+        self.layout = layout
+        self.device = device
+        self.dtype = dtype
+        self.seed = seed
+        # streams for batch items beyond the first, kept apart from `rng` so that
+        # item 0 sees exactly the reference simulator's random numbers
+        self.batch_rng = np.random.RandomState(seed % 2**32 if seed is not None else None)
+
+    def batched(self, sig):
+        return self.layout.batched(sig.base)
+
+
+class OpRegistry:
+    """Operator type to step maker, looked up along the operator's MRO."""
+
+    makers = {}
+
+    @classmethod
+    def register(cls, op_type):
+        def register_maker(maker):
+            cls.makers[op_type] = maker
+            return maker
+
+        return register_maker
+
+    @classmethod
+    def maker_for(cls, op):
+        for op_type in type(op).__mro__:
+            if op_type in cls.makers:
+                return cls.makers[op_type]
+        raise BuildError(
+            f"{op}: snntorch_nengo has no torch implementation of operator type "
+            f"'{type(op).__name__}'"
+        )
+
+    @classmethod
+    def make_step(cls, op, ctx):
+        return cls.maker_for(op)(op, ctx)
+
+
+# register the makers
+from . import core, learning, neurons, processes, transforms  # noqa: E402,F401

@@ -1,0 +1,252 @@
+"""Nengo's basic operators: time, reset, copy, products and Python functions."""
+
+import numpy as np
+import torch
+from nengo.builder.probe import SimProbe
+from nengo.builder.operator import (
+    BsrDotInc,
+    Copy,
+    DotInc,
+    ElementwiseInc,
+    Reset,
+    SimPyFunc,
+    SparseDotInc,
+    TimeUpdate,
+)
+from nengo.exceptions import BuildError, SimulationError
+
+from ...utils import to_numpy
+from ..signals import sparse_indices
+from . import OpRegistry
+
+
+def per_sample(tensor, batched, ndim):
+    """``tensor`` with per-sample dims left-padded to ``ndim`` (batch dim kept)."""
+    shape = tensor.shape[1:] if batched else tensor.shape
+    pad = (1,) * (ndim - len(shape))
+    return tensor.reshape((tensor.shape[0],) + pad + shape if batched else pad + shape)
+
+
+@OpRegistry.register(TimeUpdate)
+def make_time_update(op, ctx):
+    dt = ctx.dt
+
+    def step_time_update(sv):
+        step = sv.read(op.step) + 1
+        sv.set(op.step, step)
+        sv.set(op.time, step.to(sv.read(op.time).dtype) * dt)
+
+    return step_time_update
+
+
+@OpRegistry.register(SimProbe)
+def make_sim_probe(op, ctx):
+    """Probes are recorded by the engine after each step; the op only orders."""
+    return None
+
+
+@OpRegistry.register(Reset)
+def make_reset(op, ctx):
+    value = None
+
+    def step_reset(sv):
+        nonlocal value
+        if value is None:
+            current = sv.read(op.dst)
+            value = torch.full(
+                op.dst.shape, float(op.value), dtype=current.dtype, device=current.device
+            )
+        sv.set(op.dst, value)
+
+    return step_reset
+
+
+@OpRegistry.register(Copy)
+def make_copy(op, ctx):
+    src_batched, dst_batched = ctx.batched(op.src), ctx.batched(op.dst)
+    src_index = _as_index(op.src_slice, op.src.shape)
+    dst_index = _as_index(op.dst_slice, op.dst.shape)
+    if dst_index is not None and not op.inc and len(np.unique(dst_index)) < len(
+        dst_index
+    ):
+        raise BuildError(
+            f"{op}: Cannot have repeated indices in ``dst_slice`` when copy is not "
+            "an increment"
+        )
+    src_index = None if src_index is None else torch.as_tensor(src_index)
+    dst_index = None if dst_index is None else torch.as_tensor(dst_index)
+
+    def step_copy(sv):
+        value = sv.read(op.src)
+        if src_index is not None:
+            value = value.index_select(int(src_batched), src_index.to(value.device))
+        if dst_index is None:
+            (sv.inc if op.inc else sv.set)(op.dst, value)
+            return
+        dst = sv.read(op.dst)
+        axis = int(dst_batched)
+        if dst_batched and not src_batched:
+            value = value.expand((dst.shape[0],) + value.shape)
+        index = dst_index.to(dst.device)
+        value = value.to(dst.dtype)
+        dst = dst.index_add(axis, index, value) if op.inc else dst.index_copy(
+            axis, index, value
+        )
+        sv.set(op.dst, dst)
+
+    return step_copy
+
+
+def _as_index(sl, shape):
+    """A list/array slice on a signal's first axis as positive int indices."""
+    if sl is None:
+        return None
+    index = np.asarray(sl)
+    if index.dtype.kind == "b":
+        return np.flatnonzero(index)
+    index = index.astype(np.int64)
+    return np.where(index < 0, index + shape[0], index)
+
+
+@OpRegistry.register(ElementwiseInc)
+def make_elementwise_inc(op, ctx):
+    shapes = [(1,) if s.shape == () else s.shape for s in (op.A, op.X, op.Y)]
+    ndim = max(len(s) for s in shapes)
+    for da, dx, dy in zip(*[(1,) * (ndim - len(s)) + s for s in shapes]):
+        if not (da in [1, dy] and dx in [1, dy] and max(da, dx) == dy):
+            raise BuildError(
+                "Incompatible shapes in ElementwiseInc: "
+                f"Trying to do {op.Y.shape} += {op.A.shape} * {op.X.shape}"
+            )
+    a_batched, x_batched = ctx.batched(op.A), ctx.batched(op.X)
+    ndim = max(op.A.ndim, op.X.ndim, op.Y.ndim)
+
+    def step_elementwise_inc(sv):
+        a = per_sample(sv.read(op.A), a_batched, ndim)
+        x = per_sample(sv.read(op.X), x_batched, ndim)
+        sv.inc(op.Y, _reshape_to(a * x, op.Y.shape, a_batched or x_batched))
+
+    return step_elementwise_inc
+
+
+def _reshape_to(value, shape, batched):
+    shape = tuple(shape)
+    return value.reshape((value.shape[0],) + shape if batched else shape)
+
+
+def sample_dot(a, x):
+    """``np.dot`` semantics for one sample."""
+    if a.dim() == 0 or x.dim() == 0:
+        return a * x
+    if x.dim() == 1:
+        return torch.matmul(a, x)
+    return torch.tensordot(a, x, dims=([-1], [-2]))
+
+
+@OpRegistry.register(DotInc)
+def make_dot_inc(op, ctx):
+    a_batched, x_batched = ctx.batched(op.A), ctx.batched(op.X)
+    batched_dot = torch.vmap(
+        sample_dot, in_dims=(0 if a_batched else None, 0 if x_batched else None)
+    )
+    matvec = op.A.ndim == 2 and op.X.ndim == 1 and not a_batched
+
+    def step_dot_inc(sv):
+        a, x = sv.read(op.A), sv.read(op.X)
+        if matvec:
+            # the common case: a weight matrix times a batch of vectors
+            y = torch.matmul(x, a.t()) if x_batched else torch.matmul(a, x)
+        elif a_batched or x_batched:
+            y = batched_dot(a, x)
+        else:
+            y = sample_dot(a, x)
+        sv.inc(op.Y, _reshape_to(y, op.Y.shape, a_batched or x_batched))
+
+    return step_dot_inc
+
+
+@OpRegistry.register(SparseDotInc)
+def make_sparse_dot_inc(op, ctx):
+    rows, cols = sparse_indices(op.A.initial_value)
+    rows, cols = torch.as_tensor(rows), torch.as_tensor(cols)
+    n_rows = op.A.shape[0]
+    x_batched = ctx.batched(op.X)
+
+    def step_sparse_dot_inc(sv):
+        data, x = sv.read(op.A), sv.read(op.X)
+        r, c = rows.to(x.device), cols.to(x.device)
+        if not x_batched:
+            x = x[None]
+        x = x.reshape(x.shape[:2] + (-1,))  # (B, n_cols, k)
+        terms = x.index_select(1, c) * data.reshape(1, -1, 1)
+        y = x.new_zeros((x.shape[0], n_rows, x.shape[2])).index_add(1, r, terms)
+        y = y.reshape((y.shape[0],) + tuple(op.Y.shape))
+        sv.inc(op.Y, y if x_batched else y[0])
+
+    return step_sparse_dot_inc
+
+
+@OpRegistry.register(BsrDotInc)
+def make_bsr_dot_inc(op, ctx):
+    indices = torch.as_tensor(np.asarray(op.indices, dtype=np.int64))
+    indptr = np.asarray(op.indptr)
+    block_rows = torch.as_tensor(
+        np.repeat(np.arange(len(indptr) - 1), np.diff(indptr)), dtype=torch.long
+    )
+    n_block_rows = len(indptr) - 1
+    a_batched, x_batched = ctx.batched(op.A), ctx.batched(op.X)
+    _, r, c = op.A.shape
+
+    def step_bsr_dot_inc(sv):
+        a, x = sv.read(op.A), sv.read(op.X)
+        if not x_batched:
+            x = x[None]
+        xb = x.reshape(x.shape[0], -1, c).index_select(1, indices.to(x.device))
+        terms = torch.einsum("...krc,bkc->bkr", a, xb)
+        y = terms.new_zeros((terms.shape[0], n_block_rows, r))
+        y = y.index_add(1, block_rows.to(y.device), terms).reshape(y.shape[0], -1)
+        batched = a_batched or x_batched
+        sv.inc(op.Y, _reshape_to(y if batched else y[0], op.Y.shape, batched))
+
+    return step_bsr_dot_inc
+
+
+def _checked_output(fn, y, shape):
+    """Validate a node function's return value as nengo's SimPyFunc does."""
+    name = getattr(fn, "__name__", repr(fn))
+    try:
+        if y is None or not np.all(np.isfinite(y)):
+            raise SimulationError(f"Function '{name}' returned non-finite value")
+        return np.broadcast_to(np.asarray(y, dtype=np.float64), shape)
+    except (TypeError, ValueError) as e:
+        raise SimulationError(
+            f"Function '{name}' returned a value {y!r} of invalid type {type(y)!r}"
+        ) from e
+
+
+@OpRegistry.register(SimPyFunc)
+def make_sim_py_func(op, ctx):
+    """Python functions run in numpy, once per batch item (once if x is shared)."""
+    fn = op.fn
+    x_batched = op.x is not None and ctx.batched(op.x)
+    out_shape = None if op.output is None else tuple(op.output.shape)
+
+    def call(t, x):
+        args = () if x is None else (np.copy(x),)
+        y = fn(t, *args) if op.t is not None else fn(*args)
+        return None if out_shape is None else _checked_output(fn, y, out_shape)
+
+    def step_sim_py_func(sv):
+        t = sv.read(op.t).item() if op.t is not None else None
+        x = None if op.x is None else to_numpy(sv.read(op.x))
+        if x_batched:
+            ys = [call(t, x[b]) for b in range(x.shape[0])]
+            y = None if out_shape is None else np.stack(ys)
+        else:
+            y = call(t, x)
+        if out_shape is not None:
+            current = sv.values[op.output.base]
+            sv.set(op.output, torch.tensor(y, dtype=current.dtype, device=current.device))
+
+    return step_sim_py_func
+

@@ -1,0 +1,1 @@
+"""Learning rule operators (PES, BCM, Oja, Voja, RLS) in torch."""

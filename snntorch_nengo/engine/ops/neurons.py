@@ -1,0 +1,25 @@
+"""SimNeurons: a neuron type's update, as a pure torch function of (J, state)."""
+
+from nengo.builder.neurons import SimNeurons
+
+from ...neurons import neuron_step
+from . import OpRegistry
+
+
+@OpRegistry.register(SimNeurons)
+def make_sim_neurons(op, ctx):
+    neuron_type = op.neurons
+    update = neuron_step(neuron_type)
+    rng = op.state_extra.get("rng")
+    state_sigs = op.state
+    dt = ctx.dt
+
+    def step_sim_neurons(sv):
+        J = sv.read(op.J)
+        state = {name: sv.read(sig) for name, sig in state_sigs.items()}
+        output, state = update(neuron_type, dt, J, state, rng)
+        sv.set(op.output, output)
+        for name, sig in state_sigs.items():
+            sv.set(sig, state[name])
+
+    return step_sim_neurons

@@ -1,0 +1,81 @@
+"""SimProcess: synapses natively in torch, other processes through numpy."""
+
+import numpy as np
+import torch
+from nengo.builder.processes import SimProcess
+
+from ...synapses import is_native_synapse, synapse_step
+from ...utils import to_numpy
+from . import OpRegistry
+
+
+@OpRegistry.register(SimProcess)
+def make_sim_process(op, ctx):
+    # consume the simulator's random state exactly as nengo's SimProcess does, so
+    # every process sees the same random sequence as in the reference simulator
+    rng = op.process.get_rng(ctx.rng)
+    if op.input is not None and is_native_synapse(op.process):
+        return _native_synapse(op, ctx)
+    return _numpy_process(op, ctx, rng)
+
+
+def _write(sv, op, value):
+    if op.mode == "inc":
+        sv.inc(op.output, value)
+    else:
+        sv.set(op.output, value)
+
+
+def _native_synapse(op, ctx):
+    update = synapse_step(op.process, ctx.dt)
+    state_sigs = op.state
+
+    def step_synapse(sv):
+        x = sv.read(op.input)
+        if not ctx.batched(op.input):
+            x = x.expand((sv.batch_size,) + x.shape)
+        state = {name: sv.read(sig) for name, sig in state_sigs.items()}
+        y, state = update(x, state)
+        for name, sig in state_sigs.items():
+            sv.set(sig, state[name])
+        _write(sv, op, y)
+
+    return step_synapse
+
+
+def _numpy_process(op, ctx, rng):
+    """Run the process's own numpy step, one instance per batch item.
+
+    Batch item 0 uses nengo's random state, so a batch of one reproduces the
+    reference simulator; further items get independent streams.
+    """
+    process = op.process
+    shape_in = op.input.shape if op.input is not None else (0,)
+    shape_out = op.output.shape
+    rngs = [rng] + [
+        np.random.RandomState(ctx.batch_rng.randint(np.iinfo(np.int32).max))
+        for _ in range(1, ctx.batch_size)
+    ]
+    steps = []
+    for item_rng in rngs:
+        state = {
+            name: np.array(sig.initial_value, copy=True)
+            for name, sig in op.state.items()
+        }
+        steps.append(process.make_step(shape_in, shape_out, ctx.dt, item_rng, state))
+    x_batched = op.input is not None and ctx.batched(op.input)
+
+    def step_process(sv):
+        t = sv.read(op.t).item()
+        if op.input is None:
+            ys = [step(t) for step in steps]
+        else:
+            x = to_numpy(sv.read(op.input))
+            xs = x if x_batched else [x] * len(steps)
+            ys = [step(t, np.copy(xb)) for step, xb in zip(steps, xs)]
+        current = sv.values[op.output.base]
+        y = torch.as_tensor(np.stack(ys), dtype=current.dtype).to(current.device)
+        y = y.reshape((len(steps),) + tuple(shape_out))
+        _write(sv, op, y if ctx.batched(op.output) else y[0])
+
+    return step_process

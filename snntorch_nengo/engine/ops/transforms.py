@@ -1,0 +1,1 @@
+"""Convolution operators (ConvInc, ConvTransposeInc) in torch."""

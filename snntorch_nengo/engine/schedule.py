@@ -1,0 +1,76 @@
+"""Step order: Nengo's operator dependency graph, plus input feeds for nodes."""
+
+import nengo
+from nengo.builder.operator import Operator, SimPyFunc
+from nengo.builder.processes import SimProcess
+from nengo.utils.graphs import toposort
+from nengo.utils.simulator import operator_dependency_graph
+
+
+class NodeInput(Operator):
+    """Sets an input Node's output: from fed data when given, else as Nengo would.
+
+    It takes the place of the node's own operator (a `SimPyFunc` or a
+    `SimProcess`), or of nothing for a constant node, so user data can replace
+    any input node's output, as in NengoDL's ``predict(x=...)``.
+    """
+
+    def __init__(self, node, output, original=None):
+        super().__init__(tag=f"NodeInput {node}")
+        self.node = node
+        self.original = original
+        self.sets = [output]
+        self.incs = []
+        self.reads = [] if original is None else list(original.reads)
+        self.updates = [] if original is None else list(original.updates)
+
+    @property
+    def output(self):
+        return self.sets[0]
+
+    def make_step(self, signals, dt, rng):  # pragma: no cover - numpy path unused
+        raise NotImplementedError("NodeInput runs only in snntorch_nengo")
+
+
+def input_nodes(model):
+    """Nodes that can be fed: no input, an output. In build order."""
+    return [
+        obj
+        for obj in model.params
+        if isinstance(obj, nengo.Node)
+        and obj.size_in == 0
+        and obj.output is not None
+        and obj in model.sig
+        and "out" in model.sig[obj]
+    ]
+
+
+def with_input_ops(model, nodes):
+    """Nengo's operators with each input node's output op wrapped in `NodeInput`."""
+    by_output = {model.sig[node]["out"]: node for node in nodes}
+    operators, wrapped = [], set()
+    for op in model.operators:
+        out = _node_output(op)
+        if out is not None and out in by_output:
+            node = by_output[out]
+            operators.append(NodeInput(node, out, original=op))
+            wrapped.add(node)
+        else:
+            operators.append(op)
+    for node in nodes:
+        if node not in wrapped:
+            operators.append(NodeInput(node, model.sig[node]["out"]))
+    return operators
+
+
+def _node_output(op):
+    if isinstance(op, SimPyFunc) and op.x is None:
+        return op.output
+    if isinstance(op, SimProcess) and op.input is None and op.mode == "set":
+        return op.output
+    return None
+
+
+def step_order(operators):
+    """Operators in an order that respects Nengo's sets -> incs -> reads -> updates."""
+    return list(toposort(operator_dependency_graph(operators)))

@@ -1,0 +1,181 @@
+"""Nengo signals as torch tensors.
+
+Nengo's builder describes all simulation data as `~nengo.builder.Signal` objects:
+base arrays and views (slices, reshapes) onto them. Here each base signal becomes
+one tensor. A base that some operator writes is *dynamic*: it carries a leading
+batch dimension and is part of the simulation state. A base that is only read is
+*constant*: it has no batch dimension and is owned by the module tree (parameters
+and buffers), so gradients reach it.
+
+Writes are functional (a new tensor replaces the old one in the value dict), so
+autograd sees an ordinary graph and the per-step semantics equal Nengo's in-place
+updates as long as operators run in Nengo's dependency order.
+"""
+
+import numpy as np
+import torch
+from nengo.builder.signal import is_sparse
+
+from ..utils import torch_dtype
+
+
+class View:
+    """How one signal maps onto its base tensor."""
+
+    __slots__ = ("base", "shape", "kind", "start", "stop", "index")
+
+    def __init__(self, sig):
+        base = sig.base
+        self.base = base
+        self.shape = tuple(sig.shape)
+        self.start = self.stop = self.index = None
+        if sig.sparse or not sig.is_view:
+            self.kind = "full"
+            return
+        size = int(np.prod(self.shape, dtype=np.int64))
+        flat = _element_indices(sig)
+        if size == base.size and np.array_equal(flat, np.arange(base.size)):
+            self.kind = "full"
+        elif size > 0 and np.array_equal(flat, np.arange(flat[0], flat[0] + size)):
+            self.kind = "slice"
+            self.start, self.stop = int(flat[0]), int(flat[0]) + size
+        else:
+            self.kind = "index"
+            self.index = torch.as_tensor(flat, dtype=torch.long)
+
+
+def _element_indices(sig):
+    """Flat element indices of a view into its base (row-major)."""
+    base_idx = np.arange(sig.base.size, dtype=np.int64)
+    strides = tuple(s * base_idx.itemsize for s in sig.elemstrides)
+    view = np.lib.stride_tricks.as_strided(
+        base_idx[sig.elemoffset :], shape=sig.shape, strides=strides, writeable=False
+    )
+    return np.ascontiguousarray(view).reshape(-1)
+
+
+class SignalLayout:
+    """Static facts about the signals of a built model: bases, views, batching."""
+
+    def __init__(self, operators, dtype, shared=()):
+        self.dtype = dtype
+        self.views = {}
+        self.dynamic = set()
+        # signals written by operators but identical across the batch (time, step)
+        self.shared = {sig.base for sig in shared}
+        for op in operators:
+            for sig in op.all_signals:
+                self.add(sig)
+            for sig in op.sets + op.incs + op.updates:
+                self.dynamic.add(sig.base)
+
+    def add(self, sig):
+        if sig not in self.views:
+            self.views[sig] = View(sig)
+            self.views.setdefault(sig.base, View(sig.base))
+
+    @property
+    def bases(self):
+        return [sig for sig, view in self.views.items() if sig is view.base]
+
+    def batched(self, base):
+        return base in self.dynamic and base not in self.shared
+
+    def initial_value(self, base, device=None):
+        """The unbatched initial tensor of a base signal."""
+        value = base.initial_value
+        if is_sparse(value):
+            value = sparse_data(value)
+        value = np.asarray(value)
+        kind = value.dtype.kind
+        dtype = self.dtype if kind in "fc" else torch_dtype(value.dtype)
+        return torch.tensor(value, dtype=dtype, device=device)
+
+
+def sparse_data(value):
+    """Nonzero values of a sparse initial value (nengo.SparseMatrix or scipy)."""
+    if hasattr(value, "tocoo"):
+        return np.asarray(value.tocoo().data)
+    return np.asarray(value.data)
+
+
+def sparse_indices(value):
+    """(rows, cols) of a sparse initial value, ordered as `sparse_data`."""
+    if hasattr(value, "tocoo"):
+        coo = value.tocoo()
+        return np.asarray(coo.row), np.asarray(coo.col)
+    idx = np.asarray(value.indices)
+    return idx[:, 0], idx[:, 1]
+
+
+class SignalValues:
+    """The live tensors of one run: read and write signals, views included.
+
+    ``values`` maps each base signal to a tensor, batched (``(B, *shape)``) when
+    the layout says so.
+    """
+
+    def __init__(self, layout, values, batch_size):
+        self.layout = layout
+        self.values = values
+        self.batch_size = batch_size
+        self.feeds = {}
+        self.step_index = 0
+
+    def is_batched(self, sig):
+        return self.layout.batched(sig.base)
+
+    def read(self, sig):
+        view = self.layout.views[sig]
+        value = self.values[view.base]
+        if view.kind == "full":
+            if sig.sparse:
+                return value
+            lead = value.shape[: value.dim() - view.base.ndim]
+            return value.reshape(lead + view.shape)
+        lead = value.shape[: value.dim() - view.base.ndim]
+        flat = value.reshape(lead + (-1,))
+        if view.kind == "slice":
+            part = flat[..., view.start : view.stop]
+        else:
+            part = flat.index_select(-1, view.index.to(flat.device))
+        return part.reshape(lead + view.shape)
+
+    def _batched_shape(self, sig):
+        shape = tuple(sig.shape)
+        return (self.batch_size,) + shape if self.is_batched(sig) else shape
+
+    def _write(self, sig, value, inc):
+        view = self.layout.views[sig]
+        base = view.base
+        current = self.values[base]
+        target_shape = self._batched_shape(sig)
+        value = value.to(current.dtype) if value.dtype != current.dtype else value
+        if value.shape != target_shape:
+            value = value.broadcast_to(target_shape)
+        if view.kind == "full":
+            value = value.reshape(current.shape)
+            self.values[base] = current + value if inc else value
+            return
+        lead = current.shape[: current.dim() - base.ndim]
+        flat = current.reshape(lead + (-1,))
+        value = value.reshape(lead + (-1,))
+        if view.kind == "slice":
+            part = flat[..., view.start : view.stop]
+            new_part = part + value if inc else value
+            flat = torch.cat(
+                [flat[..., : view.start], new_part, flat[..., view.stop :]], dim=-1
+            )
+        else:
+            index = view.index.to(flat.device)
+            if inc:
+                flat = flat.index_add(-1, index, value)
+            else:
+                flat = flat.index_copy(-1, index, value)
+        self.values[base] = flat.reshape(current.shape)
+
+    def set(self, sig, value):
+        self._write(sig, value, inc=False)
+
+    def inc(self, sig, value):
+        self._write(sig, value, inc=True)

@@ -1,0 +1,240 @@
+"""NengoModule: a Nengo network as a `torch.nn.Module`."""
+
+import numpy as np
+import torch
+from nengo.exceptions import ValidationError
+from torch import nn
+
+from .build import build_modules
+from .build.model import build_model
+from .engine.runner import Engine, check_steps
+
+
+class NengoModule(nn.Module):
+    """A `nengo.Network` as a torch module.
+
+    Parameters (gains, biases, encoders, decoders) come from Nengo's own builder,
+    so they equal the reference simulator's for the same seed. Each Ensemble,
+    Node, Connection and Probe gets a child module holding its tensors;
+    `forward` steps the network with the engine and returns the probe data.
+
+    Parameters
+    ----------
+    network : nengo.Network
+        The network to build (None if ``model`` is given).
+    dt : float
+        Simulation time step, in seconds.
+    seed : int, optional
+        Seed for the simulation's random processes (``network.seed + 1`` or random
+        when not given, as in ``nengo.Simulator``).
+    minibatch_size : int, optional
+        Number of samples simulated in parallel; ``None`` means one, or whatever
+        batch size the inputs of the first call have.
+    dtype : torch.dtype
+        Float type of all float signals.
+    device : torch.device or str, optional
+        Where the tensors live.
+    model : nengo.builder.Model, optional
+        A pre-built model to use instead of building ``network``.
+    """
+
+    def __init__(
+        self,
+        network,
+        dt=0.001,
+        seed=None,
+        minibatch_size=None,
+        dtype=torch.float32,
+        device=None,
+        model=None,
+    ):
+        super().__init__()
+        if minibatch_size is not None and int(minibatch_size) < 1:
+            raise ValidationError(
+                f"must be a positive integer (got {minibatch_size})",
+                attr="minibatch_size",
+                obj=self,
+            )
+        self.network = network
+        self.model = build_model(network, dt, model=model)
+        self.dt = self.model.dt
+        self.dtype = dtype
+        self.minibatch_size = None if minibatch_size is None else int(minibatch_size)
+        if seed is None:
+            if network is not None and network.seed is not None:
+                seed = network.seed + 1
+            else:
+                seed = np.random.randint(np.iinfo(np.int32).max)
+        self.seed = seed
+        self.engine = Engine(self.model, dtype)
+        self.batch_size = self.minibatch_size or 1
+        tree, network_module, self._slots, self._modules_by_obj = build_modules(
+            self.model, self.engine.layout, self.engine.initial_state(self.batch_size)
+        )
+        for kind, modules in tree.items():
+            setattr(self, kind, nn.ModuleDict(modules))
+        self.signals = network_module
+        self.probes_by_obj = list(self.model.probes)
+        if device is not None:
+            self.to(device)
+        self.reset()
+
+    # -- the Nengo objects' modules
+
+    def module_of(self, obj):
+        """The child module of a Nengo object."""
+        return self._modules_by_obj[obj]
+
+    @property
+    def input_nodes(self):
+        return self.engine.input_nodes
+
+    @property
+    def device(self):
+        for tensor in self._tensors():
+            return tensor.device
+        return torch.device("cpu")
+
+    def _tensors(self):
+        yield from self.parameters()
+        yield from self.buffers()
+
+    # -- state
+
+    def reset(self, seed=None, batch_size=None):
+        """Return to the initial state (a new ``seed`` changes random processes)."""
+        if seed is not None:
+            self.seed = seed
+        if batch_size is not None:
+            self.batch_size = int(batch_size)
+        state = self.engine.initial_state(self.batch_size, device=self.device)
+        for base, value in state.items():
+            self._slots[base].set_signal(base, value)
+        self._steps = self.engine.make_steps(self.batch_size, self.seed, self.device)
+        self.n_steps = 0
+        self._fresh = True
+
+    def state(self):
+        """The current simulation state: ``{base signal: tensor}``."""
+        return {base: self._slots[base].signal(base) for base in self.engine.layout.dynamic}
+
+    def load_state(self, state):
+        for base, value in state.items():
+            self._slots[base].set_signal(base, value)
+
+    # -- running
+
+    def forward(self, inputs=None, n_steps=None, on_step=None):
+        """Run ``n_steps`` steps; return ``{probe: tensor(batch, n_steps, d)}``.
+
+        ``inputs`` maps input Nodes (or their labels) to tensors
+        ``(batch, n_steps, node.size_out)``; nodes not given run their own output.
+        State carries over to the next call until `reset`.
+        """
+        feeds, batch_size, n_steps = self.prepare_inputs(inputs, n_steps)
+        if batch_size != self.batch_size:
+            if not self._fresh:
+                raise ValidationError(
+                    f"inputs have batch size {batch_size}, but the simulation state "
+                    f"has batch size {self.batch_size}; call reset() first",
+                    attr="inputs",
+                    obj=self,
+                )
+            self.reset(batch_size=batch_size)
+        values = {base: module.signal(base) for base, module in self._slots.items()}
+        data, values = self.engine.run(
+            values,
+            self._steps,
+            n_steps,
+            batch_size=self.batch_size,
+            start_step=self.n_steps,
+            feeds=feeds,
+            on_step=on_step,
+        )
+        for base in self.engine.layout.dynamic:
+            self._slots[base].set_signal(base, values[base].detach())
+        self.n_steps += n_steps
+        self._fresh = False
+        return data
+
+    def prepare_inputs(self, inputs, n_steps):
+        """Validate inputs; return ``(feeds by node, batch size, n_steps)``."""
+        feeds = {}
+        inputs = {} if inputs is None else inputs
+        if not isinstance(inputs, dict):
+            if len(self.input_nodes) != 1:
+                raise ValidationError(
+                    "a single input array needs exactly one input Node, but the "
+                    f"network has {len(self.input_nodes)}; pass a dict keyed by Node",
+                    attr="inputs",
+                    obj=self,
+                )
+            inputs = {self.input_nodes[0]: inputs}
+        batch_size = None
+        for key, value in inputs.items():
+            node = self.find_node(key)
+            value = torch.as_tensor(value, dtype=self.dtype, device=self.device)
+            if value.dim() != 3 or value.shape[2] != node.size_out:
+                raise ValidationError(
+                    f"input for {node} must have shape (batch, n_steps, "
+                    f"{node.size_out}), got {tuple(value.shape)}",
+                    attr="inputs",
+                    obj=self,
+                )
+            if n_steps is None:
+                n_steps = value.shape[1]
+            if value.shape[1] != n_steps:
+                raise ValidationError(
+                    f"input for {node} has {value.shape[1]} steps, expected {n_steps}",
+                    attr="inputs",
+                    obj=self,
+                )
+            if batch_size is not None and value.shape[0] != batch_size:
+                raise ValidationError(
+                    f"input for {node} has batch size {value.shape[0]}, other inputs "
+                    f"have {batch_size}",
+                    attr="inputs",
+                    obj=self,
+                )
+            batch_size = value.shape[0]
+            feeds[node] = value
+        if self.minibatch_size is not None and batch_size not in (
+            None,
+            self.minibatch_size,
+        ):
+            raise ValidationError(
+                f"inputs have batch size {batch_size}, but minibatch_size is "
+                f"{self.minibatch_size}",
+                attr="inputs",
+                obj=self,
+            )
+        n_steps = check_steps(n_steps)
+        return feeds, batch_size or self.batch_size, n_steps
+
+    def find_node(self, key):
+        """An input Node from itself or its label."""
+        if isinstance(key, str):
+            matches = [n for n in self.input_nodes if n.label == key]
+            if len(matches) != 1:
+                raise ValidationError(
+                    f"{'no' if not matches else 'more than one'} input Node labelled "
+                    f"{key!r}; input nodes: {[str(n) for n in self.input_nodes]}",
+                    attr="inputs",
+                    obj=self,
+                )
+            return matches[0]
+        if key not in self.input_nodes:
+            raise ValidationError(
+                f"{key} is not an input Node of this network (input Nodes have no "
+                "input connections and an output)",
+                attr="inputs",
+                obj=self,
+            )
+        return key
+
+    def extra_repr(self):
+        label = None if self.network is None else self.network.label
+        return (
+            f"network={label!r}, dt={self.dt}, minibatch_size={self.minibatch_size}, "
+            f"dtype={self.dtype}"
+        )

@@ -1,0 +1,47 @@
+"""Rate (non-spiking) neuron types: same math as their ``nengo.neurons`` step."""
+
+import nengo
+import torch
+
+from snntorch_nengo.neurons import register
+
+
+@register(nengo.RectifiedLinear)
+def rectified_linear_step(neuron_type, dt, J, state, rng):
+    return neuron_type.amplitude * torch.clamp(J, min=0.0), {}
+
+
+@register(nengo.Sigmoid)
+def sigmoid_step(neuron_type, dt, J, state, rng):
+    return (1.0 / neuron_type.tau_ref) / (1 + torch.exp(-J)), {}
+
+
+@register(nengo.Tanh)
+def tanh_step(neuron_type, dt, J, state, rng):
+    return (1.0 / neuron_type.tau_ref) * torch.tanh(J), {}
+
+
+def lif_rate(neuron_type, J):
+    """LIF rate curve; zero (with zero gradient) for ``J <= 1``."""
+    j = J - 1
+    active = j > 0
+    # evaluate log1p(1 / j) on a safe value where inactive, so that the masked
+    # branch produces neither NaN/inf values nor NaN gradients
+    j_safe = torch.where(active, j, torch.ones_like(j))
+    rate = neuron_type.amplitude / (
+        neuron_type.tau_ref + neuron_type.tau_rc * torch.log1p(1.0 / j_safe)
+    )
+    return torch.where(active, rate, torch.zeros_like(rate))
+
+
+@register(nengo.LIFRate)
+def lif_rate_step(neuron_type, dt, J, state, rng):
+    return lif_rate(neuron_type, J), {}
+
+
+@register(nengo.AdaptiveLIFRate)
+def adaptive_lif_rate_step(neuron_type, dt, J, state, rng):
+    n = state["adaptation"]
+    output = lif_rate(neuron_type, J - n)
+    n = n + (dt / neuron_type.tau_n) * (neuron_type.inc_n * output - n)
+    return output, {"adaptation": n}

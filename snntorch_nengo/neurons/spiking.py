@@ -1,0 +1,134 @@
+"""Spiking neuron types: same operations, in the same order, as ``nengo.neurons``.
+
+Spike masks are not differentiable (their gradient is zero); every branch that
+is masked out is evaluated on safe values so gradients never become NaN.
+"""
+
+import nengo
+import numpy as np
+import torch
+
+from snntorch_nengo.neurons import register
+
+
+@register(nengo.SpikingRectifiedLinear)
+def spiking_rectified_linear_step(neuron_type, dt, J, state, rng):
+    voltage = state["voltage"] + torch.clamp(J, min=0.0) * dt
+    n_spikes = torch.floor(voltage)
+    output = (neuron_type.amplitude / dt) * n_spikes
+    return output, {"voltage": voltage - n_spikes}
+
+
+def lif(neuron_type, dt, J, voltage, refractory_time):
+    """One step of nengo's ``LIF.step``; returns (output, voltage, refractory)."""
+    tau_rc = neuron_type.tau_rc
+    refractory_time = refractory_time - dt
+    delta_t = torch.clamp(dt - refractory_time, 0, dt)
+    voltage = voltage - (J - voltage) * torch.expm1(-delta_t / tau_rc)
+
+    spiked = voltage > 1
+    output = spiked.to(J.dtype) * (neuron_type.amplitude / dt)
+
+    # spike time, evaluated on harmless values where no spike happened
+    v_safe = torch.where(spiked, voltage, torch.ones_like(voltage))
+    J_safe = torch.where(spiked, J, torch.full_like(J, 2.0))
+    t_spike = dt + tau_rc * torch.log1p(-(v_safe - 1) / (J_safe - 1))
+
+    voltage = torch.where(
+        voltage < neuron_type.min_voltage,
+        torch.full_like(voltage, neuron_type.min_voltage),
+        voltage,
+    )
+    voltage = torch.where(spiked, torch.zeros_like(voltage), voltage)
+    refractory_time = torch.where(
+        spiked, neuron_type.tau_ref + t_spike, refractory_time
+    )
+    return output, voltage, refractory_time
+
+
+@register(nengo.LIF)
+def lif_step(neuron_type, dt, J, state, rng):
+    output, voltage, refractory_time = lif(
+        neuron_type, dt, J, state["voltage"], state["refractory_time"]
+    )
+    return output, {"voltage": voltage, "refractory_time": refractory_time}
+
+
+@register(nengo.AdaptiveLIF)
+def adaptive_lif_step(neuron_type, dt, J, state, rng):
+    n = state["adaptation"]
+    output, voltage, refractory_time = lif(
+        neuron_type, dt, J - n, state["voltage"], state["refractory_time"]
+    )
+    n = n + (dt / neuron_type.tau_n) * (neuron_type.inc_n * output - n)
+    return output, {
+        "voltage": voltage,
+        "refractory_time": refractory_time,
+        "adaptation": n,
+    }
+
+
+@register(nengo.Izhikevich)
+def izhikevich_step(neuron_type, dt, J, state, rng):
+    voltage, recovery = state["voltage"], state["recovery"]
+    J = torch.clamp(J, min=-30.0)
+
+    dV = (0.04 * voltage**2 + 5 * voltage + 140 - recovery + J) * 1000
+    voltage = voltage + dV * dt
+
+    spiked = voltage >= 30
+    output = spiked.to(J.dtype) / dt
+    voltage = torch.where(
+        spiked, torch.full_like(voltage, neuron_type.reset_voltage), voltage
+    )
+
+    dU = (neuron_type.tau_recovery * (neuron_type.coupling * voltage - recovery)) * 1000
+    recovery = recovery + dU * dt
+    recovery = torch.where(spiked, recovery + neuron_type.reset_recovery, recovery)
+    return output, {"voltage": voltage, "recovery": recovery}
+
+
+# --- RatesToSpikes types: the input ``J`` is the base type's output rate ---
+
+
+@register(nengo.RegularSpiking)
+def regular_spiking_step(neuron_type, dt, J, state, rng):
+    voltage = state["voltage"] + dt * J
+    n_spikes = torch.floor(voltage)
+    output = (neuron_type.amplitude / dt) * n_spikes
+    return output, {"voltage": voltage - n_spikes}
+
+
+def _from_numpy(array, like):
+    return torch.as_tensor(array, device=like.device)
+
+
+@register(nengo.StochasticSpiking)
+def stochastic_spiking_step(neuron_type, dt, J, state, rng):
+    negative = neuron_type.negative
+    x = dt * (torch.abs(J) if negative else J)
+    n_spikes = torch.trunc(x)
+    frac = x - n_spikes  # == np.modf(x)[0]
+
+    # draw in numpy, so that the stream matches nengo's (B=1: size=(n,))
+    draws = _from_numpy(rng.random_sample(size=tuple(J.shape)), J)
+    n_spikes = n_spikes + (draws < frac).to(J.dtype)
+
+    output = (neuron_type.amplitude / dt) * n_spikes
+    if negative:
+        output = output * torch.sign(J)
+    return output, {}
+
+
+@register(nengo.PoissonSpiking)
+def poisson_spiking_step(neuron_type, dt, J, state, rng):
+    negative = neuron_type.negative
+    lam = (torch.abs(J) if negative else J) * dt
+    lam = lam.detach().cpu().numpy()
+    counts = rng.poisson(lam.reshape(-1), lam.size).reshape(lam.shape)
+
+    # multiply in float64 like numpy does (int counts * python float)
+    output = (neuron_type.amplitude / dt) * _from_numpy(counts.astype(np.float64), J)
+    if negative:
+        output = output * torch.sign(J).to(output.dtype)
+    return output.to(J.dtype), {}

@@ -1,0 +1,323 @@
+"""Simulator: a Nengo backend on PyTorch, with NengoDL's batched ``predict``."""
+
+import logging
+import warnings
+from collections.abc import Mapping
+
+import nengo
+import numpy as np
+import torch
+from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
+from nengo.utils.progress import Progress, ProgressTracker
+
+from .module import NengoModule
+from .utils import to_numpy, torch_dtype
+
+logger = logging.getLogger(__name__)
+
+
+class Simulator:
+    """Simulate a Nengo network with PyTorch.
+
+    It has the interface of `nengo.Simulator` (``run``, ``run_steps``, ``step``,
+    ``trange``, ``data``, ``reset``, ``close``) plus NengoDL's batched
+    ``predict``/``predict_on_batch``. The network lives in `module`, a
+    `.NengoModule`.
+
+    Parameters
+    ----------
+    network : nengo.Network or None
+        The network to simulate (None if ``model`` is given).
+    dt : float
+        Simulation time step, in seconds.
+    seed : int, optional
+        Seed for random processes; ``network.seed + 1`` or random by default.
+    model : nengo.builder.Model, optional
+        A pre-built model.
+    device : torch.device or str, optional
+        Where to simulate (e.g. ``"cuda"``).
+    minibatch_size : int, optional
+        Samples simulated in parallel; with ``None``, probe data has Nengo's
+        shape ``(n_steps, d)``, otherwise NengoDL's ``(minibatch, n_steps, d)``.
+    progress_bar : bool or nengo.utils.progress.ProgressBar
+        Show build and run progress.
+    dtype : torch.dtype or str, optional
+        Float precision; defaults to Nengo's ``rc`` ``float_dtype`` (float64).
+    """
+
+    def __init__(
+        self,
+        network,
+        dt=0.001,
+        seed=None,
+        model=None,
+        device=None,
+        minibatch_size=None,
+        progress_bar=True,
+        dtype=None,
+    ):
+        self.closed = True  # until built
+        self.progress_bar = progress_bar
+        if dtype is None:
+            dtype = nengo.rc.float_dtype
+        self.minibatch_size = minibatch_size
+        with ProgressTracker(progress_bar, Progress("Building", "Build")):
+            self.module = NengoModule(
+                network,
+                dt=dt,
+                seed=seed,
+                minibatch_size=minibatch_size,
+                dtype=torch_dtype(dtype),
+                device=device,
+                model=model,
+            )
+        self.model = self.module.model
+        self._sim_data = dict(self.model.params)
+        self.data = SimulationData(self._sim_data, minibatch_size is not None)
+        self.closed = False
+        self.reset()
+
+    # -- context manager and lifetime
+
+    def __enter__(self):
+        if self.closed:
+            raise SimulatorClosed("Cannot re-open after simulator is closed")
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        self.close()
+
+    def __del__(self):
+        if not getattr(self, "closed", True):
+            warnings.warn(
+                f"Simulator with model={self.model} was deallocated while open. Please "
+                "close simulators manually to ensure resources are properly freed.",
+                ResourceWarning,
+            )
+
+    def close(self):
+        """Close the simulator; data stays readable, running raises an error."""
+        self.closed = True
+
+    def _check_open(self, action):
+        if self.closed:
+            raise SimulatorClosed(f"Cannot {action} closed Simulator")
+
+    # -- properties
+
+    @property
+    def dt(self):
+        """(float) Simulation time step."""
+        return self.model.dt
+
+    @dt.setter
+    def dt(self, dummy):
+        raise ReadonlyError(attr="dt", obj=self)
+
+    @property
+    def n_steps(self):
+        """(int) Number of steps simulated."""
+        return self.module.n_steps
+
+    @property
+    def time(self):
+        """(float) Current simulation time."""
+        return self.module.n_steps * self.dt
+
+    @property
+    def seed(self):
+        return self.module.seed
+
+    @property
+    def signals(self):
+        """Current values of the simulation state, by base signal."""
+        return {sig: to_numpy(v) for sig, v in self.module.state().items()}
+
+    @property
+    def step_order(self):
+        return self.module.engine.step_order
+
+    # -- nengo API
+
+    def reset(self, seed=None):
+        """Reset state and probe data; a new ``seed`` changes random processes."""
+        self._check_open("reset")
+        self.module.reset(seed=seed)
+        self.clear_probes()
+
+    def clear_probes(self):
+        """Clear all probe data."""
+        for probe in self.model.probes:
+            self._sim_data[probe] = []
+        self.data.reset()
+
+    def run(self, time_in_seconds, progress_bar=None):
+        """Simulate for ``time_in_seconds`` (rounded to whole steps)."""
+        if time_in_seconds < 0:
+            raise ValidationError(
+                f"Must be positive (got {time_in_seconds:g})", attr="time_in_seconds"
+            )
+        steps = int(np.round(float(time_in_seconds) / self.dt))
+        if steps == 0:
+            warnings.warn(
+                f"{time_in_seconds} results in running for 0 timesteps. Simulator "
+                f"still at time {self.time}."
+            )
+        else:
+            self.run_steps(steps, progress_bar=progress_bar)
+
+    def run_steps(self, steps, progress_bar=None, data=None):
+        """Simulate ``steps`` steps, appending probe data to ``sim.data``.
+
+        ``data`` optionally feeds input nodes, as in `predict`.
+        """
+        self._check_open("run")
+        if int(steps) != steps or steps < 0:
+            raise ValidationError(
+                f"Must be a non-negative integer (got {steps})", attr="steps", obj=self
+            )
+        steps = int(steps)
+        if progress_bar is None:
+            progress_bar = self.progress_bar
+        with ProgressTracker(
+            progress_bar, Progress("Simulating", "Simulation", steps)
+        ) as pt, torch.no_grad():
+            out = self.module(
+                inputs=data, n_steps=steps, on_step=pt.total_progress.step
+            )
+        for probe, value in out.items():
+            self._sim_data[probe].append(to_numpy(value))
+        self.data.reset()
+
+    def step(self):
+        """Advance one step."""
+        self.run_steps(1, progress_bar=False)
+
+    def trange(self, dt=None, sample_every=None):
+        """Times of the probed samples (starting at ``dt``, not 0)."""
+        if dt is not None:
+            if sample_every is not None:
+                raise ValidationError(
+                    "Cannot specify both `dt` and `sample_every`. "
+                    "Use `sample_every` only.",
+                    attr="dt",
+                    obj=self,
+                )
+            warnings.warn(
+                "`dt` is deprecated. Use `sample_every` instead.", DeprecationWarning
+            )
+            sample_every = dt
+        period = 1 if sample_every is None else sample_every / self.dt
+        steps = np.arange(1, self.n_steps + 1)
+        return self.dt * steps[steps % period < 1]
+
+    # -- NengoDL's batched API
+
+    def predict(self, x=None, n_steps=None, stateful=False):
+        """Run the network on inputs ``x``; return ``{probe: (batch, n_steps, d)}``.
+
+        ``x`` is a dict from input Node (or its label) to an array
+        ``(batch, n_steps, node.size_out)``, or one array for a network with one
+        input Node. A batch larger than ``minibatch_size`` runs in minibatches. With
+        ``stateful=False`` every minibatch starts from the initial state and the
+        simulator's state is left as it was.
+        """
+        self._check_open("run")
+        inputs = self._input_dict(x)
+        batch = self.minibatch_size or 1
+        n_samples = next(iter(inputs.values())).shape[0] if inputs else batch
+        if n_samples % batch != 0:
+            raise ValidationError(
+                f"number of samples ({n_samples}) is not a multiple of "
+                f"minibatch_size ({batch})",
+                attr="x",
+                obj=self,
+            )
+        chunks = [
+            self.predict_on_batch(
+                {k: v[i : i + batch] for k, v in inputs.items()} or None,
+                n_steps=n_steps,
+                stateful=stateful,
+            )
+            for i in range(0, n_samples, batch)
+        ]
+        return {p: np.concatenate([c[p] for c in chunks]) for p in self.model.probes}
+
+    def predict_on_batch(self, x=None, n_steps=None, stateful=False):
+        """`predict` for exactly one minibatch."""
+        self._check_open("run")
+        inputs = self._input_dict(x)
+        module = self.module
+        saved = None if stateful else (module.state(), module.n_steps, module._steps)
+        if not stateful:
+            module.reset()
+        try:
+            with torch.no_grad():
+                out = module(inputs=inputs or None, n_steps=n_steps)
+        finally:
+            if saved is not None:
+                module.load_state(saved[0])
+                module.n_steps, module._steps = saved[1], saved[2]
+        if stateful:
+            for probe, value in out.items():
+                self._sim_data[probe].append(to_numpy(value))
+            self.data.reset()
+        return {probe: to_numpy(value) for probe, value in out.items()}
+
+    def _input_dict(self, x):
+        if x is None:
+            return {}
+        if isinstance(x, Mapping):
+            return {k: np.asarray(v) if not torch.is_tensor(v) else v for k, v in x.items()}
+        nodes = self.module.input_nodes
+        if len(nodes) != 1:
+            raise ValidationError(
+                f"a single input array needs exactly one input Node, but the network "
+                f"has {len(nodes)}; pass a dict keyed by Node",
+                attr="x",
+                obj=self,
+            )
+        return {nodes[0]: x}
+
+
+class SimulationData(Mapping):
+    """Probe data and built parameters, as ``sim.data[obj]``.
+
+    Probe data is kept in chunks, one per run, and joined along time on access:
+    ``(n_samples, d)`` without a minibatch (as in Nengo), else
+    ``(minibatch, n_samples, d)`` (as in NengoDL).
+    """
+
+    def __init__(self, raw, batched):
+        self.raw = raw
+        self.batched = batched
+        self._cache = {}
+
+    def __getitem__(self, key):
+        if key not in self._cache:
+            value = self.raw[key]
+            if isinstance(value, list):
+                value = self._join(key, value)
+                value.setflags(write=False)
+            self._cache[key] = value
+        return self._cache[key]
+
+    def _join(self, probe, chunks):
+        if chunks:
+            data = np.concatenate(chunks, axis=1)
+        else:
+            data = np.zeros((1, 0) + tuple(np.shape(probe.size_in)), dtype=float)
+            data = data.reshape((1, 0, probe.size_in))
+        return data if self.batched else data[0]
+
+    def __iter__(self):
+        return iter(self.raw)
+
+    def __len__(self):
+        return len(self.raw)
+
+    def __repr__(self):
+        return repr(self.raw)
+
+    def reset(self):
+        self._cache.clear()

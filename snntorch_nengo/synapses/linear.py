@@ -1,0 +1,124 @@
+"""Torch steps for ``nengo.LinearFilter`` (all of nengo's Step variants) and
+``nengo.synapses.Triangle``.
+
+A step has the signature ``y, new_state = step(x, state)`` where ``x`` is
+``(B, *shape)`` and ``state`` holds nengo's state (``make_state``) with a
+leading batch dimension. Inputs are never modified.
+"""
+
+import numpy as np
+import torch
+from nengo.synapses import LinearFilter, Triangle
+
+
+class _Coefficients:
+    """Numpy arrays converted to tensors lazily, once per (dtype, device)."""
+
+    def __init__(self, **arrays):
+        self.arrays = arrays
+        self.cache = {}
+
+    def get(self, like):
+        key = (like.dtype, like.device)
+        if key not in self.cache:
+            self.cache[key] = {
+                k: torch.as_tensor(v, dtype=like.dtype, device=like.device)
+                for k, v in self.arrays.items()
+            }
+        return self.cache[key]
+
+
+def _state_dot(M, X):
+    """``M @ X`` along dim 1 of ``X`` (B, n_states, *shape)."""
+    return torch.tensordot(X, M, dims=([1], [1])).movedim(-1, 1)
+
+
+def _column(v, x):
+    """Reshape a (n_states,) vector to broadcast against (B, n_states, *shape)."""
+    return v.reshape((1, -1) + (1,) * (x.dim() - 1))
+
+
+def linear_filter_step(synapse, dt):
+    """Step for a LinearFilter, choosing the same variant as nengo's make_step."""
+    A, B, C, D = synapse._get_ss(dt)
+    if A.size == 0:  # NoX: passthrough only
+        d = D.item()
+
+        def step_nox(x, state):
+            return d * x, dict(state)
+
+        return step_nox
+
+    if len(A) == 1 and (D == 0).all():  # OneX (and OneXScalar)
+        a, b = A.item(), C.item() * B.item()
+
+        def step_onex(x, state):
+            X = state["X"] * a + b * x.unsqueeze(1)
+            return X[:, 0], {"X": X}
+
+        return step_onex
+
+    coefs = _Coefficients(A=A, B=np.ravel(B), C=np.ravel(C))
+    d = D.item()
+
+    if (D == 0).all():  # NoD: x[t] = A x[t-1] + B u[t]; y[t] = C x[t]
+
+        def step_nod(x, state):
+            c = coefs.get(x)
+            X = _state_dot(c["A"], state["X"]) + _column(c["B"], x) * x.unsqueeze(1)
+            return _state_dot(c["C"][None], X)[:, 0], {"X": X}
+
+        return step_nod
+
+    def step_general(x, state):  # y[t] = C x[t] + D u[t]; x[t+1] = A x[t] + B u[t]
+        c = coefs.get(x)
+        X = state["X"]
+        y = _state_dot(c["C"][None], X)[:, 0] + d * x
+        X = _state_dot(c["A"], X) + _column(c["B"], x) * x.unsqueeze(1)
+        return y, {"X": X}
+
+    return step_general
+
+
+def triangle_step(synapse, dt):
+    """Step for nengo's Triangle FIR filter (minimal-multiply form)."""
+    n_taps, n0, ndiff = synapse._get_coefficients(dt)
+    n0, ndiff = float(n0), float(ndiff)
+
+    def step_triangle(x, state):
+        X, Xi = state["X"], state["Xi"]
+        Y = state["Y"] + n0 * x
+        Y = Y - X.sum(dim=1)
+        Xi = torch.remainder(Xi + 1, n_taps)
+        taps = torch.arange(n_taps, device=x.device)
+        write = taps[None, :] == Xi[:, :1].to(torch.long)  # (B, n_taps)
+        write = write.reshape(write.shape + (1,) * (x.dim() - 1))
+        X = torch.where(write, (ndiff * x).unsqueeze(1), X)
+        return Y, {"Y": Y, "X": X, "Xi": Xi}
+
+    return step_triangle
+
+
+def is_native_synapse(process):
+    """Whether ``process`` has a native torch step (see :func:`synapse_step`)."""
+    if isinstance(process, LinearFilter):
+        return type(process).make_step is LinearFilter.make_step
+    if isinstance(process, Triangle):
+        return type(process).make_step is Triangle.make_step
+    return False
+
+
+def synapse_step(synapse, dt):
+    """Return ``step(x, state) -> (y, new_state)`` for ``synapse`` at ``dt``.
+
+    Raises ``TypeError`` for processes without a native step (check first with
+    :func:`is_native_synapse`).
+    """
+    if not is_native_synapse(synapse):
+        raise TypeError(f"No native torch step for synapse {synapse!r}")
+    if isinstance(synapse, LinearFilter):
+        return linear_filter_step(synapse, dt)
+    return triangle_step(synapse, dt)
+
+
+__all__ = ["synapse_step", "is_native_synapse", "linear_filter_step", "triangle_step"]

@@ -1,0 +1,32 @@
+"""Small helpers shared across the package."""
+
+import numpy as np
+import torch
+
+_NUMPY_TO_TORCH = {
+    np.dtype(np.float16): torch.float16,
+    np.dtype(np.float32): torch.float32,
+    np.dtype(np.float64): torch.float64,
+    np.dtype(np.int8): torch.int8,
+    np.dtype(np.int16): torch.int16,
+    np.dtype(np.int32): torch.int32,
+    np.dtype(np.int64): torch.int64,
+    np.dtype(np.uint8): torch.uint8,
+    np.dtype(np.bool_): torch.bool,
+    np.dtype(np.complex64): torch.complex64,
+    np.dtype(np.complex128): torch.complex128,
+}
+
+
+def torch_dtype(dtype):
+    """A torch dtype from a numpy dtype, a string or a torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and hasattr(torch, dtype):
+        return getattr(torch, dtype)
+    return _NUMPY_TO_TORCH[np.dtype(dtype)]
+
+
+def to_numpy(tensor):
+    """A numpy copy of a tensor, detached from autograd and moved to the CPU."""
+    return tensor.detach().cpu().numpy()
