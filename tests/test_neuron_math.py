@@ -124,6 +124,22 @@ def test_matches_nengo(nt):
         assert np.allclose(new_state[k][0], ref_state[k], atol=1e-10, rtol=1e-12), k
 
 
+@pytest.mark.parametrize("nt", DETERMINISTIC_SPIKING + STOCHASTIC, ids=repr)
+def test_float32_spikes_match_nengo(nt):
+    J = make_input(nt, np.random.RandomState(0)).astype(np.float32)
+    state = make_state(nt, 1, dtype=np.float32)
+    ref_out, _ = run_nengo(nt, J, state, np.random.RandomState(3))
+    out, _ = run_torch(
+        nt,
+        J[:, None],
+        {k: v[None] for k, v in state.items()},
+        np.random.RandomState(3),
+        dtype=torch.float32,
+    )
+    assert out.dtype == np.float32
+    assert np.array_equal(out[:, 0], ref_out)
+
+
 @pytest.mark.parametrize("nt", RATE_TYPES + DETERMINISTIC_SPIKING, ids=repr)
 def test_batch_equals_independent_runs(nt):
     B = 3

@@ -107,9 +107,10 @@ def test_inputs_not_modified():
     for synapse in SYNAPSES:
         shape = (3,)
         state0 = synapse.make_state(shape, shape, DT, dtype=np.float64)
-        state = {k: torch.as_tensor(v[None]) + 0.5 for k, v in state0.items()}
-        state["Xi"] = torch.zeros((1, 1), dtype=torch.float64) if "Xi" in state else None
-        state = {k: v for k, v in state.items() if v is not None}
+        state = {
+            k: torch.as_tensor(v[None]) + (0.0 if k == "Xi" else 0.5)
+            for k, v in state0.items()
+        }
         before = {k: v.clone() for k, v in state.items()}
         x = torch.ones((1, 3), dtype=torch.float64)
         synapse_step(synapse, DT)(x, state)

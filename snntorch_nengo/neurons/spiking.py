@@ -77,7 +77,7 @@ def izhikevich_step(neuron_type, dt, J, state, rng):
     voltage = voltage + dV * dt
 
     spiked = voltage >= 30
-    output = spiked.to(J.dtype) / dt
+    output = spiked.to(J.dtype) * (1.0 / dt)
     voltage = torch.where(
         spiked, torch.full_like(voltage, neuron_type.reset_voltage), voltage
     )

@@ -1,0 +1,166 @@
+"""Coming from PyTorch to snntorch_nengo.
+
+The PyTorch twin of NengoDL's tutorial "Coming from TensorFlow to NengoDL": each
+section mirrors one of its code cells, with ``snntorch_nengo`` in place of
+``nengo_dl`` and PyTorch in place of TensorFlow/Keras. Plots are saved as PNG
+files under ``outputs/`` (or the folder given as the first argument).
+
+Cells that insert torch code into a network (TensorNode, Layer) and train with
+``sim.fit`` arrive with the training issue; this script covers the simulation
+cells.
+"""
+
+import sys
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nengo  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from nengo.utils.matplotlib import rasterplot  # noqa: E402
+
+import snntorch_nengo  # noqa: E402
+
+warnings.simplefilter("ignore")
+OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "outputs")
+OUT.mkdir(parents=True, exist_ok=True)
+saved = []
+
+
+def save(fig, name):
+    path = OUT / name
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    saved.append(path)
+
+
+# --- What is Nengo: the same auto-encoder in PyTorch and in Nengo -------------
+n_in = 784
+n_hidden = 64
+minibatch_size = 50
+
+# PyTorch: input -> first layer -> second layer
+torch_model = torch.nn.Sequential(
+    torch.nn.Linear(n_in, n_hidden),
+    torch.nn.ReLU(),
+    torch.nn.Linear(n_hidden, n_in),
+    torch.nn.ReLU(),
+)
+for layer in torch_model:
+    if isinstance(layer, torch.nn.Linear):
+        torch.nn.init.xavier_uniform_(layer.weight)
+
+# Nengo
+with nengo.Network() as auto_net:
+    # input
+    nengo_a = nengo.Node(np.zeros(n_in))
+    # first layer
+    nengo_b = nengo.Ensemble(n_hidden, 1, neuron_type=nengo.RectifiedLinear())
+    nengo.Connection(nengo_a, nengo_b.neurons, transform=snntorch_nengo.dists.Glorot())
+    # second layer
+    nengo_c = nengo.Ensemble(n_in, 1, neuron_type=nengo.RectifiedLinear())
+    nengo.Connection(
+        nengo_b.neurons, nengo_c.neurons, transform=snntorch_nengo.dists.Glorot()
+    )
+    # probes are used to collect data from the network
+    p_c = nengo.Probe(nengo_c.neurons)
+
+# --- Simulating a network ----------------------------------------------------
+with torch.no_grad():
+    out = torch_model(torch.ones((minibatch_size, n_in)))
+print("torch model output:", tuple(out.shape))
+
+with snntorch_nengo.Simulator(network=auto_net, minibatch_size=minibatch_size) as sim:
+    out = sim.predict(np.ones((minibatch_size, 1, n_in)))
+    print("snntorch_nengo predict output:", out[p_c].shape)
+
+# --- Spiking networks ----------------------------------------------------------
+with nengo.Network() as net:
+    # our input node will output a sine wave with a period of 1 second
+    a = nengo.Node(lambda t: np.sin(2 * np.pi * t))
+    # we'll create one ensemble with rate neurons
+    b_rate = nengo.Ensemble(10, 1, neuron_type=nengo.RectifiedLinear(), seed=2)
+    nengo.Connection(a, b_rate)
+    # and another ensemble with spiking neurons
+    b_spike = nengo.Ensemble(10, 1, neuron_type=nengo.SpikingRectifiedLinear(), seed=2)
+    nengo.Connection(a, b_spike)
+    p_a = nengo.Probe(a)
+    p_rate = nengo.Probe(b_rate.neurons)
+    p_spike = nengo.Probe(b_spike.neurons)
+
+with snntorch_nengo.Simulator(net) as sim:
+    # simulate the model for 1 second; the input comes from the Node's function
+    sim.run_steps(1000)
+
+fig, axes = plt.subplots(3, 1, figsize=(8, 9), sharex=True)
+axes[0].plot(sim.trange(), sim.data[p_a])
+axes[0].set_ylabel("input value")
+axes[0].set_title("a")
+axes[1].plot(sim.trange(), sim.data[p_rate])
+axes[1].set_ylabel("firing rate")
+axes[1].set_title("b_rate")
+rasterplot(sim.trange(), sim.data[p_spike], ax=axes[2])
+axes[2].set_xlabel("time")
+axes[2].set_ylabel("neuron")
+axes[2].set_title("b_spike")
+save(fig, "rate_vs_spiking.png")
+
+# nengo uses a linear lowpass filter by default
+filt = nengo.Lowpass(tau=0.05)
+# apply filter to ensemble output spikes
+filtered_spikes = filt.filt(sim.data[p_spike])
+fig = plt.figure(figsize=(8, 3))
+plt.plot(sim.trange(), filtered_spikes)
+plt.xlabel("time")
+plt.ylabel("filtered spike train (firing rates)")
+save(fig, "filtered_spikes.png")
+
+# --- NEF parameter optimization: sin(x^2) --------------------------------------
+with nengo.Network(seed=0) as net:
+    # input node outputting a random signal for x
+    inpt = nengo.Node(nengo.processes.WhiteSignal(1, 5, rms=0.3))
+    # first ensemble, will compute x^2
+    ens0 = nengo.Ensemble(50, 1)
+    # second ensemble, will compute sin(x^2)
+    ens1 = nengo.Ensemble(50, 1)
+    # output node
+    outpt = nengo.Node(size_in=1)
+    # connect input to first ensemble
+    nengo.Connection(inpt, ens0)
+    # connect first to second ensemble, solve for weights to approximate square
+    nengo.Connection(ens0, ens1, function=np.square)
+    # connect second ensemble to output, solve for weights to approximate sin
+    nengo.Connection(ens1, outpt, function=np.sin)
+    # add a probe on the input and output
+    inpt_p = nengo.Probe(inpt)
+    outpt_p = nengo.Probe(outpt, synapse=0.005)
+
+
+def plot_nef(sim, title, name):
+    fig = plt.figure(figsize=(8, 3))
+    plt.plot(sim.trange(), sim.data[inpt_p], label="x")
+    plt.plot(sim.trange(), np.sin(sim.data[inpt_p] ** 2), label="sin(x^2)")
+    plt.plot(sim.trange(), sim.data[outpt_p], label="output")
+    plt.title(title)
+    plt.legend()
+    save(fig, name)
+
+
+with snntorch_nengo.Simulator(net, seed=0) as sim:
+    sim.run_steps(1000)
+plot_nef(sim, "snntorch_nengo.Simulator", "nef_sin_x2.png")
+
+# --- Running on other backends: the same network in nengo's reference ----------
+with nengo.Simulator(net, seed=0) as ref:
+    ref.run_steps(1000)
+plot_nef(ref, "nengo.Simulator (reference)", "nef_sin_x2_reference.png")
+diff = np.abs(ref.data[outpt_p] - sim.data[outpt_p]).max()
+print(f"sin(x^2) output, largest difference from nengo.Simulator: {diff:.2e}")
+
+print("plots saved:")
+for path in saved:
+    print(f"  {path}")

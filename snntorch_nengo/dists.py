@@ -1,0 +1,58 @@
+"""Weight-initialisation distributions from deep learning, as Nengo distributions.
+
+``transform=Glorot()`` on a Connection samples a ``(size_out, size_in)`` matrix,
+so ``fan_in`` is the number of columns and ``fan_out`` the number of rows.
+"""
+
+import numpy as np
+from nengo.dists import Distribution
+from nengo.params import EnumParam, NumberParam
+
+
+class VarianceScaling(Distribution):
+    """Samples with variance ``scale / n``, ``n`` set by ``mode`` from the fans.
+
+    Parameters
+    ----------
+    scale : float
+        Variance scale.
+    mode : "fan_in" or "fan_out" or "fan_avg"
+        Which fan ``n`` is: the input size, the output size, or their mean.
+    distribution : "uniform" or "normal"
+        Uniform on ``[-limit, limit]`` with ``limit = sqrt(3 * scale / n)``, or a
+        normal with standard deviation ``sqrt(scale / n)``.
+    """
+
+    scale = NumberParam("scale", low=0)
+    mode = EnumParam("mode", values=["fan_in", "fan_out", "fan_avg"])
+    distribution = EnumParam("distribution", values=["uniform", "normal"])
+
+    def __init__(self, scale=1, mode="fan_avg", distribution="uniform"):
+        super().__init__()
+        self.scale = scale
+        self.mode = mode
+        self.distribution = distribution
+
+    def sample(self, n, d=None, rng=np.random):
+        shape = self._sample_shape(n, d)
+        fan_out, fan_in = (shape[0], shape[1]) if len(shape) > 1 else (shape[0],) * 2
+        fans = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}
+        variance = self.scale / max(1.0, fans[self.mode])
+        if self.distribution == "uniform":
+            limit = np.sqrt(3.0 * variance)
+            return rng.uniform(-limit, limit, size=shape)
+        return rng.normal(0.0, np.sqrt(variance), size=shape)
+
+
+class Glorot(VarianceScaling):
+    """Glorot (Xavier) initialisation: variance ``2 / (fan_in + fan_out)``."""
+
+    def __init__(self, scale=1, distribution="uniform"):
+        super().__init__(scale=scale, mode="fan_avg", distribution=distribution)
+
+
+class He(VarianceScaling):
+    """He initialisation: variance ``2 / fan_in``, for ReLU layers."""
+
+    def __init__(self, scale=2, distribution="normal"):
+        super().__init__(scale=scale, mode="fan_in", distribution=distribution)
