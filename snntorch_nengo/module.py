@@ -8,6 +8,7 @@ from torch import nn
 from .build import build_modules
 from .build.model import build_model
 from .engine.runner import Engine, check_steps
+from .engine.signals import SignalValues
 
 
 class NengoModule(nn.Module):
@@ -74,7 +75,6 @@ class NengoModule(nn.Module):
         for kind, modules in tree.items():
             setattr(self, kind, nn.ModuleDict(modules))
         self.signals = network_module
-        self.probes_by_obj = list(self.model.probes)
         if device is not None:
             self.to(device)
         self.reset()
@@ -118,6 +118,11 @@ class NengoModule(nn.Module):
         """The current simulation state: ``{base signal: tensor}``."""
         return {base: self._slots[base].signal(base) for base in self.engine.layout.dynamic}
 
+    def signal_values(self):
+        """The current value of every signal, readable with ``.read(sig)``."""
+        values = {base: module.signal(base) for base, module in self._slots.items()}
+        return SignalValues(self.engine.layout, values, self.batch_size)
+
     def load_state(self, state):
         for base, value in state.items():
             self._slots[base].set_signal(base, value)
@@ -141,9 +146,8 @@ class NengoModule(nn.Module):
                     obj=self,
                 )
             self.reset(batch_size=batch_size)
-        values = {base: module.signal(base) for base, module in self._slots.items()}
         data, values = self.engine.run(
-            values,
+            self.signal_values().values,
             self._steps,
             n_steps,
             batch_size=self.batch_size,

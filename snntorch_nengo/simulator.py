@@ -55,11 +55,17 @@ class Simulator:
         minibatch_size=None,
         progress_bar=True,
         dtype=None,
+        optimize=True,
     ):
         self.closed = True  # until built
         self.progress_bar = progress_bar
+        # nengo's operator merger is not applied: merging belongs to the engine,
+        # which keeps one module per Nengo object; the argument is accepted so that
+        # code written for nengo.Simulator runs unchanged
+        self.optimize = optimize
         if dtype is None:
             dtype = nengo.rc.float_dtype
+        self.dtype = torch_dtype(dtype)
         self.minibatch_size = minibatch_size
         with ProgressTracker(progress_bar, Progress("Building", "Build")):
             self.module = NengoModule(
@@ -67,7 +73,7 @@ class Simulator:
                 dt=dt,
                 seed=seed,
                 minibatch_size=minibatch_size,
-                dtype=torch_dtype(dtype),
+                dtype=self.dtype,
                 device=device,
                 model=model,
             )
@@ -94,6 +100,42 @@ class Simulator:
                 "close simulators manually to ensure resources are properly freed.",
                 ResourceWarning,
             )
+
+    def __getstate__(self):
+        module = self.module
+        return {
+            "model": self.model,
+            "state": {sig: to_numpy(v) for sig, v in module.state().items()},
+            "n_steps": module.n_steps,
+            "probe_outputs": {p: self._sim_data[p] for p in self.model.probes},
+            "dt": self.dt,
+            "seed": self.seed,
+            "minibatch_size": self.minibatch_size,
+            "dtype": str(self.dtype).replace("torch.", ""),
+            "progress_bar": self.progress_bar,
+            "optimize": self.optimize,
+            "closed": self.closed,
+        }
+
+    def __setstate__(self, state):
+        self.__init__(
+            network=None,
+            model=state["model"],
+            dt=state["dt"],
+            seed=state["seed"],
+            minibatch_size=state["minibatch_size"],
+            progress_bar=state["progress_bar"],
+            dtype=state["dtype"],
+            optimize=state["optimize"],
+        )
+        device = self.module.device
+        self.module.load_state(
+            {sig: torch.as_tensor(v, device=device) for sig, v in state["state"].items()}
+        )
+        self.module.n_steps = state["n_steps"]
+        self._sim_data.update(state["probe_outputs"])
+        if state["closed"]:
+            self.close()
 
     def close(self):
         """Close the simulator; data stays readable, running raises an error."""
@@ -130,8 +172,8 @@ class Simulator:
 
     @property
     def signals(self):
-        """Current values of the simulation state, by base signal."""
-        return {sig: to_numpy(v) for sig, v in self.module.state().items()}
+        """Current signal values, ``sim.signals[sig]``, as numpy arrays."""
+        return SignalReader(self.module, batched=self.minibatch_size is not None)
 
     @property
     def step_order(self):
@@ -278,6 +320,30 @@ class Simulator:
                 obj=self,
             )
         return {nodes[0]: x}
+
+
+class SignalReader(Mapping):
+    """Read-only numpy view of any signal's current value (views included)."""
+
+    def __init__(self, module, batched):
+        self.module = module
+        self.batched = batched
+        self.layout = module.engine.layout
+
+    def __getitem__(self, sig):
+        if sig not in self.layout.views:
+            raise KeyError(sig)
+        sv = self.module.signal_values()
+        value = to_numpy(sv.read(sig))
+        if sv.is_batched(sig) and not self.batched:
+            value = value[0]
+        return value
+
+    def __iter__(self):
+        return iter(self.layout.views)
+
+    def __len__(self):
+        return len(self.layout.views)
 
 
 class SimulationData(Mapping):

@@ -39,9 +39,9 @@ def input_nodes(model):
         for obj in model.params
         if isinstance(obj, nengo.Node)
         and obj.size_in == 0
+        and obj.size_out > 0
         and obj.output is not None
-        and obj in model.sig
-        and "out" in model.sig[obj]
+        and model.sig.get(obj, {}).get("out") is not None
     ]
 
 

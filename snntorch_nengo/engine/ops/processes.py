@@ -74,8 +74,9 @@ def _numpy_process(op, ctx, rng):
             xs = x if x_batched else [x] * len(steps)
             ys = [step(t, np.copy(xb)) for step, xb in zip(steps, xs)]
         current = sv.values[op.output.base]
-        y = torch.as_tensor(np.stack(ys), dtype=current.dtype).to(current.device)
-        y = y.reshape((len(steps),) + tuple(shape_out))
+        # np.asarray(None, float) is NaN, as nengo's `output[...] = None` gives
+        y = np.stack([np.broadcast_to(np.asarray(y, dtype=float), shape_out) for y in ys])
+        y = torch.tensor(y, dtype=current.dtype, device=current.device)
         _write(sv, op, y if ctx.batched(op.output) else y[0])
 
     return step_process

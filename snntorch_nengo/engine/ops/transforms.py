@@ -93,9 +93,10 @@ def _make_general(op, ctx, apply):
         else:
             y = apply(x, w)
         y = _from_channels_first(y, channels_last)
-        batched = x_batched or w_batched
-        sv.inc(op.Y, y.reshape((y.shape[0],) + tuple(op.Y.shape)) if batched else
-               y[0].reshape(op.Y.shape))
+        if x_batched or w_batched:
+            sv.inc(op.Y, y.reshape((y.shape[0],) + tuple(op.Y.shape)))
+        else:
+            sv.inc(op.Y, y[0].reshape(op.Y.shape))
 
     return step_conv
 
