@@ -22,13 +22,14 @@ from ..utils import torch_dtype
 class View:
     """How one signal maps onto its base tensor."""
 
-    __slots__ = ("base", "shape", "kind", "start", "stop", "index")
+    __slots__ = ("base", "shape", "kind", "start", "stop", "index", "same_shape")
 
     def __init__(self, sig):
         base = sig.base
         self.base = base
         self.shape = tuple(sig.shape)
         self.start = self.stop = self.index = None
+        self.same_shape = self.shape == tuple(base.shape)
         if sig.sparse or not sig.is_view:
             self.kind = "full"
             return
@@ -36,12 +37,14 @@ class View:
         flat = _element_indices(sig)
         if size == base.size and np.array_equal(flat, np.arange(base.size)):
             self.kind = "full"
+            return
         elif size > 0 and np.array_equal(flat, np.arange(flat[0], flat[0] + size)):
             self.kind = "slice"
             self.start, self.stop = int(flat[0]), int(flat[0]) + size
         else:
             self.kind = "index"
             self.index = torch.as_tensor(flat, dtype=torch.long)
+        self.same_shape = False
 
 
 def _element_indices(sig):
@@ -128,12 +131,11 @@ class SignalValues:
     def read(self, sig):
         view = self.layout.views[sig]
         value = self.values[view.base]
-        if view.kind == "full":
-            if sig.sparse:
-                return value
-            lead = value.shape[: value.dim() - view.base.ndim]
-            return value.reshape(lead + view.shape)
+        if view.same_shape or sig.sparse:
+            return value
         lead = value.shape[: value.dim() - view.base.ndim]
+        if view.kind == "full":
+            return value.reshape(lead + view.shape)
         flat = value.reshape(lead + (-1,))
         if view.kind == "slice":
             part = flat[..., view.start : view.stop]
@@ -141,23 +143,19 @@ class SignalValues:
             part = flat.index_select(-1, view.index.to(flat.device))
         return part.reshape(lead + view.shape)
 
-    def _batched_shape(self, sig):
-        shape = tuple(sig.shape)
-        return (self.batch_size,) + shape if self.is_batched(sig) else shape
-
     def _write(self, sig, value, inc):
         view = self.layout.views[sig]
         base = view.base
         current = self.values[base]
-        target_shape = self._batched_shape(sig)
-        value = value.to(current.dtype) if value.dtype != current.dtype else value
-        if value.shape != target_shape:
-            value = value.broadcast_to(target_shape)
+        if value.dtype != current.dtype:
+            value = value.to(current.dtype)
+        if value.shape != current.shape or not view.same_shape:
+            lead = current.shape[: current.dim() - base.ndim]
+            value = value.broadcast_to(lead + view.shape)
         if view.kind == "full":
             value = value.reshape(current.shape)
             self.values[base] = current + value if inc else value
             return
-        lead = current.shape[: current.dim() - base.ndim]
         flat = current.reshape(lead + (-1,))
         value = value.reshape(lead + (-1,))
         if view.kind == "slice":
