@@ -40,7 +40,7 @@ test: $(STAMP)
 	exit $$rc
 
 test-ours: $(STAMP)
-	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q -n $(NENGO_WORKERS) $(PYTEST_ARGS)
 
 test-nengo: $(STAMP)
 	$(PY) -m pytest -c nengo-suite.ini --rootdir=. --pyargs nengo \
