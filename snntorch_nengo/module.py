@@ -6,13 +6,19 @@ from nengo.exceptions import ValidationError
 from torch import nn
 
 from .build import build_modules
+from .config import SETTINGS, get_setting
 from .build.model import build_model
 from .engine.runner import Engine, check_steps
 from .engine.signals import SignalValues
+from .utils import torch_dtype
 
 
 class NengoModule(nn.Module):
     """A `nengo.Network` as a torch module.
+
+    It starts in eval mode, which simulates exactly what Nengo would; ``.train()``
+    switches on training behaviour (spiking neurons trained through their rate
+    approximation, or a surrogate gradient).
 
     Parameters (gains, biases, encoders, decoders) come from Nengo's own builder,
     so they equal the reference simulator's for the same seed. Each Ensemble,
@@ -31,8 +37,9 @@ class NengoModule(nn.Module):
     minibatch_size : int, optional
         Number of samples simulated in parallel; ``None`` means one, or whatever
         batch size the inputs of the first call have.
-    dtype : torch.dtype
-        Float type of all float signals.
+    dtype : torch.dtype, optional
+        Float type of all float signals: the network's ``configure_settings(dtype=)``
+        if set, else ``torch.float32``.
     device : torch.device or str, optional
         Where the tensors live.
     model : nengo.builder.Model, optional
@@ -45,7 +52,7 @@ class NengoModule(nn.Module):
         dt=0.001,
         seed=None,
         minibatch_size=None,
-        dtype=torch.float32,
+        dtype=None,
         device=None,
         model=None,
     ):
@@ -57,6 +64,10 @@ class NengoModule(nn.Module):
                 obj=self,
             )
         self.network = network
+        self.settings = {name: get_setting(network, name) for name in SETTINGS}
+        if dtype is None:
+            dtype = self.settings["dtype"] or torch.float32
+        dtype = torch_dtype(dtype)
         self.model = build_model(network, dt, model=model)
         self.dt = self.model.dt
         self.dtype = dtype
@@ -67,16 +78,21 @@ class NengoModule(nn.Module):
             else:
                 seed = np.random.randint(np.iinfo(np.int32).max)
         self.seed = seed
-        self.engine = Engine(self.model, dtype)
+        self.engine = Engine(self.model, dtype, self.settings)
         self.batch_size = self.minibatch_size or 1
         tree, network_module, self._slots, self._modules_by_obj = build_modules(
-            self.model, self.engine.layout, self.engine.initial_state(self.batch_size)
+            self.model,
+            self.engine.layout,
+            self.engine.initial_state(self.batch_size),
+            network=network,
         )
         for kind, modules in tree.items():
             setattr(self, kind, nn.ModuleDict(modules))
         self.signals = network_module
         if device is not None:
             self.to(device)
+        # Nengo semantics (spikes, no training behaviour) until `.train()`
+        self.eval()
         self.reset()
 
     # -- the Nengo objects' modules
@@ -154,12 +170,19 @@ class NengoModule(nn.Module):
             start_step=self.n_steps,
             feeds=feeds,
             on_step=on_step,
+            training=self.learning_phase,
         )
         for base in self.engine.layout.dynamic:
             self._slots[base].set_signal(base, values[base].detach())
         self.n_steps += n_steps
         self._fresh = False
         return data
+
+    @property
+    def learning_phase(self):
+        """Training behaviour: `training` unless the ``learning_phase`` setting says."""
+        forced = self.settings["learning_phase"]
+        return self.training if forced is None else bool(forced)
 
     def prepare_inputs(self, inputs, n_steps):
         """Validate inputs; return ``(feeds by node, batch size, n_steps)``."""

@@ -10,13 +10,15 @@ import torch
 from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
 from nengo.utils.progress import Progress, ProgressTracker
 
+from .export.params import ParamsMixin
 from .module import NengoModule
+from .training.api import TrainingMixin
 from .utils import to_numpy, torch_dtype
 
 logger = logging.getLogger(__name__)
 
 
-class Simulator:
+class Simulator(TrainingMixin, ParamsMixin):
     """Simulate a Nengo network with PyTorch.
 
     It has the interface of `nengo.Simulator` (``run``, ``run_steps``, ``step``,

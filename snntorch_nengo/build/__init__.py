@@ -9,6 +9,7 @@ module of the object that owns it.
 import nengo
 from nengo.exceptions import BuildError
 
+from ..config import is_trainable
 from .base import NengoObjectModule, attribute_name
 
 
@@ -90,21 +91,27 @@ def _signal_label(op, sig):
     return attribute_name(sig.base.name)
 
 
-def build_modules(model, layout, initial_state, device=None):
-    """The module tree: ``{kind: {key: module}}`` and ``{base signal: module}``."""
+def build_modules(model, layout, initial_state, network=None, device=None):
+    """The module tree: ``{kind: {key: module}}`` and ``{base signal: module}``.
+
+    Trainable signals (see each module's ``trainable``) of objects that
+    `.is_trainable` become parameters.
+    """
     owners = signal_owners(model, layout)
     modules, slots = {}, {}
-    network = NengoObjectModule(None)
+    shared = NengoObjectModule(None)
     for base in layout.bases:
         obj, name = owners[base]
-        module = network if obj is None else modules.get(obj)
+        module = shared if obj is None else modules.get(obj)
         if module is None:
             module = modules[obj] = ModuleBuilder.build(obj)
         state = base in layout.dynamic
         value = (
             initial_state[base] if state else layout.initial_value(base, device=device)
         )
-        trainable = name in getattr(module, "trainable", ())
+        trainable = name in getattr(module, "trainable", ()) and is_trainable(
+            network, obj
+        )
         module.add_signal(base, name, value, trainable=trainable, state=state)
         slots[base] = module
     tree = {kind: {} for kind, _ in KINDS}
@@ -115,7 +122,7 @@ def build_modules(model, layout, initial_state, device=None):
             if module is None:
                 module = modules[obj] = ModuleBuilder.build(obj)
             tree[kind][_key(obj, i, obj_type, tree[kind])] = module
-    return tree, network, slots, modules
+    return tree, shared, slots, modules
 
 
 def _key(obj, i, obj_type, taken):

@@ -17,9 +17,10 @@ class Engine:
     so the module tree stays the single owner of the data.
     """
 
-    def __init__(self, model, dtype):
+    def __init__(self, model, dtype, settings=None):
         self.model = model
         self.dtype = dtype
+        self.settings = dict(settings or {})
         self.input_nodes = input_nodes(model)
         self.operators = with_input_ops(model, self.input_nodes)
         self.step_order = step_order(self.operators)
@@ -43,6 +44,7 @@ class Engine:
             device=device,
             dtype=self.dtype,
             seed=seed,
+            settings=self.settings,
         )
         steps = (self._make_step(op, ctx) for op in self.step_order)
         return [step for step in steps if step is not None]
@@ -78,14 +80,28 @@ class Engine:
             state[base] = value
         return state
 
-    def run(self, values, steps, n_steps, batch_size, start_step, feeds=None, on_step=None):
+    def run(
+        self,
+        values,
+        steps,
+        n_steps,
+        batch_size,
+        start_step,
+        feeds=None,
+        on_step=None,
+        training=False,
+    ):
         """Advance ``n_steps``; return ``(probe data, new values)``.
+
+        ``training`` selects training behaviour in the steps that have one (e.g.
+        spiking neurons trained through their rate approximation).
 
         Probe data maps each probe to a tensor ``(batch, n_samples, *shape)``
         sampled as Nengo samples (``sample_every``).
         """
         sv = SignalValues(self.layout, dict(values), batch_size)
         sv.feeds = feeds or {}
+        sv.training = training
         records = {probe: [] for probe in self.probes}
         periods = {
             probe: 1 if probe.sample_every is None else probe.sample_every / self.model.dt

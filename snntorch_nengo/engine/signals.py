@@ -124,6 +124,7 @@ class SignalValues:
         self.batch_size = batch_size
         self.feeds = {}
         self.step_index = 0
+        self.training = False
 
     def is_batched(self, sig):
         return self.layout.batched(sig.base)

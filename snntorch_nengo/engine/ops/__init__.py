@@ -15,7 +15,7 @@ from nengo.exceptions import BuildError
 class StepContext:
     """What makers may need: time step, random state, batch size, tensor options."""
 
-    def __init__(self, dt, rng, batch_size, layout, device, dtype, seed):
+    def __init__(self, dt, rng, batch_size, layout, device, dtype, seed, settings=None):
         self.dt = dt
         self.rng = rng
         self.batch_size = batch_size
@@ -23,6 +23,7 @@ class StepContext:
         self.device = device
         self.dtype = dtype
         self.seed = seed
+        self.settings = settings or {}  # from `configure_settings`
         # streams for batch items beyond the first, kept apart from `rng` so that
         # item 0 sees exactly the reference simulator's random numbers
         self.batch_rng = np.random.RandomState(seed % 2**32 if seed is not None else None)
@@ -60,4 +61,4 @@ class OpRegistry:
 
 
 # register the makers
-from . import core, learning, neurons, processes, transforms  # noqa: E402,F401
+from . import core, learning, neurons, processes, tensor_node, transforms  # noqa: E402,F401

@@ -1,0 +1,140 @@
+"""NengoDL-style settings stored in a Nengo network's config.
+
+``configure_settings(...)`` is called inside a ``with net:`` block. Settings apply
+to the network being built (and its subnetworks, unless they override them).
+``trainable`` is also a per-object parameter: ``net.config[ens].trainable = False``.
+"""
+
+import nengo
+import torch
+from nengo.exceptions import ConfigError, ValidationError
+from nengo.params import BoolParam, Parameter
+
+SETTINGS = {
+    # name: (default, description)
+    "trainable": (None, "per-object trainability (None: everything trains)"),
+    "stateful": (True, "keep simulation state between predict/fit calls"),
+    "keep_history": (True, "probes keep their whole history (else the last value)"),
+    "inference_only": (False, "build for inference only (no gradients, no fit)"),
+    "lif_smoothing": (None, "train LIF through SoftLIFRate with this smoothing"),
+    "dtype": (None, "float type of the simulation (torch.float32 by default)"),
+    "learning_phase": (None, "force training (True) or inference (False) behaviour"),
+    "surrogate": (None, "surrogate gradient for spiking neurons during training"),
+}
+
+TRAINABLE_TYPES = (nengo.Ensemble, nengo.Connection, nengo.Node, nengo.Network)
+
+
+def configure_settings(**settings):
+    """Set simulation/training settings on the network in the current context.
+
+    Parameters
+    ----------
+    trainable : None or bool
+        Adds a ``trainable`` parameter to Ensembles, Connections, Nodes and
+        Networks (``net.config[obj].trainable = False`` freezes ``obj``). The value
+        given becomes the network-wide default (None means trainable).
+    stateful, keep_history, inference_only, lif_smoothing, dtype, learning_phase,
+    surrogate
+        See `SETTINGS`.
+    """
+    if len(nengo.Network.context) == 0:
+        raise ConfigError(
+            "configure_settings must be called within a Network context "
+            "(`with net: configure_settings(...)`)"
+        )
+    config = nengo.Network.context[-1].config
+    for obj_type in (nengo.Network,) + TRAINABLE_TYPES:
+        if obj_type not in config.params:
+            config.configures(obj_type)
+    for name, value in settings.items():
+        if name not in SETTINGS:
+            raise ConfigError(
+                f"'{name}' is not a setting; settings are {sorted(SETTINGS)}"
+            )
+        if name == "trainable":
+            for obj_type in TRAINABLE_TYPES:
+                params = config[obj_type]
+                if "trainable" not in params._extra_params:
+                    params.set_param(
+                        "trainable", BoolParam("trainable", default=None, optional=True)
+                    )
+            config[nengo.Network].trainable = value
+            continue
+        params = config[nengo.Network]
+        key = f"snntorch_{name}"
+        if key not in params._extra_params:
+            params.set_param(key, Parameter(key, default=None, optional=True))
+        setattr(params, key, value)
+
+
+def get_setting(network, name, default=None):
+    """A setting from ``network``'s config (``default`` when it was not set)."""
+    if name not in SETTINGS:
+        raise ValidationError(f"unknown setting '{name}'", attr=name)
+    if network is None or nengo.Network not in network.config.params:
+        return default
+    params = network.config[nengo.Network]
+    key = "trainable" if name == "trainable" else f"snntorch_{name}"
+    value = getattr(params, key, None) if key in params._extra_params else None
+    return default if value is None else value
+
+
+def is_trainable(network, obj):
+    """Whether ``obj``'s parameters train.
+
+    The object's own setting wins (looked up from its innermost network out),
+    then the setting of each enclosing subnetwork, then the network-wide default
+    given to `configure_settings`; everything trains when nothing is set.
+    """
+    if network is None:
+        return True
+    path = _path_to(network, obj) or [network]
+    for net in reversed(path):
+        value = _lookup(net.config, obj)
+        if value is not None:
+            return bool(value)
+    for parent, child in reversed(list(zip(path[:-1], path[1:]))):
+        value = _lookup(parent.config, child)
+        if value is not None:
+            return bool(value)
+    for net in reversed(path):
+        value = _lookup(net.config, nengo.Network)
+        if value is not None:
+            return bool(value)
+    return True
+
+
+def _lookup(config, key):
+    try:
+        params = config[key]
+    except ConfigError:
+        return None
+    if "trainable" not in getattr(params, "_extra_params", ()) and not hasattr(
+        params, "trainable"
+    ):
+        return None
+    try:
+        return getattr(params, "trainable", None)
+    except (ConfigError, AttributeError):
+        return None
+
+
+def _path_to(network, obj):
+    """Networks from ``network`` down to the one that directly holds ``obj``."""
+    direct = network.ensembles + network.nodes + network.connections + network.networks
+    if obj in direct:
+        return [network]
+    for sub in network.networks:
+        path = _path_to(sub, obj)
+        if path:
+            return [network] + path
+    return None
+
+
+def torch_float(dtype):
+    if dtype is None:
+        return torch.float32
+    from .utils import torch_dtype
+
+    return torch_dtype(dtype)

@@ -1,0 +1,1 @@
+"""TensorNode operators: torch code inside a Nengo network."""

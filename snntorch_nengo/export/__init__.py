@@ -1,0 +1,1 @@
+"""Getting trained networks out: parameters to files and back into Nengo objects."""

@@ -1,0 +1,1 @@
+"""Training Nengo networks: Lightning module, losses, metrics, Keras-style API."""
