@@ -17,6 +17,10 @@ install_requires = [
     "nengo>=4.0,<5",
     # nengo 4.1's LinearFilter.filt breaks on numpy 2.4
     "numpy<2.4",
+    "lightning>=2.2",
+    "torchmetrics>=1.0",
+    # the LightningCLI (snntorch-nengo fit --config ...) parses configs with it
+    "jsonargparse[signatures]>=4.27",
 ]
 
 tests_require = [
@@ -28,6 +32,7 @@ tests_require = [
     "pytest-xdist",
     "scipy",
     "matplotlib",
+    "scikit-learn",
 ]
 
 # The torch C++ extension built from csrc/ (batched spiking-neuron and
@@ -48,11 +53,13 @@ setup(
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require={
-        "examples": ["matplotlib"],
+        # scikit-learn ships the digits data set the examples train on
+        "examples": ["matplotlib", "scikit-learn"],
         "tests": tests_require,
     },
     entry_points={
         "nengo.backends": ["torch = snntorch_nengo:Simulator"],
+        "console_scripts": ["snntorch-nengo = snntorch_nengo.cli:main"],
     },
     ext_modules=ext_modules,
     cmdclass=cmdclass,

@@ -56,3 +56,42 @@ class He(VarianceScaling):
 
     def __init__(self, scale=2, distribution="normal"):
         super().__init__(scale=scale, mode="fan_in", distribution=distribution)
+
+
+class TruncatedNormal(Distribution):
+    """Normal distribution with values more than ``limit`` from the mean redrawn.
+
+    Samples lie in ``[mean - limit, mean + limit]``: values outside are
+    resampled (not clipped) until every value is inside, so the density is the
+    normal's, truncated and renormalised.
+
+    Parameters
+    ----------
+    mean : float
+        Mean of the underlying normal.
+    stddev : float
+        Standard deviation of the underlying normal (the samples' is smaller).
+    limit : float, optional
+        Largest distance from the mean; ``2 * stddev`` when not given.
+    """
+
+    mean = NumberParam("mean")
+    stddev = NumberParam("stddev", low=0, low_open=True)
+    limit = NumberParam("limit", low=0, low_open=True)
+
+    def __init__(self, mean=0, stddev=1, limit=None):
+        super().__init__()
+        self.mean = mean
+        self.stddev = stddev
+        self.limit = 2 * stddev if limit is None else limit
+
+    def sample(self, n, d=None, rng=np.random):
+        shape = self._sample_shape(n, d)
+        samples = rng.normal(loc=self.mean, scale=self.stddev, size=shape)
+        outside = np.abs(samples - self.mean) > self.limit
+        while np.any(outside):
+            samples[outside] = rng.normal(
+                loc=self.mean, scale=self.stddev, size=int(np.sum(outside))
+            )
+            outside = np.abs(samples - self.mean) > self.limit
+        return samples

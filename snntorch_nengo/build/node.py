@@ -1,7 +1,9 @@
 """Nodes: inputs fed from data or from their own function, and passthroughs."""
 
 import nengo
+from torch import nn
 
+from ..tensor_node import TensorNode
 from . import ModuleBuilder
 from .base import NengoObjectModule
 
@@ -24,3 +26,33 @@ class NodeModule(NengoObjectModule):
         if isinstance(output, nengo.Process):
             kind = repr(output)
         return f"{label}size_in={node.size_in}, size_out={node.size_out}, output={kind}"
+
+
+@ModuleBuilder.register(TensorNode)
+class TensorNodeModule(NodeModule):
+    """A `.TensorNode`: its signals, and its ``tensor_func`` when that is a module.
+
+    A `torch.nn.Module` ``tensor_func`` is a child module here, so its parameters
+    and buffers are part of the `.NengoModule`'s ``parameters()``/``state_dict()``,
+    move with ``.to(device)`` and follow its ``train()``/``eval()`` mode.
+    """
+
+    def __init__(self, obj=None):
+        super().__init__(obj)
+        func = obj.tensor_func
+        if isinstance(func, nn.Module):
+            self.tensor_func = func
+
+    def extra_repr(self):
+        node = self.obj
+        label = "" if node.label is None else f"label={node.label!r}, "
+        func = node.tensor_func
+        kind = (
+            type(func).__name__
+            if isinstance(func, nn.Module)
+            else getattr(func, "__name__", type(func).__name__)
+        )
+        return (
+            f"{label}shape_in={node.shape_in}, shape_out={node.shape_out}, "
+            f"pass_time={node.pass_time}, tensor_func={kind}"
+        )

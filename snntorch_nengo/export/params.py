@@ -1,5 +1,474 @@
-"""Saving, loading and freezing trained parameters (``sim.save_params`` ...)."""
+"""Saving, loading and freezing trained parameters (``sim.save_params`` ...).
+
+File format
+-----------
+`ParamsMixin.save_params` writes, with `torch.save`, one dict::
+
+    {
+        "format": "snntorch_nengo.params",
+        "version": 1,
+        "dtype": "float64",           # the simulator's float type (informative)
+        "fingerprint": {...},         # the network's structure, see `fingerprint`
+        "params": {name: tensor},     # every tensor of NengoModule.state_dict()
+        "state": {name: tensor} or None,   # the simulation state (include_state)
+        "n_steps": int or None,            # steps simulated (include_state)
+    }
+
+``params`` holds the trainable parameters and the other built constants, named as
+in `NengoModule.state_dict` (``"ensembles.a.encoders"``,
+``"connections.connection_1.weights"``, ...); ``state`` holds the simulation
+state (voltages, synapse states, learned weights, time and step), named after
+the buffer of the module that owns each signal, with its leading batch
+dimension. Memory addresses that Nengo writes into the names of unlabelled
+objects (``..._at_0x7f...``) are dropped from the names, so that a file saved by
+one process loads into the same network built by another. Tensors are stored on
+the CPU; they are loaded onto the simulator's device and cast to its dtype.
+
+The file is written where ``path`` says, as given: unlike NengoDL no ``.npz`` is
+appended.
+"""
+
+import os
+import re
+import tempfile
+
+import nengo
+import numpy as np
+import torch
+from nengo.exceptions import ValidationError
+
+from . import freeze
+
+FORMAT = "snntorch_nengo.params"
+VERSION = 1
+KINDS = ("ensembles", "nodes", "connections", "probes")
+_LIST_MAX = 8  # names listed in an error message
 
 
 class ParamsMixin:
     """`Simulator` methods for parameters; ``self.module`` is the NengoModule."""
+
+    def save_params(self, path, include_state=False):
+        """Save the network's parameters to the file ``path``.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file to write, used as given (no extension is added). It is written
+            to a temporary file in the same folder first and then renamed, so an
+            existing file is replaced only by a complete one.
+        include_state : bool
+            Also save the simulation state (neuron, synapse and learning state,
+            time) and the number of steps simulated. The state of random processes
+            and of Python functions in Nodes is not saved.
+
+        Notes
+        -----
+        Everything in ``sim.module.state_dict()`` is saved: trainable parameters
+        (encoders, biases, connection weights) and the other built constants. See
+        the module documentation for the format.
+        """
+        self._params_check_open("save parameters of")
+        module = self.module
+        payload = {
+            "format": FORMAT,
+            "version": VERSION,
+            "dtype": str(module.dtype).replace("torch.", ""),
+            "fingerprint": fingerprint(module),
+            "params": {
+                name: _stored(tensor) for name, tensor in param_tensors(module).items()
+            },
+            "state": None,
+            "n_steps": None,
+        }
+        if include_state:
+            payload["state"] = {
+                name: _stored(tensor)
+                for name, (_, tensor) in state_tensors(module).items()
+            }
+            payload["n_steps"] = int(module.n_steps)
+        atomic_save(payload, path)
+
+    def load_params(self, path, include_state=False):
+        """Load parameters saved by `save_params` (from the same network).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file, as given to `save_params`.
+        include_state : bool
+            Also restore the simulation state and ``n_steps``; the file must have
+            been saved with ``include_state=True`` from a simulator with the same
+            minibatch size.
+
+        Raises
+        ------
+        nengo.exceptions.ValidationError
+            If the file is not a parameter file, was saved from a different network,
+            or its tensors do not match this network's (names of missing,
+            unexpected and mis-shaped tensors are given). Nothing is changed then.
+        """
+        self._params_check_open("load parameters into")
+        module = self.module
+        payload = read_params_file(path)
+        _check_fingerprint(payload["fingerprint"], fingerprint(module), path)
+        targets = param_tensors(module)
+        params = _matched(payload["params"], targets, "parameters", path, batch=False)
+        state = None
+        if include_state:
+            if payload.get("state") is None:
+                raise ValidationError(
+                    f"{path} holds no simulation state (it was saved with "
+                    "include_state=False)",
+                    attr="include_state",
+                    obj=self,
+                )
+            live = state_tensors(module)
+            state = _matched(
+                payload["state"],
+                {name: tensor for name, (_, tensor) in live.items()},
+                "state tensors",
+                path,
+                batch=True,
+            )
+            n_steps = payload.get("n_steps")
+            if not isinstance(n_steps, int) or n_steps < 0:
+                raise ValidationError(
+                    f"{path}: invalid n_steps {n_steps!r}", attr="path", obj=self
+                )
+        # everything checked: now change the module
+        with torch.no_grad():
+            for name, value in params.items():
+                target = targets[name]
+                target.copy_(value.to(device=target.device, dtype=target.dtype))
+        if state is not None:
+            new_state = {}
+            for name, value in state.items():
+                base, current = live[name]
+                new_state[base] = value.to(device=current.device, dtype=current.dtype)
+            module.load_state(new_state)
+            module.n_steps = n_steps
+            module._fresh = False
+
+    def get_nengo_params(self, nengo_objs, as_dict=False):
+        """Trained values as arguments for Nengo objects.
+
+        Parameters
+        ----------
+        nengo_objs : Ensemble or Connection, or a list of them
+            Objects of the simulated network.
+        as_dict : bool
+            Return a dict keyed by each object's label (the object's key in
+            ``sim.module``, e.g. ``"connection_3"``, if it has none) instead of a
+            list in the order given. Keys must be unique.
+
+        Returns
+        -------
+        list of dict, or dict
+            One dict per object (a single dict for a single object), to pass as
+            keyword arguments when creating an equivalent object, e.g.
+            ``nengo.Ensemble(n, d, **params)``; Nengo then builds exactly the
+            trained values:
+
+            - Ensemble (not Direct): ``encoders`` (unscaled, such that Nengo's
+              ``encoders * gain / radius`` equals the trained scaled encoders),
+              ``normalize_encoders=False``, ``gain`` (the built gain), ``bias``
+              (trained), and ``max_rates``/``intercepts`` at their defaults (Nengo
+              ignores them when gain and bias are given). A Direct ensemble gives
+              ``{}``.
+            - Connection from an Ensemble (decoded): ``solver`` (a
+              `nengo.solvers.NoSolver` holding the trained weights, which include
+              the transform; a `.FullWeightsSolver` for a weight solver),
+              ``function`` (a `.ZeroFunction` of the output size: only its size
+              matters) and ``transform=None``. The connection must keep its
+              ``pre``/``post`` (and their slices).
+            - Other connections: ``transform``: the trained weights as an array
+              for Dense transforms (``None`` for connections without weights),
+              or a `nengo.Sparse`/`nengo.Convolution`/`nengo.ConvolutionTranspose`
+              with the trained values as ``init``.
+        """
+        self._params_check_open("get parameters from")
+        return freeze.get_nengo_params(self, nengo_objs, as_dict=as_dict)
+
+    def freeze_params(self, objs):
+        """Write the trained values back into Nengo objects.
+
+        Afterwards ``nengo.Simulator`` (or a new ``snntorch_nengo.Simulator``) on
+        the network simulates with the trained parameters. Each Ensemble and
+        Connection gets the values of `get_nengo_params`: ``encoders``,
+        ``normalize_encoders=False``, ``gain``, ``bias``, default ``max_rates`` and
+        ``intercepts``; ``function``, ``transform`` and ``solver``.
+
+        Parameters
+        ----------
+        objs : Network, Ensemble or Connection, or a list of them
+            Networks freeze all their Ensembles and Connections (subnetworks
+            included); they must be the simulated network or its subnetworks.
+
+        Raises
+        ------
+        nengo.exceptions.ValidationError
+            For objects that are not part of the simulated network, other object
+            types, or values Nengo cannot express. Either every object is updated
+            or none is.
+        """
+        self._params_check_open("freeze parameters of")
+        freeze.freeze_params(self, objs)
+
+    def _params_check_open(self, action):
+        check = getattr(self, "_check_open", None)
+        if check is not None:
+            check(action)
+
+
+# -- naming the tensors
+
+
+def stable_name(name):
+    """``name`` without the memory addresses of unlabelled objects."""
+    return re.sub(r"0x[0-9a-fA-F]+", "0x", name)
+
+
+def _stable_names(items):
+    out = {}
+    for name, value in items:
+        key = candidate = stable_name(name)
+        i = 1
+        while candidate in out:
+            candidate, i = f"{key}#{i}", i + 1
+        out[candidate] = value
+    return out
+
+
+def param_tensors(module):
+    """``{name: live tensor}`` for every entry of ``module.state_dict()``."""
+    return _stable_names(module.state_dict(keep_vars=True).items())
+
+
+def state_tensors(module):
+    """``{name: (base signal, live tensor)}`` for the simulation state."""
+    paths = {child: path for path, child in module.named_modules()}
+    dynamic = module.engine.layout.dynamic
+    items = []
+    for base, owner in module._slots.items():  # build order: deterministic
+        if base in dynamic:
+            path = paths[owner]
+            name = owner.signal_names[base]
+            items.append((f"{path}.{name}" if path else name, (base, owner.signal(base))))
+    return _stable_names(items)
+
+
+def _stored(tensor):
+    return tensor.detach().to("cpu", copy=True).contiguous()
+
+
+# -- the network's structure
+
+
+def fingerprint(module):
+    """The structure of the simulated network: its objects, in build order.
+
+    Kinds, types, labels and sizes of Ensembles, Nodes, Connections (with what they
+    connect and their transform type) and Probes.
+    """
+    keys = {}
+    for kind in KINDS:
+        for key, child in getattr(module, kind).items():
+            keys[child.obj] = f"{kind}.{key}"
+
+    def ref(obj):
+        if isinstance(obj, nengo.base.ObjView):
+            return ref(obj.obj)
+        if isinstance(obj, nengo.ensemble.Neurons):
+            return ref(obj.ensemble) + ".neurons"
+        if isinstance(obj, nengo.connection.LearningRule):
+            return ref(obj.connection) + ".learning_rule"
+        return keys.get(obj, type(obj).__name__)
+
+    objects = []
+    for kind in KINDS:
+        for key, child in getattr(module, kind).items():
+            obj = child.obj
+            entry = [kind, key, type(obj).__name__, _label(obj)]
+            if isinstance(obj, nengo.Ensemble):
+                entry += [obj.n_neurons, obj.dimensions, type(obj.neuron_type).__name__]
+            elif isinstance(obj, nengo.Node):
+                entry += [obj.size_in, obj.size_out]
+            elif isinstance(obj, nengo.Connection):
+                rules = obj.learning_rule_type
+                if rules is None:
+                    rules = []
+                elif isinstance(rules, dict):
+                    rules = [rules[k] for k in sorted(rules)]
+                elif not isinstance(rules, (list, tuple)):
+                    rules = [rules]
+                entry += [
+                    ref(obj.pre_obj),
+                    ref(obj.post_obj),
+                    obj.size_in,
+                    obj.size_mid,
+                    obj.size_out,
+                    type(obj.transform).__name__,
+                    [type(r).__name__ for r in rules],
+                ]
+            elif isinstance(obj, nengo.Probe):
+                entry += [ref(obj.target), str(obj.attr), obj.size_in]
+            objects.append([_plain(v) for v in entry])
+    return {"objects": objects}
+
+
+def _label(obj):
+    label = getattr(obj, "label", None)
+    return None if label is None else str(label)
+
+
+def _plain(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _describe(entry):
+    kind, key, typename, label = entry[:4]
+    where = f"{typename} {key!r}" + ("" if label is None else f" (label {label!r})")
+    return f"{where} {entry[4:]}" if len(entry) > 4 else where
+
+
+def _check_fingerprint(saved, current, path):
+    if saved == current:
+        return
+    try:
+        old, new = list(saved["objects"]), list(current["objects"])
+    except (TypeError, KeyError):
+        old, new = None, None
+    detail = ""
+    if old is not None:
+        for i, (a, b) in enumerate(zip(old, new)):
+            if a != b:
+                detail = (
+                    f"; object {i} is {_describe(a)} in the file but {_describe(b)} "
+                    "in this network"
+                )
+                break
+        else:
+            detail = (
+                f"; the file has {len(old)} objects (Ensembles, Nodes, Connections, "
+                f"Probes), this network {len(new)}"
+            )
+    raise ValidationError(
+        f"{path} was saved from a different network{detail}", attr="path"
+    )
+
+
+# -- reading and writing files
+
+
+def read_params_file(path):
+    """The payload of a parameter file, checked for format and version."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as e:
+        raise ValidationError(
+            f"{path} is not a parameter file saved by save_params ({e})", attr="path"
+        ) from e
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValidationError(
+            f"{path} is not a parameter file saved by save_params", attr="path"
+        )
+    if payload.get("version") != VERSION:
+        raise ValidationError(
+            f"{path} has format version {payload.get('version')!r}; this version "
+            f"reads version {VERSION}",
+            attr="path",
+        )
+    for key in ("params", "fingerprint"):
+        if not isinstance(payload.get(key), dict):
+            raise ValidationError(f"{path}: its {key!r} entry is invalid", attr="path")
+    return payload
+
+
+def _names(names):
+    names = sorted(names)
+    shown = ", ".join(names[:_LIST_MAX])
+    return shown + (f" and {len(names) - _LIST_MAX} more" if len(names) > _LIST_MAX else "")
+
+
+def _kind(tensor):
+    if tensor.is_complex():
+        return "complex"
+    if tensor.is_floating_point():
+        return "float"
+    return "bool" if tensor.dtype == torch.bool else "integer"
+
+
+def _matched(saved, targets, what, path, batch):
+    """The saved tensors, checked against the live ones (names, shapes, kinds)."""
+    if not isinstance(saved, dict):
+        raise ValidationError(f"{path}: its {what} are invalid", attr="path")
+    problems = []
+    missing = set(targets) - set(saved)
+    unexpected = set(saved) - set(targets)
+    if missing:
+        problems.append(f"missing {what}: {_names(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {what}: {_names(unexpected)}")
+    bad = []
+    for name in sorted(set(saved) & set(targets)):
+        value, target = saved[name], targets[name]
+        if not torch.is_tensor(value):
+            bad.append(f"{name} (not a tensor)")
+        elif tuple(value.shape) != tuple(target.shape):
+            bad.append(
+                f"{name} (shape {tuple(value.shape)} in the file, "
+                f"{tuple(target.shape)} here)"
+            )
+        elif _kind(value) != _kind(target):
+            bad.append(f"{name} ({value.dtype} in the file, {target.dtype} here)")
+    if bad:
+        problems.append(f"mis-shaped {what}: {_names(bad)}")
+        if batch:
+            problems.append(
+                "(state tensors have a leading minibatch dimension: load the state "
+                "into a simulator with the same minibatch size)"
+            )
+    if problems:
+        raise ValidationError(
+            f"{path} does not match this network: " + "; ".join(problems), attr="path"
+        )
+    return saved
+
+
+def atomic_save(payload, path):
+    """`torch.save` to ``path`` through a temporary file in the same folder."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder
+    )
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _file_mode(path):
+    """The existing file's permissions, else what a new file would get."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

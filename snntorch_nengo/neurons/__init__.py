@@ -14,6 +14,11 @@ Use :func:`neuron_step` to look up the step for a neuron type. Like Nengo's
 ``Builder``, implementations are registered per class (:func:`register`) and
 looked up along the type's MRO; a subclass that overrides ``step`` runs
 through :func:`~snntorch_nengo.neurons.fallback.fallback_step` instead.
+
+:func:`training_step` gives the step a type runs in training mode (spiking
+types swapped for their rate counterparts, or surrogate gradients; see
+`snntorch_nengo.neurons.train_mode`). `SoftLIFRate`, `LeakyReLU` and
+`SpikingLeakyReLU` are NengoDL's extra neuron types.
 """
 
 _REGISTRY = {}
@@ -54,7 +59,15 @@ def neuron_step(neuron_type):
 
 
 # import implementations last, so that they can use ``register``
-from snntorch_nengo.neurons import rate, spiking  # noqa: E402, F401
+from snntorch_nengo.neurons import rate, spiking, extras  # noqa: E402, F401
+from snntorch_nengo.neurons.extras import (  # noqa: E402
+    LeakyReLU,
+    SoftLIFRate,
+    SpikingLeakyReLU,
+    leaky_relu_step,
+    soft_lif_rate_step,
+    spiking_leaky_relu_step,
+)
 from snntorch_nengo.neurons.fallback import fallback_step  # noqa: E402
 from snntorch_nengo.neurons.rate import (  # noqa: E402
     adaptive_lif_rate_step,
@@ -72,6 +85,7 @@ from snntorch_nengo.neurons.spiking import (  # noqa: E402
     spiking_rectified_linear_step,
     stochastic_spiking_step,
 )
+from snntorch_nengo.neurons.train_mode import rate_type, training_step  # noqa: E402
 
 __all__ = [
     "register",
@@ -90,4 +104,12 @@ __all__ = [
     "regular_spiking_step",
     "stochastic_spiking_step",
     "poisson_spiking_step",
+    "SoftLIFRate",
+    "LeakyReLU",
+    "SpikingLeakyReLU",
+    "soft_lif_rate_step",
+    "leaky_relu_step",
+    "spiking_leaky_relu_step",
+    "training_step",
+    "rate_type",
 ]

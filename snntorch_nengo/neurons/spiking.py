@@ -2,6 +2,13 @@
 
 Spike masks are not differentiable (their gradient is zero); every branch that
 is masked out is evaluated on safe values so gradients never become NaN.
+
+The threshold-crossing types take an optional ``surrogate``
+(`snntorch_nengo.training.surrogates.Surrogate`): the forward pass is unchanged
+(exact Nengo spikes), but the spike output gets the surrogate's derivative with
+respect to the voltage, so gradients flow through the spikes. Resets (voltage
+set to zero, spike counts subtracted) stay non-differentiable, as in snnTorch's
+default detached reset.
 """
 
 import nengo
@@ -11,15 +18,20 @@ import torch
 from snntorch_nengo.neurons import register
 
 
+def spike_counts(voltage, n_spikes, surrogate=None):
+    """``n_spikes`` (a floor/trunc of ``voltage``), with a surrogate gradient."""
+    return n_spikes if surrogate is None else surrogate.staircase(voltage, n_spikes)
+
+
 @register(nengo.SpikingRectifiedLinear)
-def spiking_rectified_linear_step(neuron_type, dt, J, state, rng):
+def spiking_rectified_linear_step(neuron_type, dt, J, state, rng, surrogate=None):
     voltage = state["voltage"] + torch.clamp(J, min=0.0) * dt
     n_spikes = torch.floor(voltage)
-    output = (neuron_type.amplitude / dt) * n_spikes
+    output = (neuron_type.amplitude / dt) * spike_counts(voltage, n_spikes, surrogate)
     return output, {"voltage": voltage - n_spikes}
 
 
-def lif(neuron_type, dt, J, voltage, refractory_time):
+def lif(neuron_type, dt, J, voltage, refractory_time, surrogate=None):
     """One step of nengo's ``LIF.step``; returns (output, voltage, refractory)."""
     tau_rc = neuron_type.tau_rc
     refractory_time = refractory_time - dt
@@ -27,7 +39,10 @@ def lif(neuron_type, dt, J, voltage, refractory_time):
     voltage = voltage - (J - voltage) * torch.expm1(-delta_t / tau_rc)
 
     spiked = voltage > 1
-    output = spiked.to(J.dtype) * (neuron_type.amplitude / dt)
+    spikes = spiked.to(J.dtype)
+    if surrogate is not None:
+        spikes = surrogate.apply(voltage - 1, spikes)
+    output = spikes * (neuron_type.amplitude / dt)
 
     # spike time, evaluated on harmless values where no spike happened
     v_safe = torch.where(spiked, voltage, torch.ones_like(voltage))
@@ -47,18 +62,18 @@ def lif(neuron_type, dt, J, voltage, refractory_time):
 
 
 @register(nengo.LIF)
-def lif_step(neuron_type, dt, J, state, rng):
+def lif_step(neuron_type, dt, J, state, rng, surrogate=None):
     output, voltage, refractory_time = lif(
-        neuron_type, dt, J, state["voltage"], state["refractory_time"]
+        neuron_type, dt, J, state["voltage"], state["refractory_time"], surrogate
     )
     return output, {"voltage": voltage, "refractory_time": refractory_time}
 
 
 @register(nengo.AdaptiveLIF)
-def adaptive_lif_step(neuron_type, dt, J, state, rng):
+def adaptive_lif_step(neuron_type, dt, J, state, rng, surrogate=None):
     n = state["adaptation"]
     output, voltage, refractory_time = lif(
-        neuron_type, dt, J - n, state["voltage"], state["refractory_time"]
+        neuron_type, dt, J - n, state["voltage"], state["refractory_time"], surrogate
     )
     n = n + (dt / neuron_type.tau_n) * (neuron_type.inc_n * output - n)
     return output, {
@@ -69,7 +84,7 @@ def adaptive_lif_step(neuron_type, dt, J, state, rng):
 
 
 @register(nengo.Izhikevich)
-def izhikevich_step(neuron_type, dt, J, state, rng):
+def izhikevich_step(neuron_type, dt, J, state, rng, surrogate=None):
     voltage, recovery = state["voltage"], state["recovery"]
     J = torch.clamp(J, min=-30.0)
 
@@ -77,7 +92,14 @@ def izhikevich_step(neuron_type, dt, J, state, rng):
     voltage = voltage + dV * dt
 
     spiked = voltage >= 30
-    output = spiked.to(J.dtype) * (1.0 / dt)
+    spikes = spiked.to(J.dtype)
+    if surrogate is not None:
+        # distance to threshold in units of the spike's voltage swing (30 mV
+        # peak to the reset voltage), so the surrogate's width is comparable to
+        # LIF's (threshold 1, reset 0)
+        scale = 30.0 - neuron_type.reset_voltage
+        spikes = surrogate.apply((voltage - 30) / scale, spikes)
+    output = spikes * (1.0 / dt)
     voltage = torch.where(
         spiked, torch.full_like(voltage, neuron_type.reset_voltage), voltage
     )

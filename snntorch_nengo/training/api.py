@@ -1,5 +1,291 @@
-"""NengoDL's Keras-style training API on `Simulator`: compile, fit, evaluate."""
+"""NengoDL's Keras-style training API on `Simulator`: compile, fit, evaluate.
+
+Each call builds Lightning's `Trainer` and hands it a `NengoLightningModule`
+that wraps the simulator's `NengoModule`; the loop is Lightning's.
+"""
+
+import contextlib
+import logging
+import warnings
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from nengo.exceptions import SimulationError, ValidationError
+from torch.utils.data import DataLoader, TensorDataset
+
+from .lightning import NengoLightningModule
+from .losses import SPARSE_TARGET_LOSSES
+
+
+class History(Callback):
+    """Per-epoch values, as Keras' ``History``: ``history.history["loss"]``."""
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+
+    def _record(self, trainer, prefixes):
+        metrics = trainer.callback_metrics
+        for key, value in metrics.items():
+            name = key[: -len("_epoch")] if key.endswith("_epoch") else key
+            if key.endswith("_step") or f"{key}_epoch" in metrics:
+                continue
+            if name.startswith(prefixes):
+                self.history.setdefault(name, []).append(float(value))
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.epoch.append(trainer.current_epoch)
+        self._record(trainer, ("",))
+
+    def __repr__(self):
+        return f"History({self.history})"
 
 
 class TrainingMixin:
     """`Simulator` methods for training; ``self.module`` is the NengoModule."""
+
+    # -- parameters
+
+    def parameters(self):
+        """The trainable tensors (as `torch.nn.Module.parameters`)."""
+        return (p for p in self.module.parameters() if p.requires_grad)
+
+    def named_parameters(self):
+        return ((n, p) for n, p in self.module.named_parameters() if p.requires_grad)
+
+    # -- compile / fit / evaluate
+
+    def compile(self, optimizer=None, loss=None, metrics=None, loss_weights=None):
+        """Choose optimizer, loss(es), metrics and loss weights for `fit`/`evaluate`.
+
+        ``loss(prediction, target)`` follows torch's argument order.
+        """
+        self._check_trainable("compile")
+        self._lightning = NengoLightningModule(
+            module=self.module,
+            loss="mse" if loss is None else loss,
+            metrics=metrics,
+            loss_weights=loss_weights,
+            optimizer=optimizer,
+        )
+        self._lightning.configure_optimizers()  # resolve names now: errors early
+
+    def lightning_module(self):
+        """The `NengoLightningModule` of the last `compile`, for your own Trainer."""
+        if getattr(self, "_lightning", None) is None:
+            raise SimulationError("call sim.compile(...) first")
+        return self._lightning
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        n_steps=None,
+        epochs=1,
+        batch_size=None,
+        validation_data=None,
+        stateful=False,
+        callbacks=None,
+        verbose=1,
+        shuffle=True,
+        **trainer_kwargs,
+    ):
+        """Train on inputs ``x`` and targets ``y``; return a Keras-like `History`.
+
+        ``x``: dict from input Node (or label) to ``(n, n_steps, d)`` arrays, or
+        one array; ``y``: dict from Probe (or name) to targets, or one array.
+        """
+        self._check_open("fit")
+        lightning_module = self._compiled("fit")
+        lightning_module.stateful = stateful
+        train = self._loader(x, y, n_steps, batch_size, shuffle, "fit")
+        val = None
+        if validation_data is not None:
+            vx, vy = validation_data
+            val = self._loader(vx, vy, n_steps, batch_size, False, "validation_data")
+        history = History()
+        trainer = self._trainer(
+            callbacks, verbose, history, max_epochs=epochs, **trainer_kwargs
+        )
+        with self._preserving_state(), self._quiet_lightning():
+            trainer.fit(lightning_module, train_dataloaders=train, val_dataloaders=val)
+        if val is not None:
+            for key, value in trainer.callback_metrics.items():
+                if key.startswith("val_") and key not in history.history:
+                    history.history[key] = [float(value)]
+        return history
+
+    def evaluate(self, x=None, y=None, n_steps=None, stateful=False, verbose=1, **kw):
+        """Losses and metrics on ``x``/``y``: ``{"loss": ..., "<probe>_loss": ...}``."""
+        self._check_open("evaluate")
+        lightning_module = self._compiled("evaluate")
+        lightning_module.stateful = stateful
+        loader = self._loader(x, y, n_steps, None, False, "evaluate")
+        trainer = self._trainer(kw.pop("callbacks", None), verbose, None, **kw)
+        with self._preserving_state(), self._quiet_lightning():
+            results = trainer.test(lightning_module, dataloaders=loader, verbose=False)
+        return {k: float(v) for k, v in results[0].items()}
+
+    # -- helpers
+
+    def _check_trainable(self, action):
+        if self.module.settings.get("inference_only"):
+            raise SimulationError(
+                f"cannot {action}: the network was built with "
+                "configure_settings(inference_only=True)"
+            )
+
+    def _compiled(self, action):
+        self._check_trainable(action)
+        if getattr(self, "_lightning", None) is None:
+            raise SimulationError(
+                f"call sim.compile(optimizer=..., loss=...) before sim.{action}()"
+            )
+        return self._lightning
+
+    def _trainer(self, callbacks, verbose, history, **kwargs):
+        callbacks = list(callbacks or [])
+        if history is not None:
+            callbacks.append(history)
+        device = self.module.device
+        kwargs.setdefault("accelerator", "gpu" if device.type == "cuda" else "cpu")
+        kwargs.setdefault("devices", 1)
+        kwargs.setdefault("logger", False)
+        kwargs.setdefault(
+            "enable_checkpointing", any(isinstance(c, ModelCheckpoint) for c in callbacks)
+        )
+        kwargs.setdefault("enable_model_summary", False)
+        kwargs.setdefault("enable_progress_bar", bool(verbose))
+        kwargs.setdefault("num_sanity_val_steps", 0)
+        quiet = logging.WARNING if verbose < 2 else logging.INFO
+        for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
+            logging.getLogger(name).setLevel(quiet)
+        return L.Trainer(callbacks=callbacks, **kwargs)
+
+    def _preserving_state(self):
+        return _PreservedState(self.module)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _quiet_lightning():
+        """Hide Lightning's advice that does not apply to in-memory Nengo data."""
+        with warnings.catch_warnings():
+            for pattern in (
+                ".*does not have many workers.*",
+                ".*LeafSpec.*",
+                ".*in eval mode at the start of training.*",
+                ".*but have no `val_dataloader`.*",
+            ):
+                warnings.filterwarnings("ignore", pattern)
+            yield
+
+    def _loader(self, x, y, n_steps, batch_size, shuffle, where):
+        lm = self._lightning
+        inputs = self._input_dict(x)
+        inputs = {self.module.find_node(k): v for k, v in inputs.items()}
+        targets = self._target_dict(y, where)
+        n = _common_length(list(inputs.values()) + list(targets.values()), where)
+        for node, value in inputs.items():
+            _check_shape(value, (n, None, node.size_out), f"x[{node}]", where)
+        if n_steps is None:
+            n_steps = next(iter(targets.values())).shape[1]
+        for probe, value in targets.items():
+            size = int(np.prod(self.model.sig[probe]["in"].shape))
+            if lm.losses[probe] in SPARSE_TARGET_LOSSES and np.shape(value)[-1:] == (1,):
+                size = 1  # class indices
+            expected = (n, n_steps, size)
+            _check_shape(value, expected, f"y[{lm.names[probe]}]", where)
+        batch = batch_size or self.minibatch_size or 1
+        if self.minibatch_size is not None and batch != self.minibatch_size:
+            raise ValidationError(
+                f"batch_size ({batch}) must equal the simulator's minibatch_size "
+                f"({self.minibatch_size})",
+                attr="batch_size",
+            )
+        missing = [node for node in lm.input_nodes if node not in inputs]
+        if inputs and missing:
+            raise ValidationError(
+                f"inputs are missing for {[str(m) for m in missing]}: give data for "
+                "every input Node, or for none",
+                attr="x",
+            )
+        dtype = self.module.dtype
+        tensors = [_tensor(inputs[node], dtype) for node in lm.input_nodes] if inputs else []
+        tensors += [_tensor(targets[probe], dtype) for probe in lm.target_probes]
+        return DataLoader(TensorDataset(*tensors), batch_size=batch, shuffle=shuffle)
+
+    def _target_dict(self, y, where):
+        lm = self._lightning
+        if y is None:
+            raise ValidationError(f"{where} needs targets y", attr="y")
+        if not isinstance(y, dict):
+            if len(lm.target_probes) != 1:
+                raise ValidationError(
+                    "a single target array needs exactly one trained probe; pass a "
+                    f"dict keyed by probe (probes: {sorted(lm.names.values())})",
+                    attr="y",
+                )
+            y = {lm.target_probes[0]: y}
+        targets = {lm.find_probe(k, "y"): v for k, v in y.items()}
+        for probe in lm.target_probes:
+            if probe not in targets:
+                raise ValidationError(
+                    f"no targets for probe '{lm.names[probe]}', which has a loss",
+                    attr="y",
+                )
+        extra = [lm.names[p] for p in targets if p not in lm.losses]
+        if extra:
+            raise ValidationError(
+                f"targets given for probes without a loss: {extra}", attr="y"
+            )
+        return targets
+
+
+class _PreservedState:
+    """Runs training in train mode and restores the module's state afterwards."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __enter__(self):
+        module = self.module
+        self.saved = (module.state(), module.n_steps, module._steps, module.batch_size)
+        self.mode = module.training
+
+    def __exit__(self, *exc):
+        module = self.module
+        state, module.n_steps, module._steps, module.batch_size = self.saved
+        module.load_state(state)
+        module.train(self.mode)
+        module._fresh = module.n_steps == 0
+
+
+def _tensor(value, dtype):
+    return torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value).to(
+        dtype
+    )
+
+
+def _common_length(arrays, where):
+    lengths = {np.shape(a)[0] for a in arrays}
+    if len(lengths) != 1:
+        raise ValidationError(
+            f"{where}: inputs and targets have different numbers of samples "
+            f"({sorted(lengths)})",
+            attr="x",
+        )
+    return lengths.pop()
+
+
+def _check_shape(value, expected, name, where):
+    shape = tuple(np.shape(value))
+    ok = len(shape) == len(expected) and all(
+        e is None or s == e for s, e in zip(shape, expected)
+    )
+    if not ok:
+        shown = tuple("n_steps" if e is None else e for e in expected)
+        raise ValidationError(
+            f"{name} must have shape {shown}, got {shape} (in {where})", attr=name
+        )

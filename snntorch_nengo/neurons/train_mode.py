@@ -1,0 +1,191 @@
+"""What spiking neuron types do in training mode.
+
+In eval mode every neuron type runs its exact Nengo step. In training mode
+(``NengoModule.train()``, or the ``learning_phase`` setting) each SimNeurons
+operator runs ``training_step(neuron_type, settings)`` instead:
+
+**Rate swap** (the default, NengoDL's behaviour). Spiking types run their rate
+counterpart in the forward pass, so the loss sees rates and the gradients are
+the rate type's:
+
+==============================  ==============================================
+spiking type                    trains as
+==============================  ==============================================
+`nengo.LIF`                     `nengo.LIFRate`, or `.SoftLIFRate` with
+                                ``sigma = lif_smoothing`` when that setting is
+                                given
+`nengo.AdaptiveLIF`             `nengo.AdaptiveLIFRate` (adaptation follows
+                                the rate)
+`nengo.SpikingRectifiedLinear`  `nengo.RectifiedLinear`
+`.SpikingLeakyReLU`             `.LeakyReLU`
+`nengo.RegularSpiking`,         ``amplitude * J`` (their input ``J`` is the
+`nengo.StochasticSpiking`,      base type's rate, and their spikes average to
+`nengo.PoissonSpiking`          ``amplitude`` times it)
+`nengo.Izhikevich`              no rate counterpart: keeps spiking (one warning)
+==============================  ==============================================
+
+The rate type has the spiking type's parameters (``tau_rc``, ``tau_ref``,
+``amplitude``, ...). State the rate type lacks (LIF voltage, refractory time) is
+passed through unchanged.
+
+**Surrogate gradients** (the ``surrogate`` setting, beyond NengoDL). The
+forward pass stays the exact spiking one; the derivative of the spike threshold
+(LIF/AdaptiveLIF ``voltage > 1``, the spike-count floor of
+SpikingRectifiedLinear and trunc of SpikingLeakyReLU, Izhikevich's
+``voltage >= 30``) becomes the surrogate's (see
+`snntorch_nengo.training.surrogates`). RegularSpiking, StochasticSpiking and
+PoissonSpiking output their exact spikes with the gradient of
+``amplitude * J`` (a straight-through estimate of their rate). The surrogate
+takes precedence over ``lif_smoothing``.
+
+Rate types, and custom types running through their numpy step, do the same in
+both modes.
+"""
+
+import functools
+import warnings
+
+import nengo
+
+from snntorch_nengo.neurons import _native_step, neuron_step
+from snntorch_nengo.neurons.extras import LeakyReLU, SoftLIFRate, spiking_leaky_relu_step
+from snntorch_nengo.neurons.spiking import (
+    adaptive_lif_step,
+    izhikevich_step,
+    lif_step,
+    poisson_spiking_step,
+    regular_spiking_step,
+    spiking_rectified_linear_step,
+    stochastic_spiking_step,
+)
+
+
+def _lif_rate_type(neuron_type, lif_smoothing):
+    kwargs = dict(
+        tau_rc=neuron_type.tau_rc,
+        tau_ref=neuron_type.tau_ref,
+        amplitude=neuron_type.amplitude,
+    )
+    if lif_smoothing is not None and lif_smoothing > 0:
+        return SoftLIFRate(sigma=lif_smoothing, **kwargs)
+    return nengo.LIFRate(**kwargs)
+
+
+def _adaptive_lif_rate_type(neuron_type, lif_smoothing):
+    return nengo.AdaptiveLIFRate(
+        tau_n=neuron_type.tau_n,
+        inc_n=neuron_type.inc_n,
+        tau_rc=neuron_type.tau_rc,
+        tau_ref=neuron_type.tau_ref,
+        amplitude=neuron_type.amplitude,
+    )
+
+
+def _relu_rate_type(neuron_type, lif_smoothing):
+    return nengo.RectifiedLinear(amplitude=neuron_type.amplitude)
+
+
+def _leaky_relu_rate_type(neuron_type, lif_smoothing):
+    return LeakyReLU(
+        negative_slope=neuron_type.negative_slope, amplitude=neuron_type.amplitude
+    )
+
+
+# keyed by the native step that runs the type, so that subclasses which keep
+# their parent's math train like their parent
+_RATE_TYPES = {
+    lif_step: _lif_rate_type,
+    adaptive_lif_step: _adaptive_lif_rate_type,
+    spiking_rectified_linear_step: _relu_rate_type,
+    spiking_leaky_relu_step: _leaky_relu_rate_type,
+}
+_RATES_TO_SPIKES = (regular_spiking_step, stochastic_spiking_step, poisson_spiking_step)
+_SURROGATE_STEPS = (
+    lif_step,
+    adaptive_lif_step,
+    spiking_rectified_linear_step,
+    spiking_leaky_relu_step,
+    izhikevich_step,
+)
+
+_warned = set()
+
+
+def rate_type(neuron_type, lif_smoothing=None):
+    """The rate neuron type that ``neuron_type`` trains as, or None.
+
+    None for types without one: rate types, RatesToSpikes types (they train as
+    ``amplitude * J``), Izhikevich and custom types.
+    """
+    factory = _RATE_TYPES.get(_native_step(neuron_type))
+    return None if factory is None else factory(neuron_type, lif_smoothing)
+
+
+def training_step(neuron_type, settings=None):
+    """The step function ``neuron_type`` runs in training mode.
+
+    Same signature as `neuron_step`'s; ``settings`` holds the network's
+    ``configure_settings`` values (``lif_smoothing``, ``surrogate``).
+    """
+    settings = settings or {}
+    step = neuron_step(neuron_type)
+    native = _native_step(neuron_type)
+    if native is None or not neuron_type.spiking:
+        return step
+
+    from snntorch_nengo.training.surrogates import get_surrogate
+
+    surrogate = get_surrogate(settings.get("surrogate"))
+    if surrogate is not None:
+        if native in _SURROGATE_STEPS:
+            return functools.partial(native, surrogate=surrogate)
+        if native in _RATES_TO_SPIKES:
+            return _straight_through_rate(native)
+
+    if native in _RATES_TO_SPIKES:
+        return _amplitude_times_rate
+    rate = rate_type(neuron_type, settings.get("lif_smoothing"))
+    if rate is not None:
+        return _rate_swap(rate)
+    return _spiking_with_warning(native)
+
+
+def _rate_swap(rate):
+    rate_step = neuron_step(rate)
+    names = tuple(rate.state)
+
+    def rate_swap_step(neuron_type, dt, J, state, rng):
+        output, rate_state = rate_step(rate, dt, J, {k: state[k] for k in names}, rng)
+        return output, {**state, **rate_state}
+
+    rate_swap_step.rate_type = rate
+    return rate_swap_step
+
+
+def _amplitude_times_rate(neuron_type, dt, J, state, rng):
+    return neuron_type.amplitude * J, dict(state)
+
+
+def _straight_through_rate(spiking_step):
+    def straight_through_step(neuron_type, dt, J, state, rng):
+        output, state = spiking_step(neuron_type, dt, J, state, rng)
+        rate = neuron_type.amplitude * J
+        return output + (rate - rate.detach()), state
+
+    return straight_through_step
+
+
+def _spiking_with_warning(spiking_step):
+    def warn_and_spike(neuron_type, dt, J, state, rng):
+        cls = type(neuron_type)
+        if cls not in _warned:
+            _warned.add(cls)
+            warnings.warn(
+                f"'{cls.__qualname__}' neurons have no rate counterpart: in training "
+                "mode they keep spiking, and no gradient flows through their spikes. "
+                "Use configure_settings(surrogate='fast_sigmoid') (or another "
+                "surrogate) to train them with a surrogate gradient."
+            )
+        return spiking_step(neuron_type, dt, J, state, rng)
+
+    return warn_and_spike

@@ -1,0 +1,248 @@
+"""NengoLightningModule: a NengoModule with its losses, metrics and optimizer.
+
+Lightning runs the loop: ``Trainer.fit/validate/test/predict`` work on it as on
+any `lightning.LightningModule`. Batches are tuples of tensors: first one per
+input Node (``input_nodes`` order), then one target per trained probe
+(``target_probes`` order), each ``(batch, n_steps, d)``.
+"""
+
+import functools
+
+import lightning as L
+import torch
+from nengo.exceptions import SimulationError, ValidationError
+from torch import nn
+
+from ..module import NengoModule
+from .losses import resolve_loss
+from .metrics import resolve_metric
+
+OPTIMIZERS = {
+    "adam": functools.partial(torch.optim.Adam, lr=1e-3),
+    "sgd": functools.partial(torch.optim.SGD, lr=1e-2),
+    "rmsprop": functools.partial(torch.optim.RMSprop, lr=1e-3),
+    "adamw": functools.partial(torch.optim.AdamW, lr=1e-3),
+}
+
+
+def probe_names(probes):
+    """NengoDL's output names: a probe's label, else ``probe``, ``probe_1``, ..."""
+    names, unlabeled = {}, 0
+    for probe in probes:
+        if probe.label is not None:
+            name = str(probe.label)
+        else:
+            name = "probe" if unlabeled == 0 else f"probe_{unlabeled}"
+            unlabeled += 1
+        while name in names.values():
+            name += "_"
+        names[probe] = name
+    return names
+
+
+def resolve_optimizer(optimizer, parameters):
+    """An optimizer instance from an instance, a class/partial, or a name."""
+    if optimizer is None:
+        optimizer = "adam"
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    if isinstance(optimizer, str):
+        if optimizer.lower() not in OPTIMIZERS:
+            raise ValidationError(
+                f"unknown optimizer '{optimizer}'; names are {sorted(OPTIMIZERS)}",
+                attr="optimizer",
+            )
+        optimizer = OPTIMIZERS[optimizer.lower()]
+    if callable(optimizer):
+        return optimizer(parameters)
+    raise ValidationError(
+        "optimizer must be a torch.optim.Optimizer, an optimizer class or partial, "
+        f"or a name; got {optimizer!r}",
+        attr="optimizer",
+    )
+
+
+class NengoLightningModule(L.LightningModule):
+    """Trains a Nengo network with Lightning.
+
+    Parameters
+    ----------
+    network : nengo.Network, optional
+        Built into a `.NengoModule` (with ``module_kwargs``) unless ``module`` given.
+    module : NengoModule, optional
+        The module to train.
+    loss : str or callable or dict
+        ``loss(prediction, target)``, a name (``"mse"``, ``"cross_entropy"``), or a
+        dict from probe (or probe name) to loss; probes with a loss are trained.
+    metrics : str or torchmetrics.Metric or list or dict, optional
+        Metrics for every trained probe, or a dict per probe.
+    loss_weights : dict, optional
+        Weight of each probe's loss in the total.
+    optimizer : torch.optim.Optimizer or class or partial or str
+        Built on the module's parameters if not an instance (default Adam).
+    stateful : bool
+        Keep the simulation state from batch to batch (else each batch starts from
+        the initial state, as NengoDL's ``fit`` does).
+    """
+
+    def __init__(
+        self,
+        network=None,
+        module=None,
+        loss="mse",
+        metrics=None,
+        loss_weights=None,
+        optimizer=None,
+        stateful=False,
+        **module_kwargs,
+    ):
+        super().__init__()
+        if module is None:
+            if network is None:
+                raise ValidationError("give a network or a NengoModule", attr="network")
+            module = NengoModule(network, **module_kwargs)
+        self.module = module
+        self.stateful = stateful
+        self.names = probe_names(module.model.probes)
+        self.losses = self._losses(loss)
+        self.target_probes = list(self.losses)
+        self.loss_weights = self._per_probe(loss_weights or {}, "loss_weights")
+        self.metrics = nn.ModuleDict()
+        self.metric_probes = {}
+        for probe, metric_list in self._metrics(metrics).items():
+            for metric in metric_list:
+                name, made = resolve_metric(metric)
+                key = f"{self.names[probe]}_{name}"
+                self.metrics[key] = made
+                self.metric_probes[key] = probe
+        self._optimizer = optimizer
+
+    # -- configuration
+
+    @property
+    def input_nodes(self):
+        return self.module.input_nodes
+
+    def find_probe(self, key, where):
+        if key in self.names:
+            return key
+        for probe, name in self.names.items():
+            if name == key:
+                return probe
+        raise ValidationError(
+            f"{key!r} is not a probe of this network; probes are "
+            f"{sorted(self.names.values())}",
+            attr=where,
+        )
+
+    def _per_probe(self, value, where):
+        if isinstance(value, dict):
+            return {self.find_probe(k, where): v for k, v in value.items()}
+        return {probe: value for probe in self.names}
+
+    def _losses(self, loss):
+        if isinstance(loss, dict):
+            return {
+                self.find_probe(k, "loss"): resolve_loss(v)
+                for k, v in loss.items()
+                if v is not None
+            }
+        return {probe: resolve_loss(loss) for probe in self.names}
+
+    def _metrics(self, metrics):
+        if metrics is None:
+            return {}
+        if isinstance(metrics, dict):
+            out = self._per_probe(metrics, "metrics")
+        else:
+            out = {probe: metrics for probe in self.target_probes}
+        return {p: m if isinstance(m, (list, tuple)) else [m] for p, m in out.items()}
+
+    def configure_optimizers(self):
+        if not isinstance(self._optimizer, torch.optim.Optimizer):
+            params = [p for p in self.module.parameters() if p.requires_grad]
+            if not params:
+                raise SimulationError(
+                    "the network has no trainable parameters (are all objects "
+                    "configured with trainable=False?)"
+                )
+            self._optimizer = resolve_optimizer(self._optimizer, params)
+        return self._optimizer
+
+    # -- running
+
+    def forward(self, inputs=None, n_steps=None):
+        return self.module(inputs, n_steps=n_steps)
+
+    def split_batch(self, batch):
+        """``(inputs by node, targets by probe)`` from a batch tuple."""
+        batch = list(batch)
+        n_in = len(self.input_nodes) if len(batch) > len(self.target_probes) else 0
+        inputs = dict(zip(self.input_nodes, batch[:n_in]))
+        targets = dict(zip(self.target_probes, batch[n_in:]))
+        return inputs, targets
+
+    def run_batch(self, inputs, n_steps):
+        module = self.module
+        batch_size = next(iter(inputs.values())).shape[0] if inputs else None
+        if not self.stateful or (batch_size or module.batch_size) != module.batch_size:
+            module.reset(batch_size=batch_size)
+        return module(inputs or None, n_steps=n_steps)
+
+    def _step(self, batch, prefix, on_step):
+        inputs, targets = self.split_batch(batch)
+        n_steps = next(iter(targets.values())).shape[1]
+        outputs = self.run_batch(inputs, n_steps)
+        batch_size = next(iter(targets.values())).shape[0]
+        total = 0.0
+        for probe, target in targets.items():
+            value = self.losses[probe](outputs[probe], target.to(outputs[probe].dtype))
+            total = total + self.loss_weights.get(probe, 1.0) * value
+            self.log(
+                f"{prefix}{self.names[probe]}_loss",
+                value,
+                on_step=False,
+                on_epoch=True,
+                batch_size=batch_size,
+            )
+        self.log(
+            f"{prefix}loss",
+            total,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch_size,
+        )
+        for key, metric in self.metrics.items():
+            probe = self.metric_probes[key]
+            metric.update(outputs[probe].detach(), targets[probe])
+            self.log(f"{prefix}{key}", metric, on_epoch=True, batch_size=batch_size)
+        return total
+
+    def on_fit_start(self):
+        # NengoModules start in eval mode (Nengo semantics); training behaviour on
+        self.train()
+
+    on_train_epoch_start = on_fit_start
+
+    def training_step(self, batch, batch_idx):
+        loss = self._step(batch, "", on_step=True)
+        if not torch.is_tensor(loss) or not loss.requires_grad:
+            raise SimulationError(
+                "the loss does not depend on any trainable parameter: check that the "
+                "probed outputs are reached within n_steps (each synapse delays a "
+                "connection by a step) and that the objects on the way are trainable"
+            )
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val_", on_step=False)
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "", on_step=False)
+
+    def predict_step(self, batch, batch_idx):
+        batch = list(batch)
+        inputs = dict(zip(self.input_nodes, batch[: len(self.input_nodes)]))
+        n_steps = batch[len(self.input_nodes)].shape[1] if not inputs else None
+        return self.run_batch(inputs, n_steps)

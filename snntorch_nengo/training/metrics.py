@@ -1,0 +1,88 @@
+"""Metrics: torchmetrics objects, or names resolved to them."""
+
+import copy
+
+import torch
+import torchmetrics
+from nengo.exceptions import ValidationError
+
+
+class LastStepAccuracy(torchmetrics.Metric):
+    """Classification accuracy of the last time step's output.
+
+    Predictions are ``(batch, n_steps, classes)``; targets are class indices
+    ``(batch, n_steps, 1)`` or one-hot ``(batch, n_steps, classes)``.
+    """
+
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("correct", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
+
+    def update(self, prediction, target):
+        predicted = prediction[:, -1].argmax(dim=-1)
+        last = target[:, -1]
+        labels = last.argmax(dim=-1) if last.shape[-1] > 1 else last[..., 0].long()
+        self.correct += (predicted == labels).sum().to(self.correct.dtype)
+        self.total += labels.numel()
+
+    def compute(self):
+        return self.correct / self.total.clamp(min=1)
+
+
+METRICS = {
+    "accuracy": LastStepAccuracy,
+    "mse": torchmetrics.MeanSquaredError,
+    "mae": torchmetrics.MeanAbsoluteError,
+}
+
+
+class FlatMetric(torchmetrics.Metric):
+    """Applies a regression metric to flattened ``(batch, n_steps, d)`` tensors."""
+
+    full_state_update = False
+
+    def __init__(self, metric):
+        super().__init__()
+        self.metric = metric
+
+    def update(self, prediction, target):
+        self.metric.update(prediction.reshape(-1), target.reshape(-1))
+
+    def compute(self):
+        return self.metric.compute()
+
+    def reset(self):
+        super().reset()
+        self.metric.reset()
+
+
+def resolve_metric(metric, where="metrics"):
+    """A fresh `torchmetrics.Metric` from a name or a metric object; its name."""
+    if isinstance(metric, str):
+        if metric not in METRICS:
+            raise ValidationError(
+                f"unknown metric '{metric}'; names are {sorted(METRICS)}", attr=where
+            )
+        made = METRICS[metric]()
+        if not isinstance(made, LastStepAccuracy):
+            made = FlatMetric(made)
+        return metric, made
+    if isinstance(metric, torchmetrics.Metric):
+        name = _snake(type(metric).__name__)
+        return name, copy.deepcopy(metric)
+    raise ValidationError(
+        f"a metric must be a name or a torchmetrics.Metric, got {metric!r}", attr=where
+    )
+
+
+def _snake(name):
+    out = []
+    for i, c in enumerate(name):
+        if c.isupper() and i and not name[i - 1].isupper():
+            out.append("_")
+        out.append(c.lower())
+    return "".join(out)

@@ -1,0 +1,224 @@
+"""NengoDL's training API (compile/fit/evaluate) on Lightning."""
+
+import functools
+
+import lightning as L
+import nengo
+import numpy as np
+import pytest
+import torch
+from nengo.exceptions import SimulationError, ValidationError
+
+import snntorch_nengo
+from snntorch_nengo import NengoLightningModule, Simulator
+
+
+def autoencoder(n_in=16, n_hidden=6, seed=0):
+    """The seed tutorial's autoencoder, small: ReLU, gain 1, bias 0, no synapses."""
+    with nengo.Network(seed=seed) as net:
+        net.a = nengo.Node(np.zeros(n_in), label="a")
+        b = nengo.Ensemble(n_hidden, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(net.a, b.neurons, transform=snntorch_nengo.dists.Glorot())
+        c = nengo.Ensemble(n_in, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(b.neurons, c.neurons, transform=snntorch_nengo.dists.Glorot())
+        net.p_c = nengo.Probe(c.neurons)
+    for ens in net.all_ensembles:
+        ens.gain = nengo.dists.Choice([1])
+        ens.bias = nengo.dists.Choice([0])
+    for conn in net.all_connections:
+        conn.synapse = None
+    return net
+
+
+def data(n=40, n_in=16, seed=1):
+    return np.random.RandomState(seed).uniform(0, 1, size=(n, 1, n_in))
+
+
+def test_fit_lowers_loss_and_history_names():
+    net = autoencoder()
+    x = data()
+    with Simulator(net, minibatch_size=10, progress_bar=False) as sim:
+        sim.compile(
+            optimizer=torch.optim.RMSprop(sim.parameters(), 1e-2),
+            loss=torch.nn.functional.mse_loss,
+        )
+        before = sim.evaluate(x, x, verbose=0)
+        history = sim.fit(x, x, epochs=2, verbose=0, validation_data=(x, x))
+        after = sim.evaluate(x, x, verbose=0)
+    assert set(before) == {"loss", "probe_loss"}
+    assert len(history.history["loss"]) == 2
+    assert len(history.history["probe_loss"]) == 2
+    assert "val_loss" in history.history
+    assert history.history["loss"][1] < history.history["loss"][0]
+    assert after["loss"] < before["loss"]
+    assert sim.n_steps == 0  # training leaves the simulation state alone
+
+
+def test_fit_changes_predictions_and_matches_manual_torch_loop():
+    """One epoch of our fit equals the same SGD steps written by hand in torch."""
+    net = autoencoder()
+    x = data(n=20)
+    with Simulator(net, minibatch_size=10, progress_bar=False) as sim:
+        weights0 = [p.detach().clone() for p in sim.parameters()]
+        sim.compile(optimizer=functools.partial(torch.optim.SGD, lr=0.1), loss="mse")
+        sim.fit(x, x, epochs=1, verbose=0, shuffle=False)
+        trained = [p.detach().clone() for p in sim.parameters()]
+
+    with Simulator(net, minibatch_size=10, progress_bar=False) as ref:
+        params = list(ref.parameters())
+        for p, w in zip(params, weights0):
+            assert torch.equal(p.detach(), w)
+        opt = torch.optim.SGD(params, lr=0.1)
+        module = ref.module
+        module.train()
+        for i in range(0, 20, 10):
+            module.reset()
+            xb = torch.as_tensor(x[i : i + 10], dtype=module.dtype)
+            out = module({net.a: xb})[net.p_c]
+            loss = torch.nn.functional.mse_loss(out, xb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    for a, b in zip(trained, params):
+        torch.testing.assert_close(a, b.detach())
+    assert any(not torch.equal(a, b) for a, b in zip(trained, weights0))
+
+
+def test_optimizer_forms_and_metrics():
+    with nengo.Network(seed=2) as net:
+        inp = nengo.Node(np.zeros(4), label="inp")
+        hidden = nengo.Ensemble(20, 1, neuron_type=nengo.RectifiedLinear())
+        out = nengo.Node(size_in=3)
+        nengo.Connection(
+            inp, hidden.neurons, transform=snntorch_nengo.dists.Glorot(), synapse=None
+        )
+        nengo.Connection(
+            hidden.neurons, out, transform=snntorch_nengo.dists.Glorot(), synapse=None
+        )
+        p = nengo.Probe(out, label="out")
+    rng = np.random.RandomState(3)
+    x = rng.uniform(-1, 1, size=(60, 1, 4))
+    labels = (x[:, :, 0] > 0).astype(int) + (x[:, :, 1] > 0).astype(int)
+    y = labels[..., None].astype(float)
+    for optimizer in ("adam", torch.optim.Adam, functools.partial(torch.optim.Adam, lr=0.01)):
+        with Simulator(net, minibatch_size=20, progress_bar=False) as sim:
+            sim.compile(optimizer=optimizer, loss="cross_entropy", metrics=["accuracy"])
+            history = sim.fit({"inp": x}, {p: y}, epochs=15, verbose=0)
+            result = sim.evaluate({inp: x}, {"out": y}, verbose=0)
+        assert "out_accuracy" in history.history
+        assert set(result) == {"loss", "out_loss", "out_accuracy"}
+        assert history.history["loss"][-1] < history.history["loss"][0]
+    assert result["out_accuracy"] > 0.6
+
+
+def test_loss_weights_and_per_probe_losses():
+    net = autoencoder()
+    with net:
+        p2 = nengo.Probe(net.p_c.target, label="second")
+    x = data(n=20)
+    with Simulator(net, minibatch_size=10, progress_bar=False) as sim:
+        sim.compile(
+            loss={net.p_c: "mse", "second": torch.nn.L1Loss()},
+            loss_weights={"second": 0.5},
+        )
+        result = sim.evaluate(x, {net.p_c: x, p2: x}, verbose=0)
+    assert result["loss"] == pytest.approx(
+        result["probe_loss"] + 0.5 * result["second_loss"], rel=1e-5
+    )
+
+
+def test_own_trainer_on_lightning_module():
+    net = autoencoder()
+    x = torch.as_tensor(data(n=20), dtype=torch.float32)
+    module = NengoLightningModule(net, loss="mse", optimizer="adam", minibatch_size=10)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x, x), batch_size=10
+    )
+    trainer = L.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, loader, loader)
+    results = trainer.test(module, loader, verbose=False)
+    assert "loss" in results[0] and "probe_loss" in results[0]
+    preds = trainer.predict(module, torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(x), batch_size=10))
+    assert preds[0][net.p_c].shape == (10, 1, 16)
+
+
+def test_checkpoint_callback(tmp_path):
+    net = autoencoder()
+    x = data(n=20)
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    with Simulator(net, minibatch_size=10, progress_bar=False) as sim:
+        sim.compile(loss="mse")
+        sim.fit(x, x, epochs=1, verbose=0, callbacks=[ckpt])
+    assert (tmp_path / "last.ckpt").exists()
+
+
+def test_error_loss_without_gradient():
+    """Every object frozen: nothing to train."""
+    net = autoencoder()
+    with net:
+        snntorch_nengo.configure_settings(trainable=False)
+    x = data(n=10)
+    with Simulator(net, minibatch_size=10, progress_bar=False) as sim:
+        with pytest.raises(SimulationError, match="no trainable parameters"):
+            sim.compile(loss="mse")
+    # a trainable network whose probe does not depend on the parameters
+    with nengo.Network() as net:
+        stim = nengo.Node(np.zeros(2))
+        ens = nengo.Ensemble(4, 2)
+        nengo.Connection(stim, ens)
+        p = nengo.Probe(stim)
+    with Simulator(net, progress_bar=False) as sim:
+        sim.compile(loss={p: "mse"})
+        with pytest.raises(SimulationError, match="does not depend on any trainable"):
+            sim.fit(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), verbose=0)
+
+
+def test_training_errors():
+    net = autoencoder()
+    x = data(n=20)
+    with Simulator(net, minibatch_size=10, progress_bar=False) as sim:
+        with pytest.raises(SimulationError, match="compile"):
+            sim.fit(x, x)
+        with pytest.raises(ValidationError, match="not a probe"):
+            sim.compile(loss={"nope": "mse"})
+        with pytest.raises(ValidationError, match="unknown loss"):
+            sim.compile(loss="hinge-ish")
+        with pytest.raises(ValidationError, match="unknown optimizer"):
+            sim.compile(optimizer="lbfgs-ish")
+        sim.compile(loss="mse")
+        with pytest.raises(ValidationError, match=r"must have shape \(20, 1, 16\)"):
+            sim.fit(x, x[:, :, :3], verbose=0)
+        with pytest.raises(ValidationError, match="different numbers of samples"):
+            sim.fit(x, x[:10], verbose=0)
+        with pytest.raises(ValidationError, match="minibatch_size"):
+            sim.fit(x, x, batch_size=5, verbose=0)
+
+    with net:
+        snntorch_nengo.configure_settings(inference_only=True)
+    with Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(SimulationError, match="inference_only"):
+            sim.compile(loss="mse")
+
+
+def test_trainable_config_freezes_objects():
+    net = autoencoder()
+    with net:
+        snntorch_nengo.configure_settings(trainable=None)
+    conns = net.all_connections
+    net.config[conns[0]].trainable = False
+    with Simulator(net, minibatch_size=10, progress_bar=False) as sim:
+        names = [name for name, _ in sim.named_parameters()]
+        frozen = sim.module.module_of(conns[0]).weights
+        assert not isinstance(frozen, torch.nn.Parameter)
+        assert any("connection_1.weights" in n for n in names)
+        before = frozen.clone()
+        sim.compile(loss="mse")
+        sim.fit(data(n=20), data(n=20), verbose=0)
+        assert torch.equal(sim.module.module_of(conns[0]).weights, before)
