@@ -1,6 +1,6 @@
 # snntorch_nengo developer tasks (GNU make). Sized for a 2-core CPU machine.
 #
-#   make demo        run examples/coming_from_torch.py
+#   make demo        run the examples (seed tutorial twin, spiking digits)
 #   make test        our tests, then Nengo's backend suite against our Simulator
 #   make test-ours   only tests/
 #   make test-nengo  only Nengo's suite (nengo-suite.ini)
@@ -47,7 +47,8 @@ test-nengo: $(STAMP)
 		-n $(NENGO_WORKERS) -q $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	MPLBACKEND=Agg $(PY) examples/coming_from_torch.py
+	MPLBACKEND=Agg $(PY) examples/coming_from_torch.py outputs
+	MPLBACKEND=Agg $(PY) examples/spiking_digits.py outputs
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache outputs

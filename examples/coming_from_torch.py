@@ -5,12 +5,12 @@ section mirrors one of its code cells, with ``snntorch_nengo`` in place of
 ``nengo_dl`` and PyTorch in place of TensorFlow/Keras. Plots are saved as PNG
 files under ``outputs/`` (or the folder given as the first argument).
 
-Cells that insert torch code into a network (TensorNode, Layer) and train with
-``sim.fit`` arrive with the training issue; this script covers the simulation
-cells.
+MNIST cannot be downloaded here, so the training cells use scikit-learn's digits,
+upsampled to MNIST's 28x28 = 784 pixels and 0-255 range. ``--quick`` trains on a
+small subset (for the test suite).
 """
 
-import sys
+import argparse
 import warnings
 from pathlib import Path
 
@@ -22,11 +22,17 @@ import nengo  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from nengo.utils.matplotlib import rasterplot  # noqa: E402
+from scipy.ndimage import zoom  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
 
 import snntorch_nengo  # noqa: E402
 
 warnings.simplefilter("ignore")
-OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "outputs")
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("out", nargs="?", default="outputs", help="folder for the plots")
+parser.add_argument("--quick", action="store_true", help="small data, for tests")
+args = parser.parse_args()
+OUT = Path(args.out)
 OUT.mkdir(parents=True, exist_ok=True)
 saved = []
 
@@ -118,6 +124,123 @@ plt.plot(sim.trange(), filtered_spikes)
 plt.xlabel("time")
 plt.ylabel("filtered spike train (firing rates)")
 save(fig, "filtered_spikes.png")
+
+# --- Inserting PyTorch code: Layer and TensorNode -------------------------------
+with net:
+    batch_norm = snntorch_nengo.Layer(torch.nn.BatchNorm1d(10, momentum=0.1))(
+        b_rate.neurons
+    )
+    p_batch_norm = nengo.Probe(batch_norm)
+
+# Layer is a shortcut for a TensorNode and a Connection; this is equivalent:
+with net:
+    batch_norm = snntorch_nengo.TensorNode(
+        torch.nn.BatchNorm1d(10, momentum=0.1), shape_in=(10,), pass_time=False
+    )
+    nengo.Connection(b_rate.neurons, batch_norm, synapse=None)
+    p_batch_norm = nengo.Probe(batch_norm)
+
+with snntorch_nengo.Simulator(net, progress_bar=False) as sim:
+    sim.run_steps(10)
+print("batch-normalized rates:", sim.data[p_batch_norm].shape)
+
+with nengo.Network() as net:
+    # node to provide an input value for the TensorNode
+    a = nengo.Node([0.5, -0.1])
+
+    # a TensorNode function to illustrate i/o
+    def tensor_func(t, x):
+        # print out the value of inputs t and x
+        print("t:", float(t))
+        print("x:", x.numpy())
+        # output t + x
+        return t + x
+
+    # create the TensorNode
+    b = snntorch_nengo.TensorNode(tensor_func, shape_in=(2,), shape_out=(2,))
+    nengo.Connection(a, b, synapse=None)
+    p = nengo.Probe(b)
+
+with snntorch_nengo.Simulator(net, dtype=torch.float32) as sim:
+    print("TensorNode input:")
+    data = sim.predict(n_steps=10)
+    print("TensorNode output:")
+    print(data[p])
+
+
+with nengo.Network() as net:
+
+    class MyLayer(torch.nn.Module):
+        """A layer with its own parameter, as the seed's custom Keras layer."""
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(1, 1))
+
+        def forward(self, inputs):
+            return inputs * self.w
+
+    a = snntorch_nengo.TensorNode(MyLayer(), shape_in=(1,), pass_time=False)
+
+# --- Deep learning parameter optimization: train the auto-encoder ---------------
+digits = load_digits().images.astype(np.float32)  # (1797, 8, 8), values 0-16
+images = zoom(digits, (1, 28 / 8, 28 / 8), order=1) * (255.0 / 16)
+images = np.clip(images, 0, 255).reshape((len(images), -1))  # (1797, 784)
+n_train = 200 if args.quick else 1500
+train_data, test_data = images[:n_train], images[1500:1750]
+n_epochs = 2
+
+# in PyTorch, the training would be done something like:
+optimizer = torch.optim.RMSprop(torch_model.parameters(), 1e-3)
+train_tensor = torch.as_tensor(train_data)
+for epoch in range(n_epochs):
+    for i in range(0, len(train_tensor), minibatch_size):
+        batch = train_tensor[i : i + minibatch_size]
+        loss = torch.nn.functional.mse_loss(torch_model(batch), batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    print(f"torch epoch {epoch + 1}/{n_epochs}: loss {loss.item():.1f}")
+with torch.no_grad():
+    test_tensor = torch.as_tensor(test_data)
+    print("torch test loss:", torch.nn.functional.mse_loss(torch_model(test_tensor), test_tensor).item())
+
+# set initial neuron gains to 1 and biases to 0
+for ens in auto_net.all_ensembles:
+    ens.gain = nengo.dists.Choice([1])
+    ens.bias = nengo.dists.Choice([0])
+
+# disable synaptic filtering on all connections
+for conn in auto_net.all_connections:
+    conn.synapse = None
+
+# add the time axis: (batch_size, n_steps, n)
+train_data = train_data[:, None, :]
+test_data = test_data[:, None, :]
+
+with snntorch_nengo.Simulator(auto_net, minibatch_size=minibatch_size) as sim:
+    sim.compile(
+        optimizer=torch.optim.RMSprop(sim.parameters(), 1e-3),
+        loss=torch.nn.functional.mse_loss,
+    )
+    # run training loop
+    history = sim.fit(train_data, train_data, epochs=n_epochs)
+    # evaluate performance on test set
+    print("snntorch_nengo test loss:", sim.evaluate(test_data, test_data))
+    # display example output
+    output = sim.predict(test_data[:minibatch_size])
+
+fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
+axes[0].plot(np.arange(1, n_epochs + 1), history.history["loss"], "o-")
+axes[0].set_xlabel("epoch")
+axes[0].set_ylabel("training loss (MSE)")
+axes[1].imshow(test_data[0, 0].reshape((28, 28)), cmap="gray")
+axes[1].set_title("test digit")
+axes[2].imshow(output[p_c][0, 0].reshape((28, 28)), cmap="gray")
+axes[2].set_title("reconstruction")
+for ax in axes[1:]:
+    ax.axis("off")
+save(fig, "autoencoder_reconstruction.png")
 
 # --- NEF parameter optimization: sin(x^2) --------------------------------------
 with nengo.Network(seed=0) as net:

@@ -31,14 +31,14 @@ NOT_SIMULATED = (
 )
 
 
-def module_dtype(module):
-    """The float dtype of a module's first float parameter or buffer (or None)."""
+def module_float_tensor(module):
+    """A module's first float parameter or buffer (None if it has none)."""
     for tensor in module.parameters():
         if tensor.is_floating_point():
-            return tensor.dtype
+            return tensor
     for tensor in module.buffers():
         if tensor.is_floating_point():
-            return tensor.dtype
+            return tensor
     return None
 
 
@@ -64,8 +64,9 @@ class _ModuleMode:
 def call_tensor_func(node, t, x):
     """Call ``node.tensor_func`` with the arguments its settings ask for.
 
-    A `torch.nn.Module` gets its inputs cast to its own float dtype (so a float32
-    module runs inside a float64 simulation); the result is returned as is.
+    A `torch.nn.Module` gets its inputs cast to the float dtype and device of its
+    own tensors (so a float32 module runs inside a float64 simulation); the result
+    is returned as is.
     """
     func = node.tensor_func
     args = []
@@ -74,9 +75,14 @@ def call_tensor_func(node, t, x):
     if node.shape_in is not None:
         args.append(x)
     if isinstance(func, nn.Module):
-        dtype = module_dtype(func)
-        if dtype is not None:
-            args = [a.to(dtype) if a.is_floating_point() else a for a in args]
+        like = module_float_tensor(func)
+        if like is not None:
+            args = [
+                a.to(dtype=like.dtype, device=like.device)
+                if a.is_floating_point()
+                else a.to(device=like.device)
+                for a in args
+            ]
     return func(*args)
 
 
@@ -135,8 +141,8 @@ class TensorFuncParam(Parameter):
                 y = call_tensor_func(spec, t, x)
         except Exception as e:
             raise ValidationError(
-                f"{node}: calling tensor_func on zeros of shape (1,) + shape_in to infer "
-                f"shape_out failed ({type(e).__name__}: {e}); pass shape_out "
+                f"{node}: calling tensor_func on zeros of shape (1,) + shape_in to "
+                f"infer shape_out failed ({type(e).__name__}: {e}); pass shape_out "
                 "explicitly",
                 attr=self.name,
                 obj=node,
@@ -250,12 +256,12 @@ class SimTensorNode(Operator):
     reference simulator raises a `~nengo.exceptions.SimulationError`.
     """
 
-    def __init__(self, node, time, input, output, tag=None):
+    def __init__(self, node, time, input, output, tag=None):  # noqa: A002
         super().__init__(tag=tag if tag is not None else f"SimTensorNode {node}")
         self.node = node
         self.sets = [output]
         self.incs = []
-        self.reads = ([] if time is None else [time]) + ([] if input is None else [input])
+        self.reads = [sig for sig in (time, input) if sig is not None]
         self.updates = []
         self.time = time
         self.input = input

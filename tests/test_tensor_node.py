@@ -10,23 +10,7 @@ import torch
 from nengo.exceptions import NetworkContextError, SimulationError, ValidationError
 
 from snntorch_nengo import Layer, NengoModule, Simulator, TensorNode
-from snntorch_nengo.build.model import build_model
-from snntorch_nengo.engine.schedule import input_nodes
 from snntorch_nengo.tensor_node import SimTensorNode
-
-
-def _tensor_nodes_are_fed():
-    """Whether engine/schedule.py still treats input-less TensorNodes as inputs."""
-    with nengo.Network() as net:
-        TensorNode(lambda t: t.reshape(1, 1), shape_out=(1,))
-    return any(isinstance(n, TensorNode) for n in input_nodes(build_model(net, 0.001)))
-
-
-needs_schedule_fix = pytest.mark.xfail(
-    _tensor_nodes_are_fed(),
-    reason="engine/schedule.py input_nodes must skip TensorNodes",
-    strict=True,
-)
 
 
 class MyLayer(torch.nn.Module):
@@ -307,7 +291,6 @@ def test_copy_and_pickle():
     assert isinstance(net2.nodes[0], TensorNode)
 
 
-@needs_schedule_fix
 def test_input_less_tensor_node_is_not_fed():
     with nengo.Network() as net:
         stim = nengo.Node([1.0], label="stim")

@@ -6,6 +6,8 @@ from nengo.builder.processes import SimProcess
 from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
+from ..tensor_node import TensorNode
+
 
 class NodeInput(Operator):
     """Sets an input Node's output: from fed data when given, else as Nengo would.
@@ -38,6 +40,7 @@ def input_nodes(model):
         obj
         for obj in model.params
         if isinstance(obj, nengo.Node)
+        and not isinstance(obj, TensorNode)  # torch code runs; it is never fed
         and obj.size_in == 0
         and obj.size_out > 0
         and obj.output is not None

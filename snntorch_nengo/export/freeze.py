@@ -339,9 +339,8 @@ def _targets(sim, objs):
             out.append(obj)
         else:
             raise ValidationError(
-                f"{obj}: freeze_params takes Networks, Ensembles, Connections and Probes "
-                f"(got "
-                f"{type(obj).__name__})",
+                f"{obj}: freeze_params takes Networks, Ensembles, Connections and "
+                f"Probes (got {type(obj).__name__})",
                 attr="objs",
                 obj=sim,
             )

@@ -254,7 +254,8 @@ def state_tensors(module):
         if base in dynamic:
             path = paths[owner]
             name = owner.signal_names[base]
-            items.append((f"{path}.{name}" if path else name, (base, owner.signal(base))))
+            full = f"{path}.{name}" if path else name
+            items.append((full, (base, owner.signal(base))))
     return _stable_names(items)
 
 
@@ -268,8 +269,10 @@ def _stored(tensor):
 def fingerprint(module):
     """The structure of the simulated network: its objects, in build order.
 
-    Kinds, types, labels and sizes of Ensembles, Nodes, Connections (with what they
-    connect and their transform type) and Probes.
+    Kinds, types, labels and sizes of Ensembles, Nodes, Connections (what they
+    connect, learning rules, and the transform type of connections that do not
+    decode) and Probes. It does not change when `freeze_params` writes trained
+    values into the network.
     """
     keys = {}
     for kind in KINDS:
@@ -302,13 +305,19 @@ def fingerprint(module):
                     rules = [rules[k] for k in sorted(rules)]
                 elif not isinstance(rules, (list, tuple)):
                     rules = [rules]
+                pre = obj.pre_obj
+                decoded = isinstance(pre, nengo.Ensemble) and not isinstance(
+                    pre.neuron_type, nengo.Direct
+                )
                 entry += [
-                    ref(obj.pre_obj),
+                    ref(pre),
                     ref(obj.post_obj),
                     obj.size_in,
-                    obj.size_mid,
                     obj.size_out,
-                    type(obj.transform).__name__,
+                    # a decoded connection's weights include its function and
+                    # transform (freeze_params replaces them); otherwise the
+                    # transform type decides what the weights are
+                    "decoded" if decoded else type(obj.transform).__name__,
                     [type(r).__name__ for r in rules],
                 ]
             elif isinstance(obj, nengo.Probe):
@@ -394,7 +403,9 @@ def read_params_file(path):
 def _names(names):
     names = sorted(names)
     shown = ", ".join(names[:_LIST_MAX])
-    return shown + (f" and {len(names) - _LIST_MAX} more" if len(names) > _LIST_MAX else "")
+    if len(names) > _LIST_MAX:
+        shown += f" and {len(names) - _LIST_MAX} more"
+    return shown
 
 
 def _kind(tensor):

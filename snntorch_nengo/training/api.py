@@ -16,7 +16,7 @@ from nengo.exceptions import SimulationError, ValidationError
 from torch.utils.data import DataLoader, TensorDataset
 
 from .lightning import NengoLightningModule
-from .losses import SPARSE_TARGET_LOSSES
+from .losses import KNOWN_LOSSES, SPARSE_TARGET_LOSSES
 
 
 class History(Callback):
@@ -193,8 +193,11 @@ class TrainingMixin:
             n_steps = next(iter(targets.values())).shape[1]
         for probe, value in targets.items():
             size = int(np.prod(self.model.sig[probe]["in"].shape))
-            if lm.losses[probe] in SPARSE_TARGET_LOSSES and np.shape(value)[-1:] == (1,):
+            loss = lm.losses[probe]
+            if loss in SPARSE_TARGET_LOSSES and np.shape(value)[-1:] == (1,):
                 size = 1  # class indices
+            elif loss not in KNOWN_LOSSES:
+                size = None  # a custom loss decides what its targets hold
             expected = (n, n_steps, size)
             _check_shape(value, expected, f"y[{lm.names[probe]}]", where)
         batch = batch_size or self.minibatch_size or 1
@@ -203,6 +206,11 @@ class TrainingMixin:
                 f"batch_size ({batch}) must equal the simulator's minibatch_size "
                 f"({self.minibatch_size})",
                 attr="batch_size",
+            )
+        if self.minibatch_size is not None and n % batch != 0:
+            raise ValidationError(
+                f"number of samples ({n}) is not a multiple of minibatch_size ({batch})",
+                attr="x",
             )
         missing = [node for node in lm.input_nodes if node not in inputs]
         if inputs and missing:

@@ -58,7 +58,9 @@ LOSSES = {
     "nan_mse": nan_mse,
 }
 
-# losses whose targets may be class indices (batch, n_steps, 1)
+# losses whose targets must have the prediction's shape, or may be class indices
+KNOWN_LOSSES = tuple(LOSSES.values()) + (F.mse_loss, F.l1_loss)
+# (batch, n_steps, 1)
 SPARSE_TARGET_LOSSES = (_cross_entropy,)
 
 

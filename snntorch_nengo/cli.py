@@ -1,0 +1,29 @@
+"""``snntorch-nengo``: Lightning's CLI for NengoLightningModules.
+
+    snntorch-nengo fit --config configs/autoencoder.yaml
+    snntorch-nengo test --config configs/spiking_digits.yaml
+
+Any `NengoLightningModule` subclass and `LightningDataModule` can be named in the
+config's ``model`` and ``data`` sections (``class_path`` and ``init_args``).
+"""
+
+import lightning as L
+from lightning.pytorch.cli import LightningCLI
+
+from .training.lightning import NengoLightningModule
+
+
+def main(args=None):
+    """Run the CLI (``args`` as a list for programmatic use, else ``sys.argv``)."""
+    return LightningCLI(
+        NengoLightningModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args,
+        save_config_kwargs={"overwrite": True},
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
