@@ -5,8 +5,7 @@ from .simulator import Simulator
 from .tensor_node import Layer, TensorNode
 from . import dists
 from .config import configure_settings
-from .training import losses, metrics
-from .training.lightning import NengoLightningModule
+from .training import losses
 from .version import version as __version__
 
 __all__ = [
@@ -20,3 +19,16 @@ __all__ = [
     "__version__",
 ]
 __all__ += ["Layer", "TensorNode"]
+
+
+def __getattr__(name):
+    # lightning takes seconds to import: load it when training is asked for
+    if name == "NengoLightningModule":
+        from .training.lightning import NengoLightningModule
+
+        return NengoLightningModule
+    if name == "metrics":
+        from .training import metrics
+
+        return metrics
+    raise AttributeError(f"module 'snntorch_nengo' has no attribute '{name}'")

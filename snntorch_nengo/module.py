@@ -150,7 +150,9 @@ class NengoModule(nn.Module):
 
         ``inputs`` maps input Nodes (or their labels) to tensors
         ``(batch, n_steps, node.size_out)``; nodes not given run their own output.
-        State carries over to the next call until `reset`.
+        State carries over to the next call until `reset`. With the settings
+        ``keep_history=False`` probes return only the last sample, and with
+        ``inference_only=True`` no autograd graph is built.
         """
         feeds, batch_size, n_steps = self.prepare_inputs(inputs, n_steps)
         if batch_size != self.batch_size:
@@ -162,16 +164,20 @@ class NengoModule(nn.Module):
                     obj=self,
                 )
             self.reset(batch_size=batch_size)
-        data, values = self.engine.run(
-            self.signal_values().values,
-            self._steps,
-            n_steps,
-            batch_size=self.batch_size,
-            start_step=self.n_steps,
-            feeds=feeds,
-            on_step=on_step,
-            training=self.learning_phase,
-        )
+        grad = not self.settings["inference_only"] and torch.is_grad_enabled()
+        with torch.set_grad_enabled(grad):
+            data, values = self.engine.run(
+                self.signal_values().values,
+                self._steps,
+                n_steps,
+                batch_size=self.batch_size,
+                start_step=self.n_steps,
+                feeds=feeds,
+                on_step=on_step,
+                training=self.learning_phase,
+            )
+        if self.settings["keep_history"] is False:
+            data = {probe: value[:, -1:] for probe, value in data.items()}
         for base in self.engine.layout.dynamic:
             self._slots[base].set_signal(base, values[base].detach())
         self.n_steps += n_steps

@@ -290,6 +290,7 @@ class Simulator(TrainingMixin, ParamsMixin):
     def predict_on_batch(self, x=None, n_steps=None, stateful=False):
         """`predict` for exactly one minibatch."""
         self._check_open("run")
+        self._check_stateful(stateful)
         inputs = self._input_dict(x)
         module = self.module
         saved = None if stateful else (module.state(), module.n_steps, module._steps)
@@ -307,6 +308,15 @@ class Simulator(TrainingMixin, ParamsMixin):
                 self._sim_data[probe].append(to_numpy(value))
             self.data.reset()
         return {probe: to_numpy(value) for probe, value in out.items()}
+
+    def _check_stateful(self, stateful):
+        if stateful and self.module.settings["stateful"] is False:
+            raise ValidationError(
+                "stateful=True, but the network was configured with "
+                "configure_settings(stateful=False)",
+                attr="stateful",
+                obj=self,
+            )
 
     def _input_dict(self, x):
         if x is None:

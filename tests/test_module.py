@@ -242,3 +242,28 @@ def test_custom_neuron_type_falls_back_with_warning():
         with Simulator(net, progress_bar=False) as sim:
             sim.run_steps(100)
     np.testing.assert_allclose(sim.data[p], ref.data[p], atol=1e-12)
+
+
+def test_settings_keep_history_inference_only_stateful():
+    net = rate_net()
+    with net:
+        snntorch_nengo.configure_settings(
+            keep_history=False, inference_only=True, stateful=False
+        )
+    module = NengoModule(net)
+    out = module({net.stim: torch.ones(2, 7, 2)})
+    assert out[net.p].shape == (2, 1, 2)
+    assert not out[net.p].requires_grad
+    with Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(ValidationError, match="stateful=False"):
+            sim.predict(n_steps=2, stateful=True)
+
+
+def test_keep_history_false_is_last_value():
+    net_a, net_b = rate_net(), rate_net()
+    with net_b:
+        snntorch_nengo.configure_settings(keep_history=False)
+    x = torch.rand(2, 7, 2)
+    full = NengoModule(net_a)({net_a.stim: x})[net_a.p]
+    last = NengoModule(net_b)({net_b.stim: x})[net_b.p]
+    torch.testing.assert_close(last[:, 0], full[:, -1])

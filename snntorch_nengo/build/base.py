@@ -7,7 +7,9 @@ from torch import nn
 
 def attribute_name(text):
     """A readable attribute name made from a signal key or label."""
-    name = re.sub(r"\W+", "_", str(text)).strip("_").lower()
+    # "<Ensemble (unlabeled) at 0x7f...>": addresses differ between processes
+    text = re.sub(r"\s*at 0x[0-9a-fA-F]+", "", str(text))
+    name = re.sub(r"\W+", "_", text).strip("_").lower()
     return name or "signal"
 
 

@@ -8,23 +8,35 @@ import contextlib
 import logging
 import warnings
 
-import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from nengo.exceptions import SimulationError, ValidationError
 from torch.utils.data import DataLoader, TensorDataset
 
-from .lightning import NengoLightningModule
 from .losses import KNOWN_LOSSES, SPARSE_TARGET_LOSSES
 
 
-class History(Callback):
-    """Per-epoch values, as Keras' ``History``: ``history.history["loss"]``."""
+class History:
+    """Per-epoch values, as Keras' ``History``: ``history.history["loss"]``.
+
+    `callback` is the Lightning callback that fills it in.
+    """
 
     def __init__(self):
         self.history = {}
         self.epoch = []
+
+    def callback(self):
+        from lightning.pytorch.callbacks import Callback
+
+        history = self
+
+        class RecordHistory(Callback):
+            def on_train_epoch_end(self, trainer, pl_module):
+                history.epoch.append(trainer.current_epoch)
+                history._record(trainer, ("",))
+
+        return RecordHistory()
 
     def _record(self, trainer, prefixes):
         metrics = trainer.callback_metrics
@@ -34,10 +46,6 @@ class History(Callback):
                 continue
             if name.startswith(prefixes):
                 self.history.setdefault(name, []).append(float(value))
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        self.epoch.append(trainer.current_epoch)
-        self._record(trainer, ("",))
 
     def __repr__(self):
         return f"History({self.history})"
@@ -63,6 +71,8 @@ class TrainingMixin:
         ``loss(prediction, target)`` follows torch's argument order.
         """
         self._check_trainable("compile")
+        from .lightning import NengoLightningModule  # lightning is slow to import
+
         self._lightning = NengoLightningModule(
             module=self.module,
             loss="mse" if loss is None else loss,
@@ -98,6 +108,7 @@ class TrainingMixin:
         one array; ``y``: dict from Probe (or name) to targets, or one array.
         """
         self._check_open("fit")
+        self._check_stateful(stateful)
         lightning_module = self._compiled("fit")
         lightning_module.stateful = stateful
         train = self._loader(x, y, n_steps, batch_size, shuffle, "fit")
@@ -120,6 +131,7 @@ class TrainingMixin:
     def evaluate(self, x=None, y=None, n_steps=None, stateful=False, verbose=1, **kw):
         """Losses and metrics on ``x``/``y``: ``{"loss": ..., "<probe>_loss": ...}``."""
         self._check_open("evaluate")
+        self._check_stateful(stateful)
         lightning_module = self._compiled("evaluate")
         lightning_module.stateful = stateful
         loader = self._loader(x, y, n_steps, None, False, "evaluate")
@@ -146,9 +158,12 @@ class TrainingMixin:
         return self._lightning
 
     def _trainer(self, callbacks, verbose, history, **kwargs):
+        import lightning as L
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
         callbacks = list(callbacks or [])
         if history is not None:
-            callbacks.append(history)
+            callbacks.append(history.callback())
         device = self.module.device
         kwargs.setdefault("accelerator", "gpu" if device.type == "cuda" else "cpu")
         kwargs.setdefault("devices", 1)

@@ -168,7 +168,7 @@ def make_dot_inc(op, ctx):
 @OpRegistry.register(SparseDotInc)
 def make_sparse_dot_inc(op, ctx):
     rows, cols = sparse_indices(op.A.initial_value)
-    rows, cols = torch.as_tensor(rows), torch.as_tensor(cols)
+    rows, cols = torch.tensor(rows), torch.tensor(cols)
     n_rows = op.A.shape[0]
     x_batched = ctx.batched(op.X)
 
