@@ -81,7 +81,9 @@ class Simulator(TrainingMixin, ParamsMixin):
             )
         self.model = self.module.model
         self._sim_data = dict(self.model.params)
-        self.data = SimulationData(self._sim_data, minibatch_size is not None)
+        self.data = SimulationData(
+            self._sim_data, minibatch_size is not None, module=self.module
+        )
         self.closed = False
         self.reset()
 
@@ -363,12 +365,14 @@ class SimulationData(Mapping):
 
     Probe data is kept in chunks, one per run, and joined along time on access:
     ``(n_samples, d)`` without a minibatch (as in Nengo), else
-    ``(minibatch, n_samples, d)`` (as in NengoDL).
+    ``(minibatch, n_samples, d)`` (as in NengoDL). Built Ensembles and
+    Connections show their current (trained) parameters, as in NengoDL.
     """
 
-    def __init__(self, raw, batched):
+    def __init__(self, raw, batched, module=None):
         self.raw = raw
         self.batched = batched
+        self.module = module
         self._cache = {}
 
     def __getitem__(self, key):
@@ -378,7 +382,34 @@ class SimulationData(Mapping):
                 value = self._join(key, value)
                 value.setflags(write=False)
             self._cache[key] = value
-        return self._cache[key]
+        value = self._cache[key]
+        return self._trained(key, value) if self.module is not None else value
+
+    def _trained(self, obj, built):
+        """``built`` with the values of the object's trained parameters."""
+        trained = {
+            name: param
+            for name, param in getattr(
+                self.module._modules_by_obj.get(obj), "_parameters", {}
+            ).items()
+            if param is not None
+        }
+        if isinstance(obj, nengo.Ensemble) and trained:
+            scaled = to_numpy(trained["encoders"]) if "encoders" in trained else None
+            changes = {}
+            bias = to_numpy(trained["bias"]) if "bias" in trained else None
+            if bias is not None and not np.array_equal(bias, built.bias):
+                changes["bias"] = bias
+            if scaled is not None and not np.array_equal(scaled, built.scaled_encoders):
+                changes["scaled_encoders"] = scaled
+                changes["encoders"] = scaled * (obj.radius / built.gain)[:, None]
+            return built._replace(**changes) if changes else built
+        if isinstance(obj, nengo.Connection) and "weights" in trained:
+            weights = to_numpy(trained["weights"])
+            same_shape = np.shape(built.weights) == weights.shape
+            if same_shape and not np.array_equal(weights, built.weights):
+                return built._replace(weights=weights)
+        return built
 
     def _join(self, probe, chunks):
         if chunks:

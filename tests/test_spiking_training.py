@@ -6,6 +6,7 @@ import nengo
 import numpy as np
 import pytest
 import torch
+from nengo.dists import Uniform
 
 from snntorch_nengo import NengoModule
 from snntorch_nengo.config import configure_settings
@@ -31,22 +32,23 @@ from snntorch_nengo.training.surrogates import (
 DT = 0.001
 
 
-def two_layer_net(neuron_type, seed=0, decoded=False, stim=None, **settings):
+def two_layer_net(neuron_type, seed=0, decoded=False, **settings):
     """stim -> a -> b -> probes. Neuron-to-neuron weights unless ``decoded``.
 
     (Decoders are solved from the type's ``rates``, so the networks of a
     spiking type and its rate counterpart share parameters only when nothing
     is decoded, or when their ``rates`` agree, as for LIF and LIFRate.)
     """
+    # Izhikevich's numeric gain_bias and rates are slow: give gains and biases,
+    # and decode nothing
+    izhikevich = isinstance(neuron_type, nengo.Izhikevich)
+    tuning = dict(gain=Uniform(5, 15), bias=Uniform(0, 10)) if izhikevich else {}
     with nengo.Network(seed=seed) as net:
         if settings:
             configure_settings(**settings)
-        net.stim = nengo.Node(
-            stim if stim is not None else (lambda t: [np.sin(20 * t), np.cos(15 * t)]),
-            label="stim",
-        )
-        net.a = nengo.Ensemble(30, 2, neuron_type=neuron_type, label="a")
-        net.b = nengo.Ensemble(20, 1, neuron_type=neuron_type, label="b")
+        net.stim = nengo.Node(lambda t: [np.sin(20 * t), np.cos(15 * t)], label="stim")
+        net.a = nengo.Ensemble(30, 2, neuron_type=neuron_type, label="a", **tuning)
+        net.b = nengo.Ensemble(20, 1, neuron_type=neuron_type, label="b", **tuning)
         nengo.Connection(net.stim, net.a, synapse=None)
         if decoded:
             nengo.Connection(net.a, net.b, function=lambda x: x[0] * x[1], synapse=0.005)
@@ -57,11 +59,12 @@ def two_layer_net(neuron_type, seed=0, decoded=False, stim=None, **settings):
             )
         net.p_a = nengo.Probe(net.a.neurons, label="p_a")
         net.p_b = nengo.Probe(net.b.neurons, synapse=0.01, label="p_b")
-        net.p_out = nengo.Probe(net.b, synapse=0.01, label="p_out")
+        if not izhikevich:
+            net.p_out = nengo.Probe(net.b, synapse=0.01, label="p_out")
     return net
 
 
-def run(net, train, n_steps=100, dtype=torch.float64, grad=False, decoded_loss=True):
+def run(net, train, n_steps=60, dtype=torch.float64, grad=False, decoded_loss=True):
     module = NengoModule(net, dtype=dtype)
     module.train(train)
     with torch.set_grad_enabled(grad):
@@ -70,7 +73,7 @@ def run(net, train, n_steps=100, dtype=torch.float64, grad=False, decoded_loss=T
     if not grad:
         return module, out
     loss = out["p_b"].sum()
-    if decoded_loss:
+    if decoded_loss and "p_out" in out:
         loss = loss + out["p_out"].sum()
     loss.backward()
     grads = {name: p.grad for name, p in module.named_parameters()}
@@ -294,6 +297,7 @@ def test_surrogate_mode_spikes_forward_and_gradients_flow(neuron_type):
     _, ref = run(net, train=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no rate-counterpart warning
+        # (a new module: Poisson's random state, like Nengo's, survives reset)
         _, out, grads = run(net, train=True, grad=True)
     # the forward pass is the exact spiking one
     for key in ("p_a", "p_b"):
@@ -305,7 +309,7 @@ def test_surrogate_mode_spikes_forward_and_gradients_flow(neuron_type):
         assert grad is not None and torch.all(torch.isfinite(grad)), name
     # gradients reach every parameter (but b's unused encoders), a's through
     # b's spikes
-    assert len(grads) == 6
+    assert len(grads) == 5 + ("p_out" in out)
     for name, grad in grads.items():
         if name != "ensembles.b.encoders":
             assert torch.any(grad != 0), name
@@ -316,9 +320,9 @@ def test_each_surrogate_reaches_earlier_layers(name):
     net = two_layer_net(nengo.LIF(), surrogate=name)
     module = NengoModule(net)  # float32
     module.train()
-    out = module(n_steps=60)
+    out = module(n_steps=50)
     assert np.all(np.isin(out[net.p_a].detach().numpy(), [0, 1 / DT]))
-    loss = out[net.p_b][:, 30:].square().mean()
+    loss = out[net.p_b][:, 25:].square().mean()
     loss.backward()
     # a's parameters and the a -> b weights get gradients through b's spikes
     a = module.module_of(net.a)
@@ -361,7 +365,7 @@ def training_net(**settings):
     return net
 
 
-def train(net, n_iter=20, n_steps=30, target=-0.6, lr=1e-4):
+def train(net, n_iter=15, n_steps=30, target=-0.6, lr=1e-4):
     torch.manual_seed(0)
     module = NengoModule(net)
     module.train()
@@ -383,7 +387,7 @@ def train(net, n_iter=20, n_steps=30, target=-0.6, lr=1e-4):
 
 @pytest.mark.parametrize(
     "settings",
-    [{}, {"lif_smoothing": 0.05}, {"surrogate": "fast_sigmoid"}, {"surrogate": "atan"}],
+    [{}, {"lif_smoothing": 0.05}, {"surrogate": "fast_sigmoid"}],
     ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()) or "rate_swap",
 )
 def test_training_lowers_the_loss(settings):

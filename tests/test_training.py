@@ -222,3 +222,92 @@ def test_trainable_config_freezes_objects():
         sim.compile(loss="mse")
         sim.fit(data(n=20), data(n=20), verbose=0)
         assert torch.equal(sim.module.module_of(conns[0]).weights, before)
+
+
+def test_check_gradients():
+    with nengo.Network(seed=3) as net:
+        stim = nengo.Node(np.zeros(2))
+        ens = nengo.Ensemble(6, 2, neuron_type=nengo.LIF())
+        out = nengo.Node(size_in=2)
+        nengo.Connection(stim, ens, synapse=None)
+        nengo.Connection(ens, out, synapse=0.01)
+        nengo.Probe(out)
+    x = np.random.RandomState(0).uniform(-1, 1, size=(2, 3, 2))
+    with Simulator(net, progress_bar=False) as sim:
+        sim.check_gradients({stim: x})  # LIF trains as LIFRate: smooth
+
+    class Broken(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 3  # wrong on purpose
+
+    with net:
+        bad = snntorch_nengo.TensorNode(
+            lambda x: Broken.apply(x), shape_in=(2,), pass_time=False
+        )
+        nengo.Connection(ens, bad, synapse=None)
+        nengo.Probe(bad)
+    with Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(SimulationError, match="do not match"):
+            sim.check_gradients({stim: x})
+
+
+def test_callbacks_log_rates_and_parameters():
+    from snntorch_nengo.training.callbacks import (
+        FiringRateLogger,
+        ParameterHistogramLogger,
+        mean_firing_rates,
+    )
+
+    net = autoencoder()
+    x = data(n=10)
+    with Simulator(net, minibatch_size=10, progress_bar=False) as sim:
+        rates = mean_firing_rates(sim.module, {net.a: x}, n_steps=1)
+        assert len(rates) == 2 and all(r >= 0 for r in rates.values())
+        sim.compile(loss="mse")
+        rate_logger = FiringRateLogger({net.a: x}, n_steps=1)
+        sim.fit(x, x, verbose=0, callbacks=[rate_logger, ParameterHistogramLogger()])
+        metrics = sim.lightning_module().trainer.callback_metrics
+    assert any(k.startswith("rate/") for k in metrics)
+    assert any(k.startswith("param/") for k in metrics)
+
+
+def test_cli_fits_from_config(tmp_path):
+    from snntorch_nengo.cli import main
+
+    main(
+        [
+            "fit",
+            "--config",
+            "configs/autoencoder.yaml",
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=3",
+            "--trainer.limit_val_batches=2",
+            "--trainer.enable_progress_bar=false",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
+    assert (tmp_path / "config.yaml").exists()
+
+
+def test_sim_data_shows_trained_parameters():
+    net = autoencoder()
+    x = data(n=10)
+    with Simulator(net, minibatch_size=10, progress_bar=False) as sim:
+        conn = net.all_connections[0]
+        ens = net.all_ensembles[0]
+        before = sim.data[conn].weights.copy()
+        np.testing.assert_allclose(before, sim.model.params[conn].weights)
+        sim.compile(optimizer="sgd", loss="mse")
+        sim.fit(x, x, verbose=0)
+        assert not np.allclose(sim.data[conn].weights, before)
+        np.testing.assert_allclose(
+            sim.data[conn].weights, sim.module.module_of(conn).weights.detach().numpy()
+        )
+        np.testing.assert_allclose(
+            sim.data[ens].bias, sim.module.module_of(ens).bias.detach().numpy()
+        )

@@ -140,6 +140,55 @@ class TrainingMixin:
             results = trainer.test(lightning_module, dataloaders=loader, verbose=False)
         return {k: float(v) for k, v in results[0].items()}
 
+    def check_gradients(self, x=None, n_steps=1, outputs=None, atol=1e-5, rtol=1e-3):
+        """Compare autograd's gradients with finite differences; raise if they differ.
+
+        The network runs in float64 and in training mode, on inputs ``x`` (as in
+        `predict`; zeros when None), and the gradients of the ``outputs`` probes
+        (all by default) with respect to every trainable parameter are checked
+        along random directions (`torch.autograd.gradcheck`'s fast mode).
+        """
+        from .. import NengoModule
+
+        self._check_open("check gradients of")
+        inputs = {self.module.find_node(k): v for k, v in self._input_dict(x).items()}
+        if not inputs:
+            inputs = {
+                node: np.zeros((self.module.batch_size, n_steps, node.size_out))
+                for node in self.module.input_nodes
+            }
+        n_steps = next(iter(inputs.values())).shape[1] if inputs else n_steps
+        module = NengoModule(
+            self.module.network,
+            dt=self.dt,
+            seed=self.seed,
+            dtype=torch.float64,
+            model=None if self.module.network is not None else self.model,
+        )
+        module.load_state_dict(self.module.state_dict())
+        module.train()
+        names = [n for n, p in module.named_parameters() if p.requires_grad]
+        if not names:
+            raise SimulationError("there are no trainable parameters to check")
+        probes = list(outputs or self.model.probes)
+        feeds = {n: torch.as_tensor(np.asarray(v), dtype=torch.float64) for n, v in inputs.items()}
+        batch = next(iter(feeds.values())).shape[0] if feeds else module.batch_size
+
+        def run(*values):
+            module.reset(batch_size=batch)
+            out = torch.func.functional_call(
+                module, dict(zip(names, values)), args=(feeds or None,),
+                kwargs={"n_steps": n_steps},
+            )
+            return tuple(out[p] for p in probes)
+
+        params = dict(module.named_parameters())
+        values = tuple(params[n].detach().clone().requires_grad_() for n in names)
+        try:
+            torch.autograd.gradcheck(run, values, atol=atol, rtol=rtol, fast_mode=True)
+        except RuntimeError as e:
+            raise SimulationError(f"gradients do not match finite differences: {e}") from e
+
     # -- helpers
 
     def _check_trainable(self, action):
