@@ -19,7 +19,11 @@ SETTINGS = {
     "lif_smoothing": (None, "train LIF through SoftLIFRate with this smoothing"),
     "dtype": (None, "float type of the simulation (torch.float32 by default)"),
     "learning_phase": (None, "force training (True) or inference (False) behaviour"),
-    "surrogate": (None, "surrogate gradient for spiking neurons during training"),
+    "surrogate": (
+        None,
+        "train spiking neurons with real spikes and this surrogate gradient "
+        "(a name such as 'fast_sigmoid', or a training.surrogates.Surrogate)",
+    ),
 }
 
 TRAINABLE_TYPES = (nengo.Ensemble, nengo.Connection, nengo.Node, nengo.Network)

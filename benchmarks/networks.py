@@ -1,0 +1,123 @@
+"""Benchmark networks, built with Nengo's public API only.
+
+Each builder returns ``(net, inputs, probe)``: the network, its input Nodes (in
+a fixed order, for feeding batched data) and the probe whose output is read.
+All builders are deterministic (fixed seeds).
+
+The four simulation benchmarks follow NengoDL's ``benchmarks.py``:
+
+- `integrator`: an `nengo.networks.EnsembleArray` of 64 ensembles x 32 ReLU
+  neurons with a recurrent connection (a bank of integrators);
+- `cconv`: `nengo.networks.CircularConvolution` of two 32-D vectors, 64 ReLU
+  neurons per ensemble;
+- `random`: 20 ensembles x 512 ReLU neurons (16-D) with 5 random decoded
+  connections out of each;
+- `ff_mlp`: a 784-256-256-10 spiking ReLU multilayer perceptron with Glorot
+  weights on neuron-to-neuron connections.
+
+Two more serve the training and spiking-inference benchmarks: `autoencoder`
+(the 784-64-784 ReLU auto-encoder of the seed tutorial) and
+`spiking_classifier` (`ff_mlp` with LIF neurons and a filtered probe).
+"""
+
+import nengo
+import numpy as np
+
+from snntorch_nengo.dists import Glorot
+
+
+def integrator(n_neurons=32, dimensions=64, seed=0):
+    """EnsembleArray of ``dimensions`` 1-D ReLU ensembles, fed back on itself."""
+    with nengo.Network(seed=seed, label="integrator") as net:
+        net.config[nengo.Ensemble].neuron_type = nengo.RectifiedLinear()
+        stim = nengo.Node(np.full(dimensions, 0.1), label="input")
+        ea = nengo.networks.EnsembleArray(n_neurons, dimensions)
+        nengo.Connection(stim, ea.input, synapse=None)
+        nengo.Connection(ea.output, ea.input, synapse=0.01, transform=1)
+        probe = nengo.Probe(ea.output, synapse=0.01)
+    return net, [stim], probe
+
+
+def cconv(n_neurons=64, dimensions=32, seed=0):
+    """Circular convolution of two ``dimensions``-D inputs, ReLU neurons."""
+    rng = np.random.RandomState(seed)
+    with nengo.Network(seed=seed, label="cconv") as net:
+        net.config[nengo.Ensemble].neuron_type = nengo.RectifiedLinear()
+        a = nengo.Node(rng.uniform(-0.3, 0.3, dimensions), label="a")
+        b = nengo.Node(rng.uniform(-0.3, 0.3, dimensions), label="b")
+        cc = nengo.networks.CircularConvolution(n_neurons, dimensions)
+        nengo.Connection(a, cc.input_a, synapse=None)
+        nengo.Connection(b, cc.input_b, synapse=None)
+        probe = nengo.Probe(cc.output, synapse=0.01)
+    return net, [a, b], probe
+
+
+def random(n_ensembles=20, n_neurons=512, dimensions=16, connections_per=5, seed=0):
+    """``n_ensembles`` ReLU ensembles, each with random decoded connections out."""
+    rng = np.random.RandomState(seed)
+    with nengo.Network(seed=seed, label="random") as net:
+        net.config[nengo.Ensemble].neuron_type = nengo.RectifiedLinear()
+        stim = nengo.Node(rng.uniform(-0.5, 0.5, dimensions), label="input")
+        ensembles = [
+            nengo.Ensemble(n_neurons, dimensions, label=f"ens{i}")
+            for i in range(n_ensembles)
+        ]
+        nengo.Connection(stim, ensembles[0], synapse=None)
+        for i, pre in enumerate(ensembles):
+            others = [j for j in range(n_ensembles) if j != i]
+            for j in rng.choice(others, size=connections_per, replace=False):
+                # a random linear map, scaled so activity neither dies nor explodes
+                transform = rng.uniform(-1, 1, (dimensions, dimensions)) / dimensions
+                nengo.Connection(pre, ensembles[j], transform=transform, synapse=0.01)
+        probe = nengo.Probe(ensembles[-1], synapse=0.01)
+    return net, [stim], probe
+
+
+def _mlp(sizes, neuron_type, probe_synapse, seed, label):
+    rng = np.random.RandomState(seed)
+    with nengo.Network(seed=seed, label=label) as net:
+        stim = nengo.Node(rng.uniform(0, 1, sizes[0]), label="input")
+        pre = stim
+        for k, n in enumerate(sizes[1:]):
+            layer = nengo.Ensemble(n, 1, neuron_type=neuron_type, label=f"layer{k + 1}")
+            nengo.Connection(pre, layer.neurons, transform=Glorot(), synapse=None)
+            pre = layer.neurons
+        probe = nengo.Probe(pre, synapse=probe_synapse)
+    return net, [stim], probe
+
+
+def ff_mlp(sizes=(784, 256, 256, 10), seed=0):
+    """Feed-forward spiking ReLU MLP; no synapses between layers."""
+    return _mlp(sizes, nengo.SpikingRectifiedLinear(), None, seed, "ff_mlp")
+
+
+def spiking_classifier(sizes=(784, 256, 256, 10), seed=0):
+    """`ff_mlp` with LIF neurons and a 10 ms lowpass on the output probe."""
+    return _mlp(sizes, nengo.LIF(), 0.01, seed, "spiking_classifier")
+
+
+def autoencoder(n_in=784, n_hidden=64, seed=0):
+    """The seed tutorial's 784-64-784 ReLU auto-encoder, ready to train.
+
+    Gains 1, biases 0, no synapses: the same maths as
+    ``Linear(784, 64) -> ReLU -> Linear(64, 784) -> ReLU`` (without biases'
+    initial values, which are zero here and trained in both).
+    """
+    with nengo.Network(seed=seed, label="autoencoder") as net:
+        net.config[nengo.Ensemble].gain = nengo.dists.Choice([1])
+        net.config[nengo.Ensemble].bias = nengo.dists.Choice([0])
+        stim = nengo.Node(np.zeros(n_in), label="input")
+        hidden = nengo.Ensemble(n_hidden, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(stim, hidden.neurons, transform=Glorot(), synapse=None)
+        out = nengo.Ensemble(n_in, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(hidden.neurons, out.neurons, transform=Glorot(), synapse=None)
+        probe = nengo.Probe(out.neurons)
+    return net, [stim], probe
+
+
+SIMULATION = {
+    "integrator": integrator,
+    "cconv": cconv,
+    "random": random,
+    "ff_mlp": ff_mlp,
+}

@@ -1,0 +1,1 @@
+"""Fused multi-step neuron + lowpass kernels (see `reference` for semantics)."""
