@@ -1,8 +1,9 @@
 # snntorch_nengo developer tasks (GNU make). Sized for a 2-core CPU machine.
 #
 #   make demo        run the examples (seed tutorial twin, spiking digits)
-#   make test        our tests, then Nengo's backend suite against our Simulator
+#   make test        our tests, the C++ tests, then Nengo's backend suite
 #   make test-ours   only tests/
+#   make test-cpp    only the C++ kernel tests (CMake + ctest, csrc/tests/)
 #   make test-nengo  only Nengo's suite (nengo-suite.ini)
 #   make clean       remove build/test leftovers (keeps the venv)
 #   make distclean   clean + remove the venv
@@ -18,7 +19,7 @@ STAMP = $(VENV)/.installed
 NENGO_WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: install test test-ours test-nengo demo clean distclean
+.PHONY: install test test-ours test-cpp test-nengo demo clean distclean
 
 install: $(STAMP)
 
@@ -26,21 +27,39 @@ install: $(STAMP)
 # torch 2.13.0 (2.13.0+cpu). Any other torch spec (or letting the
 # "torch>=2.1" requirement of setup.py pick one) would download a multi-GB
 # CUDA build instead.
-$(STAMP): setup.py pyproject.toml
+#
+# The package builds the C++ extension snntorch_nengo._C (csrc/) against that
+# torch, so it installs with --no-build-isolation (an isolated build env would
+# fetch another torch); the build tools come first for the same reason
+# (setuptools>=70.1 builds editable wheels without `wheel`; <81 for nengo's
+# test suite). If the extension fails to compile, setup.py warns and the
+# package installs without it (the kernels then run in torch).
+CSRC = $(wildcard csrc/*.cpp csrc/*.h)
+
+$(STAMP): setup.py pyproject.toml $(CSRC)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[tests,examples]"
+	$(PY) -m pip install "setuptools>=70.1,<81"
+	$(PY) -m pip install --no-build-isolation -e ".[tests,examples]"
 	touch $@
 
-# Both suites always run (reported separately); fails if either failed.
+# All suites always run (reported separately); fails if any failed.
 test: $(STAMP)
 	@rc=0; \
 	$(MAKE) --no-print-directory test-ours || rc=1; \
+	$(MAKE) --no-print-directory test-cpp || rc=1; \
 	$(MAKE) --no-print-directory test-nengo || rc=1; \
 	exit $$rc
 
 test-ours: $(STAMP)
 	$(PY) -m pytest tests -q -n $(NENGO_WORKERS) $(PYTEST_ARGS)
+
+# The C++ kernels (csrc/) built with CMake against the venv's torch, and
+# their unit tests (csrc/tests/) under ctest.
+test-cpp: $(STAMP)
+	cmake -S . -B build/cmake -DPython_EXECUTABLE=$(PY) && \
+	cmake --build build/cmake -j2 && \
+	ctest --test-dir build/cmake --output-on-failure
 
 test-nengo: $(STAMP)
 	$(PY) -m pytest -c nengo-suite.ini --rootdir=. --pyargs nengo \

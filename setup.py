@@ -1,7 +1,11 @@
 """Packaging for snntorch_nengo (plain setuptools)."""
 
+import os
 import pathlib
+import platform
 import re
+import sys
+import traceback
 
 from setuptools import find_packages, setup
 
@@ -33,14 +37,147 @@ tests_require = [
     "scipy",
     "matplotlib",
     "scikit-learn",
+    # the Triton kernels are tested on the CPU through its interpreter
+    "triton",
 ]
 
-# The torch C++ extension built from csrc/ (batched spiking-neuron and
-# lowpass kernels registered as torch custom ops) will go here, via
-# torch.utils.cpp_extension.CppExtension/CUDAExtension and BuildExtension
-# as cmdclass. Nothing is compiled for now.
+# The torch C++ extension snntorch_nengo._C built from csrc/: fused
+# multi-step spiking-neuron + lowpass CPU kernels, registered as the torch ops
+# torch.ops.snntorch_nengo_cpp.* when the module is imported (see
+# snntorch_nengo/kernels/cpp.py). It is optional: if torch is missing at build
+# time or the compilation fails, a warning is printed and the package installs
+# without it (snntorch_nengo.kernels then runs the torch reference instead).
+# Set SNNTORCH_NENGO_NO_EXTENSION=1 to skip it.
+#
+# torch must be importable when this runs, so install with
+#   pip install --no-build-isolation -e .
+# after installing torch (the Makefile does); with build isolation pip would
+# fetch another torch into the build environment.
 ext_modules = []
 cmdclass = {}
+
+# kernels_impl.h is compiled once per torch CPU capability, with the matching
+# instruction-set flags (torch picks the same ones for its own kernels)
+_KERNEL_ISA_FLAGS = {
+    "kernels_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
+    "kernels_avx512.cpp": ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mfma"],
+}
+
+
+def _warn(message):
+    bar = "*" * 78
+    print(f"\n{bar}\nWARNING: {message}\n{bar}\n", file=sys.stderr)
+
+
+def _torch_extension():
+    """The extension and its build command, or (None, None) without torch."""
+    if os.environ.get("SNNTORCH_NENGO_NO_EXTENSION", "") not in ("", "0"):
+        return None, None
+    try:
+        from torch.utils.cpp_extension import BuildExtension, CppExtension
+    except Exception as e:  # noqa: BLE001 (torch missing or broken)
+        _warn(
+            f"torch is not importable ({e!r}): building snntorch_nengo without "
+            "its C++ kernels. Install torch first and use "
+            "`pip install --no-build-isolation` to build them."
+        )
+        return None, None
+
+    sources = ["csrc/kernels_default.cpp"]  # first: see csrc/CMakeLists.txt
+    defines = []
+    if platform.machine().lower() in ("x86_64", "amd64", "i686", "i386"):
+        sources += ["csrc/kernels_avx2.cpp", "csrc/kernels_avx512.cpp"]
+        defines += [("SNN_HAVE_AVX2", None), ("SNN_HAVE_AVX512", None)]
+    sources += ["csrc/ops.cpp", "csrc/python_module.cpp"]
+    extension = CppExtension(
+        "snntorch_nengo._C",
+        sources=sources,
+        include_dirs=[str(root / "csrc")],
+        define_macros=defines,
+        # -ffp-contract=off: no fused multiply-adds, so float64 results stay
+        # bitwise equal to the torch reference
+        extra_compile_args={"cxx": ["-O3", "-g0", "-fopenmp", "-ffp-contract=off"]},
+        extra_link_args=["-fopenmp"],
+    )
+
+    class OptionalBuildExtension(BuildExtension):
+        """BuildExtension that warns and goes on when compiling fails.
+
+        Without ninja (per-source flags need distutils' per-file compile), and
+        compiling the sources in parallel threads.
+        """
+
+        def __init__(self, *args, **kwargs):
+            kwargs["use_ninja"] = False
+            super().__init__(*args, **kwargs)
+
+        def run(self):
+            try:
+                super().run()
+            except Exception:  # noqa: BLE001
+                _warn(
+                    "building the C++ extension snntorch_nengo._C failed; "
+                    "snntorch_nengo will use its (slower) torch kernels.\n"
+                    + traceback.format_exc()
+                )
+
+        def build_extension(self, ext):
+            compiler = self.compiler
+            single = compiler._compile  # torch's wrapper, set by build_extensions
+
+            def compile_one(obj, src, ext_, cc_args, extra_postargs, pp_opts):
+                flags = _KERNEL_ISA_FLAGS.get(os.path.basename(src), [])
+                if flags:
+                    if isinstance(extra_postargs, dict):
+                        extra_postargs = dict(extra_postargs)
+                        extra_postargs["cxx"] = list(extra_postargs.get("cxx", [])) + flags
+                    else:
+                        extra_postargs = list(extra_postargs or []) + flags
+                return single(obj, src, ext_, cc_args, extra_postargs, pp_opts)
+
+            def compile_parallel(
+                sources,
+                output_dir=None,
+                macros=None,
+                include_dirs=None,
+                debug=0,
+                extra_preargs=None,
+                extra_postargs=None,
+                depends=None,
+            ):
+                from concurrent.futures import ThreadPoolExecutor
+
+                macros, objects, extra_postargs, pp_opts, build = compiler._setup_compile(
+                    output_dir, macros, include_dirs, sources, depends, extra_postargs
+                )
+                cc_args = compiler._get_cc_args(pp_opts, debug, extra_preargs)
+                jobs = [(obj,) + tuple(build[obj]) for obj in objects if obj in build]
+                workers = max(1, min(len(jobs), os.cpu_count() or 1))
+                with ThreadPoolExecutor(workers) as pool:
+                    futures = [
+                        pool.submit(compile_one, obj, src, ext_, cc_args, extra_postargs, pp_opts)
+                        for obj, src, ext_ in jobs
+                    ]
+                    for f in futures:
+                        f.result()
+                return objects
+
+            compiler._compile = compile_one
+            original_compile = compiler.compile
+            compiler.compile = compile_parallel
+            try:
+                super().build_extension(ext)
+            finally:
+                compiler._compile = single
+                compiler.compile = original_compile
+
+    return extension, OptionalBuildExtension
+
+
+_extension, _build_ext = _torch_extension()
+if _extension is not None:
+    ext_modules.append(_extension)
+    cmdclass["build_ext"] = _build_ext
 
 setup(
     name="snntorch_nengo",

@@ -73,10 +73,12 @@ def random(n_ensembles=20, n_neurons=512, dimensions=16, connections_per=5, seed
     return net, [stim], probe
 
 
-def _mlp(sizes, neuron_type, probe_synapse, seed, label):
+def _mlp(sizes, neuron_type, probe_synapse, seed, label, stim_output=None):
     rng = np.random.RandomState(seed)
+    if stim_output is None:
+        stim_output = rng.uniform(0, 1, sizes[0])
     with nengo.Network(seed=seed, label=label) as net:
-        stim = nengo.Node(rng.uniform(0, 1, sizes[0]), label="input")
+        stim = nengo.Node(stim_output, size_out=sizes[0], label="input")
         pre = stim
         for k, n in enumerate(sizes[1:]):
             layer = nengo.Ensemble(n, 1, neuron_type=neuron_type, label=f"layer{k + 1}")
@@ -91,9 +93,14 @@ def ff_mlp(sizes=(784, 256, 256, 10), seed=0):
     return _mlp(sizes, nengo.SpikingRectifiedLinear(), None, seed, "ff_mlp")
 
 
-def spiking_classifier(sizes=(784, 256, 256, 10), seed=0):
-    """`ff_mlp` with LIF neurons and a 10 ms lowpass on the output probe."""
-    return _mlp(sizes, nengo.LIF(), 0.01, seed, "spiking_classifier")
+def spiking_classifier(sizes=(784, 256, 256, 10), seed=0, stim_output=None):
+    """`ff_mlp` with LIF neurons and a 10 ms lowpass on the output probe.
+
+    ``stim_output`` replaces the input Node's constant output, e.g. with
+    `nengo.processes.PresentInput` to show the reference simulator a sequence of
+    samples; the network's parameters do not depend on it.
+    """
+    return _mlp(sizes, nengo.LIF(), 0.01, seed, "spiking_classifier", stim_output)
 
 
 def autoencoder(n_in=784, n_hidden=64, seed=0):

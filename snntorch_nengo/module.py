@@ -44,6 +44,9 @@ class NengoModule(nn.Module):
         Where the tensors live.
     model : nengo.builder.Model, optional
         A pre-built model to use instead of building ``network``.
+    optimize : bool
+        Merge operators with Nengo's optimizer (much faster stepping; the child
+        modules still hold one tensor per Nengo object).
     """
 
     def __init__(
@@ -55,6 +58,7 @@ class NengoModule(nn.Module):
         dtype=None,
         device=None,
         model=None,
+        optimize=True,
     ):
         super().__init__()
         if minibatch_size is not None and int(minibatch_size) < 1:
@@ -82,10 +86,12 @@ class NengoModule(nn.Module):
         self.batch_size = self.minibatch_size or 1
         tree, network_module, self._slots, self._modules_by_obj = build_modules(
             self.model,
-            self.engine.layout,
+            self.engine.module_layout,
             self.engine.initial_state(self.batch_size),
             network=network,
         )
+        if optimize:
+            self.engine.merge()
         for kind, modules in tree.items():
             setattr(self, kind, nn.ModuleDict(modules))
         self.signals = network_module
@@ -132,12 +138,19 @@ class NengoModule(nn.Module):
 
     def state(self):
         """The current simulation state: ``{base signal: tensor}``."""
-        return {base: self._slots[base].signal(base) for base in self.engine.layout.dynamic}
+        return {
+            base: self._slots[base].signal(base)
+            for base in self.engine.module_layout.dynamic
+        }
 
     def signal_values(self):
-        """The current value of every signal, readable with ``.read(sig)``."""
+        """The current value of every signal, readable with ``.read(sig)``.
+
+        Signals are the ones the steps use (see `.Engine.resolve`).
+        """
         values = {base: module.signal(base) for base, module in self._slots.items()}
-        return SignalValues(self.engine.layout, values, self.batch_size)
+        merged = self.engine.merged.assemble(values, self.batch_size)
+        return SignalValues(self.engine.layout, merged, self.batch_size)
 
     def load_state(self, state):
         for base, value in state.items():
@@ -166,7 +179,7 @@ class NengoModule(nn.Module):
             self.reset(batch_size=batch_size)
         grad = not self.settings["inference_only"] and torch.is_grad_enabled()
         with torch.set_grad_enabled(grad):
-            data, values = self.engine.run(
+            data, sv = self.engine.run(
                 self.signal_values().values,
                 self._steps,
                 n_steps,
@@ -178,8 +191,9 @@ class NengoModule(nn.Module):
             )
         if self.settings["keep_history"] is False:
             data = {probe: value[:, -1:] for probe, value in data.items()}
-        for base in self.engine.layout.dynamic:
-            self._slots[base].set_signal(base, values[base].detach())
+        dynamic = self.engine.module_layout.dynamic
+        for base, value in self.engine.merged.split(sv, dynamic).items():
+            self._slots[base].set_signal(base, value.detach())
         self.n_steps += n_steps
         self._fresh = False
         return data

@@ -61,10 +61,7 @@ class Simulator(TrainingMixin, ParamsMixin):
     ):
         self.closed = True  # until built
         self.progress_bar = progress_bar
-        # nengo's operator merger is not applied: merging belongs to the engine,
-        # which keeps one module per Nengo object; the argument is accepted so that
-        # code written for nengo.Simulator runs unchanged
-        self.optimize = optimize
+        self.optimize = optimize  # merge operators (see NengoModule)
         if dtype is None:
             dtype = nengo.rc.float_dtype
         self.dtype = torch_dtype(dtype)
@@ -78,6 +75,7 @@ class Simulator(TrainingMixin, ParamsMixin):
                 dtype=self.dtype,
                 device=device,
                 model=model,
+                optimize=optimize,
             )
         self.model = self.module.model
         self._sim_data = dict(self.model.params)
@@ -109,7 +107,13 @@ class Simulator(TrainingMixin, ParamsMixin):
         module = self.module
         return {
             "model": self.model,
-            "state": {sig: to_numpy(v) for sig, v in module.state().items()},
+            # state of the signals the steps use: a restored simulator is built
+            # from the (already merged) model and owns exactly those
+            "state": {
+                base: to_numpy(sv.values[base])
+                for sv in [module.signal_values()]
+                for base in module.engine.layout.dynamic
+            },
             "n_steps": module.n_steps,
             "probe_outputs": {p: self._sim_data[p] for p in self.model.probes},
             "dt": self.dt,
@@ -130,8 +134,9 @@ class Simulator(TrainingMixin, ParamsMixin):
             minibatch_size=state["minibatch_size"],
             progress_bar=state["progress_bar"],
             dtype=state["dtype"],
-            optimize=state["optimize"],
+            optimize=False,  # the pickled model is already merged
         )
+        self.optimize = state["optimize"]
         device = self.module.device
         self.module.load_state(
             {sig: torch.as_tensor(v, device=device) for sig, v in state["state"].items()}
@@ -345,6 +350,7 @@ class SignalReader(Mapping):
         self.layout = module.engine.layout
 
     def __getitem__(self, sig):
+        sig = self.module.engine.resolve(sig)
         if sig not in self.layout.views:
             raise KeyError(sig)
         sv = self.module.signal_values()

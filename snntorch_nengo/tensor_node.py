@@ -263,8 +263,17 @@ class SimTensorNode(Operator):
         self.incs = []
         self.reads = [sig for sig in (time, input) if sig is not None]
         self.updates = []
-        self.time = time
-        self.input = input
+        # positions in `reads`: Nengo's operator merger may replace the signals
+        self._time_index = None if time is None else 0
+        self._input_index = None if input is None else len(self.reads) - 1
+
+    @property
+    def time(self):
+        return None if self._time_index is None else self.reads[self._time_index]
+
+    @property
+    def input(self):
+        return None if self._input_index is None else self.reads[self._input_index]
 
     @property
     def output(self):

@@ -30,3 +30,24 @@ def torch_dtype(dtype):
 def to_numpy(tensor):
     """A numpy copy of a tensor, detached from autograd and moved to the CPU."""
     return tensor.detach().cpu().numpy()
+
+
+class TypeRegistry(dict):
+    """Maps types to implementations; lookups follow an object's MRO.
+
+    The pattern of `nengo.builder.Builder`: ``@registry.register(Type)`` on the
+    implementation, ``registry.lookup(obj)`` to find it (or None).
+    """
+
+    def register(self, key_type):
+        def register_impl(impl):
+            self[key_type] = impl
+            return impl
+
+        return register_impl
+
+    def lookup(self, obj):
+        for cls in type(obj).__mro__:
+            if cls in self:
+                return self[cls]
+        return None

@@ -10,28 +10,22 @@ import nengo
 from nengo.exceptions import BuildError
 
 from ..config import is_trainable
+from ..utils import TypeRegistry
 from .base import NengoObjectModule, attribute_name
 
 
 class ModuleBuilder:
     """Nengo object type to module class."""
 
-    modules = {}
-
-    @classmethod
-    def register(cls, obj_type):
-        def register_module(module_cls):
-            cls.modules[obj_type] = module_cls
-            return module_cls
-
-        return register_module
+    modules = TypeRegistry()
+    register = modules.register
 
     @classmethod
     def build(cls, obj):
-        for obj_type in type(obj).__mro__:
-            if obj_type in cls.modules:
-                return cls.modules[obj_type](obj)
-        raise BuildError(f"{obj}: no torch module for objects of type {type(obj)}")
+        module_cls = cls.modules.lookup(obj)
+        if module_cls is None:
+            raise BuildError(f"{obj}: no torch module for objects of type {type(obj)}")
+        return module_cls(obj)
 
 
 from . import connection, ensemble, node, probe  # noqa: E402,F401

@@ -5,6 +5,7 @@ import torch
 from nengo.exceptions import ValidationError
 
 from .ops import OpRegistry, StepContext
+from .merge import MergedSignals, merge_operators, resolve
 from .schedule import NodeInput, input_nodes, step_order, with_input_ops
 from .signals import SignalLayout, SignalValues
 
@@ -22,17 +23,55 @@ class Engine:
         self.dtype = dtype
         self.settings = dict(settings or {})
         self.input_nodes = input_nodes(model)
-        self.operators = with_input_ops(model, self.input_nodes)
-        self.step_order = step_order(self.operators)
-        self.layout = SignalLayout(
-            self.operators, dtype, shared=[model.step, model.time]
-        )
         self.probes = list(model.probes)
-        for probe in self.probes:
-            self.layout.add(model.sig[probe]["in"])
+        self._set_operators(with_input_ops(model, self.input_nodes))
+        # the module tree's view: one tensor per signal that Nengo's builder made
+        self.module_layout = self.layout
+        self.merged = MergedSignals(self.layout.bases, {}, self.layout)
         for op in self.step_order:  # unsupported operators fail at build time
             if not isinstance(op, NodeInput) or op.original is not None:
                 OpRegistry.maker_for(getattr(op, "original", op))
+
+    def _set_operators(self, operators):
+        self.operators = operators
+        self.step_order = step_order(operators)
+        self.layout = SignalLayout(
+            operators, self.dtype, shared=[self.model.step, self.model.time]
+        )
+        for probe in self.probes:
+            self.layout.add(self.model.sig[probe]["in"])
+
+    def merge(self):
+        """Merge operators with Nengo's optimizer (call after the module tree exists).
+
+        Afterwards `layout` describes the merged signals the steps run on, while
+        `module_layout` still has the original ones the modules own.
+        """
+        originals = self.module_layout.bases
+        operators, replacements = merge_operators(self.operators)
+        for sigs in self.model.sig.values():
+            for key, sig in sigs.items():
+                if sig is not None:
+                    sigs[key] = resolve(sig, replacements)
+        for op in operators:
+            if isinstance(op, NodeInput) and op.original is not None:
+                # the merger moved NodeInput's signals: the wrapped op follows
+                op.original.sets = list(op.sets)
+                op.original.reads = list(op.reads)
+                op.original.updates = list(op.updates)
+        # as nengo's optimizer does, the model now holds the merged operators
+        self.model.operators[:] = [
+            getattr(op, "original", op)
+            for op in operators
+            if not isinstance(op, NodeInput) or op.original is not None
+        ]
+        self._set_operators(operators)
+        self.replacements = replacements
+        self.merged = MergedSignals(originals, replacements, self.layout)
+
+    def resolve(self, sig):
+        """The signal the steps use for ``sig`` (a view of a merged base, maybe)."""
+        return resolve(sig, getattr(self, "replacements", {}))
 
     def make_steps(self, batch_size, seed, device):
         """Fresh step functions (Nengo's ``make_step``), in step order."""
@@ -52,8 +91,13 @@ class Engine:
     def _make_step(self, op, ctx):
         if not isinstance(op, NodeInput):
             return OpRegistry.make_step(op, ctx)
-        original = None if op.original is None else OpRegistry.make_step(op.original, ctx)
+        original = op.original
+        if original is not None:
+            original = OpRegistry.make_step(original, ctx)
         node, output = op.node, op.output
+        constant = None if original is not None else self.layout.initial_value(
+            output, device=ctx.device
+        )
 
         def step_node_input(sv):
             data = sv.feeds.get(node)
@@ -62,20 +106,17 @@ class Engine:
             elif original is not None:
                 original(sv)
             else:
-                sv.set(output, self.initial_value(output.base, sv.values[output.base]))
+                sv.set(output, constant)
 
         return step_node_input
 
-    def initial_value(self, base, like=None):
-        device = None if like is None else like.device
-        return self.layout.initial_value(base, device=device)
-
     def initial_state(self, batch_size, device=None):
-        """Initial values of the dynamic signals, batched where the layout says."""
+        """Initial values of the modules' dynamic signals, batched as they run."""
+        layout = self.module_layout
         state = {}
-        for base in self.layout.dynamic:
-            value = self.layout.initial_value(base, device=device)
-            if self.layout.batched(base):
+        for base in layout.dynamic:
+            value = layout.initial_value(base, device=device)
+            if layout.batched(base):
                 value = value.expand((batch_size,) + value.shape).clone()
             state[base] = value
         return state
@@ -91,7 +132,7 @@ class Engine:
         on_step=None,
         training=False,
     ):
-        """Advance ``n_steps``; return ``(probe data, new values)``.
+        """Advance ``n_steps``; return ``(probe data, SignalValues at the end)``.
 
         ``training`` selects training behaviour in the steps that have one (e.g.
         spiking neurons trained through their rate approximation).
@@ -125,7 +166,7 @@ class Engine:
                 if rec
                 else torch.zeros((batch_size, 0) + tuple(sig.shape), dtype=self.dtype)
             )
-        return data, sv.values
+        return data, sv
 
     def _probe_value(self, sv, probe):
         sig = self.model.sig[probe]["in"]

@@ -148,8 +148,8 @@ class SignalValues:
         view = self.layout.views[sig]
         base = view.base
         current = self.values[base]
-        if value.dtype != current.dtype:
-            value = value.to(current.dtype)
+        if value.dtype != current.dtype or value.device != current.device:
+            value = value.to(current.device, current.dtype)
         if value.shape != current.shape or not view.same_shape:
             lead = current.shape[: current.dim() - base.ndim]
             value = value.broadcast_to(lead + view.shape)

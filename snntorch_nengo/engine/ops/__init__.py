@@ -11,6 +11,8 @@ private state (numpy processes, node functions) start afresh.
 import numpy as np
 from nengo.exceptions import BuildError
 
+from ...utils import TypeRegistry
+
 
 class StepContext:
     """What makers may need: time step, random state, batch size, tensor options."""
@@ -35,21 +37,14 @@ class StepContext:
 class OpRegistry:
     """Operator type to step maker, looked up along the operator's MRO."""
 
-    makers = {}
-
-    @classmethod
-    def register(cls, op_type):
-        def register_maker(maker):
-            cls.makers[op_type] = maker
-            return maker
-
-        return register_maker
+    makers = TypeRegistry()
+    register = makers.register
 
     @classmethod
     def maker_for(cls, op):
-        for op_type in type(op).__mro__:
-            if op_type in cls.makers:
-                return cls.makers[op_type]
+        maker = cls.makers.lookup(op)
+        if maker is not None:
+            return maker
         raise BuildError(
             f"{op}: snntorch_nengo has no torch implementation of operator type "
             f"'{type(op).__name__}'"

@@ -1,0 +1,79 @@
+// Fused multi-step neuron + lowpass kernels: shared declarations.
+//
+// Every kernel runs T steps of a Nengo neuron update followed by Nengo's
+// Lowpass (OneX) synapse on the neuron output, time-major with one neuron per
+// column:
+//
+//   output[t], state = neuron_step(J[t], state)
+//   filtered = decay * filtered + (1 - decay) * output[t]
+//   filtered_seq[t] = filtered
+//
+// The semantics are defined by snntorch_nengo/kernels/reference.py; each
+// operation here is the same IEEE operation, in the same order, as the torch
+// reference, so float64 results are bitwise equal to it.
+//
+// The kernels are compiled once per CPU capability (kernels.cpp with
+// -DCPU_CAPABILITY=DEFAULT, AVX2, AVX512 and matching -m flags), like ATen's
+// own kernels, because at::vec::Vectorized<T>::expm1/log1p are Sleef on AVX2
+// and AVX512 and std:: on DEFAULT: the op (ops.cpp) picks the table matching
+// at::native::get_cpu_capability(), i.e. the code path torch itself uses.
+#pragma once
+
+#include <cstdint>
+
+namespace snntorch_nengo {
+
+constexpr int kMaxStates = 3;
+
+// Pointers of one fused call. States: LIF (voltage, refractory_time),
+// AdaptiveLIF (voltage, refractory_time, adaptation), SpikingRectifiedLinear
+// (voltage). All contiguous: J/output/filtered_seq [T, N], states [N].
+template <typename T>
+struct FusedArgs {
+  const T* J = nullptr;
+  int64_t steps = 0;  // T
+  int64_t n = 0;      // N
+  const T* state_in[kMaxStates] = {nullptr, nullptr, nullptr};
+  T* state_out[kMaxStates] = {nullptr, nullptr, nullptr};
+  const T* filtered_in = nullptr;
+  T* output = nullptr;
+  T* filtered_seq = nullptr;
+  T* filtered_out = nullptr;
+  int num_threads = 1;
+};
+
+struct LifParams {
+  double dt, tau_rc, tau_ref, min_voltage, amplitude, decay;
+};
+
+struct AdaptiveLifParams {
+  double dt, tau_rc, tau_ref, min_voltage, amplitude, tau_n, inc_n, decay;
+};
+
+struct SpikingReluParams {
+  double dt, amplitude, decay;
+};
+
+// One table per compiled CPU capability.
+struct KernelTable {
+  const char* name;
+  void (*lif_f32)(const FusedArgs<float>&, const LifParams&);
+  void (*lif_f64)(const FusedArgs<double>&, const LifParams&);
+  void (*alif_f32)(const FusedArgs<float>&, const AdaptiveLifParams&);
+  void (*alif_f64)(const FusedArgs<double>&, const AdaptiveLifParams&);
+  void (*relu_f32)(const FusedArgs<float>&, const SpikingReluParams&);
+  void (*relu_f64)(const FusedArgs<double>&, const SpikingReluParams&);
+};
+
+const KernelTable& kernels_DEFAULT();
+#ifdef SNN_HAVE_AVX2
+const KernelTable& kernels_AVX2();
+#endif
+#ifdef SNN_HAVE_AVX512
+const KernelTable& kernels_AVX512();
+#endif
+
+// The table torch's own CPU kernels use on this machine (see ops.cpp).
+const KernelTable& active_kernels();
+
+}  // namespace snntorch_nengo

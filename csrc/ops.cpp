@@ -1,0 +1,173 @@
+// torch custom ops over the fused kernels (namespace snntorch_nengo_cpp).
+//
+//   torch.ops.snntorch_nengo_cpp.lif_lowpass(J, voltage, refractory_time,
+//       filtered, dt, tau_rc, tau_ref, min_voltage, amplitude, decay)
+//     -> (output, filtered_seq, voltage, refractory_time, filtered)
+//   torch.ops.snntorch_nengo_cpp.spiking_relu_lowpass(J, voltage, filtered,
+//       dt, amplitude, decay) -> (output, filtered_seq, voltage, filtered)
+//   torch.ops.snntorch_nengo_cpp.adaptive_lif_lowpass(J, voltage,
+//       refractory_time, adaptation, filtered, dt, tau_rc, tau_ref,
+//       min_voltage, amplitude, tau_n, inc_n, decay)
+//     -> (output, filtered_seq, voltage, refractory_time, adaptation, filtered)
+//   torch.ops.snntorch_nengo_cpp.kernel_isa() -> str
+//
+// Forward only, CPU only, float32/float64; J is [T, N], states [N]. The
+// differentiable, device-generic ops are snntorch_nengo::* in
+// snntorch_nengo/kernels/ops.py, which call these on CPU.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/Version.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "neurons.h"
+
+namespace snntorch_nengo {
+
+const KernelTable& active_kernels() {
+  // torch's own choice ("DEFAULT", "AVX2", "AVX512", ...; ATEN_CPU_CAPABILITY
+  // overrides it), fixed at startup.
+  static const std::string cap = at::get_cpu_capability();
+#if defined(SNN_HAVE_AVX512)
+  if (cap == "AVX512") return kernels_AVX512();
+#endif
+#if defined(SNN_HAVE_AVX2)
+  // (torch on AVX512 without our AVX512 build: the AVX2 kernels run the same
+  // Sleef algorithms, at half the width)
+  if (cap == "AVX2" || cap == "AVX512") return kernels_AVX2();
+#endif
+  return kernels_DEFAULT();
+}
+
+namespace {
+
+void check_inputs(const char* op, const at::Tensor& J, const std::vector<at::Tensor>& states) {
+  TORCH_CHECK(J.dim() == 2, op, ": J must be [T, N], got ", J.sizes());
+  TORCH_CHECK(J.device().is_cpu(), op, ": J must be on the CPU");
+  TORCH_CHECK(
+      J.scalar_type() == at::kFloat || J.scalar_type() == at::kDouble,
+      op, ": only float32 and float64 are supported, got ", J.scalar_type());
+  for (const auto& s : states) {
+    TORCH_CHECK(s.dim() == 1 && s.size(0) == J.size(1), op,
+                ": states must be [N] = [", J.size(1), "], got ", s.sizes());
+    TORCH_CHECK(s.scalar_type() == J.scalar_type(), op,
+                ": states must have J's dtype ", J.scalar_type(), ", got ", s.scalar_type());
+    TORCH_CHECK(s.device().is_cpu(), op, ": states must be on the CPU");
+  }
+}
+
+// Runs `kernel` on contiguous copies; returns (output, filtered_seq,
+// *states, filtered).
+template <typename Fn>
+std::vector<at::Tensor> run(const char* op, const at::Tensor& J_, const std::vector<at::Tensor>& states_,
+                            const at::Tensor& filtered_, Fn&& kernel) {
+  std::vector<at::Tensor> all = states_;
+  all.push_back(filtered_);
+  check_inputs(op, J_, all);
+  const at::Tensor J = J_.contiguous();
+  std::vector<at::Tensor> states;
+  for (const auto& s : states_) states.push_back(s.contiguous());
+  const at::Tensor filtered = filtered_.contiguous();
+
+  auto opts = J.options();
+  std::vector<at::Tensor> result;
+  result.push_back(at::empty(J.sizes(), opts));  // output
+  result.push_back(at::empty(J.sizes(), opts));  // filtered_seq
+  for (size_t i = 0; i < states.size(); ++i) result.push_back(at::empty({J.size(1)}, opts));
+  result.push_back(at::empty({J.size(1)}, opts));  // filtered
+
+  AT_DISPATCH_FLOATING_TYPES(J.scalar_type(), "snntorch_nengo_cpp", [&] {
+    FusedArgs<scalar_t> a;
+    a.J = J.const_data_ptr<scalar_t>();
+    a.steps = J.size(0);
+    a.n = J.size(1);
+    for (size_t i = 0; i < states.size(); ++i) {
+      a.state_in[i] = states[i].const_data_ptr<scalar_t>();
+      a.state_out[i] = result[2 + i].mutable_data_ptr<scalar_t>();
+    }
+    a.filtered_in = filtered.const_data_ptr<scalar_t>();
+    a.output = result[0].mutable_data_ptr<scalar_t>();
+    a.filtered_seq = result[1].mutable_data_ptr<scalar_t>();
+    a.filtered_out = result.back().mutable_data_ptr<scalar_t>();
+    a.num_threads = at::get_num_threads();
+    kernel(a);
+  });
+  return result;
+}
+
+template <typename P>
+struct Call {
+  const KernelTable& table;
+  const P& params;
+  void (*KernelTable::*f32)(const FusedArgs<float>&, const P&);
+  void (*KernelTable::*f64)(const FusedArgs<double>&, const P&);
+  void operator()(const FusedArgs<float>& a) const { (table.*f32)(a, params); }
+  void operator()(const FusedArgs<double>& a) const { (table.*f64)(a, params); }
+};
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_lowpass(
+    const at::Tensor& J, const at::Tensor& voltage, const at::Tensor& refractory_time,
+    const at::Tensor& filtered, double dt, double tau_rc, double tau_ref, double min_voltage,
+    double amplitude, double decay) {
+  const LifParams p{dt, tau_rc, tau_ref, min_voltage, amplitude, decay};
+  const Call<LifParams> call{active_kernels(), p, &KernelTable::lif_f32, &KernelTable::lif_f64};
+  auto r = run("lif_lowpass", J, {voltage, refractory_time}, filtered, call);
+  return {r[0], r[1], r[2], r[3], r[4]};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> spiking_relu_lowpass(
+    const at::Tensor& J, const at::Tensor& voltage, const at::Tensor& filtered, double dt,
+    double amplitude, double decay) {
+  const SpikingReluParams p{dt, amplitude, decay};
+  const Call<SpikingReluParams> call{active_kernels(), p, &KernelTable::relu_f32,
+                                     &KernelTable::relu_f64};
+  auto r = run("spiking_relu_lowpass", J, {voltage}, filtered, call);
+  return {r[0], r[1], r[2], r[3]};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+adaptive_lif_lowpass(const at::Tensor& J, const at::Tensor& voltage,
+                     const at::Tensor& refractory_time, const at::Tensor& adaptation,
+                     const at::Tensor& filtered, double dt, double tau_rc, double tau_ref,
+                     double min_voltage, double amplitude, double tau_n, double inc_n,
+                     double decay) {
+  const AdaptiveLifParams p{dt, tau_rc, tau_ref, min_voltage, amplitude, tau_n, inc_n, decay};
+  const Call<AdaptiveLifParams> call{active_kernels(), p, &KernelTable::alif_f32,
+                                     &KernelTable::alif_f64};
+  auto r = run("adaptive_lif_lowpass", J, {voltage, refractory_time, adaptation}, filtered, call);
+  return {r[0], r[1], r[2], r[3], r[4], r[5]};
+}
+
+std::string kernel_isa() { return active_kernels().name; }
+
+}  // namespace snntorch_nengo
+
+TORCH_LIBRARY(snntorch_nengo_cpp, m) {
+  m.def(
+      "lif_lowpass(Tensor J, Tensor voltage, Tensor refractory_time, Tensor filtered, "
+      "float dt, float tau_rc, float tau_ref, float min_voltage, float amplitude, float decay)"
+      " -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "spiking_relu_lowpass(Tensor J, Tensor voltage, Tensor filtered, float dt, "
+      "float amplitude, float decay) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "adaptive_lif_lowpass(Tensor J, Tensor voltage, Tensor refractory_time, "
+      "Tensor adaptation, Tensor filtered, float dt, float tau_rc, float tau_ref, "
+      "float min_voltage, float amplitude, float tau_n, float inc_n, float decay)"
+      " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("kernel_isa() -> str", &snntorch_nengo::kernel_isa);
+}
+
+TORCH_LIBRARY_IMPL(snntorch_nengo_cpp, CPU, m) {
+  m.impl("lif_lowpass", &snntorch_nengo::lif_lowpass);
+  m.impl("spiking_relu_lowpass", &snntorch_nengo::spiking_relu_lowpass);
+  m.impl("adaptive_lif_lowpass", &snntorch_nengo::adaptive_lif_lowpass);
+}

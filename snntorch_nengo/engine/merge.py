@@ -1,0 +1,107 @@
+"""Merged operators: Nengo's operator merger, with per-object tensors kept.
+
+`merge_operators` runs nengo's `OpMergePass` until it merges nothing more, so
+e.g. the 64 ensembles of an EnsembleArray step as one SimNeurons operator on one
+concatenated state tensor. The module tree keeps one tensor per original signal
+(per Nengo object); `MergedSignals` assembles the merged tensors from them at the
+start of a run and splits the state back at the end.
+"""
+
+import numpy as np
+import torch
+from nengo.builder.optimizer import OpMergePass
+from nengo.utils.simulator import operator_dependency_graph
+
+
+def merge_operators(operators):
+    """``(merged operators, replacements)``: ``replacements[old] = new`` signal."""
+    merge_pass = OpMergePass(operator_dependency_graph(operators))
+    only_views = True
+    while True:
+        before = len(merge_pass.dg.forward)
+        merge_pass(only_views)
+        if len(merge_pass.dg.forward) == before:
+            if not only_views:
+                break
+            only_views = False  # then merge operators without views too
+    return list(merge_pass.dg.forward), merge_pass.sig_replacements
+
+
+def resolve(sig, replacements):
+    """Where ``sig`` ended up after the merges (a view of a merged base, or itself)."""
+    while sig in replacements:
+        sig = replacements[sig]
+    return sig
+
+
+class MergedSignals:
+    """Maps the original base signals (the modules' tensors) onto merged bases."""
+
+    def __init__(self, originals, replacements, layout):
+        self.layout = layout
+        self.location = {}
+        pieces = {}
+        for sig in originals:
+            target = resolve(sig, replacements)
+            layout.add(target)
+            self.location[sig] = target
+            if target is not sig:
+                pieces.setdefault(target.base, []).append(sig)
+        self.pieces = {}
+        for base, sigs in pieces.items():
+            sigs.sort(key=lambda s: self.location[s].elemoffset)
+            self.pieces[base] = (sigs, self._contiguous(base, sigs))
+
+    def _contiguous(self, base, sigs):
+        """True when the pieces tile the base in order (then assembly is a cat)."""
+        offset = 0
+        for sig in sigs:
+            view = self.layout.views[self.location[sig]]
+            if view.kind == "index" or (view.kind == "slice" and view.start != offset):
+                return False
+            offset += sig.size
+        return offset == base.size
+
+    def assemble(self, values, batch_size):
+        """Merged-base values from the originals' ``values``."""
+        merged = {}
+        for sig, value in values.items():
+            if self.location.get(sig, sig) is sig:
+                merged[sig] = value
+        for base, (sigs, contiguous) in self.pieces.items():
+            batched = self.layout.batched(base)
+            flats = []
+            for sig in sigs:
+                value = values[sig]
+                if batched and value.dim() == sig.ndim:
+                    value = value.expand((batch_size,) + value.shape)
+                flats.append(value.reshape(value.shape[: value.dim() - sig.ndim] + (-1,)))
+            lead = (batch_size,) if batched else ()
+            if contiguous:
+                flat = torch.cat(flats, dim=-1)
+            else:
+                flat = self._scatter(base, sigs, flats, lead)
+            merged[base] = flat.reshape(lead + tuple(base.shape))
+        return merged
+
+    def _scatter(self, base, sigs, flats, lead):
+        first = flats[0]
+        initial = self.layout.initial_value(base, device=first.device).reshape(-1)
+        flat = initial.to(first.dtype).expand(lead + initial.shape).clone()
+        for sig, value in zip(sigs, flats):
+            view = self.layout.views[self.location[sig]]
+            index = _flat_index(view).to(flat.device)
+            flat = flat.index_copy(-1, index, value)
+        return flat
+
+    def split(self, sv, originals):
+        """The originals' values read back from merged values ``sv``."""
+        return {sig: sv.read(self.location.get(sig, sig)) for sig in originals}
+
+
+def _flat_index(view):
+    if view.kind == "index":
+        return view.index
+    start = view.start or 0
+    size = int(np.prod(view.shape, dtype=np.int64))
+    return torch.arange(start, start + size)

@@ -1,0 +1,327 @@
+"""Differentiable torch custom ops over the fused neuron + lowpass kernels.
+
+======================================  ========================================
+op (``torch.ops.snntorch_nengo.*``)     semantics
+======================================  ========================================
+``lif_lowpass``                         `reference.lif_lowpass`
+``spiking_relu_lowpass``                `reference.spiking_relu_lowpass`
+``adaptive_lif_lowpass``                `reference.adaptive_lif_lowpass`
+======================================  ========================================
+
+Each op takes the reference function's arguments and returns its tuple. The
+forward pass runs, by device:
+
+- CPU: the C++ kernels (`snntorch_nengo.kernels.cpp`, float32/float64) when the
+  extension ``snntorch_nengo._C`` was built, else the torch reference;
+- CUDA: the Triton kernels (``snntorch_nengo.kernels.triton_kernels``) when
+  they import, else the torch reference;
+- other devices: the torch reference.
+
+The backward pass recomputes the forward pass through the torch reference
+under autograd (checkpointing: between forward and backward only the inputs,
+J and the initial states, are saved, so memory is O(inputs) rather than
+O(T * N) of intermediate states), so its gradients are exactly the
+reference's: fast-sigmoid surrogate spikes (``surrogate_slope``) for LIF and
+AdaptiveLIF, a straight-through floor for SpikingRectifiedLinear, gradients
+to J and to the initial states. The recomputation is itself an opaque custom
+op (``snntorch_nengo::*_backward``), so ``torch.compile(fullgraph=True)``
+traces both passes. Double backward is not supported.
+"""
+
+import contextlib
+import functools
+import inspect
+from typing import Optional
+
+import torch
+
+from snntorch_nengo.kernels import cpp, reference
+
+Tensor = torch.Tensor
+
+# name -> (number of tensor inputs = number of states + 2, reference function)
+_KINDS = {
+    "lif_lowpass": (4, reference.lif_lowpass),
+    "spiking_relu_lowpass": (3, reference.spiking_relu_lowpass),
+    "adaptive_lif_lowpass": (5, reference.adaptive_lif_lowpass),
+}
+# the ops' signatures are the reference functions'
+_SIGNATURES = {name: inspect.signature(fn) for name, (_, fn) in _KINDS.items()}
+# the ops' float parameters not used by the forward kernels
+_BACKWARD_ONLY = {"lif_lowpass": 1, "spiking_relu_lowpass": 0, "adaptive_lif_lowpass": 1}
+
+
+@functools.lru_cache(maxsize=None)
+def triton_functions():
+    """The Triton kernels by op name, or None when they can't be imported."""
+    try:
+        from snntorch_nengo.kernels.triton_kernels import (
+            adaptive_lif_lowpass_triton,
+            lif_lowpass_triton,
+            spiking_relu_lowpass_triton,
+        )
+    except Exception:  # noqa: BLE001 (no triton, or a broken install)
+        return None
+    return {
+        "lif_lowpass": lif_lowpass_triton,
+        "spiking_relu_lowpass": spiking_relu_lowpass_triton,
+        "adaptive_lif_lowpass": adaptive_lif_lowpass_triton,
+    }
+
+
+def _split(name, args, kwargs=None):
+    """(tensor inputs, float parameters) of a call, defaults filled in."""
+    bound = _SIGNATURES[name].bind(*args, **(kwargs or {}))
+    bound.apply_defaults()
+    values = tuple(bound.arguments.values())
+    n = _KINDS[name][0]
+    return values[:n], values[n:]
+
+
+def _check(name, tensors):
+    J, states = tensors[0], tensors[1:]
+    torch._check(J.dim() == 2, lambda: f"{name}: J must be [T, N], got {tuple(J.shape)}")
+    for s in states:
+        torch._check(
+            s.dim() == 1 and s.shape[0] == J.shape[1],
+            lambda: f"{name}: states must be [N] = [{J.shape[1]}], got {tuple(s.shape)}",
+        )
+        torch._check(
+            s.dtype == J.dtype and s.device == J.device,
+            lambda: f"{name}: states must have J's dtype and device "
+            f"({J.dtype}, {J.device}), got ({s.dtype}, {s.device})",
+        )
+
+
+def _forward_params(name, params):
+    n = _BACKWARD_ONLY[name]
+    return tuple(float(p) for p in (params[:-n] if n else params))
+
+
+def _reference_forward(name, tensors, params):
+    with torch.no_grad():
+        outs = _KINDS[name][1](*tensors, *_forward_params(name, params))
+    return tuple(outs)
+
+
+def _cpu_forward(name, tensors, params):
+    _check(name, tensors)
+    if cpp.supports(*tensors):
+        return tuple(getattr(cpp, name)(*tensors, *_forward_params(name, params)))
+    return _reference_forward(name, tensors, params)
+
+
+def _cuda_forward(name, tensors, params):
+    _check(name, tensors)
+    fns = triton_functions()
+    if fns is not None:
+        return tuple(fns[name](*tensors, *_forward_params(name, params)))
+    return _reference_forward(name, tensors, params)
+
+
+def _default_forward(name, tensors, params):
+    _check(name, tensors)
+    return _reference_forward(name, tensors, params)
+
+
+def _fake_forward(name, tensors):
+    _check(name, tensors)
+    J, states = tensors[0], tensors[1:]
+    return (torch.empty_like(J), torch.empty_like(J)) + tuple(
+        torch.empty_like(s) for s in states
+    )
+
+
+@contextlib.contextmanager
+def _autograd_dispatch():
+    """Autograd recording back on, inside a custom op's implementation.
+
+    A custom op's kernels run with the autograd dispatch keys excluded (below
+    autograd), where nothing records a graph even under ``enable_grad``; the
+    backward op needs one to differentiate the reference.
+    """
+    keys = (
+        torch._C.DispatchKey.AutogradFunctionality,
+        torch._C.DispatchKey.AutogradOther,
+        torch._C.DispatchKey.ADInplaceOrView,
+    )
+    with contextlib.ExitStack() as stack:
+        for key in keys:
+            stack.enter_context(torch._C._SetExcludeDispatchKeyGuard(key, False))
+        yield
+
+
+def reference_grads(name, inputs, grads, params):
+    """Gradients w.r.t. ``inputs`` by recomputing the reference under autograd.
+
+    ``grads`` holds one gradient (or None) per output of the op ``name``;
+    ``params`` are its float arguments (``surrogate_slope`` last where it has
+    one). Inputs whose gradient is not connected get zeros.
+    """
+    fn = _KINDS[name][1]
+    with _autograd_dispatch(), torch.enable_grad():
+        leaves = [x.detach().requires_grad_(True) for x in inputs]
+        outs = fn(*leaves, *params)
+        pairs = [
+            (o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad
+        ]
+        if pairs:
+            result = torch.autograd.grad(
+                [o for o, _ in pairs],
+                leaves,
+                [g.to(o.dtype) for o, g in pairs],
+                allow_unused=True,
+            )
+        else:
+            result = [None] * len(leaves)
+    # (with T = 0 the outputs are copies of the inputs, whose gradients may
+    # be the incoming tensors themselves: an op must not return aliases)
+    given = {g.untyped_storage().data_ptr() for g in grads if g is not None}
+    return [
+        torch.zeros_like(x)
+        if r is None
+        else (r.clone() if r.untyped_storage().data_ptr() in given else r.detach())
+        for r, x in zip(result, inputs)
+    ]
+
+
+# --- backward ops: opaque recomputation through the reference ---
+
+
+@torch.library.custom_op("snntorch_nengo::fused_lowpass_backward", mutates_args=())
+def fused_lowpass_backward(
+    name: str, inputs: list[Tensor], grads: list[Optional[Tensor]], params: list[float]
+) -> list[Tensor]:
+    """Gradients of the op ``name`` w.r.t. its tensor ``inputs`` (reference)."""
+    return reference_grads(name, inputs, grads, params)
+
+
+@fused_lowpass_backward.register_fake
+def _(name, inputs, grads, params):
+    return [torch.empty_like(x) for x in inputs]
+
+
+def _make_autograd(name):
+    def setup_context(ctx, inputs, output):
+        tensors, params = _split(name, inputs)
+        ctx.save_for_backward(*tensors)
+        ctx.params = [float(p) for p in params]
+
+    def backward(ctx, *grads):
+        inputs = list(ctx.saved_tensors)
+        grads_in = fused_lowpass_backward(name, inputs, list(grads), ctx.params)
+        grads_in = [
+            g if ctx.needs_input_grad[i] else None for i, g in enumerate(grads_in)
+        ]
+        return tuple(grads_in) + (None,) * len(ctx.params)
+
+    return setup_context, backward
+
+
+def _register(op, name):
+    op.register_kernel("cpu")(lambda *a, **k: _cpu_forward(name, *_split(name, a, k)))
+    op.register_kernel("cuda")(lambda *a, **k: _cuda_forward(name, *_split(name, a, k)))
+    op.register_fake(lambda *a, **k: _fake_forward(name, _split(name, a, k)[0]))
+    setup_context, backward = _make_autograd(name)
+    op.register_autograd(backward, setup_context=setup_context)
+    return op
+
+
+# --- forward ops ---
+
+
+@torch.library.custom_op("snntorch_nengo::lif_lowpass", mutates_args=())
+def lif_lowpass(
+    J: Tensor,
+    voltage: Tensor,
+    refractory_time: Tensor,
+    filtered: Tensor,
+    dt: float,
+    tau_rc: float,
+    tau_ref: float,
+    min_voltage: float,
+    amplitude: float,
+    decay: float,
+    surrogate_slope: float = 25.0,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """T steps of nengo ``LIF`` + ``Lowpass`` (see `reference.lif_lowpass`).
+
+    Returns ``(output[T, N], filtered_seq[T, N], voltage[N],
+    refractory_time[N], filtered[N])``.
+    """
+    tensors = (J, voltage, refractory_time, filtered)
+    params = (dt, tau_rc, tau_ref, min_voltage, amplitude, decay, surrogate_slope)
+    return _default_forward("lif_lowpass", tensors, params)
+
+
+@torch.library.custom_op("snntorch_nengo::spiking_relu_lowpass", mutates_args=())
+def spiking_relu_lowpass(
+    J: Tensor,
+    voltage: Tensor,
+    filtered: Tensor,
+    dt: float,
+    amplitude: float,
+    decay: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """T steps of nengo ``SpikingRectifiedLinear`` + ``Lowpass``.
+
+    Returns ``(output[T, N], filtered_seq[T, N], voltage[N], filtered[N])``.
+    """
+    return _default_forward(
+        "spiking_relu_lowpass", (J, voltage, filtered), (dt, amplitude, decay)
+    )
+
+
+@torch.library.custom_op("snntorch_nengo::adaptive_lif_lowpass", mutates_args=())
+def adaptive_lif_lowpass(
+    J: Tensor,
+    voltage: Tensor,
+    refractory_time: Tensor,
+    adaptation: Tensor,
+    filtered: Tensor,
+    dt: float,
+    tau_rc: float,
+    tau_ref: float,
+    min_voltage: float,
+    amplitude: float,
+    tau_n: float,
+    inc_n: float,
+    decay: float,
+    surrogate_slope: float = 25.0,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """T steps of nengo ``AdaptiveLIF`` + ``Lowpass``.
+
+    Returns ``(output[T, N], filtered_seq[T, N], voltage[N],
+    refractory_time[N], adaptation[N], filtered[N])``.
+    """
+    tensors = (J, voltage, refractory_time, adaptation, filtered)
+    params = (
+        dt, tau_rc, tau_ref, min_voltage, amplitude, tau_n, inc_n, decay,
+        surrogate_slope,
+    )
+    return _default_forward("adaptive_lif_lowpass", tensors, params)
+
+
+_register(lif_lowpass, "lif_lowpass")
+_register(spiking_relu_lowpass, "spiking_relu_lowpass")
+_register(adaptive_lif_lowpass, "adaptive_lif_lowpass")
+
+
+def backend(J):
+    """Which forward implementation the ops use for tensors like ``J``."""
+    if J.device.type == "cpu":
+        return "cpp" if cpp.supports(J) else "reference"
+    if J.device.type == "cuda":
+        return "triton" if triton_functions() is not None else "reference"
+    return "reference"
+
+
+__all__ = [
+    "lif_lowpass",
+    "spiking_relu_lowpass",
+    "adaptive_lif_lowpass",
+    "fused_lowpass_backward",
+    "reference_grads",
+    "triton_functions",
+    "backend",
+]

@@ -1,0 +1,573 @@
+"""Triton kernels for the fused multi-step neuron + lowpass updates.
+
+Same semantics, signatures and return tuples as `snntorch_nengo.kernels.reference`
+(read its docstring first): ``T`` steps of a Nengo neuron update, each followed by
+a ``Lowpass`` on the neuron output, time-major (``J`` is ``[T, N]``, every state
+is ``[N]``). Forward pass only; `snntorch_nengo.kernels.ops` differentiates by
+recomputing the reference under autograd.
+
+Layout of the work (the usual one for multi-step spiking kernels): one program
+per block of ``BLOCK`` neurons, looping over the ``T`` time steps inside the
+kernel. The states stay in registers for the whole loop; each step loads
+``J[t, block]`` (prefetched one step ahead) and stores ``output[t, block]`` and
+``filtered_seq[t, block]``; the final states are stored once at the end. LIF and
+AdaptiveLIF share one kernel (``ADAPTIVE`` is a compile-time switch).
+
+Exactness. Every step performs the same floating-point operations, in the same
+order, as ``snntorch_nengo.neurons.spiking`` (itself a transcription of
+``nengo.neurons``), with no FMA contraction (kernels are launched with
+``enable_fp_fusion=False``), and every scalar parameter is rounded to the data's
+dtype exactly as torch rounds a Python scalar. Two things depend on where the
+kernel runs:
+
+- On CUDA, ``expm1``/``log1p`` are libdevice's, i.e. the CUDA math library's
+  routines that torch's own CUDA kernels call, and ``x / tau_rc`` is computed as
+  ``x * (1 / tau_rc)`` because that is what torch's CUDA ``div`` does with a
+  Python-scalar divisor. The kernels are therefore meant to equal the torch
+  reference run on the same GPU bit for bit, in float32 and float64
+  (``benchmarks/gpu_check.py`` checks this). Tensor-by-tensor float32 divisions
+  use ``div_rn`` (Triton's plain ``/`` is approximate in float32).
+- In Triton's interpreter (``TRITON_INTERPRET=1``, CPU tensors; used by the
+  tests), libdevice is not available, so ``expm1`` and ``log1p`` are computed
+  here from ``exp``/``log``, in float64 (also for float32 data, rounded back
+  afterwards): ``expm1(x) = x + x*x*P(x)`` with ``P`` the Taylor series (to
+  ``x**14/14!``) for ``|x| < 1/4`` (Nengo's usual ``-dt/tau_rc = -0.05`` falls
+  here), Kahan's ``(u - 1) * x / log(u)``, ``u = exp(x)``, beyond;
+  ``log1p(y) = y - s*(y - 2*s*s*Q(s*s))`` (the series of ``2*atanh(s)``,
+  ``s = y / (2 + y)``) for ``|y| < 1/4`` and Kahan's ``log(u) * y / (u - 1)``,
+  ``u = 1 + y``, beyond. These are accurate to about one unit in the last place
+  but are not the routines torch (or numpy) uses on the CPU, so in float64 the
+  states agree with the CPU reference to ~1e-15 relative rather than always
+  bitwise (in the tests, everything is bitwise equal except refractory times
+  off by one ulp); spikes agree unless a voltage lands within a few ulps of the
+  threshold (never seen in the tests).
+
+CPU tensors always run through Triton's interpreter (slow: meant for tests);
+compiled Triton needs CUDA tensors. ``available`` tells whether triton imports.
+"""
+
+import functools
+import os
+import types
+
+import torch
+
+try:  # triton is optional: importing this module must never fail
+    import triton
+    import triton.language as tl
+
+    try:
+        from triton.language.extra import libdevice
+    except ImportError:  # pragma: no cover - older triton layouts
+        libdevice = None
+    available = True
+except ImportError:  # pragma: no cover - depends on the environment
+    triton = libdevice = None
+    tl = types.SimpleNamespace(constexpr=None)  # lets the kernel bodies be defined
+    available = False
+
+__all__ = [
+    "available",
+    "lif_lowpass_triton",
+    "spiking_relu_lowpass_triton",
+    "adaptive_lif_lowpass_triton",
+]
+
+#: parameter slots in the per-launch parameter tensor (of the data's dtype)
+_P_DT, _P_TAU_RC, _P_INV_TAU_RC, _P_TAU_REF, _P_MIN_V = 0, 1, 2, 3, 4
+_P_AMP_DT, _P_DECAY, _P_ONE_M_DECAY, _P_DT_TAU_N, _P_INC_N = 5, 6, 7, 8, 9
+_N_PARAMS = 10
+
+
+# --------------------------------------------------------------------------
+# Kernel bodies. They are plain functions, wrapped lazily (see `_kernel`) into
+# either a compiled Triton kernel (CUDA) or an interpreted one (CPU or
+# TRITON_INTERPRET=1), so the choice does not depend on import order. They call
+# no other jit functions, so the same body works in both modes.
+# --------------------------------------------------------------------------
+
+
+def _lif_lowpass_body(
+    J_ptr,
+    v0_ptr,
+    r0_ptr,
+    a0_ptr,
+    f0_ptr,
+    out_ptr,
+    fseq_ptr,
+    v_ptr,
+    r_ptr,
+    a_ptr,
+    f_ptr,
+    p_ptr,
+    T,
+    N,
+    BLOCK: tl.constexpr,
+    ADAPTIVE: tl.constexpr,
+    LIBDEVICE: tl.constexpr,
+    RECIP_DIV: tl.constexpr,
+    IS_F64: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+
+    dt = tl.load(p_ptr + 0)
+    tau_rc = tl.load(p_ptr + 1)
+    inv_tau_rc = tl.load(p_ptr + 2)
+    tau_ref = tl.load(p_ptr + 3)
+    min_voltage = tl.load(p_ptr + 4)
+    amp_dt = tl.load(p_ptr + 5)
+    decay = tl.load(p_ptr + 6)
+    one_m_decay = tl.load(p_ptr + 7)
+    dt_tau_n = tl.load(p_ptr + 8)
+    inc_n = tl.load(p_ptr + 9)
+
+    # padding lanes get harmless values (J = v = r = 0: no spike, no NaN)
+    v = tl.load(v0_ptr + offs, mask=mask, other=0.0)
+    r = tl.load(r0_ptr + offs, mask=mask, other=0.0)
+    f = tl.load(f0_ptr + offs, mask=mask, other=0.0)
+    if ADAPTIVE:
+        a = tl.load(a0_ptr + offs, mask=mask, other=0.0)
+
+    if not LIBDEVICE:
+        # float64 series coefficients for the interpreter's expm1/log1p
+        one = tl.full([BLOCK], 1.0, tl.float64)
+        f3 = one / 6
+        f4 = f3 / 4
+        f5 = f4 / 5
+        f6 = f5 / 6
+        f7 = f6 / 7
+        f8 = f7 / 8
+        f9 = f8 / 9
+        f10 = f9 / 10
+        f11 = f10 / 11
+        f12 = f11 / 12
+        f13 = f12 / 13
+        f14 = f13 / 14
+        r3 = one / 3
+        r5 = one / 5
+        r7 = one / 7
+        r9 = one / 9
+        r11 = one / 11
+        r13 = one / 13
+        r15 = one / 15
+        r17 = one / 17
+        r19 = one / 19
+        r21 = one / 21
+        r23 = one / 23
+        r25 = one / 25
+
+    j_ptrs = J_ptr + offs  # pointer arithmetic is 64-bit: T * N may exceed 2**31
+    o_ptrs = out_ptr + offs
+    s_ptrs = fseq_ptr + offs
+    j_next = tl.load(j_ptrs, mask=mask, other=0.0)  # the wrapper ensures T >= 1
+    for t in range(T):
+        J = j_next
+        j_ptrs += N
+        # prefetch the next step's input (nothing past the last row)
+        j_next = tl.load(j_ptrs, mask=mask & (offs * 0 + t + 1 < T), other=0.0)
+
+        if ADAPTIVE:
+            J = J - a  # AdaptiveLIF: LIF on J - n
+
+        # --- nengo LIF.step ---
+        r = r - dt
+        delta_t = tl.minimum(tl.maximum(dt - r, 0.0), dt)
+        neg_dt = -delta_t
+        if RECIP_DIV:  # torch's CUDA `tensor / python_scalar`
+            x = neg_dt * inv_tau_rc
+        elif IS_F64:
+            x = neg_dt / tau_rc
+        else:
+            x = tl.math.div_rn(neg_dt, tau_rc)
+        if LIBDEVICE:
+            e = libdevice.expm1(x)
+        else:
+            # expm1 from exp, in float64 (see the module docstring)
+            xd = x.to(tl.float64)
+            q = f13 + xd * f14
+            q = f12 + xd * q
+            q = f11 + xd * q
+            q = f10 + xd * q
+            q = f9 + xd * q
+            q = f8 + xd * q
+            q = f7 + xd * q
+            q = f6 + xd * q
+            q = f5 + xd * q
+            q = f4 + xd * q
+            q = f3 + xd * q
+            q = 0.5 + xd * q  # sum_k x**(k-2) / k!, k >= 2
+            e_small = xd + (xd * xd) * q
+            u = tl.exp(xd)
+            um1 = u - 1.0
+            regular = (u != 1.0) & (um1 != -1.0)
+            lu = tl.log(tl.where(regular, u, 2.0))
+            e_big = tl.where(regular, um1 * xd / lu, tl.where(u == 1.0, xd, -1.0))
+            e = tl.where(tl.abs(xd) < 0.25, e_small, e_big).to(x.dtype)
+        v = v - (J - v) * e
+
+        spiked = v > 1.0
+        out = spiked.to(v.dtype) * amp_dt
+
+        # spike time, evaluated on harmless values where no spike happened
+        v_safe = tl.where(spiked, v, 1.0)
+        J_safe = tl.where(spiked, J, 2.0)
+        num = -(v_safe - 1.0)
+        den = J_safe - 1.0
+        if IS_F64:
+            y = num / den
+        else:
+            y = tl.math.div_rn(num, den)
+        if LIBDEVICE:
+            lg = libdevice.log1p(y)
+        else:
+            # log1p from log, in float64 (see the module docstring)
+            yd = y.to(tl.float64)
+            s = yd / (2.0 + yd)
+            z = s * s
+            w = r23 + z * r25
+            w = r21 + z * w
+            w = r19 + z * w
+            w = r17 + z * w
+            w = r15 + z * w
+            w = r13 + z * w
+            w = r11 + z * w
+            w = r9 + z * w
+            w = r7 + z * w
+            w = r5 + z * w
+            w = r3 + z * w  # sum_k z**k / (2k + 3)
+            l_small = yd - s * (yd - 2.0 * z * w)
+            uy = 1.0 + yd
+            regular_y = (uy != 1.0) & (uy > 0.0)
+            uy_safe = tl.where(regular_y, uy, 2.0)
+            l_big = tl.where(
+                regular_y, tl.log(uy_safe) * yd / (uy_safe - 1.0), tl.log(uy)
+            )
+            l_big = tl.where(uy == 1.0, yd, l_big)
+            lg = tl.where(tl.abs(yd) < 0.25, l_small, l_big).to(y.dtype)
+        t_spike = dt + tau_rc * lg
+
+        v = tl.where(v < min_voltage, min_voltage, v)
+        v = tl.where(spiked, 0.0, v)
+        r = tl.where(spiked, tau_ref + t_spike, r)
+
+        if ADAPTIVE:
+            a = a + dt_tau_n * (inc_n * out - a)
+
+        # --- nengo Lowpass (OneX) ---
+        f = decay * f + one_m_decay * out
+
+        tl.store(o_ptrs, out, mask=mask)
+        tl.store(s_ptrs, f, mask=mask)
+        o_ptrs += N
+        s_ptrs += N
+
+    tl.store(v_ptr + offs, v, mask=mask)
+    tl.store(r_ptr + offs, r, mask=mask)
+    tl.store(f_ptr + offs, f, mask=mask)
+    if ADAPTIVE:
+        tl.store(a_ptr + offs, a, mask=mask)
+
+
+def _spiking_relu_lowpass_body(
+    J_ptr,
+    v0_ptr,
+    f0_ptr,
+    out_ptr,
+    fseq_ptr,
+    v_ptr,
+    f_ptr,
+    p_ptr,
+    T,
+    N,
+    BLOCK: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+
+    dt = tl.load(p_ptr + 0)
+    amp_dt = tl.load(p_ptr + 5)
+    decay = tl.load(p_ptr + 6)
+    one_m_decay = tl.load(p_ptr + 7)
+
+    v = tl.load(v0_ptr + offs, mask=mask, other=0.0)
+    f = tl.load(f0_ptr + offs, mask=mask, other=0.0)
+
+    j_ptrs = J_ptr + offs
+    o_ptrs = out_ptr + offs
+    s_ptrs = fseq_ptr + offs
+    j_next = tl.load(j_ptrs, mask=mask, other=0.0)  # the wrapper ensures T >= 1
+    for t in range(T):
+        J = j_next
+        j_ptrs += N
+        # prefetch the next step's input (nothing past the last row)
+        j_next = tl.load(j_ptrs, mask=mask & (offs * 0 + t + 1 < T), other=0.0)
+
+        # --- nengo SpikingRectifiedLinear.step ---
+        v = v + tl.maximum(J, 0.0) * dt
+        n_spikes = tl.floor(v)
+        out = amp_dt * n_spikes
+        v = v - n_spikes
+
+        # --- nengo Lowpass (OneX) ---
+        f = decay * f + one_m_decay * out
+
+        tl.store(o_ptrs, out, mask=mask)
+        tl.store(s_ptrs, f, mask=mask)
+        o_ptrs += N
+        s_ptrs += N
+
+    tl.store(v_ptr + offs, v, mask=mask)
+    tl.store(f_ptr + offs, f, mask=mask)
+
+
+# --------------------------------------------------------------------------
+# Launch helpers
+# --------------------------------------------------------------------------
+
+_KERNELS = {}
+
+
+def _interpreting(device):
+    """Whether to run the interpreter: always off CUDA, or if TRITON_INTERPRET=1."""
+    if device.type != "cuda":
+        return True
+    knobs = getattr(triton, "knobs", None)
+    if knobs is not None:
+        return bool(knobs.runtime.interpret)
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _kernel(body, interpret):
+    key = (body.__name__, interpret)
+    if key not in _KERNELS:
+        if interpret:
+            from triton.runtime.interpreter import InterpretedFunction
+
+            _KERNELS[key] = InterpretedFunction(body)
+        else:
+            # not `triton.jit`, which would return an interpreted kernel when
+            # TRITON_INTERPRET=1: this one is compiled whatever the environment
+            from triton.runtime.jit import JITFunction
+
+            _KERNELS[key] = JITFunction(body)
+    return _KERNELS[key]
+
+
+def _default_block(n, interpret):
+    if interpret:
+        return 1024  # fewer, wider programs: the interpreter's cost is per op
+    # enough programs to fill the GPU at small N, wide blocks at large N
+    if n <= 1 << 17:
+        return 128
+    if n <= 1 << 20:
+        return 256
+    return 512
+
+
+def _check_inputs(name, J, *states):
+    if not available:
+        raise RuntimeError(f"{name}: triton is not installed")
+    if J.dim() != 2:
+        raise ValueError(f"J must be [T, N], got shape {tuple(J.shape)}")
+    if J.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name}: float32 or float64 only, got {J.dtype}")
+    for s in states:
+        if s.shape != J.shape[1:]:
+            raise ValueError(
+                f"states must be [N] = {tuple(J.shape[1:])}, got {tuple(s.shape)}"
+            )
+        if s.dtype != J.dtype or s.device != J.device:
+            raise ValueError(
+                f"{name}: states must have J's dtype and device "
+                f"({J.dtype}, {J.device}), got ({s.dtype}, {s.device})"
+            )
+
+
+def _params(J, dt, tau_rc=1.0, tau_ref=0.0, min_voltage=0.0, amplitude=1.0,
+            decay=0.0, tau_n=1.0, inc_n=0.0):
+    """The kernels' scalar parameters, rounded to J's dtype like torch's scalars.
+
+    Python-float arithmetic (``amplitude / dt``, ``1 - decay``, ``dt / tau_n``) is
+    done in double first, exactly as the reference does; ``1 / tau_rc`` is what
+    torch's CUDA ``div`` multiplies by (the reciprocal in the data's dtype).
+    """
+    dt, tau_rc = float(dt), float(tau_rc)
+    values = [0.0] * _N_PARAMS
+    values[_P_DT] = dt
+    values[_P_TAU_RC] = tau_rc
+    values[_P_TAU_REF] = float(tau_ref)
+    values[_P_MIN_V] = float(min_voltage)
+    values[_P_AMP_DT] = float(amplitude) / dt
+    values[_P_DECAY] = float(decay)
+    values[_P_ONE_M_DECAY] = 1.0 - float(decay)
+    values[_P_DT_TAU_N] = dt / float(tau_n)
+    values[_P_INC_N] = float(inc_n)
+    return _params_tensor(tuple(values), J.dtype, J.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _params_tensor(values, dtype, device):
+    # cached: no host-to-device copy per call for the same parameters (the
+    # kernels only read it)
+    p = torch.tensor(values, dtype=dtype)
+    p[_P_INV_TAU_RC] = torch.ones((), dtype=dtype) / p[_P_TAU_RC]  # in the dtype
+    return p.to(device)
+
+
+def _launch_lif(J, voltage, refractory_time, adaptation, filtered, params,
+                adaptive, block=None):
+    T, N = J.shape
+    interpret = _interpreting(J.device)
+    J = J.contiguous()
+    out = torch.empty_like(J)
+    fseq = torch.empty_like(J)
+    v = torch.empty_like(voltage, memory_format=torch.contiguous_format)
+    r = torch.empty_like(refractory_time, memory_format=torch.contiguous_format)
+    f = torch.empty_like(filtered, memory_format=torch.contiguous_format)
+    a = (
+        torch.empty_like(adaptation, memory_format=torch.contiguous_format)
+        if adaptive
+        else v  # unused (ADAPTIVE=False): any valid pointer
+    )
+    if N == 0 or T == 0:  # nothing to run: fresh copies of the states
+        v.copy_(voltage)
+        r.copy_(refractory_time)
+        f.copy_(filtered)
+        if adaptive:
+            a.copy_(adaptation)
+        return out, fseq, v, r, a, f
+    v0 = voltage.contiguous()
+    a0 = adaptation.contiguous() if adaptive else v0
+    block = block or _default_block(N, interpret)
+    kernel = _kernel(_lif_lowpass_body, interpret)
+    kernel[(triton.cdiv(N, block),)](
+        J, v0, refractory_time.contiguous(), a0, filtered.contiguous(),
+        out, fseq, v, r, a, f, params, T, N,
+        BLOCK=block,
+        ADAPTIVE=adaptive,
+        LIBDEVICE=not interpret,
+        RECIP_DIV=J.device.type == "cuda",
+        IS_F64=J.dtype == torch.float64,
+        num_warps=max(1, min(8, block // 64)),
+        enable_fp_fusion=False,
+    )
+    return out, fseq, v, r, a, f
+
+
+def _lif_lowpass(J, voltage, refractory_time, filtered, dt, tau_rc, tau_ref,
+                 min_voltage, amplitude, decay, block=None):
+    _check_inputs("lif_lowpass_triton", J, voltage, refractory_time, filtered)
+    params = _params(J, dt, tau_rc, tau_ref, min_voltage, amplitude, decay)
+    out, fseq, v, r, _, f = _launch_lif(
+        J, voltage, refractory_time, None, filtered, params, False, block
+    )
+    return out, fseq, v, r, f
+
+
+def _adaptive_lif_lowpass(J, voltage, refractory_time, adaptation, filtered, dt,
+                          tau_rc, tau_ref, min_voltage, amplitude, tau_n, inc_n,
+                          decay, block=None):
+    _check_inputs(
+        "adaptive_lif_lowpass_triton",
+        J, voltage, refractory_time, adaptation, filtered,
+    )
+    params = _params(
+        J, dt, tau_rc, tau_ref, min_voltage, amplitude, decay, tau_n, inc_n
+    )
+    return _launch_lif(
+        J, voltage, refractory_time, adaptation, filtered, params, True, block
+    )
+
+
+def _spiking_relu_lowpass(J, voltage, filtered, dt, amplitude, decay, block=None):
+    _check_inputs("spiking_relu_lowpass_triton", J, voltage, filtered)
+    T, N = J.shape
+    interpret = _interpreting(J.device)
+    params = _params(J, dt, amplitude=amplitude, decay=decay)
+    J = J.contiguous()
+    out = torch.empty_like(J)
+    fseq = torch.empty_like(J)
+    v = torch.empty_like(voltage, memory_format=torch.contiguous_format)
+    f = torch.empty_like(filtered, memory_format=torch.contiguous_format)
+    if N == 0 or T == 0:  # nothing to run: fresh copies of the states
+        v.copy_(voltage)
+        f.copy_(filtered)
+        return out, fseq, v, f
+    block = block or _default_block(N, interpret)
+    kernel = _kernel(_spiking_relu_lowpass_body, interpret)
+    kernel[(triton.cdiv(N, block),)](
+        J, voltage.contiguous(), filtered.contiguous(),
+        out, fseq, v, f, params, T, N,
+        BLOCK=block,
+        num_warps=max(1, min(8, block // 64)),
+        enable_fp_fusion=False,
+    )
+    return out, fseq, v, f
+
+
+# --------------------------------------------------------------------------
+# Public wrappers: the reference's signatures and return tuples
+# --------------------------------------------------------------------------
+
+
+def lif_lowpass_triton(
+    J,
+    voltage,
+    refractory_time,
+    filtered,
+    dt,
+    tau_rc,
+    tau_ref,
+    min_voltage,
+    amplitude,
+    decay,
+    surrogate_slope=25.0,
+):
+    """T steps of nengo ``LIF`` + ``Lowpass`` (see `reference.lif_lowpass`).
+
+    Returns ``(output[T, N], filtered_seq[T, N], voltage[N], refractory_time[N],
+    filtered[N])``, all new tensors. ``surrogate_slope`` only shapes the
+    reference's backward pass; it is accepted for the same signature.
+    """
+    return _lif_lowpass(
+        J, voltage, refractory_time, filtered,
+        dt, tau_rc, tau_ref, min_voltage, amplitude, decay,
+    )
+
+
+def spiking_relu_lowpass_triton(J, voltage, filtered, dt, amplitude, decay):
+    """T steps of nengo ``SpikingRectifiedLinear`` + ``Lowpass``.
+
+    Returns ``(output[T, N], filtered_seq[T, N], voltage[N], filtered[N])``.
+    """
+    return _spiking_relu_lowpass(J, voltage, filtered, dt, amplitude, decay)
+
+
+def adaptive_lif_lowpass_triton(
+    J,
+    voltage,
+    refractory_time,
+    adaptation,
+    filtered,
+    dt,
+    tau_rc,
+    tau_ref,
+    min_voltage,
+    amplitude,
+    tau_n,
+    inc_n,
+    decay,
+    surrogate_slope=25.0,
+):
+    """T steps of nengo ``AdaptiveLIF`` + ``Lowpass``.
+
+    Returns ``(output[T, N], filtered_seq[T, N], voltage[N], refractory_time[N],
+    adaptation[N], filtered[N])``.
+    """
+    return _adaptive_lif_lowpass(
+        J, voltage, refractory_time, adaptation, filtered,
+        dt, tau_rc, tau_ref, min_voltage, amplitude, tau_n, inc_n, decay,
+    )

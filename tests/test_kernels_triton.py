@@ -1,0 +1,328 @@
+"""Triton kernels (`snntorch_nengo.kernels.triton_kernels`) against the reference.
+
+Without CUDA the kernels run in Triton's interpreter on CPU tensors
+(``TRITON_INTERPRET=1``, set below before triton is imported). The interpreter
+has no libdevice, so the kernels compute ``expm1``/``log1p`` from ``exp``/``log``
+there (see the kernel module's docstring): float64 spikes must be identical to
+the reference's, and the continuous states equal to ~1e-15 relative (in practice
+they are nearly all bitwise equal). On CUDA (skipped here) the compiled kernels
+and the custom ops are compared with the reference run on the same GPU.
+"""
+
+import functools
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ["TRITON_INTERPRET"] = "1"  # before triton is first imported
+
+triton = pytest.importorskip("triton")
+
+from snntorch_nengo.kernels import reference  # noqa: E402
+from snntorch_nengo.kernels import triton_kernels as tk  # noqa: E402
+
+CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not CUDA, reason="needs CUDA")
+
+DT = 0.001
+# non-default parameters everywhere
+LIF = dict(tau_rc=0.03, tau_ref=0.0025, min_voltage=-0.4, amplitude=0.7, decay=0.9)
+ALIF = dict(LIF, tau_n=0.15, inc_n=0.2)
+RELU = dict(amplitude=0.8, decay=0.85)
+
+KINDS = {
+    # name: (reference fn, triton fn, number of [N] states, params)
+    "lif": (reference.lif_lowpass, tk.lif_lowpass_triton, 3, LIF),
+    "alif": (reference.adaptive_lif_lowpass, tk.adaptive_lif_lowpass_triton, 4, ALIF),
+    "relu": (reference.spiking_relu_lowpass, tk.spiking_relu_lowpass_triton, 2, RELU),
+}
+PRIVATE = {  # the same launches with an explicit BLOCK
+    "lif": tk._lif_lowpass,
+    "alif": tk._adaptive_lif_lowpass,
+    "relu": tk._spiking_relu_lowpass,
+}
+
+
+def _param_args(kind):
+    p = KINDS[kind][3]
+    if kind == "lif":
+        keys = ["tau_rc", "tau_ref", "min_voltage", "amplitude", "decay"]
+    elif kind == "alif":
+        keys = ["tau_rc", "tau_ref", "min_voltage", "amplitude", "tau_n", "inc_n", "decay"]
+    else:
+        keys = ["amplitude", "decay"]
+    return (DT,) + tuple(p[k] for k in keys)
+
+
+def make_inputs(kind, T, N, dtype, seed=0, device="cpu"):
+    """Random currents with negative, near-threshold and exactly-1 columns.
+
+    States follow the kernels' argument order: LIF (voltage, refractory_time,
+    filtered), AdaptiveLIF (voltage, refractory_time, adaptation, filtered),
+    SpikingRectifiedLinear (voltage, filtered).
+    """
+    g = torch.Generator().manual_seed(seed)
+    J = torch.randn(T, N, generator=g, dtype=torch.float64) * 3.0 + 3.0
+    k = N // 6
+    if k >= 3:
+        J[:, :k] = 1.0 + (torch.rand(T, k, generator=g, dtype=torch.float64) - 0.5) * 2e-3
+        J[:, k : k + 2] = 1.0  # exactly at threshold
+        J[:, k + 2 : 2 * k] = -5.0 * torch.rand(T, k - 2, generator=g, dtype=torch.float64)
+    if kind == "relu":
+        J = J * 900.0  # up to several spikes per step, and negative currents
+    voltage = torch.rand(N, generator=g, dtype=torch.float64)
+    refractory = torch.rand(N, generator=g, dtype=torch.float64) * 0.004
+    adaptation = torch.rand(N, generator=g, dtype=torch.float64) * 0.5
+    filtered = torch.randn(N, generator=g, dtype=torch.float64)
+    if kind == "lif":
+        states = (voltage, refractory, filtered)
+    elif kind == "alif":
+        states = (voltage, refractory, adaptation, filtered)
+    else:
+        states = (voltage, filtered)
+    cast = lambda x: x.to(dtype=dtype, device=device)  # noqa: E731
+    return cast(J), tuple(cast(s) for s in states)
+
+
+@functools.lru_cache(maxsize=None)
+def _run(kind, T, N, dtype):
+    J, states = make_inputs(kind, T, N, dtype)
+    args = _param_args(kind)
+    ref_fn, tri_fn = KINDS[kind][:2]
+    with torch.no_grad():
+        expected = ref_fn(J, *states, *args)
+    actual = tri_fn(J, *states, *args)
+    return J, states, expected, actual
+
+
+def _assert_matches(expected, actual, exact_spikes=True, rtol=1e-12, atol=1e-13):
+    assert len(actual) == len(expected)
+    for e, a in zip(expected, actual):
+        assert a.shape == e.shape and a.dtype == e.dtype and a.device == e.device
+    if exact_spikes:
+        assert torch.equal(actual[0], expected[0]), (
+            f"{int((actual[0] != expected[0]).sum())} spike entries differ"
+        )
+    for e, a in zip(expected[1:], actual[1:]):
+        torch.testing.assert_close(a, e, rtol=rtol, atol=atol)
+
+
+def test_available():
+    assert tk.available
+
+
+@pytest.mark.parametrize("kind", ["lif", "alif", "relu"])
+def test_float64_spike_for_spike(kind):
+    _, _, expected, actual = _run(kind, 200, 300, torch.float64)
+    assert expected[0].count_nonzero() > 500  # plenty of spikes
+    _assert_matches(expected, actual, exact_spikes=True)
+    if kind == "relu":  # no transcendental functions: bitwise
+        for e, a in zip(expected, actual):
+            assert torch.equal(a, e)
+    else:
+        # spikes identical => outputs and filtered outputs bitwise identical
+        assert torch.equal(actual[1], expected[1])
+
+
+def test_float64_lif_matches_nengo():
+    """The Triton LIF spikes equal nengo's own (numpy) LIF.step, spike for spike."""
+    import nengo
+
+    J, (voltage, refractory, _), _, actual = _run("lif", 200, 300, torch.float64)
+    neuron = nengo.LIF(
+        tau_rc=LIF["tau_rc"],
+        tau_ref=LIF["tau_ref"],
+        min_voltage=LIF["min_voltage"],
+        amplitude=LIF["amplitude"],
+    )
+    v, r = voltage.numpy().copy(), refractory.numpy().copy()
+    out = np.zeros(J.shape[1])
+    spikes = []
+    for t in range(J.shape[0]):
+        neuron.step(DT, J[t].numpy(), out, v, r)
+        spikes.append(out.copy())
+    np.testing.assert_array_equal(actual[0].numpy(), np.stack(spikes))
+    np.testing.assert_allclose(actual[2].numpy(), v, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(actual[3].numpy(), r, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind", ["lif", "alif", "relu"])
+def test_float32_close(kind):
+    _, _, expected, actual = _run(kind, 100, 300, torch.float32)
+    out_e, out_a = expected[0], actual[0]
+    # float32 exp/log differ in the last bit at most: a spike may move only when
+    # a voltage lands within ulps of the threshold
+    differ = (out_e != out_a).any(dim=0)
+    assert differ.float().mean() <= 0.01
+    same = ~differ
+    for e, a in zip(expected[1:], actual[1:]):
+        e, a = (e[:, same], a[:, same]) if e.dim() == 2 else (e[same], a[same])
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["lif", "alif", "relu"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ragged_blocks(kind, dtype):
+    """N not a multiple of BLOCK: several programs, the last one partly masked."""
+    J, states = make_inputs(kind, 6, 77, dtype, seed=1)
+    args = _param_args(kind)
+    expected = KINDS[kind][0](J, *states, *args)
+    actual = PRIVATE[kind](J, *states, *args, block=32)
+    _assert_matches(expected, actual, rtol=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("kind", ["lif", "alif", "relu"])
+def test_default_block_two_programs(kind):
+    """Public wrappers with N just past one (interpreter-sized) block."""
+    J, states = make_inputs(kind, 2, 1025, torch.float64, seed=2)
+    args = _param_args(kind)
+    _assert_matches(KINDS[kind][0](J, *states, *args), KINDS[kind][1](J, *states, *args))
+
+
+@pytest.mark.parametrize("kind", ["lif", "alif", "relu"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_single_step(kind, dtype):
+    J, states = make_inputs(kind, 1, 33, dtype, seed=3)
+    args = _param_args(kind)
+    expected = KINDS[kind][0](J, *states, *args)
+    actual = KINDS[kind][1](J, *states, *args)
+    _assert_matches(expected, actual, rtol=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("kind", ["lif", "alif", "relu"])
+def test_no_steps_and_no_neurons(kind):
+    args = _param_args(kind)
+    J, states = make_inputs(kind, 0, 5, torch.float64)
+    actual = KINDS[kind][1](J, *states, *args)
+    assert actual[0].shape == (0, 5) and actual[1].shape == (0, 5)
+    for s, a in zip(states, actual[2:]):
+        assert torch.equal(a, s) and a.data_ptr() != s.data_ptr()  # fresh copies
+    J, states = make_inputs(kind, 4, 0, torch.float64)
+    actual = KINDS[kind][1](J, *states, *args)
+    assert actual[0].shape == (4, 0) and all(a.shape == (0,) for a in actual[2:])
+
+
+def test_noncontiguous_input_and_fresh_outputs():
+    J, states = make_inputs("lif", 8, 40, torch.float64, seed=4)
+    Jt = J.t().contiguous().t()[::2]  # strided view
+    args = _param_args("lif")
+    expected = reference.lif_lowpass(Jt, *states, *args)
+    before = [s.clone() for s in states]
+    actual = tk.lif_lowpass_triton(Jt, *states, *args)
+    _assert_matches(expected, actual)
+    for s, b in zip(states, before):  # inputs untouched
+        assert torch.equal(s, b)
+
+
+def test_bad_inputs():
+    J, states = make_inputs("lif", 3, 10, torch.float64)
+    args = _param_args("lif")
+    with pytest.raises(ValueError):
+        tk.lif_lowpass_triton(J[0], *states, *args)
+    with pytest.raises(ValueError):
+        tk.lif_lowpass_triton(J, states[0][:5], *states[1:], *args)
+    with pytest.raises(TypeError):
+        tk.lif_lowpass_triton(J.half(), *(s.half() for s in states), *args)
+
+
+def test_import_without_triton():
+    """Importing the module must not fail when triton is missing."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(root, "snntorch_nengo", "kernels", "triton_kernels.py")
+    # load the file alone (not the package, whose imports are slow)
+    code = (
+        "import sys, importlib.util; sys.modules['triton'] = None\n"
+        f"spec = importlib.util.spec_from_file_location('tk', {path!r})\n"
+        "tk = importlib.util.module_from_spec(spec); spec.loader.exec_module(tk)\n"
+        "assert tk.available is False\n"
+        "import torch\n"
+        "try:\n"
+        "    tk.lif_lowpass_triton(torch.zeros(1, 1), *[torch.zeros(1)] * 3,"
+        " 0.001, 0.02, 0.002, 0.0, 1.0, 0.9)\n"
+        "except RuntimeError as e:\n"
+        "    assert 'triton' in str(e)\n"
+        "else:\n"
+        "    raise AssertionError('no error')\n"
+    )
+    env = dict(os.environ)
+    env.pop("TRITON_INTERPRET", None)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root)
+
+
+@pytest.mark.parametrize(
+    "body, dtype, adaptive",
+    [
+        ("_lif_lowpass_body", "fp32", True),
+        ("_lif_lowpass_body", "fp64", False),
+        ("_spiking_relu_lowpass_body", "fp32", None),
+    ],
+)
+def test_compiles_for_cuda(body, dtype, adaptive):
+    """The CUDA path (libdevice, no FMA contraction) compiles for sm_90, no GPU needed."""
+    try:
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+    except ImportError:
+        pytest.skip("this triton has no ahead-of-time compile API")
+    kernel = tk._kernel(getattr(tk, body), interpret=False)
+    names = list(kernel.arg_names)
+    constexprs = {"BLOCK": 256}
+    if adaptive is not None:
+        constexprs.update(
+            ADAPTIVE=adaptive, LIBDEVICE=True, RECIP_DIV=True, IS_F64=dtype == "fp64"
+        )
+    signature = {
+        n: "constexpr" if n in constexprs else "i32" if n in ("T", "N") else "*" + dtype
+        for n in names
+    }
+    try:
+        compiled = triton.compile(
+            ASTSource(fn=kernel, signature=signature, constexprs=constexprs),
+            target=GPUTarget("cuda", 90, 32),
+            options={"num_warps": 4, "enable_fp_fusion": False},
+        )
+    except Exception as e:  # noqa: BLE001
+        if "ptxas" in str(e).lower() or "cuda" in type(e).__name__.lower():
+            pytest.skip(f"no CUDA toolchain for ahead-of-time compiling: {e}")
+        raise
+    ptx = compiled.asm["ptx"]
+    assert ".entry" in ptx
+    # divisions are IEEE-rounded (Triton's plain float32 `/` would be div.full)
+    assert "div.full" not in ptx and "div.approx" not in ptx
+    if adaptive is not None:
+        assert f"div.rn.f{dtype[2:]}" in ptx
+
+
+# --- CUDA: compiled kernels and the custom ops (skipped without a GPU) ---
+
+
+def _ops_fn(kind):
+    ops = pytest.importorskip("snntorch_nengo.kernels.ops")
+    name = {"lif": "lif_lowpass", "alif": "adaptive_lif_lowpass", "relu": "spiking_relu_lowpass"}[kind]
+    fn = getattr(ops, name, None)
+    if fn is None:
+        pytest.skip(f"snntorch_nengo.kernels.ops has no {name}")
+    return fn
+
+
+@needs_cuda
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["lif", "alif", "relu"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("impl", ["triton", "ops"])
+def test_cuda_matches_reference(kind, dtype, impl):
+    J, states = make_inputs(kind, 200, 3001, dtype, device="cuda")
+    args = _param_args(kind)
+    fn = KINDS[kind][1] if impl == "triton" else _ops_fn(kind)
+    with torch.no_grad():
+        expected = KINDS[kind][0](J, *states, *args)
+        actual = fn(J, *states, *args)
+    # libdevice expm1/log1p are the routines torch's CUDA kernels use: the
+    # compiled kernels are expected to equal the CUDA reference bit for bit
+    _assert_matches(expected, actual, rtol=1e-12 if dtype == torch.float64 else 1e-6,
+                    atol=1e-13 if dtype == torch.float64 else 1e-6)
