@@ -44,7 +44,7 @@ n_test = len(x_test) // minibatch_size * minibatch_size
 if args.quick:
     n_test = minibatch_size * 7  # 224 test digits
 x_test, y_test = x_test[:n_test], y_test[:n_test]
-n_inference_steps = 40 if args.quick else 60
+n_inference_steps = 60
 
 
 def tile(x, n_steps):
@@ -67,7 +67,7 @@ def spiking_accuracy(net, sim):
 results = {}
 for mode in ("rate swap", "surrogate"):
     net = classifier_network(n_hidden=128, neuron_type="lif", amplitude=0.01)
-    n_steps = 1 if mode == "rate swap" else (6 if args.quick else 10)
+    n_steps = 1 if mode == "rate swap" else 10
     with net:
         if mode == "surrogate":
             snntorch_nengo.configure_settings(surrogate="fast_sigmoid")
@@ -75,7 +75,7 @@ for mode in ("rate swap", "surrogate"):
     if mode == "rate swap":
         epochs = 8 if args.quick else 25
     else:
-        epochs = 5 if args.quick else 12
+        epochs = 6 if args.quick else 12
     with snntorch_nengo.Simulator(
         net, minibatch_size=minibatch_size, dtype=torch.float32, progress_bar=False
     ) as sim:
