@@ -132,7 +132,15 @@ class NengoModule(nn.Module):
         state = self.engine.initial_state(self.batch_size, device=self.device)
         for base, value in state.items():
             self._slots[base].set_signal(base, value)
-        self._steps = self.engine.make_steps(self.batch_size, self.seed, self.device)
+        key = (self.batch_size, self.seed, self.device)
+        steps = getattr(self, "_steps", None)
+        # step functions are pure except those with private state (numpy
+        # processes): remake only when they or the batch, seed or device change
+        if steps is None or self._steps_key != key or any(
+            getattr(step, "private_state", False) for step in steps
+        ):
+            self._steps = self.engine.make_steps(self.batch_size, self.seed, self.device)
+            self._steps_key = key
         self.n_steps = 0
         self._fresh = True
 

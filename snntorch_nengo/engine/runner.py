@@ -108,6 +108,7 @@ class Engine:
             else:
                 sv.set(output, constant)
 
+        step_node_input.private_state = getattr(original, "private_state", False)
         return step_node_input
 
     def initial_state(self, batch_size, device=None):
@@ -115,11 +116,19 @@ class Engine:
         layout = self.module_layout
         state = {}
         for base in layout.dynamic:
-            value = layout.initial_value(base, device=device)
+            value = self._initial(base, device)
             if layout.batched(base):
-                value = value.expand((batch_size,) + value.shape).clone()
-            state[base] = value
+                value = value.expand((batch_size,) + value.shape)
+            state[base] = value.clone()
         return state
+
+    def _initial(self, base, device):
+        """A base's initial tensor, converted from numpy once per device."""
+        cache = self.__dict__.setdefault("_initial_cache", {})
+        key = (base, str(device))
+        if key not in cache:
+            cache[key] = self.module_layout.initial_value(base, device=device)
+        return cache[key]
 
     def run(
         self,

@@ -79,4 +79,5 @@ def _numpy_process(op, ctx, rng):
         y = torch.tensor(y, dtype=current.dtype, device=current.device)
         _write(sv, op, y if ctx.batched(op.output) else y[0])
 
+    step_process.private_state = True  # the numpy steps' own state: remake on reset
     return step_process
