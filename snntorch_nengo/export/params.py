@@ -248,7 +248,7 @@ def param_tensors(module):
 def state_tensors(module):
     """``{name: (base signal, live tensor)}`` for the simulation state."""
     paths = {child: path for path, child in module.named_modules()}
-    dynamic = module.engine.layout.dynamic
+    dynamic = module.engine.module_layout.dynamic
     items = []
     for base, owner in module._slots.items():  # build order: deterministic
         if base in dynamic:
