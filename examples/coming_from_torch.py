@@ -188,6 +188,10 @@ images = zoom(digits, (1, 28 / 8, 28 / 8), order=1) * (255.0 / 16)
 images = np.clip(images, 0, 255).reshape((len(images), -1))  # (1797, 784)
 n_train = 200 if args.quick else 1500
 train_data, test_data = images[:n_train], images[1500:1750]
+if not args.quick:
+    # digits has 1,500 training images where MNIST has 60,000: show each one 8
+    # times per epoch (12,000 samples), so 2 epochs make enough updates to see
+    train_data = np.tile(train_data, (8, 1))
 n_epochs = 2
 
 # in PyTorch, the training would be done something like:
@@ -218,7 +222,11 @@ for conn in auto_net.all_connections:
 train_data = train_data[:, None, :]
 test_data = test_data[:, None, :]
 
-with snntorch_nengo.Simulator(auto_net, minibatch_size=minibatch_size) as sim:
+# float32, as deep learning (and NengoDL) uses; the Simulator's default is
+# Nengo's float64
+with snntorch_nengo.Simulator(
+    auto_net, minibatch_size=minibatch_size, dtype=torch.float32
+) as sim:
     sim.compile(
         optimizer=torch.optim.RMSprop(sim.parameters(), 1e-3),
         loss=torch.nn.functional.mse_loss,
