@@ -1,5 +1,7 @@
 """NengoModule: a Nengo network as a `torch.nn.Module`."""
 
+import contextlib
+
 import numpy as np
 import torch
 from nengo.exceptions import ValidationError
@@ -159,6 +161,30 @@ class NengoModule(nn.Module):
         values = {base: module.signal(base) for base, module in self._slots.items()}
         merged = self.engine.merged.assemble(values, self.batch_size)
         return SignalValues(self.engine.layout, merged, self.batch_size)
+
+    @contextlib.contextmanager
+    def preserved_state(self):
+        """Run something on this module, then put its simulation back as it was.
+
+        Restores the state tensors, step count, batch size, step functions and
+        train/eval mode.
+        """
+        saved = (
+            self.state(),
+            self.n_steps,
+            self._steps,
+            self._steps_key,
+            self.batch_size,
+            self._fresh,
+            self.training,
+        )
+        try:
+            yield self
+        finally:
+            state, self.n_steps, self._steps, self._steps_key = saved[:4]
+            self.batch_size, self._fresh, mode = saved[4:]
+            self.load_state(state)
+            self.train(mode)
 
     def load_state(self, state):
         for base, value in state.items():

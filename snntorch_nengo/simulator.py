@@ -1,5 +1,6 @@
 """Simulator: a Nengo backend on PyTorch, with NengoDL's batched ``predict``."""
 
+import contextlib
 import logging
 import warnings
 from collections.abc import Mapping
@@ -300,16 +301,12 @@ class Simulator(TrainingMixin, ParamsMixin):
         self._check_stateful(stateful)
         inputs = self._input_dict(x)
         module = self.module
-        saved = None if stateful else (module.state(), module.n_steps, module._steps)
-        if not stateful:
-            module.reset()
-        try:
+        with contextlib.ExitStack() as stack:
+            if not stateful:
+                stack.enter_context(module.preserved_state())
+                module.reset()
             with torch.no_grad():
                 out = module(inputs=inputs or None, n_steps=n_steps)
-        finally:
-            if saved is not None:
-                module.load_state(saved[0])
-                module.n_steps, module._steps = saved[1], saved[2]
         if stateful:
             for probe, value in out.items():
                 self._sim_data[probe].append(to_numpy(value))

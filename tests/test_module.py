@@ -267,3 +267,19 @@ def test_keep_history_false_is_last_value():
     full = NengoModule(net_a)({net_a.stim: x})[net_a.p]
     last = NengoModule(net_b)({net_b.stim: x})[net_b.p]
     torch.testing.assert_close(last[:, 0], full[:, -1])
+
+
+def test_predict_with_another_batch_size_leaves_simulation_as_it_was():
+    with nengo.Network(seed=8) as net:
+        stim = nengo.Node(nengo.processes.WhiteNoise(), size_out=2)
+        ens = nengo.Ensemble(10, 2)
+        nengo.Connection(stim, ens)
+        p = nengo.Probe(ens, synapse=0.01)
+    with Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(20)
+    with Simulator(net, progress_bar=False) as sim:
+        sim.run_steps(10)
+        out = sim.predict_on_batch({stim: np.zeros((3, 5, 2))})
+        assert out[p].shape == (3, 5, 2)
+        sim.run_steps(10)
+    np.testing.assert_allclose(sim.data[p], ref.data[p], atol=1e-12)

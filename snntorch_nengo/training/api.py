@@ -229,7 +229,7 @@ class TrainingMixin:
         return L.Trainer(callbacks=callbacks, **kwargs)
 
     def _preserving_state(self):
-        return _PreservedState(self.module)
+        return self.module.preserved_state()
 
     @staticmethod
     @contextlib.contextmanager
@@ -313,25 +313,6 @@ class TrainingMixin:
                 f"targets given for probes without a loss: {extra}", attr="y"
             )
         return targets
-
-
-class _PreservedState:
-    """Runs training in train mode and restores the module's state afterwards."""
-
-    def __init__(self, module):
-        self.module = module
-
-    def __enter__(self):
-        module = self.module
-        self.saved = (module.state(), module.n_steps, module._steps, module.batch_size)
-        self.mode = module.training
-
-    def __exit__(self, *exc):
-        module = self.module
-        state, module.n_steps, module._steps, module.batch_size = self.saved
-        module.load_state(state)
-        module.train(self.mode)
-        module._fresh = module.n_steps == 0
 
 
 def _tensor(value, dtype):

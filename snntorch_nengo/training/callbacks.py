@@ -36,10 +36,8 @@ def mean_firing_rates(module, inputs=None, n_steps=10):
         for ens in module.model.params
         if isinstance(ens, nengo.Ensemble) and not isinstance(ens.neuron_type, nengo.Direct)
     ]
-    saved = (module.state(), module.n_steps, module._steps, module.batch_size)
-    mode = module.training
-    module.eval()
-    try:
+    with module.preserved_state():
+        module.eval()
         batch = next(iter(inputs.values())).shape[0] if inputs else module.batch_size
         module.reset(batch_size=batch)
         totals = {ens: 0.0 for ens in ensembles}
@@ -51,14 +49,10 @@ def mean_firing_rates(module, inputs=None, n_steps=10):
                 for ens in ensembles:
                     out = values.read(module.model.sig[ens.neurons]["out"])
                     totals[ens] += out.double().mean().item() / n_steps
-        return {
-            ens: total / getattr(ens.neuron_type, "amplitude", 1.0)
-            for ens, total in totals.items()
-        }
-    finally:
-        state, module.n_steps, module._steps, module.batch_size = saved
-        module.load_state(state)
-        module.train(mode)
+    return {
+        ens: total / getattr(ens.neuron_type, "amplitude", 1.0)
+        for ens, total in totals.items()
+    }
 
 
 class ParameterHistogramLogger(Callback):
