@@ -283,3 +283,27 @@ def test_predict_with_another_batch_size_leaves_simulation_as_it_was():
         assert out[p].shape == (3, 5, 2)
         sim.run_steps(10)
     np.testing.assert_allclose(sim.data[p], ref.data[p], atol=1e-12)
+
+
+def test_random_neurons_keep_their_own_streams_when_merged():
+    """Two builds of one network with two Poisson ensembles spike identically."""
+
+    def build():
+        with nengo.Network(seed=9) as net:
+            stim = nengo.Node([0.5])
+            probes = []
+            for _ in range(2):
+                ens = nengo.Ensemble(20, 1, neuron_type=nengo.PoissonSpiking(nengo.LIFRate()))
+                nengo.Connection(stim, ens)
+                probes.append(nengo.Probe(ens.neurons))
+        return net, probes
+
+    runs = []
+    for _ in range(3):
+        net, probes = build()
+        with Simulator(net, progress_bar=False) as sim:
+            sim.run_steps(50)
+        runs.append([sim.data[p] for p in probes])
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run):
+            assert np.array_equal(a, b)

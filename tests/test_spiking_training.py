@@ -303,9 +303,6 @@ def test_surrogate_mode_spikes_forward_and_gradients_flow(neuron_type):
     _, ref = run(net, train=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no rate-counterpart warning
-        # (nengo's operator merger warns that merged Poisson ensembles share one
-        # random stream, as in nengo.Simulator)
-        warnings.filterwarnings("ignore", "Extra state has been modified")
         # (a new module: Poisson's random state, like Nengo's, survives reset)
         _, out, grads = run(net, train=True, grad=True)
     # the forward pass is the exact spiking one
