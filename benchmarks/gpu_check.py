@@ -26,7 +26,8 @@ Run from the repository root on a machine with a CUDA GPU::
 The report (markdown) goes to ``$OUT/gpu_check.md`` (with the raw numbers in
 ``$OUT/gpu_check.json``) when ``OUT`` is set, else to stdout. The exit status is
 0 when every correctness check passed (float64: identical spikes, states equal to
-1e-12; float32: at most 0.1% of the neurons with a differing spike train), 1
+1e-12; float32: at most 0.1% of the neurons with a differing spike train, the
+others' states equal to 1e-4), 1
 otherwise. Without a GPU it prints a message and exits 0.
 
 ``--cpu-smoke`` runs the same script on the CPU at tiny sizes (Triton through its
@@ -78,6 +79,10 @@ def parse_args(argv=None):
     p.add_argument(
         "--no-timing", action="store_true", help="correctness checks only"
     )
+    p.add_argument(
+        "--time-budget", type=float, default=240.0,
+        help="seconds the timing part may take; later cases are skipped",
+    )
     return p.parse_args(argv)
 
 
@@ -87,29 +92,34 @@ def parse_args(argv=None):
 
 
 def make_inputs(torch, kind, T, N, dtype, device, seed=0):
-    """Random currents with near-threshold, exactly-1 and negative columns."""
-    g = torch.Generator().manual_seed(seed)
-    J = torch.randn(T, N, generator=g, dtype=torch.float64) * 3.0 + 3.0
+    """Random currents with near-threshold, exactly-1 and negative columns.
+
+    Drawn on ``device`` in ``dtype``: drawing a [1000, 1e6] float64 tensor on the
+    CPU and copying it over would take longer than the kernels being timed.
+    """
+    g = torch.Generator(device=device).manual_seed(seed)
+
+    def rand(*shape):
+        return torch.rand(*shape, generator=g, dtype=dtype, device=device)
+
+    J = torch.randn(T, N, generator=g, dtype=dtype, device=device) * 3.0 + 3.0
     k = N // 6
     if k >= 3:
-        J[:, :k] = 1.0 + (torch.rand(T, k, generator=g, dtype=torch.float64) - 0.5) * 2e-3
+        J[:, :k] = 1.0 + (rand(T, k) - 0.5) * 2e-3
         J[:, k : k + 2] = 1.0
-        J[:, k + 2 : 2 * k] = -5.0 * torch.rand(T, k - 2, generator=g, dtype=torch.float64)
+        J[:, k + 2 : 2 * k] = -5.0 * rand(T, k - 2)
     if kind == "relu":
         J = J * 900.0
-    voltage = torch.rand(N, generator=g, dtype=torch.float64)
-    refractory = torch.rand(N, generator=g, dtype=torch.float64) * 0.004
-    adaptation = torch.rand(N, generator=g, dtype=torch.float64) * 0.5
-    filtered = torch.randn(N, generator=g, dtype=torch.float64)
+    voltage = rand(N)
+    refractory = rand(N) * 0.004
+    adaptation = rand(N) * 0.5
+    filtered = torch.randn(N, generator=g, dtype=dtype, device=device)
     states = {
         "lif": (voltage, refractory, filtered),
         "alif": (voltage, refractory, adaptation, filtered),
         "relu": (voltage, filtered),
     }[kind]
-    return (
-        J.to(device=device, dtype=dtype),
-        tuple(s.to(device=device, dtype=dtype) for s in states),
-    )
+    return J, states
 
 
 def find_impls(torch, device, notes):
@@ -176,6 +186,10 @@ def find_impls(torch, device, notes):
     return impls
 
 
+def log(*args):
+    print(time.strftime("%H:%M:%S"), *args, flush=True)
+
+
 def _short(e):
     text = f"{type(e).__name__}: {e}"
     return text.splitlines()[0][:200]
@@ -213,8 +227,10 @@ def compare(torch, kind, dtype, expected, actual):
             torch.allclose(
                 a[..., same] if a.dim() == 2 else a[same],
                 e[..., same] if e.dim() == 2 else e[same],
-                rtol=1e-5,
-                atol=1e-5,
+                # near-threshold neurons are ill-conditioned in float32 (J - 1
+                # keeps ~4 digits): an ulp anywhere moves their voltage ~1e-4
+                rtol=1e-4,
+                atol=1e-4,
             )
             for e, a in zip(expected[1:], actual[1:])
         )
@@ -319,7 +335,7 @@ def traffic_bytes(kind, T, N, itemsize):
 
 
 def run_timing(torch, reference, impls, device, T, sizes, reps, peak,
-               blocks=(64, 128, 256, 512, 1024)):
+               blocks=(64, 128, 256, 512, 1024), deadline=None):
     from snntorch_nengo.kernels import triton_kernels as tk
 
     def record(rows, impl, kind, dtype, N, seconds, block=None):
@@ -355,6 +371,11 @@ def run_timing(torch, reference, impls, device, T, sizes, reps, peak,
             })
             src = dst = None  # free before the kernels run
             for kind in ("lif", "alif", "relu"):
+                if deadline is not None and time.time() > deadline:
+                    rows.append({"impl": "-", "kind": kind, "dtype": str(dtype)[6:],
+                                 "N": N, "error": "skipped (--time-budget)"})
+                    continue
+                log(f"timing {kind} {str(dtype)[6:]} N={N}")
                 J, states = make_inputs(torch, kind, T, N, dtype, device, seed=5)
                 args = PARAMS[kind]
                 for impl, fns in impls.items():
@@ -484,6 +505,23 @@ def markdown(info, corr, corr_cpu, timing):
     return "\n".join(lines) + "\n"
 
 
+def write_report(info, corr, corr_cpu, timing, raw_timing):
+    """The markdown report, also written to $OUT when it is set."""
+    report = markdown(info, corr, corr_cpu, timing)
+    out_dir = os.environ.get("OUT")
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, "gpu_check.md"), "w") as f:
+            f.write(report)
+        with open(os.path.join(out_dir, "gpu_check.json"), "w") as f:
+            json.dump({"info": info, "correctness": corr, "correctness_vs_cpu": corr_cpu,
+                       "timing": dict(zip(("rows", "block_sweep", "reference", "copy"),
+                                          raw_timing)) if raw_timing else None},
+                      f, indent=1, default=str)
+        log(f"wrote {os.path.join(out_dir, 'gpu_check.md')}")
+    return report
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.cpu_smoke:
@@ -538,8 +576,13 @@ def main(argv=None):
 
     corr, corr_cpu = run_correctness(torch, reference, impls, device, corr_T, corr_N)
     ok = bool(corr) and all(r["ok"] for r in corr)
-    print(f"correctness: {'PASS' if ok else 'FAIL'} "
-          f"({sum(r['ok'] for r in corr)}/{len(corr)} cases)", flush=True)
+    log(f"correctness: {'PASS' if ok else 'FAIL'} "
+        f"({sum(r['ok'] for r in corr)}/{len(corr)} cases)")
+    for r in corr + corr_cpu:
+        if not r.get("ok", True) or r in corr_cpu:
+            log("  ", {k: v for k, v in r.items() if k not in ("T", "N")})
+    info["result"] = "PASS" if ok else "FAIL"
+    write_report(info, corr, corr_cpu, None, None)  # kept if timing is cut short
 
     timing = None
     if not args.no_timing:
@@ -548,24 +591,14 @@ def main(argv=None):
                                 blocks=(256, 1024))
         else:
             timing = run_timing(torch, reference, impls, device, T, sizes,
-                                args.reps, peak)
+                                args.reps, peak,
+                                deadline=time.time() + args.time_budget)
     info["result"] = "PASS" if ok else "FAIL"
     info["wall time"] = f"{time.time() - t_start:.0f} s"
     if notes:
         info["notes"] = "; ".join(notes)
 
-    report = markdown(info, corr, corr_cpu, timing)
-    out_dir = os.environ.get("OUT")
-    if out_dir:
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "gpu_check.md"), "w") as f:
-            f.write(report)
-        with open(os.path.join(out_dir, "gpu_check.json"), "w") as f:
-            json.dump({"info": info, "correctness": corr, "correctness_vs_cpu": corr_cpu,
-                       "timing": dict(zip(("rows", "block_sweep", "reference", "copy"),
-                                          timing)) if timing else None},
-                      f, indent=1, default=str)
-        print(f"wrote {os.path.join(out_dir, 'gpu_check.md')}")
+    report = write_report(info, corr, corr_cpu, timing, timing)
     print(report)
     return 0 if ok else 1
 

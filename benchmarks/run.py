@@ -71,6 +71,11 @@ def parse_args(argv=None):
         "with git archive to a temporary folder) instead of the working tree",
     )
     parser.add_argument(
+        "--device", default="cpu",
+        help="torch device for snntorch_nengo and the torch loop (the reference "
+        "always runs on the CPU), e.g. cuda",
+    )
+    parser.add_argument(
         "--threads", type=int, default=1,
         help="CPU threads for torch and numpy's BLAS, both simulators (default 1)",
     )
@@ -144,6 +149,8 @@ def log(*args):
 def timed(fn):
     start = time.perf_counter()
     fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # GPU work is asynchronous
     return time.perf_counter() - start
 
 
@@ -207,7 +214,9 @@ def bench_simulation(name, builder, args):
     del sim
     gc.collect()
 
-    with snntorch_nengo.Simulator(net, progress_bar=False, dtype=args.dtype) as sim:
+    with snntorch_nengo.Simulator(
+        net, progress_bar=False, dtype=args.dtype, device=args.device
+    ) as sim:
         rate, steps, note = measure(sim.run_steps, wanted, 5, args.our_budget)
         row["b1"], row["b1_steps"] = rate, steps
         if note:
@@ -218,7 +227,8 @@ def bench_simulation(name, builder, args):
 
     data = input_data(inputs, BATCH, wanted)
     with snntorch_nengo.Simulator(
-        net, progress_bar=False, dtype=args.dtype, minibatch_size=BATCH
+        net, progress_bar=False, dtype=args.dtype, minibatch_size=BATCH,
+        device=args.device,
     ) as sim:
 
         def run(n):
@@ -254,7 +264,9 @@ def bench_spiking_classifier(args, n_samples=BATCH, n_steps=100):
     x = np.broadcast_to(images[:, None, :], (n_samples, n_steps, 784))
 
     # ours batch 1: predict sample by sample (a subset when slow, scaled)
-    with snntorch_nengo.Simulator(net, progress_bar=False, dtype=args.dtype) as sim:
+    with snntorch_nengo.Simulator(
+        net, progress_bar=False, dtype=args.dtype, device=args.device
+    ) as sim:
 
         def run_samples(k):
             sim.predict({stim: x[:k]}, n_steps=n_steps)
@@ -269,7 +281,8 @@ def bench_spiking_classifier(args, n_samples=BATCH, n_steps=100):
     log(f"[{name}] ours batch 1: {fmt(row['b1'])} steps/s over {k} samples")
 
     with snntorch_nengo.Simulator(
-        net, progress_bar=False, dtype=args.dtype, minibatch_size=BATCH
+        net, progress_bar=False, dtype=args.dtype, minibatch_size=BATCH,
+        device=args.device,
     ) as sim:
         sim.predict({stim: x}, n_steps=n_steps)  # warm-up
         row["b64"] = n_samples * n_steps / timed(
@@ -295,12 +308,12 @@ def bench_autoencoder_fit(args, n_samples=12000, n_in=784, n_hidden=64, batch=50
         torch.nn.ReLU(),
         torch.nn.Linear(n_hidden, n_in),
         torch.nn.ReLU(),
-    ).to(dtype)
+    ).to(dtype=dtype, device=args.device)
     optimizer = torch.optim.RMSprop(model.parameters(), 1e-3)
-    tensor = torch.as_tensor(data, dtype=dtype)
+    tensor = torch.as_tensor(data, dtype=dtype, device=args.device)
 
     def torch_epoch(n=n_samples):
-        for idx in torch.randperm(n).split(batch):
+        for idx in torch.randperm(n, device=args.device).split(batch):
             x = tensor[idx]
             loss = torch.nn.functional.mse_loss(model(x), x)
             optimizer.zero_grad()
@@ -315,7 +328,8 @@ def bench_autoencoder_fit(args, n_samples=12000, n_in=784, n_hidden=64, batch=50
     net, _, _ = networks.autoencoder(n_in=n_in, n_hidden=n_hidden)
     xy = data[:, None, :]
     with snntorch_nengo.Simulator(
-        net, minibatch_size=batch, progress_bar=False, dtype=args.dtype
+        net, minibatch_size=batch, progress_bar=False, dtype=args.dtype,
+        device=args.device,
     ) as sim:
         sim.compile(
             optimizer=torch.optim.RMSprop(sim.parameters(), 1e-3),
@@ -365,6 +379,8 @@ def machine():
         "cpu": model,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "device": (torch.cuda.get_device_name() if ARGS.device.startswith("cuda")
+                   else ARGS.device),
         "torch": torch.__version__,
         "nengo": nengo.__version__,
         "numpy": np.__version__,
@@ -420,7 +436,8 @@ def table(rows, fit, args, info):
         f"Steps per run: {args.steps}{' (--quick)' if args.quick else ''}; "
         f"ours in {args.dtype}, the reference in float64 (Nengo's default); "
         f"ratio = ours / reference (> 1: ours faster; for training, torch-loop "
-        f"time / fit time). {info['cpu']}, {info['cores']} cores "
+        f"time / fit time). snntorch_nengo on {info['device']}; "
+        f"{info['cpu']}, {info['cores']} cores "
         f"({info['torch_threads']} thread(s) for torch and BLAS), torch {info['torch']}, "
         f"nengo {info['nengo']}, numpy {info['numpy']}, Python {info['python']}, "
         f"snntorch_nengo {info['snntorch_nengo']}, {info['date']}; load average "

@@ -112,6 +112,16 @@ def _assert_matches(expected, actual, exact_spikes=True, rtol=1e-12, atol=1e-13)
         torch.testing.assert_close(a, e, rtol=rtol, atol=atol)
 
 
+def _assert_close_float32(expected, actual, max_frac=1e-3, tol=1e-4):
+    differ = (expected[0] != actual[0]).any(dim=0)
+    assert float(differ.float().mean()) <= max_frac, (
+        f"{int(differ.sum())} of {differ.numel()} neurons spike differently"
+    )
+    same = ~differ
+    for e, a in zip(expected[1:], actual[1:]):
+        torch.testing.assert_close(a[..., same], e[..., same], rtol=tol, atol=tol)
+
+
 def test_available():
     assert tk.available
 
@@ -322,7 +332,14 @@ def test_cuda_matches_reference(kind, dtype, impl):
     with torch.no_grad():
         expected = KINDS[kind][0](J, *states, *args)
         actual = fn(J, *states, *args)
-    # libdevice expm1/log1p are the routines torch's CUDA kernels use: the
-    # compiled kernels are expected to equal the CUDA reference bit for bit
-    _assert_matches(expected, actual, rtol=1e-12 if dtype == torch.float64 else 1e-6,
-                    atol=1e-13 if dtype == torch.float64 else 1e-6)
+    if dtype == torch.float64:
+        # libdevice expm1/log1p are the routines torch's CUDA kernels use: in
+        # float64 the compiled kernels equal the CUDA reference bit for bit
+        # (seen on an H200, docs/benchmarks.md)
+        _assert_matches(expected, actual, rtol=1e-12, atol=1e-13)
+        return
+    # float32 on CUDA is equal to rounding, not bitwise: on an H200, 2 of 20,011
+    # LIF neurons in the near-threshold band (J = 1 +- 1e-3, where J - 1 keeps
+    # only ~4 significant digits) spiked one step apart over 300 steps. Allow
+    # 0.1% of neurons to differ; every other neuron's states agree to 1e-4.
+    _assert_close_float32(expected, actual)
