@@ -19,6 +19,11 @@ SETTINGS = {
     "lif_smoothing": (None, "train LIF through SoftLIFRate with this smoothing"),
     "dtype": (None, "float type of the simulation (torch.float32 by default)"),
     "learning_phase": (None, "force training (True) or inference (False) behaviour"),
+    "time_batched": (
+        True,
+        "run feed-forward models over the whole window at once, operator by "
+        "operator, instead of step by step (same results; see engine/timebatch.py)",
+    ),
     "surrogate": (
         None,
         "train spiking neurons with real spikes and this surrogate gradient "
@@ -39,7 +44,7 @@ def configure_settings(**settings):
         Networks (``net.config[obj].trainable = False`` freezes ``obj``). The value
         given becomes the network-wide default (None means trainable).
     stateful, keep_history, inference_only, lif_smoothing, dtype, learning_phase,
-    surrogate
+    time_batched, surrogate
         See `SETTINGS`.
     """
     if len(nengo.Network.context) == 0:

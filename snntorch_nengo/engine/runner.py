@@ -2,12 +2,14 @@
 
 import numpy as np
 import torch
+from nengo.builder.operator import TimeUpdate
 from nengo.exceptions import ValidationError
 
 from .ops import OpRegistry, StepContext
 from .merge import MergedSignals, merge_operators, resolve
 from .schedule import NodeInput, input_nodes, step_order, with_input_ops
 from .signals import SignalLayout, SignalValues
+from .timebatch import SeriesPlan
 
 
 class Engine:
@@ -40,13 +42,38 @@ class Engine:
         )
         for probe in self.probes:
             self.layout.add(self.model.sig[probe]["in"])
+        self._series_plan = None
+
+    @property
+    def series_plan(self):
+        """How the operators run over a whole window at once (`timebatch`)."""
+        if self._series_plan is None:
+            times = [op for op in self.step_order if isinstance(op, TimeUpdate)]
+            bases = (
+                (self.layout.views[times[0].step].base,
+                 self.layout.views[times[0].time].base) if times else (None, None)
+            )
+            probed = {
+                self.layout.views[self.model.sig[p]["in"]].base for p in self.probes
+            }
+            self._series_plan = SeriesPlan(
+                self.step_order, self.layout, bases, self.model.dt, probed
+            )
+            if not times:
+                self._series_plan.reason = "no TimeUpdate operator"
+        return self._series_plan
 
     def merge(self):
         """Merge operators with Nengo's optimizer (call after the module tree exists).
 
         Afterwards `layout` describes the merged signals the steps run on, while
-        `module_layout` still has the original ones the modules own.
+        `module_layout` still has the original ones the modules own. Models that
+        run window by window (`timebatch`) stay unmerged.
         """
+        if self.settings.get("time_batched") is not False and self.series_plan.eligible:
+            # feed-forward: runs of several steps go window by window, where
+            # merging only costs (merged layers would loop across time steps)
+            return
         originals = self.module_layout.bases
         operators, replacements = merge_operators(self.operators)
         for sigs in self.model.sig.values():
@@ -85,8 +112,13 @@ class Engine:
             seed=seed,
             settings=self.settings,
         )
-        steps = (self._make_step(op, ctx) for op in self.step_order)
-        return [step for step in steps if step is not None]
+        steps = []
+        for op in self.step_order:
+            step = self._make_step(op, ctx)
+            if step is not None:
+                step.op = op  # the time-batched plan runs steps in its own order
+                steps.append(step)
+        return steps
 
     def _make_step(self, op, ctx):
         if not isinstance(op, NodeInput):
@@ -149,14 +181,26 @@ class Engine:
         Probe data maps each probe to a tensor ``(batch, n_samples, *shape)``
         sampled as Nengo samples (``sample_every``).
         """
-        sv = SignalValues(self.layout, dict(values), batch_size)
-        sv.feeds = feeds or {}
-        sv.training = training
-        records = {probe: [] for probe in self.probes}
         periods = {
             probe: 1 if probe.sample_every is None else probe.sample_every / self.model.dt
             for probe in self.probes
         }
+        if n_steps > 1 and self.settings.get("time_batched") is not False and (
+            self.series_plan.eligible
+        ):
+            data, sv = self.series_plan.run(
+                dict(values), steps, n_steps, batch_size, start_step, feeds or {},
+                training, self.probes, periods,
+                lambda probe: self.model.sig[probe]["in"], self.dtype,
+            )
+            if on_step is not None:
+                for _ in range(n_steps):
+                    on_step()
+            return data, sv
+        sv = SignalValues(self.layout, dict(values), batch_size)
+        sv.feeds = feeds or {}
+        sv.training = training
+        records = {probe: [] for probe in self.probes}
         for k in range(n_steps):
             sv.step_index = k
             for step in steps:

@@ -3,8 +3,14 @@
 In training mode (``sv.training``) spiking types run their training step
 instead (rate counterpart or surrogate gradient; see
 `snntorch_nengo.neurons.train_mode`), chosen from the network's settings.
+
+``step.series`` runs the operator over a whole window (`engine.timebatch`):
+stateless updates (rate neurons, and spiking neurons swapped for their rates in
+training) once on ``(batch * T, N)``; LIF, AdaptiveLIF and
+SpikingRectifiedLinear through their fused multi-step kernels (`kernels.ops`).
 """
 
+import nengo
 from nengo.builder.neurons import SimNeurons
 
 from ...neurons import neuron_step, training_step
@@ -29,4 +35,74 @@ def make_sim_neurons(op, ctx):
         for name, sig in state_sigs.items():
             sv.set(sig, state[name])
 
+    if rng is None:
+        step_sim_neurons.series = _series(op, ctx, update, train_update)
     return step_sim_neurons
+
+
+def _series(op, ctx, update, train_update):
+    neuron_type = op.neurons
+    views = ctx.layout.views
+    if any(views[sig].kind != "full" for sig in [op.output, *op.state.values()]):
+        return None
+    out_base = views[op.output].base
+    state_bases = {name: views[sig].base for name, sig in op.state.items()}
+    kernel = _kernel(neuron_type)
+
+    def series(fold, start, B, T, training, private):
+        """{base: (B, T, ...)} over the window, or None to step it instead."""
+        step = train_update if training else update
+        rate = getattr(step, "rate_type", None)
+        stateless = not op.state or (rate is not None and not rate.state)
+        if stateless:
+            # the state passes through unchanged: leave it out of the result
+            J = fold.read(op.J)
+            state = {name: start.read(sig) for name, sig in op.state.items()}
+            output, _ = step(neuron_type, ctx.dt, J, state, None)
+            return {out_base: output.reshape((B, T) + output.shape[1:])}
+        if training or kernel is None or not set(state_bases.values()) <= private:
+            return None
+        J = fold.read(op.J)
+        if J.dim() != 2:
+            return None
+        N = J.shape[1]
+        J = J.reshape(B, T, N).transpose(0, 1).reshape(T, B * N)  # time-major
+        if _backend(J) == "reference":
+            return None  # a Python loop over time either way: step it
+        states = [start.read(op.state[name]).reshape(B * N) for name in kernel[1]]
+        unused_filter = J.new_zeros(B * N)
+        result = kernel[0](J, *states, unused_filter, ctx.dt, *kernel[2](neuron_type))
+        output, finals = result[0], result[2 : 2 + len(kernel[1])]
+        out = {out_base: output.reshape(T, B, N).transpose(0, 1)}
+        for name, final in zip(kernel[1], finals):
+            # only the last step's state is kept: nothing else reads it (`private`)
+            out[state_bases[name]] = final.reshape(B, 1, N).expand(B, T, N)
+        return out
+
+    return series
+
+
+def _backend(J):
+    from ...kernels import ops
+
+    return ops.backend(J)
+
+
+def _kernel(neuron_type):
+    """(custom op, state names in its order, params(neuron type)) or None."""
+    kind = type(neuron_type)
+    if kind not in (nengo.LIF, nengo.AdaptiveLIF, nengo.SpikingRectifiedLinear):
+        return None
+    try:
+        from ...kernels import ops
+    except Exception:  # pragma: no cover - torch without torch.library.custom_op
+        return None
+    # decay 0: the fused lowpass output equals the spikes and is not used
+    if kind is nengo.LIF:
+        return ops.lif_lowpass, ("voltage", "refractory_time"), lambda n: (
+            n.tau_rc, n.tau_ref, n.min_voltage, n.amplitude, 0.0)
+    if kind is nengo.AdaptiveLIF:
+        return ops.adaptive_lif_lowpass, ("voltage", "refractory_time", "adaptation"), (
+            lambda n: (n.tau_rc, n.tau_ref, n.min_voltage, n.amplitude, n.tau_n,
+                       n.inc_n, 0.0))
+    return ops.spiking_relu_lowpass, ("voltage",), lambda n: (n.amplitude, 0.0)

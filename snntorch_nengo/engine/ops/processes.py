@@ -40,7 +40,44 @@ def _native_synapse(op, ctx):
             sv.set(sig, state[name])
         _write(sv, op, y)
 
+    step_synapse.series = _synapse_series(op, ctx, update)
     return step_synapse
+
+
+def _synapse_series(op, ctx, update):
+    """The synapse over a window: its own loop, without per-step bookkeeping."""
+    views = ctx.layout.views
+    if op.mode != "update" or any(
+        views[sig].kind != "full" for sig in [op.output, *op.state.values()]
+    ):
+        return None
+    out_base = views[op.output].base
+    state_bases = {name: views[sig].base for name, sig in op.state.items()}
+
+    def series(fold, start, B, T, training, private):
+        x = fold.read(op.input)
+        x = x.reshape((B, T) + x.shape[1:]) if ctx.batched(op.input) else (
+            x.expand((B, T) + x.shape)
+        )
+        state = {name: start.read(sig) for name, sig in op.state.items()}
+        ys, states = [], {name: [] for name in state}
+        keep_states = not set(state_bases.values()) <= private
+        for t in range(T):
+            y, state = update(x[:, t], state)
+            ys.append(y)
+            if keep_states:
+                for name, value in state.items():
+                    states[name].append(value)
+        out = {out_base: torch.stack(ys, dim=1)}
+        for name, base in state_bases.items():
+            out[base] = (
+                torch.stack(states[name], dim=1) if keep_states
+                # only the final state matters: nothing else reads it
+                else state[name][:, None].expand((B, T) + state[name].shape[1:])
+            )
+        return out
+
+    return series
 
 
 def _numpy_process(op, ctx, rng):

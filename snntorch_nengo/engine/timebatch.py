@@ -1,0 +1,347 @@
+"""Time-batched runs: each operator once over all time steps, where Nengo allows.
+
+Stepping runs every operator once per step. When the operators have no
+dependency that crosses time in a loop (no recurrent connection, no learning
+rule), the same results come from running each operator once over the whole
+window, in a suitable order:
+
+- *folded* operators (products, copies, resets, convolutions, fed inputs) have
+  no memory: they run once on tensors whose batch dimension is ``batch * T``,
+  so a connection becomes one matrix product over ``(batch * T, d)``;
+- *scanned* operators (neurons, synapses and other processes, Python and torch
+  nodes) have memory or per-step code: they loop over time on their own, and
+  neurons whose type has a fused multi-step kernel (`kernels.ops`) run as one
+  kernel call over ``[T, N]``.
+
+Within a step Nengo orders each signal's writers as sets, then increments,
+then reads, then updates; an update is seen only at the next step. Over a
+window that becomes: run a signal's updater first, then let its readers see
+the updater's output shifted by one step. The plan is a topological order of
+that graph; if it has a cycle (a recurrent connection through a synapse, a
+learning rule closing a loop), the model steps as before.
+
+Results equal stepping up to the summation order of the larger matrix products.
+"""
+
+import numpy as np
+import torch
+from nengo.builder.neurons import SimNeurons
+from nengo.builder.operator import (
+    BsrDotInc,
+    Copy,
+    DotInc,
+    ElementwiseInc,
+    Reset,
+    SimPyFunc,
+    SparseDotInc,
+    TimeUpdate,
+)
+from nengo.builder.processes import SimProcess
+from nengo.builder.probe import SimProbe
+from nengo.builder.transforms import ConvInc, ConvTransposeInc
+
+from ..tensor_node import SimTensorNode
+from .schedule import NodeInput
+from .signals import SignalValues
+
+FOLDED = (Reset, Copy, DotInc, ElementwiseInc, SparseDotInc, BsrDotInc, ConvInc,
+          ConvTransposeInc)
+SCANNED = (SimNeurons, SimProcess, SimPyFunc, SimTensorNode)
+
+
+class SeriesPlan:
+    """Whether and how a model's operators run over a whole window at once.
+
+    ``reason`` says why a model cannot (None when it can); ``order`` lists the
+    operators in the window's execution order.
+    """
+
+    def __init__(self, step_order, layout, time_bases, dt, probed=()):
+        self.layout = layout
+        self.dt = dt
+        self.probed = set(probed)  # bases that probes read
+        self.time_bases = time_bases  # (step base, time base)
+        self.order = None
+        self.reason = None
+        try:
+            self._plan(step_order)
+        except _Ineligible as e:
+            self.reason = str(e)
+
+    @property
+    def eligible(self):
+        return self.reason is None
+
+    # -- analysis
+
+    def _plan(self, step_order):
+        views = self.layout.views
+        ops = [op for op in step_order if not isinstance(op, SimProbe)]
+        writers = {}  # base -> [(op, kind, sig)] in step order
+        for op in ops:
+            _check_type(op)
+            for kind in ("sets", "incs", "updates"):
+                for sig in getattr(op, kind):
+                    writers.setdefault(views[sig].base, []).append((op, kind, sig))
+        step_base, time_base = self.time_bases
+        self.updated = set()
+        for base, ws in writers.items():
+            kinds = {k for _, k, _ in ws}
+            if "updates" in kinds:
+                if len(ws) != 1:
+                    raise _Ineligible(f"{base} is updated and also written otherwise")
+                self.updated.add(base)
+            elif len({op for op, _, _ in ws}) > 1 and base not in self.time_bases:
+                op, kind, sig = ws[0]
+                if kind != "sets" or views[sig].kind != "full":
+                    # its value before the first writer would come from the end of
+                    # the previous step, which the window does not have yet
+                    raise _Ineligible(f"{base}: first writer {op} does not set all of it")
+        for op in ops:
+            if isinstance(op, FOLDED) or (isinstance(op, NodeInput) and op.original is None):
+                for sig in op.reads + op.sets + op.incs:
+                    if views[sig].base in self.time_bases:
+                        raise _Ineligible(f"{op} reads the simulation time")
+                for sig in op.incs:
+                    ws = writers[views[sig].base]
+                    if ws[0][0] is op:
+                        raise _Ineligible(f"{op} increments a signal nothing resets")
+        self.writers = writers
+
+        # dependency graph over the window
+        after = {op: set() for op in ops}  # op -> ops that must run before it
+        for base, ws in writers.items():
+            ordered = [op for op, _, _ in ws]
+            for a, b in zip(ordered, ordered[1:]):
+                if a is not b:
+                    after[b].add(a)
+        for op in ops:
+            for sig in op.reads + op.incs + op.sets:
+                for w, _, _ in writers.get(views[sig].base, ()):
+                    if w is not op and (
+                        views[sig].base in self.updated or _precedes(w, op, step_order)
+                    ):
+                        after[op].add(w)
+        self.order = _toposort(ops, after)
+        self.written_by = {}
+        for base, ws in writers.items():
+            for op, _, _ in ws:
+                self.written_by.setdefault(op, set()).add(base)
+        # bases an op alone writes and reads, unprobed: only their final value matters
+        readers = {}
+        for op in ops:
+            for sig in op.reads + op.incs + op.sets + op.updates:
+                readers.setdefault(views[sig].base, set()).add(op)
+        self.private = {
+            op: {
+                base for base in bases
+                if readers.get(base, set()) <= {op} and base not in self.probed
+                and {w for w, _, _ in writers[base]} == {op}
+            }
+            for op, bases in self.written_by.items()
+        }
+
+    # -- running
+
+    def run(self, values, steps, n_steps, batch_size, start_step, feeds, training,
+            probes, periods, probe_signal, dtype):
+        """Run the window; return (probe data, SignalValues of the final state)."""
+        B, T = batch_size, n_steps
+        layout = self.layout
+        step_of = {getattr(step, "op", None): step for step in steps}
+        series = {}  # base -> (B*T, *shape): value after the writers run so far
+        ended = {}  # updated base -> (B*T, *shape): value at the end of each step
+        step_base, time_base = self.time_bases
+        first = values[step_base]
+        step_series = first + 1 + torch.arange(T, dtype=first.dtype, device=first.device)
+        time_series = step_series.to(values[time_base].dtype) * self.dt
+        series[step_base] = step_series.repeat(B)
+        series[time_base] = time_series.repeat(B)
+
+        def window(base):
+            """The value every reader sees over the window, folded."""
+            if base in series:
+                return series[base]
+            value = values[base]
+            if layout.batched(base):
+                return _fold_broadcast(value, T)
+            return value
+
+        for op in self.order:
+            written = self.written_by.get(op, ())
+            if isinstance(op, TimeUpdate):
+                continue
+            if isinstance(op, NodeInput) and op.node in feeds:
+                data = feeds[op.node][:, :T]
+                series[layout.views[op.output].base] = _set_folded(
+                    layout, op.output, window(layout.views[op.output].base),
+                    data.reshape((B * T,) + data.shape[2:]),
+                )
+                continue
+            step = step_of.get(op)
+            if step is None:
+                continue
+            if isinstance(op, FOLDED) or (isinstance(op, NodeInput) and op.original is None):
+                touched = {layout.views[s].base for s in op.all_signals}
+                vals = dict(values)
+                for base in touched:
+                    vals[base] = window(base)
+                sv = SignalValues(layout, vals, B * T)
+                sv.training = training
+                step(sv)
+                for base in written:
+                    series[base] = sv.values[base]
+                continue
+            fast = getattr(step, "series", None)
+            if fast is not None:
+                touched = {layout.views[s].base for s in op.all_signals}
+                fold = SignalValues(
+                    layout, {**values, **{b: window(b) for b in touched}}, B * T
+                )
+                start = SignalValues(layout, values, B)
+                result = fast(fold, start, B, T, training, self.private.get(op, set()))
+                if result is not None:
+                    for base, value in result.items():
+                        self._store(base, value, values, series, ended, B, T)
+                    continue
+            outs = self._scan(op, step, values, window, written, B, T, feeds, training)
+            for base, value in outs.items():
+                self._store(base, value, values, series, ended, B, T)
+
+        data = {}
+        for probe in probes:
+            sig = probe_signal(probe)
+            base = layout.views[sig].base
+            full = ended.get(base, series.get(base))
+            n = start_step + np.arange(1, T + 1)
+            keep = np.flatnonzero(n % periods[probe] < 1)
+            if full is None:  # never written in the window: constant or initial
+                value = SignalValues(layout, values, B).read(sig)
+                if not layout.batched(base):
+                    value = value.expand((B,) + value.shape)
+                data[probe] = value[:, None].expand(
+                    (B, len(keep)) + value.shape[1:]
+                )
+                continue
+            value = SignalValues(layout, {base: full}, B * T).read(sig)
+            value = value.reshape((B, T) + value.shape[1:])
+            data[probe] = value[:, torch.as_tensor(keep, device=value.device)]
+
+        final = dict(values)
+        for base in self.writers:
+            full = ended.get(base, series.get(base))
+            if full is None:
+                continue
+            full = full.reshape((B, T) + full.shape[1:])[:, -1]
+            final[base] = full[0] if not layout.batched(base) else full
+        return data, SignalValues(layout, final, B)
+
+    def _store(self, base, value, values, series, ended, B, T):
+        """Record an op's per-step output ``(B, T, ...)`` of ``base``."""
+        folded = value.reshape((B * T,) + value.shape[2:])
+        if base in self.updated:
+            # readers see the previous step's update: shift by one step
+            first = values[base][:, None]
+            shifted = torch.cat([first, value[:, :-1]], dim=1)
+            series[base] = shifted.reshape(folded.shape)
+            ended[base] = folded
+        else:
+            series[base] = folded
+
+    def _scan(self, op, step, values, window, written, B, T, feeds, training):
+        """Run a stateful operator's step once per time step."""
+        layout = self.layout
+        touched = {layout.views[s].base for s in op.all_signals}
+        inputs = {
+            base: window(base).reshape((B, T) + window(base).shape[1:])
+            if layout.batched(base) or base in self.time_bases
+            else None
+            for base in touched
+        }
+        # its own state carries over from its previous step (the window's value
+        # before it is only meaningful for signals an earlier writer set)
+        carry = {
+            base: values[base]
+            for base in written
+            if self.writers[base][0][0] is op
+        }
+        outs = {base: [] for base in written}
+        vals = dict(values)
+        sv = SignalValues(layout, vals, B)
+        sv.feeds = feeds
+        sv.training = training
+        for t in range(T):
+            sv.step_index = t
+            for base, seq in inputs.items():
+                if seq is None:
+                    continue
+                if base in carry:
+                    vals[base] = carry[base]
+                elif base in self.time_bases:
+                    vals[base] = seq[0, t]
+                else:
+                    vals[base] = seq[:, t]
+            step(sv)
+            for base in written:
+                value = vals[base]
+                outs[base].append(value)
+                if base in carry:
+                    carry[base] = value
+        return {base: torch.stack(seq, dim=1) for base, seq in outs.items()}
+
+
+class _Ineligible(Exception):
+    pass
+
+
+def _check_type(op):
+    if isinstance(op, (TimeUpdate, NodeInput) + FOLDED + SCANNED):
+        return
+    raise _Ineligible(f"{type(op).__name__} ({op}) has no windowed form")
+
+
+def _precedes(a, b, step_order):
+    index = _precedes.cache.get(id(step_order))
+    if index is None or index[0] is not step_order:
+        index = (step_order, {op: i for i, op in enumerate(step_order)})
+        _precedes.cache = {id(step_order): index}
+    return index[1][a] < index[1][b]
+
+
+_precedes.cache = {}
+
+
+def _toposort(ops, after):
+    remaining = {op: set(deps) for op, deps in after.items()}
+    order, ready = [], [op for op in ops if not remaining[op]]
+    position = {op: i for i, op in enumerate(ops)}
+    dependents = {op: [] for op in ops}
+    for op, deps in after.items():
+        for dep in deps:
+            dependents[dep].append(op)
+    while ready:
+        ready.sort(key=position.get, reverse=True)  # keep step order where free
+        op = ready.pop()
+        order.append(op)
+        for nxt in dependents[op]:
+            remaining[nxt].discard(op)
+            if not remaining[nxt]:
+                ready.append(nxt)
+    if len(order) != len(ops):
+        stuck = [op for op in ops if remaining[op]]
+        raise _Ineligible(f"a loop across time steps through {stuck[0]}")
+    return order
+
+
+def _fold_broadcast(value, T):
+    """``(B, *shape)`` repeated over ``T`` steps, folded to ``(B*T, *shape)``."""
+    B = value.shape[0]
+    return value[:, None].expand((B, T) + value.shape[1:]).reshape(
+        (B * T,) + value.shape[1:]
+    )
+
+
+def _set_folded(layout, sig, current, data):
+    sv = SignalValues(layout, {layout.views[sig].base: current}, current.shape[0])
+    sv.set(sig, data)
+    return sv.values[layout.views[sig].base]

@@ -1,0 +1,158 @@
+"""Time-batched (windowed) runs equal step-by-step runs (engine/timebatch.py)."""
+
+import nengo
+import numpy as np
+import pytest
+import torch
+
+from snntorch_nengo import NengoModule, Simulator, TensorNode, configure_settings
+
+SPIKING = [nengo.LIF(), nengo.AdaptiveLIF(), nengo.SpikingRectifiedLinear(),
+           nengo.RegularSpiking(nengo.Tanh())]
+RATE = [nengo.RectifiedLinear(), nengo.LIFRate(), nengo.Sigmoid(), nengo.Tanh()]
+
+
+def feed_forward(neuron_type, synapse=0.005, seed=3, stim=None):
+    with nengo.Network(seed=seed) as net:
+        net.stim = nengo.Node(stim if stim is not None else [0.3, -0.5], label="stim")
+        a = nengo.Ensemble(40, 2, neuron_type=neuron_type, label="a")
+        b = nengo.Ensemble(30, 1, neuron_type=neuron_type, label="b")
+        net.out = nengo.Node(size_in=1, label="out")
+        nengo.Connection(net.stim, a, synapse=None)
+        nengo.Connection(a, b, function=lambda x: x[0] * x[1], synapse=synapse)
+        nengo.Connection(b.neurons, net.out, transform=np.ones((1, 30)) / 300,
+                         synapse=nengo.Alpha(0.004))
+        net.p_out = nengo.Probe(net.out)
+        net.p_b = nengo.Probe(b, synapse=0.01, sample_every=0.003)
+        net.p_spikes = nengo.Probe(a.neurons)
+        net.p_voltage = nengo.Probe(b.neurons, "input")
+    return net
+
+
+def run(net, time_batched, steps=(120, 37), dtype="float64", **kwargs):
+    with net:
+        configure_settings(time_batched=time_batched)
+    with Simulator(net, progress_bar=False, dtype=dtype, **kwargs) as sim:
+        for n in steps:  # two windows: state carries over between them
+            sim.run_steps(n)
+        plan = sim.module.engine.series_plan
+        return {p.label or i: sim.data[p] for i, p in enumerate(net.all_probes)}, plan
+
+
+def assert_same(a, b, atol=1e-12, rtol=0):
+    assert list(a) == list(b)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], atol=atol, rtol=rtol, err_msg=str(key))
+
+
+@pytest.mark.parametrize("neuron_type", SPIKING + RATE, ids=repr)
+def test_window_equals_stepping(neuron_type):
+    stepped, _ = run(feed_forward(neuron_type), False)
+    windowed, plan = run(feed_forward(neuron_type), True)
+    assert plan.eligible, plan.reason
+    assert_same(stepped, windowed)
+    if neuron_type.spiking:  # a few spikes would differ if anything were off
+        for p in stepped:
+            assert np.any(stepped[p] != 0)
+
+
+def test_window_matches_reference_simulator():
+    net = feed_forward(nengo.LIF(), stim=lambda t: [np.sin(20 * t), 0.5])
+    windowed, plan = run(net, True)
+    assert plan.eligible
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(157)
+    probes = list(net.all_probes)
+    spikes, out = probes.index(net.p_spikes), probes.index(net.p_out)
+    np.testing.assert_array_equal(windowed[spikes], ref.data[net.p_spikes])
+    np.testing.assert_allclose(windowed[out], ref.data[net.p_out], atol=1e-10)
+
+
+def test_fed_minibatch_and_fit_gradients_equal():
+    def build():
+        with nengo.Network(seed=1) as net:
+            net.stim = nengo.Node(np.zeros(3))
+            ens = nengo.Ensemble(25, 3, neuron_type=nengo.LIF())
+            net.out = nengo.Node(size_in=2)
+            nengo.Connection(net.stim, ens, synapse=None)
+            nengo.Connection(ens, net.out, transform=np.ones((2, 3)) / 3, synapse=0.01)
+            net.p = nengo.Probe(net.out)
+        return net
+
+    x = torch.as_tensor(np.random.RandomState(0).uniform(-1, 1, (4, 30, 3)))
+    results = []
+    for time_batched in (False, True):
+        net = build()
+        with net:
+            configure_settings(time_batched=time_batched)
+        module = NengoModule(net, dtype=torch.float64)
+        assert module.engine.series_plan.eligible or not time_batched
+        out = module({net.stim: x})[net.p]
+        module.train()  # rate swap: gradients through LIFRate
+        module.reset()
+        loss = module({net.stim: x})[net.p].square().mean()
+        grads = torch.autograd.grad(loss, [p for p in module.parameters()])
+        results.append((out, loss, grads))
+    (o1, l1, g1), (o2, l2, g2) = results
+    torch.testing.assert_close(o1, o2, rtol=0, atol=1e-12)
+    torch.testing.assert_close(l1, l2, rtol=1e-12, atol=1e-14)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-14)
+
+
+def test_python_and_tensor_nodes_in_a_window():
+    calls = []
+
+    def fn(t, x):
+        calls.append(t)
+        return x * t
+
+    with nengo.Network(seed=2) as net:
+        stim = nengo.Node(lambda t: [np.cos(10 * t)])
+        node = nengo.Node(fn, size_in=1)
+        tnode = TensorNode(lambda t, x: torch.tanh(3 * x) + t, shape_in=(1,),
+                           pass_time=True)
+        ens = nengo.Ensemble(20, 1, neuron_type=nengo.SpikingRectifiedLinear())
+        nengo.Connection(stim, node, synapse=0.003)
+        nengo.Connection(node, tnode, synapse=None)
+        nengo.Connection(tnode, ens)
+        net.p = nengo.Probe(ens, synapse=0.01)
+        net.pt = nengo.Probe(tnode)
+    calls.clear()
+    stepped, _ = run(net, False)
+    assert len(calls) == 157
+    calls.clear()
+    windowed, plan = run(net, True)
+    assert plan.eligible, plan.reason
+    assert len(calls) == 157  # once per step, as stepping
+    assert_same(stepped, windowed)
+
+
+@pytest.mark.parametrize("kind", ["recurrent", "learning"])
+def test_loops_across_time_step(kind):
+    with nengo.Network(seed=0) as net:
+        stim = nengo.Node([0.5])
+        a = nengo.Ensemble(30, 1)
+        b = nengo.Ensemble(30, 1)
+        nengo.Connection(stim, a)
+        if kind == "recurrent":
+            nengo.Connection(a, a, synapse=0.1)
+            nengo.Connection(a, b)
+        else:
+            conn = nengo.Connection(a, b, learning_rule_type=nengo.PES())
+            nengo.Connection(b, conn.learning_rule)
+        net.p = nengo.Probe(b, synapse=0.01)
+    stepped, _ = run(net, False)
+    windowed, plan = run(net, True)
+    assert not plan.eligible
+    assert_same(stepped, windowed)  # both step (two merges may sum in other orders)
+    _, plan = run(net, True, optimize=False)
+    expected = "a loop across time steps" if kind == "recurrent" else "no windowed form"
+    assert expected in plan.reason
+
+
+def test_float32_window_close_to_stepping():
+    stepped, _ = run(feed_forward(nengo.RectifiedLinear()), False, dtype="float32")
+    windowed, _ = run(feed_forward(nengo.RectifiedLinear()), True, dtype="float32")
+    # the matrix products sum in another order: equal to float32 rounding
+    assert_same(stepped, windowed, atol=1e-5, rtol=1e-4)
