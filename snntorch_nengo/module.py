@@ -49,6 +49,12 @@ class NengoModule(nn.Module):
     optimize : bool
         Merge operators with Nengo's optimizer (much faster stepping; the child
         modules still hold one tensor per Nengo object).
+    compile : bool
+        Compile one simulation step with `torch.compile` for runs without
+        gradients (``torch.no_grad()``: `Simulator.run_steps`, ``predict``) that
+        step; windowed runs (`engine.timebatch`) and training stay eager. The
+        first run pays the compilation (seconds to a minute); on CUDA the step is
+        compiled with ``mode="reduce-overhead"``, i.e. captured in a CUDA graph.
     """
 
     def __init__(
@@ -61,6 +67,7 @@ class NengoModule(nn.Module):
         device=None,
         model=None,
         optimize=True,
+        compile=False,  # noqa: A002  (torch.compile's name, as in NengoDL's options)
     ):
         super().__init__()
         if minibatch_size is not None and int(minibatch_size) < 1:
@@ -94,6 +101,7 @@ class NengoModule(nn.Module):
         )
         if optimize:
             self.engine.merge()
+        self.engine.compile = bool(compile)
         for kind, modules in tree.items():
             setattr(self, kind, nn.ModuleDict(modules))
         self.signals = network_module
@@ -212,9 +220,17 @@ class NengoModule(nn.Module):
                 )
             self.reset(batch_size=batch_size)
         grad = not self.settings["inference_only"] and torch.is_grad_enabled()
+        values = self.signal_values().values
+        if not torch.is_inference_mode_enabled():
+            # state left by a run in inference mode (e.g. Lightning's validation)
+            # cannot enter autograd: copy it out
+            values = {
+                base: value.clone() if value.is_inference() else value
+                for base, value in values.items()
+            }
         with torch.set_grad_enabled(grad):
             data, sv = self.engine.run(
-                self.signal_values().values,
+                values,
                 self._steps,
                 n_steps,
                 batch_size=self.batch_size,

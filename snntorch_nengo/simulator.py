@@ -46,6 +46,12 @@ class Simulator(TrainingMixin, ParamsMixin):
         Show build and run progress.
     dtype : torch.dtype or str, optional
         Float precision; defaults to Nengo's ``rc`` ``float_dtype`` (float64).
+    optimize : bool
+        Merge operators with Nengo's optimizer (feed-forward models, which run
+        window by window, stay unmerged).
+    compile : bool
+        Compile one step with `torch.compile` for runs that step without
+        gradients (see `.NengoModule`); costs seconds to a minute on the first run.
     """
 
     def __init__(
@@ -59,6 +65,7 @@ class Simulator(TrainingMixin, ParamsMixin):
         progress_bar=True,
         dtype=None,
         optimize=True,
+        compile=False,  # noqa: A002
     ):
         self.closed = True  # until built
         self.progress_bar = progress_bar
@@ -77,6 +84,7 @@ class Simulator(TrainingMixin, ParamsMixin):
                 device=device,
                 model=model,
                 optimize=optimize,
+                compile=compile,
             )
         self.model = self.module.model
         self._sim_data = dict(self.model.params)
@@ -123,6 +131,7 @@ class Simulator(TrainingMixin, ParamsMixin):
             "dtype": str(self.dtype).replace("torch.", ""),
             "progress_bar": self.progress_bar,
             "optimize": self.optimize,
+            "compile": self.module.engine.compile,
             "closed": self.closed,
         }
 
@@ -136,6 +145,7 @@ class Simulator(TrainingMixin, ParamsMixin):
             progress_bar=state["progress_bar"],
             dtype=state["dtype"],
             optimize=False,  # the pickled model is already merged
+            compile=state.get("compile", False),
         )
         self.optimize = state["optimize"]
         device = self.module.device

@@ -156,3 +156,23 @@ def test_float32_window_close_to_stepping():
     windowed, _ = run(feed_forward(nengo.RectifiedLinear()), True, dtype="float32")
     # the matrix products sum in another order: equal to float32 rounding
     assert_same(stepped, windowed, atol=1e-5, rtol=1e-4)
+
+
+def test_compiled_step_equals_eager():
+    """Simulator(compile=True): the compiled step gives the eager step's results."""
+    with nengo.Network(seed=4) as net:
+        stim = nengo.Node([0.7])  # no Python code in the step: one graph
+        a = nengo.Ensemble(20, 1, neuron_type=nengo.SpikingRectifiedLinear())
+        nengo.Connection(stim, a)
+        nengo.Connection(a, a, synapse=0.05)  # recurrent: it steps
+        net.p = nengo.Probe(a, synapse=0.01)
+        net.ps = nengo.Probe(a.neurons)
+    results = []
+    for compile in (False, True):
+        with Simulator(net, progress_bar=False, compile=compile) as sim:
+            assert not sim.module.engine.series_plan.eligible
+            sim.run_steps(30)
+            sim.run_steps(20)
+            results.append((sim.data[net.p], sim.data[net.ps]))
+    np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-10)
+    np.testing.assert_array_equal(results[0][1], results[1][1])

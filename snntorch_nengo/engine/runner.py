@@ -24,6 +24,7 @@ class Engine:
         self.model = model
         self.dtype = dtype
         self.settings = dict(settings or {})
+        self.compile = False  # NengoModule(compile=True): see `_run_compiled`
         self.input_nodes = input_nodes(model)
         self.probes = list(model.probes)
         self._set_operators(with_input_ops(model, self.input_nodes))
@@ -114,7 +115,10 @@ class Engine:
         )
         steps = []
         for op in self.step_order:
-            step = self._make_step(op, ctx)
+            # constants made here must not be inference tensors, even when the
+            # steps are remade inside torch.inference_mode (Lightning's validation)
+            with torch.inference_mode(False):
+                step = self._make_step(op, ctx)
             if step is not None:
                 step.op = op  # the time-batched plan runs steps in its own order
                 steps.append(step)
@@ -197,6 +201,11 @@ class Engine:
                 for _ in range(n_steps):
                     on_step()
             return data, sv
+        if self.compile and not torch.is_grad_enabled() and n_steps > 0:
+            return self._run_compiled(
+                values, steps, n_steps, batch_size, start_step, feeds or {}, on_step,
+                training, periods,
+            )
         sv = SignalValues(self.layout, dict(values), batch_size)
         sv.feeds = feeds or {}
         sv.training = training
@@ -211,6 +220,49 @@ class Engine:
                     records[probe].append(self._probe_value(sv, probe))
             if on_step is not None:
                 on_step()
+        return self._probe_data(records, batch_size), sv
+
+    def _run_compiled(self, values, steps, n_steps, batch_size, start_step, feeds,
+                      on_step, training, periods):
+        """Stepping, with one step compiled by `torch.compile` (see NengoModule)."""
+        key = (id(steps), batch_size, training, tuple(feeds))
+        cached = getattr(self, "_compiled", None)
+        if cached is None or cached[0] != key:
+            layout = self.layout
+
+            def one_step(values, feed_now):
+                sv = SignalValues(layout, dict(values), batch_size)
+                # each feed holds only this step's data, at index 0
+                sv.feeds = {node: data[:, None] for node, data in feed_now.items()}
+                sv.step_index = 0
+                sv.training = training
+                for step in steps:
+                    step(sv)
+                return sv.values
+
+            on_gpu = any(v.is_cuda for v in values.values())
+            fn = torch.compile(
+                one_step, dynamic=False, mode="reduce-overhead" if on_gpu else None
+            )
+            self._compiled = cached = (key, fn)
+        fn = cached[1]
+        values = {k: v.detach() for k, v in values.items()}
+        records = {probe: [] for probe in self.probes}
+        for k in range(n_steps):
+            values = fn(values, {node: data[:, k] for node, data in feeds.items()})
+            sv = SignalValues(self.layout, values, batch_size)
+            n = start_step + k + 1
+            for probe in self.probes:
+                if n % periods[probe] < 1:
+                    # a CUDA graph reuses its output memory on the next replay
+                    records[probe].append(self._probe_value(sv, probe).clone())
+            if on_step is not None:
+                on_step()
+        sv = SignalValues(self.layout, {k: v.clone() for k, v in values.items()},
+                          batch_size)
+        return self._probe_data(records, batch_size), sv
+
+    def _probe_data(self, records, batch_size):
         data = {}
         for probe, rec in records.items():
             sig = self.model.sig[probe]["in"]
@@ -219,7 +271,7 @@ class Engine:
                 if rec
                 else torch.zeros((batch_size, 0) + tuple(sig.shape), dtype=self.dtype)
             )
-        return data, sv
+        return data
 
     def _probe_value(self, sv, probe):
         sig = self.model.sig[probe]["in"]

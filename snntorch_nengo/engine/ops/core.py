@@ -47,15 +47,11 @@ def make_sim_probe(op, ctx):
 
 @OpRegistry.register(Reset)
 def make_reset(op, ctx):
-    value = None
+    value = torch.full(
+        op.dst.shape, float(op.value), dtype=ctx.dtype, device=ctx.device
+    )
 
     def step_reset(sv):
-        nonlocal value
-        if value is None:
-            current = sv.read(op.dst)
-            value = torch.full(
-                op.dst.shape, float(op.value), dtype=current.dtype, device=current.device
-            )
         sv.set(op.dst, value)
 
     return step_reset
