@@ -212,6 +212,10 @@ class Converter:
         self.graph_module = self._trace(model)
         self.graph = self.graph_module.graph
         placeholders = [n for n in self.graph.nodes if n.op == "placeholder"]
+        # arguments with defaults are inputs only when input_shape names them
+        named = input_shape if isinstance(input_shape, Mapping) else {}
+        placeholders = [p for p in placeholders if not p.args or p.name in named]
+        self._inputs = placeholders
         self.input_shapes = self._input_shapes(placeholders, input_shape)
         self._record(placeholders)
 
@@ -229,7 +233,7 @@ class Converter:
         inputs, outputs = [], []
         with self.net:
             for node in self.graph.nodes:
-                if node.op == "placeholder":
+                if node.op == "placeholder" and node in self._inputs:
                     inputs.append((node, self._build_input(node)))
                 elif node.op == "output":
                     outputs = self._build_outputs(node)
@@ -358,7 +362,7 @@ class Converter:
         self._recorded = recorder.values
         self._dynamic = {}
         for node in self.graph.nodes:
-            self._dynamic[node] = node.op == "placeholder" or any(
+            self._dynamic[node] = node in self._inputs or any(
                 self._dynamic[a] for a in node.all_input_nodes
             )
 
