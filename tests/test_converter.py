@@ -127,6 +127,7 @@ def test_cnn_pooling_batch_norm():
         (nn.AdaptiveAvgPool3d(1), (2, 3, 4, 4)),
     ],
 )
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
 def test_linear_layers(layer, shape):
     torch.manual_seed(0)
     model = nn.Sequential(layer, nn.ReLU())

@@ -7,7 +7,6 @@ function registered for its module type, function or method name
 converted run their torch code in a `TensorNode` (``allow_fallback=True``).
 """
 
-import copy
 from collections.abc import Mapping
 
 import nengo
@@ -21,7 +20,7 @@ from torch import fx, nn
 from ..config import configure_settings
 from ..tensor_node import TensorNode
 from . import layers as _layers
-from .values import Bias, NotConvertible, Scale, Term, Value, scale_transform
+from .values import NotConvertible, Term, Value, scale_transform
 
 EXAMPLE_BATCH = 2  # example batch for tracing; 2 so that batch-mixing ops show up
 EXAMPLE_STEPS = 3  # example number of steps (temporal models)
@@ -469,6 +468,8 @@ class Converter:
     def linear(self, value, transform, biases=(), shape=None, origin=None,
                trainable=True, label=None):
         """``value`` through a linear map (a Nengo transform) plus ``biases``."""
+        if label is None and origin is not None:
+            label = origin.name
         base = self.as_plain(value, label=f"{label}.in" if label else None)
         term = base.terms[0]
         new = Term(term.obj, term.idx, transform, origin=origin, trainable=trainable)
@@ -812,8 +813,3 @@ def _scaled_neuron_type(neuron_type, scale, label):
             attr="scale_firing_rates",
         )
     return type(neuron_type)(**params)
-
-
-def copy_model(model):
-    """A deep copy of ``model`` (verification must not change the user's model)."""
-    return copy.deepcopy(model)
