@@ -111,6 +111,10 @@ def test_cnn_pooling_batch_norm():
     assert not conv.fallbacks
     model.eval()
     assert conv.verify()
+    # rate ReLUs do not change with firing-rate scaling, per-channel biases included
+    scaled = Converter(model, input_shape=(1, 8, 8), scale_firing_rates=5.0)
+    assert scaled.verify()
+    assert all(np.allclose(e.gain, 5.0) for e in scaled.net.all_ensembles)
 
 
 @pytest.mark.parametrize(
@@ -372,9 +376,11 @@ def test_trained_params_round_trip():
 
 def test_temporal_model():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2))
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.GELU(), nn.Linear(5, 2))
     conv = Converter(model, temporal_model=True, input_shape=(3,))
+    assert [n.name for n in conv.fallbacks] == ["_2"]  # GELU: a TensorNode per step
     assert conv.verify()
+    assert conv.verify(training=True)
     x = np.random.default_rng(0).standard_normal((2, 7, 3))
     with snntorch_nengo.Simulator(conv.net, minibatch_size=2, progress_bar=False) as sim:
         out = sim.predict({conv.inputs[0]: x})[conv.outputs[0]]
@@ -386,3 +392,27 @@ def test_not_convertible_reason_in_error():
     with pytest.raises(ValidationError, match="dilation"):
         Converter(model, input_shape=(1, 7, 7), allow_fallback=False)
     assert issubclass(NotConvertible, Exception)
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 6)
+        self.a = nn.Linear(6, 2)
+        self.b = nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = F.relu(self.body(x))
+        return {"first": self.a(h), "second": torch.sigmoid(self.b(h)) + 1.0}
+
+
+def test_several_outputs():
+    torch.manual_seed(0)
+    model = TwoHeads()
+    conv = Converter(model)
+    assert list(conv.outputs) == ["a", "add"]
+    assert conv.outputs["a"] is conv.outputs[0] and conv.outputs["add"] is conv.outputs[1]
+    assert conv.verify()
+    assert conv.verify(training=True)
+    with pytest.raises(KeyError, match="is not one of"):
+        conv.outputs["nope"]

@@ -334,7 +334,8 @@ class Converter:
     def _example(self, shape, generator):
         lead = (EXAMPLE_BATCH, EXAMPLE_STEPS) if self.temporal_model else (EXAMPLE_BATCH,)
         like = _float_like(self.model)
-        return torch.randn(lead + tuple(shape), generator=generator, dtype=like)
+        x = torch.randn(lead + tuple(shape), generator=generator, dtype=like)
+        return x.to(_device(self.model))
 
     def _record(self, placeholders):
         """Run the model once (eval mode, no grad) to record every node's value."""
@@ -797,6 +798,12 @@ def _float_like(model):
         if t.is_floating_point():
             return t.dtype
     return torch.float32
+
+
+def _device(model):
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
 
 
 def _scaled_neuron_type(neuron_type, scale, label):
