@@ -201,6 +201,29 @@ def test_concatenation_and_two_inputs():
     assert conv.verify(training=True)
 
 
+class Splits(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 6)
+        self.b = nn.Linear(4, 6)
+
+    def forward(self, x):
+        p, q = torch.chunk(self.a(x), 2, dim=1)
+        r, s = torch.relu(self.b(x)).split([2, 4], 1)
+        values, order = torch.sort(x, dim=1)  # two outputs: one TensorNode
+        return torch.cat([p * 2, torch.sigmoid(q), r, s, values, order.float()], 1)
+
+
+def test_ops_with_several_outputs():
+    torch.manual_seed(0)
+    conv = Converter(Splits())
+    assert {n.name: r for n, r in conv.fallbacks.items()} == {
+        "sort": "no converter is registered for it"
+    }
+    assert conv.verify()
+    assert conv.verify(training=True)
+
+
 class Square(nn.Module):
     def forward(self, x):
         return x**2

@@ -78,8 +78,9 @@ class _Recorder(fx.Interpreter):
 class _FxCall(nn.Module):
     """One fx node's torch code, called on a TensorNode's (flattened) inputs."""
 
-    def __init__(self, node, target, args, kwargs, shapes, params):
+    def __init__(self, node, target, args, kwargs, shapes, params, several=False):
         super().__init__()
+        self.several = several  # the code returns several tensors: concatenate them
         self.op = node.op
         if isinstance(target, nn.Module):
             self.layer = target  # a child: its parameters train with the network
@@ -101,10 +102,14 @@ class _FxCall(nn.Module):
             ]
         args, kwargs = _fill(self.template, inputs, list(self.params))
         if self.op == "call_module":
-            return self.layer(*args, **kwargs)
-        if self.op == "call_method":
-            return getattr(args[0], self.target)(*args[1:], **kwargs)
-        return self.target(*args, **kwargs)
+            out = self.layer(*args, **kwargs)
+        elif self.op == "call_method":
+            out = getattr(args[0], self.target)(*args[1:], **kwargs)
+        else:
+            out = self.target(*args, **kwargs)
+        if self.several:
+            return torch.cat([o.reshape(o.shape[0], -1) for o in out], dim=1)
+        return out
 
 
 class _Slot:
@@ -206,7 +211,6 @@ class Converter:
         self.scale_firing_rates = scale_firing_rates
         self.synapse = synapse
         self.temporal_model = temporal_model
-        self._input_shape_arg = input_shape
 
         self.graph_module = self._trace(model)
         self.graph = self.graph_module.graph
@@ -216,7 +220,7 @@ class Converter:
         placeholders = [p for p in placeholders if not p.args or p.name in named]
         self._inputs = placeholders
         self.input_shapes = self._input_shapes(placeholders, input_shape)
-        self._record(placeholders)
+        self._record()
 
         self.net = nengo.Network(label=type(model).__name__)
         with self.net:
@@ -236,7 +240,7 @@ class Converter:
                     inputs.append((node, self._build_input(node)))
                 elif node.op == "output":
                     outputs = self._build_outputs(node)
-                elif self._dynamic[node] and torch.is_tensor(self._recorded[node]):
+                elif self._dynamic[node] and _tensors(self._recorded[node]):
                     self._build_node(node)
                 # other nodes are constants or shape information (x.shape): their
                 # recorded values stand for them
@@ -337,7 +341,7 @@ class Converter:
         x = torch.randn(lead + tuple(shape), generator=generator, dtype=like)
         return x.to(_device(self.model))
 
-    def _record(self, placeholders):
+    def _record(self):
         """Run the model once (eval mode, no grad) to record every node's value."""
         gen = torch.Generator().manual_seed(0)
         example = [self._example(s, gen) for s in self.input_shapes]
@@ -373,9 +377,9 @@ class Converter:
 
     # -- helpers for build functions
 
-    def shape_of(self, node):
+    def shape_of(self, node, value=None):
         """Shape of one sample of ``node``'s output (no batch or time axis)."""
-        value = self._recorded[node]
+        value = self._recorded[node] if value is None else value
         if not torch.is_tensor(value):
             raise NotConvertible(f"its output is a {type(value).__name__}, not a tensor")
         lead = 2 if self.temporal_model else 1
@@ -637,6 +641,9 @@ class Converter:
                 )
             self.fallbacks[node] = reason
             value = self._fallback(node, target)
+        if isinstance(value, (list, tuple)):  # several tensors (torch.split)
+            self._values[node] = list(value)
+            return
         if len(node.users) > 1 and not value.plain:
             # several readers: one Node, so weights and biases exist once
             obj = self.materialize(value, label=node.name)
@@ -675,6 +682,10 @@ class Converter:
         def slot(arg):
             if self._dynamic[arg]:
                 value = self._values.get(arg)
+                if isinstance(value, list):
+                    start = len(inputs)
+                    inputs.extend(value)
+                    return tuple(_Slot("input", start + i) for i in range(len(value)))
                 if value is None:
                     raise ValidationError(
                         f"cannot run layer {_describe(node, target)} as a TensorNode: "
@@ -692,8 +703,13 @@ class Converter:
 
         args = fx.node.map_arg(node.args, slot)
         kwargs = fx.node.map_arg(node.kwargs, slot)
+        recorded = self._recorded[node]
+        several = isinstance(recorded, (tuple, list))
         try:
-            shape_out = self.shape_of(node)
+            shapes_out = [
+                self.shape_of(node, value=r)
+                for r in (recorded if several else [recorded])
+            ]
         except NotConvertible as e:
             raise ValidationError(
                 f"cannot run layer {_describe(node, target)} as a TensorNode: {e}",
@@ -701,8 +717,10 @@ class Converter:
                 obj=self,
             ) from None
         shapes = [v.shape for v in inputs]
-        func = _FxCall(node, target, args, kwargs, shapes, params)
+        func = _FxCall(node, target, args, kwargs, shapes, params, several=several)
         shape_in = shapes[0] if len(shapes) == 1 else (sum(v.size for v in inputs),)
+        sizes = [int(np.prod(sh)) for sh in shapes_out]
+        shape_out = shapes_out[0] if not several else (sum(sizes),)
         tnode = TensorNode(
             func, shape_in=shape_in, shape_out=shape_out, pass_time=False, label=node.name
         )
@@ -712,7 +730,14 @@ class Converter:
             self.connect(value, post)
             offset += value.size
         self._objects[node] = tnode
-        return Value([Term(tnode)], shape=shape_out)
+        whole = Value([Term(tnode)], shape=shape_out)
+        if not several:
+            return whole
+        starts = np.cumsum([0] + sizes)
+        return [
+            self.gather(whole, np.arange(a, a + n), sh)
+            for a, n, sh in zip(starts, sizes, shapes_out)
+        ]
 
     def _build_outputs(self, node):
         outputs = []
@@ -741,6 +766,8 @@ class Converter:
         for node, value in self._values.items():
             if node in self._objects:
                 obj = self._objects[node]
+            elif isinstance(value, list):
+                obj = None
             elif value.plain:
                 obj = value.terms[0].source
             else:
@@ -782,6 +809,13 @@ class Converter:
         from .verify import verify  # pylint: disable=import-outside-toplevel
 
         return verify(self, training=training, inputs=inputs, atol=atol, rtol=rtol)
+
+
+def _tensors(value):
+    """Whether ``value`` is a tensor or a non-empty tuple/list of tensors."""
+    if isinstance(value, (tuple, list)):
+        return len(value) > 0 and all(torch.is_tensor(v) for v in value)
+    return torch.is_tensor(value)
 
 
 def _describe(node, target):

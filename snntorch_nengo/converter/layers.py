@@ -131,9 +131,11 @@ def build_leaky_relu_function(conv, node, func, args, kwargs):
 
 
 @register(nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
-          nn.AlphaDropout, nn.FeatureAlphaDropout, F.dropout, "contiguous")
+          nn.AlphaDropout, nn.FeatureAlphaDropout, F.dropout, "contiguous", "float",
+          "double")
 def build_identity(conv, node, layer, args, kwargs):
-    # Dropout is the identity at inference, as in NengoDL's converted networks
+    # Dropout is the identity at inference, as in NengoDL's converted networks;
+    # Nengo signals are floating point whatever the torch dtype
     return _single(args, "identity")
 
 
@@ -182,24 +184,54 @@ def _replay(conv, node, func, args, kwargs):
     return values, out.reshape(-1).numpy(), shape
 
 
+def _select(conv, node, values, where, shape):
+    """The Value whose element ``k`` is input element ``where[k] - 1`` (0: zero)."""
+    offsets = np.cumsum([0] + [v.size for v in values])
+    used = [
+        i for i, v in enumerate(values)
+        if np.any((where > offsets[i]) & (where <= offsets[i + 1]))
+    ]
+    if len(used) == 1 and np.all(where > 0):
+        i = used[0]
+        return conv.gather(values[i], where - 1 - offsets[i], shape)
+    positions = []
+    for i in used:
+        value = values[i]
+        pos = np.full(value.size, -1)
+        hits = np.nonzero((where > offsets[i]) & (where <= offsets[i + 1]))[0]
+        if len(hits) != value.size or len(np.unique(where[hits])) != len(hits):
+            raise NotConvertible("it repeats or drops elements of several inputs")
+        pos[where[hits] - 1 - offsets[i]] = hits
+        positions.append(pos)
+    return conv.place([values[i] for i in used], positions, shape, label=node.name)
+
+
 @register(torch.cat, torch.concat, torch.stack, torch.permute, torch.transpose,
           torch.flip, operator.getitem, "permute", "transpose", "flip", "t")
 def build_index_op(conv, node, func, args, kwargs):
     values, where, shape = _replay(conv, node, func, args, kwargs)
     if not values:
         raise NotConvertible("no input tensor")
-    if len(values) == 1 and np.all(where > 0):
-        return conv.gather(values[0], where - 1, shape)
-    positions, offset = [], 0
-    for value in values:
-        pos = np.full(value.size, -1)
-        hits = np.nonzero((where > offset) & (where <= offset + value.size))[0]
-        if len(hits) != value.size or len(np.unique(where[hits])) != len(hits):
-            raise NotConvertible("it repeats input elements")
-        pos[where[hits] - 1 - offset] = hits
-        positions.append(pos)
-        offset += value.size
-    return conv.place(values, positions, shape, label=node.name)
+    return _select(conv, node, values, where, shape)
+
+
+@register(torch.split, torch.chunk, torch.unbind, "split", "chunk", "unbind")
+def build_split(conv, node, func, args, kwargs):
+    """Ops returning several tensors: one Value (a slice of the input) for each."""
+    x = _single(args, "split")
+    lead = (1, 1) if conv.temporal_model else (1,)
+    index = (torch.arange(x.size, dtype=torch.int64) + 1).reshape(lead + x.shape)
+    rest = list(args[1:])
+    parts = getattr(index, func)(*rest, **kwargs) if isinstance(func, str) else func(
+        index, *rest, **kwargs
+    )
+    outputs = []
+    for part, recorded in zip(parts, conv.recorded(node)):
+        shape = conv.shape_of(node, value=recorded)
+        if tuple(part.shape[len(lead):]) != shape:
+            raise NotConvertible("it mixes samples or steps")
+        outputs.append(_select(conv, node, [x], part.reshape(-1).numpy(), shape))
+    return outputs
 
 
 @register(F.pad)
