@@ -183,6 +183,12 @@ class Converter:
         fx node (and module called once) -> Nengo object: the Node, TensorNode or
         Ensemble ``neurons`` carrying its output or, for a linear layer that was
         folded into a connection, that `nengo.Connection`.
+    fallbacks : dict
+        fx node -> why it runs as a TensorNode.
+    folded : list
+        BatchNorm fx nodes folded into the network.
+    input_shapes : list of tuple
+        Per-sample shape of each input.
     """
 
     def __init__(
