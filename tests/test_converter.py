@@ -439,3 +439,16 @@ def test_several_outputs():
     assert conv.verify(training=True)
     with pytest.raises(KeyError, match="is not one of"):
         conv.outputs["nope"]
+
+
+def test_scale_firing_rates_of_nonlinear_neurons():
+    """Sigmoid and Tanh: input times the scale, output divided by it."""
+    torch.manual_seed(0)
+    x = np.random.default_rng(0).standard_normal((5, 3))
+    for act, f in ((nn.Tanh(), np.tanh), (nn.Sigmoid(), lambda v: 1 / (1 + np.exp(-v)))):
+        model = nn.Sequential(nn.Linear(3, 4), act, nn.Linear(4, 2))
+        conv = Converter(model, scale_firing_rates=3.0)
+        w1, b1, w2, b2 = (p.detach().double().numpy() for p in model.parameters())
+        expected = f(3.0 * (x @ w1.T + b1)) / 3.0 @ w2.T + b2
+        assert np.allclose(_predict(conv, x)[:, -1], expected, atol=1e-5)
+        assert not np.allclose(expected, _torch(model, x), atol=1e-2)
