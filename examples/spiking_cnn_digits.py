@@ -176,8 +176,10 @@ def main():
 
     for key, value in results.items():
         print(f"{key}: accuracy {value:.3f}")
+    early = min(10, N_STEPS)
     for key, acc in curves.items():
-        print(f"{key}: accuracy after {N_STEPS} steps {acc[-1]:.3f}")
+        print(f"{key}: accuracy after {N_STEPS} steps {acc[-1]:.3f} "
+              f"(after {early} steps {acc[early - 1]:.3f})")
     print(f"FINAL spiking accuracy ({N_STEPS} steps, held-out digits): {acc[-1]:.3f}")
 
     # accuracy against simulation time
