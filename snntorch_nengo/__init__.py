@@ -5,6 +5,7 @@ from .simulator import Simulator
 from .tensor_node import Layer, TensorNode
 from . import dists
 from .config import configure_settings
+from .converter import Converter
 from .neurons import LeakyReLU, SoftLIFRate, SpikingLeakyReLU
 from .training import losses
 from .version import version as __version__
@@ -19,7 +20,7 @@ __all__ = [
     "metrics",
     "__version__",
 ]
-__all__ += ["Layer", "TensorNode", "LeakyReLU", "SoftLIFRate", "SpikingLeakyReLU"]
+__all__ += ["Converter", "Layer", "TensorNode", "LeakyReLU", "SoftLIFRate", "SpikingLeakyReLU"]
 
 
 def __getattr__(name):
