@@ -139,7 +139,8 @@ class _Exporter:
         nt = ens.neuron_type
         n = ens.n_neurons
         bias = self.v.bias(ens)
-        meta = {"nengo_type": type(nt).__name__, "amplitude": float(nt.amplitude)}
+        meta = {"nengo_type": type(nt).__name__}
+        meta["amplitude"] = float(getattr(nt, "amplitude", 1.0))
         name = self.name(ens)
         ones = np.ones(n)
         synapse = self.input_synapse(ens)
@@ -301,6 +302,9 @@ def export_nir(net_or_sim, strict=False, dt=None, use_names=True):
         nodes=ex.nodes,
         edges=ex.edges,
         metadata={"issues": [str(i) for i in ex.issues], "dt": float(dt)},
+        # NIR infers types from the Output nodes: a graph without any (nothing
+        # probed, or only what NIR cannot express) cannot be type-checked
+        type_check=any(isinstance(n, nir.Output) for n in ex.nodes.values()),
     )
     graph.issues = ex.issues
     _report(ex.issues, strict, "not expressible in NIR")
@@ -405,7 +409,8 @@ def _export_probe(ex, probe, ports):
         return
     _, out, _ = ports[target]
     src = out
-    if isinstance(probe.target, nengo.Ensemble) and probe.attr == "decoded_output":
+    obj = _base(probe.target)
+    if isinstance(obj, nengo.Ensemble) and probe.attr == "decoded_output":
         conn = next(
             (c for c in ex.v.model.params if isinstance(c, nengo.Connection)
              and c.post_obj is probe),
@@ -416,14 +421,17 @@ def _export_probe(ex, probe, ports):
         src = ex.add(ex.name(probe, "_decoders"), nir.Linear(np.asarray(decoders) * amp))
         ex.edge(out, src)
         size = decoders.shape[0]
-    elif isinstance(probe.target, nengo.ensemble.Neurons) and probe.attr == "output":
+        sl = None  # the probe's decoders already select its dimensions
+    elif isinstance(obj, nengo.ensemble.Neurons) and probe.attr == "output":
         size = target.n_neurons
         amp = float(target.neuron_type.amplitude)
         if amp != 1:
             src = ex.add(ex.name(probe, "_amplitude"), nir.Scale(np.full(size, amp)))
             ex.edge(out, src)
-    elif isinstance(probe.target, nengo.Node) and probe.attr == "output":
-        size = probe.target.size_out
+        sl = probe.slice
+    elif isinstance(obj, nengo.Node) and probe.attr == "output":
+        size = obj.size_out
+        sl = probe.slice
     else:
         ex.issue(
             probe,
@@ -431,7 +439,6 @@ def _export_probe(ex, probe, ports):
             "(only spikes, decoded outputs and Node outputs)",
         )
         return
-    sl = probe.slice
     if sl is not None and not (isinstance(sl, slice) and sl == slice(None)):
         sel = np.eye(size)[sl]
         s2 = ex.add(ex.name(probe, "_slice"), nir.Linear(sel))
