@@ -19,6 +19,7 @@ of a learned connection or the source of an error signal.
 """
 
 import dataclasses
+import functools
 import math
 import warnings
 
@@ -26,13 +27,28 @@ import nengo
 import numpy as np
 from nengo.exceptions import ValidationError
 
-try:  # optional: the limits of the installed nengo_loihi
-    import nengo_loihi as _nengo_loihi
-except Exception:  # noqa: BLE001 (not installed, or broken with this nengo)
-    _nengo_loihi = None
+_UNSET = object()
+_nengo_loihi_module = _UNSET
 
 
-def _limits():
+def nengo_loihi_module():
+    """nengo_loihi if it is installed (imported on first use), else None."""
+    global _nengo_loihi_module
+    if _nengo_loihi_module is _UNSET:
+        try:
+            with warnings.catch_warnings():
+                # 1.1.0 warns that it was tested up to nengo 3.2 only
+                warnings.simplefilter("ignore")
+                import nengo_loihi
+        except Exception:  # noqa: BLE001 (not installed, or broken with this nengo)
+            nengo_loihi = None
+        _nengo_loihi_module = nengo_loihi
+    return _nengo_loihi_module
+
+
+@functools.lru_cache(maxsize=None)
+def limits():
+    """Loihi's limits: nengo_loihi's if installed, else documented constants."""
     limits = {
         # one neuron core: compartments, input/output axons, synapse memory bits
         "max_compartments": 1024,
@@ -52,7 +68,8 @@ def _limits():
         "decode_tau": 0.005,
         "source": "documented constants of nengo_loihi 1.1.0",
     }
-    if _nengo_loihi is not None:
+    nengo_loihi = nengo_loihi_module()
+    if nengo_loihi is not None:
         from nengo_loihi import block
 
         limits.update(
@@ -61,12 +78,10 @@ def _limits():
             max_out_axons=block.MAX_OUT_AXONS,
             max_synapse_bits=block.MAX_SYNAPSE_BITS,
             index_bits_map=tuple(block.SynapseConfig.INDEX_BITS_MAP),
-            source=f"nengo_loihi {_nengo_loihi.__version__}",
+            source=f"nengo_loihi {nengo_loihi.__version__}",
         )
     return limits
 
-
-LIMITS = _limits()
 
 ERROR, WARNING, HOST = "error", "warning", "host"
 
@@ -267,7 +282,7 @@ def _weight_precision(w):
     w_max = np.abs(w).max() if w.size else 0.0
     if w_max == 0 or not np.isfinite(w_max):
         return 0.0, 0.0
-    step = w_max / LIMITS["weight_levels"]
+    step = w_max / limits()["weight_levels"]
     q = np.round(w / step) * step
     nonzero = w != 0
     lost = float(np.mean(q[nonzero] == 0)) if nonzero.any() else 0.0
@@ -277,7 +292,7 @@ def _weight_precision(w):
 
 def _index_bits(n):
     bits = max(0, math.ceil(math.log2(max(n, 1))))
-    for i, v in enumerate(LIMITS["index_bits_map"]):
+    for i, v in enumerate(limits()["index_bits_map"]):
         if v >= bits:
             return v
     return bits
@@ -344,37 +359,37 @@ def check_loihi(
         )
 
     for ens, items in fan_in.items():
-        n_post = min(ens.n_neurons, LIMITS["max_compartments"])
+        n_post = min(ens.n_neurons, limits()["max_compartments"])
         axons = sum(a for _, a in items)
-        if axons > LIMITS["max_in_axons"]:
+        if axons > limits()["max_in_axons"]:
             add(
                 ens,
                 f"fan-in too large: {axons} input axons per core "
-                f"(max {LIMITS['max_in_axons']}) from "
+                f"(max {limits()['max_in_axons']}) from "
                 + ", ".join(f"{c} ({a})" for c, a in items),
             )
         bits = sum(_synapse_bits(a, n_post) for _, a in items)
-        if bits > LIMITS["max_synapse_bits"]:
+        if bits > limits()["max_synapse_bits"]:
             add(
                 ens,
                 f"synapse memory too large: about {bits} bits per core for its "
                 f"{axons} input axons x {n_post} neurons (max "
-                f"{LIMITS['max_synapse_bits']}); split the ensemble or make the "
+                f"{limits()['max_synapse_bits']}); split the ensemble or make the "
                 "weights sparse",
             )
     for ens, axons in fan_out.items():
-        if axons > LIMITS["max_out_axons"]:
+        if axons > limits()["max_out_axons"]:
             add(
                 ens,
                 f"fan-out too large: {axons} output axons per core (max "
-                f"{LIMITS['max_out_axons']})",
+                f"{limits()['max_out_axons']})",
             )
 
     _check_host_round_trips(net, on_chip, add)
 
     if build:
         _check_build(net, dt, add)
-    return LoihiReport(issues, on_chip, LIMITS)
+    return LoihiReport(issues, on_chip, limits())
 
 
 def _check_ensemble(ens, values, add, dt):
@@ -384,11 +399,11 @@ def _check_ensemble(ens, values, add, dt):
         return
     if ens.noise is not None:
         add(ens, "Ensemble noise is not supported on Loihi")
-    n_cores = math.ceil(ens.n_neurons / LIMITS["max_compartments"])
+    n_cores = math.ceil(ens.n_neurons / limits()["max_compartments"])
     if n_cores > 1:
         add(
             ens,
-            f"{ens.n_neurons} neurons > {LIMITS['max_compartments']} per core: "
+            f"{ens.n_neurons} neurons > {limits()['max_compartments']} per core: "
             f"split across {n_cores} cores",
             WARNING,
         )
@@ -472,20 +487,20 @@ def _check_connection(
     if isinstance(conn.pre_obj, nengo.ensemble.Neurons):
         axons = conn.size_in if not conv else int(np.prod(transform.input_shape.spatial_shape))
     elif decoded and not conn.solver.weights:
-        axons = LIMITS["decode_neurons_per_dim"] * conn.size_out
+        axons = limits()["decode_neurons_per_dim"] * conn.size_out
         if pre_chip:
             add(
                 conn,
                 "decoded connection between on-chip ensembles: it passes through "
                 f"{axons} extra spiking decode neurons and an extra "
-                f"{LIMITS['decode_tau']} s lowpass (connect Neurons to Neurons, or "
+                f"{limits()['decode_tau']} s lowpass (connect Neurons to Neurons, or "
                 "use a solver with weights=True, to avoid them)",
                 WARNING,
             )
     elif decoded:
         axons = pre.n_neurons
     else:  # from a Node
-        axons = LIMITS["node_neurons_per_dim"] * conn.size_out
+        axons = limits()["node_neurons_per_dim"] * conn.size_out
         add(
             conn,
             "values sent from the host are encoded into spikes by on/off input "
@@ -495,8 +510,8 @@ def _check_connection(
         )
     fan_in.setdefault(post_ens, []).append((conn, axons))
     if pre_chip and isinstance(pre, nengo.Ensemble):
-        blocks = math.ceil(post_ens.n_neurons / LIMITS["max_compartments"])
-        per_core = min(pre.n_neurons, LIMITS["max_compartments"])
+        blocks = math.ceil(post_ens.n_neurons / limits()["max_compartments"])
+        per_core = min(pre.n_neurons, limits()["max_compartments"])
         fan_out[pre] = fan_out.get(pre, 0) + per_core * blocks
 
     weights = values.signal(conn, "weights")
@@ -551,12 +566,13 @@ def _check_host_round_trips(net, on_chip, add):
 
 
 def _check_build(net, dt, add):
-    if _nengo_loihi is None:
+    nengo_loihi = nengo_loihi_module()
+    if nengo_loihi is None:
         raise ImportError("check_loihi(build=True) needs nengo_loihi installed")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sim = _nengo_loihi.Simulator(net, dt=dt, target="sim", progress_bar=False)
+            sim = nengo_loihi.Simulator(net, dt=dt, target="sim", progress_bar=False)
             sim.close()
     except Exception as e:  # noqa: BLE001 (reported, with the object if named)
         obj = _named_object(net, str(e)) or net
@@ -611,10 +627,11 @@ def to_loihi(
         check_kw.setdefault("dt", sim_or_net.dt)
     else:
         net = sim_or_net
-    if on_chip and _nengo_loihi is None:
+    nengo_loihi = nengo_loihi_module()
+    if on_chip and nengo_loihi is None:
         raise ImportError("to_loihi(on_chip=...) needs nengo_loihi installed")
-    if _nengo_loihi is not None and (add_params or on_chip):
-        _nengo_loihi.add_params(net)
+    if nengo_loihi is not None and (add_params or on_chip):
+        nengo_loihi.add_params(net)
         for ens, value in (on_chip or {}).items():
             net.config[ens].on_chip = bool(value)
     report = check_loihi(net, **check_kw)
