@@ -295,3 +295,58 @@ def test_export_from_trained_simulator():
         trained = bias.detach().numpy().copy()
         graph = exported(sim)
     np.testing.assert_allclose(graph.nodes["b"].v_leak, trained)
+
+
+def conv_net():
+    """Input image -> Conv2d ('same') -> LIF -> Conv2d (stride 2) -> LIF -> readout."""
+    rng = np.random.RandomState(0)
+    lif = nengo.LIF(initial_state=ZERO, amplitude=0.1)
+    with nengo.Network(seed=2) as net:
+        net.inp = nengo.Node(np.zeros(2 * 6 * 6), label="img")
+        c1 = nengo.Convolution(
+            4, (2, 6, 6), kernel_size=(3, 3), padding="same", channels_last=False,
+            init=nengo.dists.Gaussian(0, 0.5),
+        )
+        l1 = nengo.Ensemble(c1.size_out, 1, neuron_type=lif, label="l1")
+        nengo.Connection(net.inp, l1.neurons, transform=c1, synapse=0.005)
+        c2 = nengo.Convolution(
+            3, (4, 6, 6), kernel_size=(3, 3), strides=(2, 2), channels_last=False,
+            init=nengo.dists.Gaussian(0, 0.5),
+        )
+        l2 = nengo.Ensemble(c2.size_out, 1, neuron_type=lif, label="l2")
+        nengo.Connection(l1.neurons, l2.neurons, transform=c2, synapse=None)
+        out = nengo.Node(size_in=2, label="out")
+        nengo.Connection(l2.neurons, out, transform=rng.randn(2, c2.size_out) * 0.1)
+        net.my_probes = [
+            nengo.Probe(out, synapse=0.01, label="y"),
+            nengo.Probe(l1.neurons, label="s1"),
+        ]
+    return net
+
+
+def test_convolution_round_trip(tmp_path):
+    net = conv_net()
+    graph = exported(net)
+    kinds = {type(n).__name__ for n in graph.nodes.values()}
+    assert {"Conv2d", "Scale", "Flatten", "CubaLIF", "LIF"} <= kinds
+    conv = graph.nodes["connection_1"]
+    assert conv.weight.shape == (3, 4, 3, 3) and tuple(conv.stride) == (2, 2)
+    nir.write(tmp_path / "conv.nir", graph)
+    back = import_nir(tmp_path / "conv.nir")
+    x = np.random.RandomState(1).rand(150, 72)
+    probes2 = [back.outputs[p.label] for p in net.my_probes]
+    ours = run_ours(net, net.inp, net.my_probes, x)
+    for run in (run_ours, run_nengo):
+        for p, a, b in zip(net.my_probes, ours, run(back, back.inputs["img"], probes2, x)):
+            assert np.any(a != 0)
+            np.testing.assert_allclose(b, a, atol=1e-9 * np.abs(a).max(), err_msg=p.label)
+
+
+def test_convolution_limits_reported():
+    with nengo.Network() as net:
+        a = nengo.Ensemble(36, 1, label="a")
+        t = nengo.Convolution(1, (6, 6, 1), kernel_size=(3, 3))  # channels last
+        b = nengo.Ensemble(t.size_out, 1, label="b")
+        conn = nengo.Connection(a.neurons, b.neurons, transform=t)
+    graph = exported(net)
+    assert any(i.obj is conn and "channels_last" in i.reason for i in graph.issues)

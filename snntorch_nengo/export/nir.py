@@ -106,6 +106,23 @@ class _Exporter:
         self.names = {}
         self.used = set()
         self.use_names = use_names
+        self.shapes = {}  # object -> channels-first shape (convolutions)
+        self.flats = {}  # NIR node name -> its Flatten node
+
+    def flat(self, name, obj):
+        """``name``'s output as a vector (a Flatten node after shaped nodes)."""
+        shape = self.shapes.get(obj)
+        if shape is None or len(shape) == 1:
+            return name
+        if name not in self.flats:
+            self.flats[name] = self.add(
+                self.name(obj, "_flat"),
+                nir.Flatten(
+                    input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1
+                ),
+            )
+            self.edge(name, self.flats[name])
+        return self.flats[name]
 
     def issue(self, obj, reason):
         self.issues.append(NIRIssue(obj, reason))
@@ -142,7 +159,9 @@ class _Exporter:
         meta = {"nengo_type": type(nt).__name__}
         meta["amplitude"] = float(getattr(nt, "amplitude", 1.0))
         name = self.name(ens)
-        ones = np.ones(n)
+        shape = self.shapes.get(ens, (n,))
+        ones = np.ones(shape)
+        bias = bias.reshape(shape)
         synapse = self.input_synapse(ens)
         if type(nt) is nengo.LIF:
             if nt.tau_ref > 0:
@@ -165,7 +184,7 @@ class _Exporter:
                     r=ones,
                     v_leak=bias.copy(),
                     v_threshold=ones.copy(),
-                    v_reset=np.zeros(n),
+                    v_reset=np.zeros(shape),
                     metadata={"nengo": meta},
                 )
             else:
@@ -174,7 +193,7 @@ class _Exporter:
                     r=ones,
                     v_leak=bias.copy(),
                     v_threshold=ones.copy(),
-                    v_reset=np.zeros(n),
+                    v_reset=np.zeros(shape),
                     metadata={"nengo": meta},
                 )
             self.add(name, node)
@@ -188,13 +207,19 @@ class _Exporter:
             )
             self.add(
                 name,
-                nir.IF(r=ones, v_threshold=ones.copy(), v_reset=np.zeros(n),
+                nir.IF(r=ones, v_threshold=ones.copy(), v_reset=np.zeros(shape),
                        metadata={"nengo": meta}),
             )
-            if np.any(bias != 0):  # IF has no leak potential: bias via an Affine
+            if np.any(bias != 0) and len(shape) > 1:
+                self.issue(
+                    ens,
+                    "a biased IF population after a convolution needs an Affine of "
+                    "its shape, which NIR lacks: exported without its bias",
+                )
+            elif np.any(bias != 0):  # IF has no leak potential: bias via an Affine
                 inp = self.add(
                     self.name(ens, "_bias"),
-                    nir.Affine(weight=np.eye(n), bias=bias.copy(),
+                    nir.Affine(weight=np.eye(n), bias=bias.ravel(),
                                metadata={"nengo": {"role": "bias"}}),
                 )
                 self.edge(inp, name)
@@ -248,8 +273,9 @@ def export_nir(net_or_sim, strict=False, dt=None, use_names=True):
     connections share one Lowpass synapse; IF for SpikingRectifiedLinear) node
     with ``r=1``, threshold 1, reset 0 and its bias as ``v_leak``; a connection
     becomes a Linear node holding its full weights (decoders, transform,
-    the post encoders and gains); a Lowpass synapse an LI node; a passthrough
-    Node a Linear identity.
+    the post encoders and gains); a 1-D/2-D Convolution (channels first) a
+    Conv1d/Conv2d and a Scale (post gains); a Lowpass synapse an LI node; a
+    passthrough Node a Linear identity.
     """
     _need_nir()
     from .loihi import _Values
@@ -259,17 +285,21 @@ def export_nir(net_or_sim, strict=False, dt=None, use_names=True):
     values = _Values(net_or_sim, dt)
     net = values.net
     ex = _Exporter(values, use_names)
+    for conn in net.all_connections:
+        if isinstance(conn.transform, nengo.Convolution):
+            _conv_shapes(ex, conn)
     ports = {}  # nengo object -> (input node name or None, output name, cuba tau)
 
     for node in net.all_nodes:
         if node.size_in == 0:
+            shape = ex.shapes.get(node, (node.size_out,))
             if callable(node.output):
                 ex.issue(
                     node,
                     "its Python function is not exported: the Node becomes a graph "
                     "Input, fed with data",
                 )
-            name = ex.add(ex.name(node), nir.Input(np.array([node.size_out])))
+            name = ex.add(ex.name(node), nir.Input(np.array(shape)))
             ports[node] = (None, name, None)
         elif node.output is None:
             name = ex.add(
@@ -322,10 +352,10 @@ def _synapse_node(ex, obj, synapse, size, suffix):
             "exported without it",
         )
         return None
-    ones = np.ones(size)
+    ones = np.ones(size)  # size may be a shape
     return ex.add(
         ex.name(obj, suffix),
-        nir.LI(tau=ones * synapse.tau, r=ones.copy(), v_leak=np.zeros(size)),
+        nir.LI(tau=ones * synapse.tau, r=ones.copy(), v_leak=np.zeros_like(ones)),
     )
 
 
@@ -360,10 +390,17 @@ def _export_connection(ex, conn, ports):
             f"learning rule {conn.learning_rule_type} is not expressible in NIR: "
             "exported with its current weights",
         )
-    if isinstance(conn.transform, (nengo.Convolution, nengo.Sparse)):
+    if isinstance(conn.transform, nengo.Convolution):
+        _export_conv(ex, conn, ports)
+        return
+    if isinstance(conn.transform, nengo.Sparse):
+        ex.issue(conn, "Sparse transforms are not exported yet")
+        return
+    if len(ex.shapes.get(post, (0,))) > 1:
         ex.issue(
             conn,
-            f"{type(conn.transform).__name__} transforms are not exported yet",
+            f"{post} is shaped by a convolution; a dense input to it would need a "
+            "reshape, which NIR lacks: not exported",
         )
         return
     if isinstance(conn.pre_obj, nengo.Node) and conn.function is not None:
@@ -390,7 +427,7 @@ def _export_connection(ex, conn, ports):
     elif isinstance(post_obj, nengo.ensemble.Neurons):
         mat = ex.v.gain(post_obj.ensemble)[:, None] * mat
     lin = ex.add(ex.name(conn), nir.Linear(mat))
-    ex.edge(src, lin)
+    ex.edge(ex.flat(src, pre), lin)
     if cuba is not None:  # the synapse is the CubaLIF's own
         ex.edge(lin, inp)
         return
@@ -402,12 +439,79 @@ def _export_connection(ex, conn, ports):
         ex.edge(syn, inp)
 
 
+def _conv_shapes(ex, conn):
+    t = conn.transform
+    if t.channels_last:
+        return  # reported by _export_conv
+    for obj, shape in (
+        (_owner(conn.pre), t.input_shape.shape),
+        (_owner(conn.post), t.output_shape.shape),
+    ):
+        shape = tuple(int(v) for v in shape)
+        if ex.shapes.setdefault(obj, shape) != shape:
+            ex.issue(obj, f"used with two convolution shapes {ex.shapes[obj]} and {shape}")
+
+
+def _export_conv(ex, conn, ports):
+    t = conn.transform
+    pre, post = _owner(conn.pre), _owner(conn.post)
+    why = None
+    if t.channels_last:
+        why = "channels_last=True (NIR convolutions are channels first)"
+    elif t.dimensions not in (1, 2):
+        why = f"{t.dimensions}-D convolution (NIR has Conv1d and Conv2d)"
+    elif isinstance(conn.pre, nengo.base.ObjView) or isinstance(conn.post, nengo.base.ObjView):
+        why = "sliced convolution"
+    elif not isinstance(conn.post_obj, nengo.ensemble.Neurons):
+        why = "convolutions are exported into Neurons only"
+    elif isinstance(pre, nengo.Node) and pre.size_in > 0:
+        why = "convolutions are exported from input Nodes and Neurons only"
+    elif t.padding == "same" and (
+        any(s != 1 for s in t.strides) or any(k % 2 == 0 for k in t.kernel_size)
+    ):
+        why = "'same' padding with strides or an even kernel can be asymmetric"
+    if why is not None:
+        ex.issue(conn, f"{why}: not exported")
+        return
+    kernel = np.asarray(ex.v.signal(conn, "weights"), dtype=float)
+    if isinstance(pre, nengo.Ensemble):
+        kernel = kernel * float(pre.neuron_type.amplitude)
+    # Nengo: kernel_size + (in_channels / groups, filters); NIR: (out, in, *kernel)
+    weight = np.moveaxis(kernel, (-1, -2), (0, 1))
+    pad = [(k - 1) // 2 if t.padding == "same" else 0 for k in t.kernel_size]
+    spatial = tuple(int(v) for v in t.input_shape.spatial_shape)
+    bias = np.zeros(t.n_filters)
+    if t.dimensions == 1:
+        node = nir.Conv1d(
+            input_shape=spatial[0], weight=weight, stride=int(t.strides[0]),
+            padding=pad[0], dilation=1, groups=int(t.groups), bias=bias,
+        )
+    else:
+        node = nir.Conv2d(
+            input_shape=spatial, weight=weight, stride=tuple(int(s) for s in t.strides),
+            padding=tuple(pad), dilation=1, groups=int(t.groups), bias=bias,
+        )
+    conv = ex.add(ex.name(conn), node)
+    ex.edge(ports[pre][1], conv)
+    gain = ex.v.gain(post).reshape(t.output_shape.shape)
+    scale = ex.add(ex.name(conn, "_gain"), nir.Scale(gain))
+    ex.edge(conv, scale)
+    inp, _, cuba = ports[post]
+    if cuba is None:
+        syn = _synapse_node(ex, conn, conn.synapse, gain.shape, "_synapse")
+        if syn is not None:
+            ex.edge(scale, syn)
+            scale = syn
+    ex.edge(scale, inp)
+
+
 def _export_probe(ex, probe, ports):
     target = _owner(probe.target)
     if target not in ports:
         ex.issue(probe, "its target is not exported")
         return
     _, out, _ = ports[target]
+    out = ex.flat(out, target)
     src = out
     obj = _base(probe.target)
     if isinstance(obj, nengo.Ensemble) and probe.attr == "decoded_output":
@@ -561,6 +665,13 @@ def _import_node(name, node, objs, issues, net, use_metadata):
             nengo.Connection(bias, obj, synapse=None)
         objs[name] = obj
         return (obj, transform, None), obj
+    if t == "Flatten":
+        size = int(np.prod(node.input_type["input"]))  # channels first: Nengo's order
+        obj = nengo.Node(size_in=size, label=name)
+        objs[name] = obj
+        return (obj, None, None), obj
+    if t in ("Conv1d", "Conv2d"):
+        return _import_conv(name, node, objs, t)
     if t == "LI":
         size = np.asarray(node.tau).size
         tau = _uniform(name, "tau", node.tau)
@@ -625,9 +736,62 @@ def _import_node(name, node, objs, issues, net, use_metadata):
         return (ens.neurons, transform, synapse), ens.neurons
     raise ValidationError(
         f"NIR node {name!r} of type {t} cannot be imported (supported: Input, "
-        "Output, Linear, Affine, Scale, LI, LIF, CubaLIF, IF)",
+        "Output, Linear, Affine, Scale, Flatten, Conv1d, Conv2d, LI, LIF, CubaLIF, "
+        "IF)",
         attr="graph",
     )
+
+
+def _import_conv(name, node, objs, t):
+    dims = 1 if t == "Conv1d" else 2
+    weight = np.asarray(node.weight, dtype=float)  # (out, in / groups, *kernel)
+    if node.input_shape is None:
+        raise ValidationError(f"NIR node {name!r}: {t} without input_shape", attr="graph")
+    spatial = tuple(np.atleast_1d(node.input_shape).astype(int).tolist())
+    kernel_size = weight.shape[2:]
+    groups = int(node.groups)
+    dilation = np.atleast_1d(node.dilation)
+    if np.any(dilation != 1):
+        raise ValidationError(
+            f"NIR node {name!r}: dilation {node.dilation} (Nengo convolutions have none)",
+            attr="dilation",
+        )
+    padding = node.padding
+    if isinstance(padding, bytes):
+        padding = padding.decode()
+    if not isinstance(padding, str):
+        pad = np.broadcast_to(np.atleast_1d(padding), (dims,))
+        if np.all(pad == 0):
+            padding = "valid"
+        elif np.all(pad == [(k - 1) // 2 for k in kernel_size]) and all(
+            k % 2 == 1 for k in kernel_size
+        ) and np.all(np.atleast_1d(node.stride) == 1):
+            padding = "same"
+        else:
+            raise ValidationError(
+                f"NIR node {name!r}: padding {node.padding} (Nengo has 'valid' and "
+                "'same')",
+                attr="padding",
+            )
+    strides = tuple(np.broadcast_to(np.atleast_1d(node.stride), (dims,)).astype(int).tolist())
+    transform = nengo.Convolution(
+        n_filters=weight.shape[0],
+        input_shape=(weight.shape[1] * groups,) + spatial,
+        kernel_size=kernel_size,
+        strides=strides,
+        padding=padding,
+        channels_last=False,
+        groups=groups,
+        init=np.moveaxis(weight, (0, 1), (-1, -2)),
+    )
+    obj = nengo.Node(size_in=transform.size_out, label=name)
+    bias = np.asarray(node.bias, dtype=float).ravel()
+    if np.any(bias != 0):
+        per_pixel = int(np.prod(transform.output_shape.spatial_shape))
+        b = nengo.Node(np.repeat(bias, per_pixel), label=f"{name}_bias")
+        nengo.Connection(b, obj, synapse=None)
+    objs[name] = obj
+    return (obj, transform, None), obj
 
 
 def _init(v0):
