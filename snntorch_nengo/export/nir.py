@@ -318,7 +318,7 @@ def export_nir(net_or_sim, strict=False, dt=None, use_names=True):
             ex.issue(ens, "Direct ensembles are not expressible in NIR: not exported")
             continue
         if ens.noise is not None:
-            ex.issue(ens, "ensemble noise is not expressible in NIR: not exported")
+            ex.issue(ens, "ensemble noise is not expressible in NIR: exported without it")
         inp, out, cuba = ex.ensemble(ens)
         if out is not None:
             ports[ens] = (inp, out, cuba)
