@@ -292,7 +292,7 @@ def _weight_precision(w):
 
 def _index_bits(n):
     bits = max(0, math.ceil(math.log2(max(n, 1))))
-    for i, v in enumerate(limits()["index_bits_map"]):
+    for v in limits()["index_bits_map"]:
         if v >= bits:
             return v
     return bits

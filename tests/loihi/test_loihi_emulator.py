@@ -137,3 +137,23 @@ def test_on_chip_config_moves_to_host():
     assert net.config[net.h1].on_chip is False
     report = check_loihi(net)
     assert not report.on_chip[net.h1] and report.on_chip[net.h2]
+
+
+def test_static_limits_agree_with_nengo_loihi():
+    """The checker's fan-in rule and nengo_loihi's builder refuse the same network."""
+    with nengo.Network(seed=0) as net:
+        big = nengo.Ensemble(5000, 1, label="big")
+        small = nengo.Ensemble(10, 1, label="small")
+        nengo.Connection(big.neurons, small.neurons, transform=np.full((10, 5000), 1e-3))
+    report = check_loihi(net, build=True)
+    static = [i for i in report.issues_for(small) if "fan-in too large" in i.reason]
+    built = [i for i in report.errors if "nengo_loihi could not build" in i.reason]
+    assert static, str(report)
+    assert built and "Input axons (5000) exceeded max (4096)" in built[0].reason
+    # the same network with 4000 neurons fits both
+    with nengo.Network(seed=0) as net:
+        big = nengo.Ensemble(4000, 1, label="big")
+        small = nengo.Ensemble(10, 1, label="small")
+        nengo.Connection(big.neurons, small.neurons, transform=np.full((10, 4000), 1e-3))
+    report = check_loihi(net, build=True)
+    assert report.ok, str(report)
