@@ -100,7 +100,10 @@ def test_synapses_transforms_learning():
         b = nengo.Ensemble(20, 1, label="b")
         alpha = nengo.Connection(a, b, synapse=nengo.Alpha(0.01))
         bcm = nengo.Connection(
-            a.neurons, b.neurons, transform=np.zeros((20, 20)), learning_rule_type=nengo.BCM()
+            a.neurons,
+            b.neurons,
+            transform=np.zeros((20, 20)),
+            learning_rule_type=nengo.BCM(),
         )
         conv = nengo.Connection(
             a.neurons,

@@ -485,7 +485,10 @@ def _check_connection(
     if not isinstance(post_ens, nengo.Ensemble):
         return
     if isinstance(conn.pre_obj, nengo.ensemble.Neurons):
-        axons = conn.size_in if not conv else int(np.prod(transform.input_shape.spatial_shape))
+        if conv:  # population axons: one per input pixel
+            axons = int(np.prod(transform.input_shape.spatial_shape))
+        else:
+            axons = conn.size_in
     elif decoded and not conn.solver.weights:
         axons = limits()["decode_neurons_per_dim"] * conn.size_out
         if pre_chip:

@@ -304,7 +304,9 @@ def export_nir(net_or_sim, strict=False, dt=None, use_names=True):
         elif node.output is None:
             name = ex.add(
                 ex.name(node),
-                nir.Linear(np.eye(node.size_in), metadata={"nengo": {"role": "passthrough"}}),
+                nir.Linear(
+                    np.eye(node.size_in), metadata={"nengo": {"role": "passthrough"}}
+                ),
             )
             ports[node] = (name, name, None)
         else:
@@ -460,7 +462,9 @@ def _export_conv(ex, conn, ports):
         why = "channels_last=True (NIR convolutions are channels first)"
     elif t.dimensions not in (1, 2):
         why = f"{t.dimensions}-D convolution (NIR has Conv1d and Conv2d)"
-    elif isinstance(conn.pre, nengo.base.ObjView) or isinstance(conn.post, nengo.base.ObjView):
+    elif isinstance(conn.pre, nengo.base.ObjView) or isinstance(
+        conn.post, nengo.base.ObjView
+    ):
         why = "sliced convolution"
     elif not isinstance(conn.post_obj, nengo.ensemble.Neurons):
         why = "convolutions are exported into Neurons only"
@@ -661,7 +665,9 @@ def _import_node(name, node, objs, issues, net, use_metadata):
             size = transform.shape[0]
         obj = nengo.Node(size_in=size, label=name)
         if t == "Affine" and np.any(node.bias != 0):
-            bias = nengo.Node(np.asarray(node.bias, dtype=float).ravel(), label=f"{name}_bias")
+            bias = nengo.Node(
+                np.asarray(node.bias, dtype=float).ravel(), label=f"{name}_bias"
+            )
             nengo.Connection(bias, obj, synapse=None)
         objs[name] = obj
         return (obj, transform, None), obj
@@ -773,7 +779,8 @@ def _import_conv(name, node, objs, t):
                 "'same')",
                 attr="padding",
             )
-    strides = tuple(np.broadcast_to(np.atleast_1d(node.stride), (dims,)).astype(int).tolist())
+    strides = np.broadcast_to(np.atleast_1d(node.stride), (dims,))
+    strides = tuple(int(s) for s in strides)
     transform = nengo.Convolution(
         n_filters=weight.shape[0],
         input_shape=(weight.shape[1] * groups,) + spatial,
