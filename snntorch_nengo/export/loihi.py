@@ -307,7 +307,12 @@ def _synapse_bits(n_axons, n_targets):
 
 
 def check_loihi(
-    sim_or_net, dt=None, build=False, max_weight_error=0.05, max_weights_lost=0.1
+    sim_or_net,
+    dt=None,
+    build=False,
+    max_weight_error=0.05,
+    max_weights_lost=0.1,
+    max_bias_error=0.05,
 ):
     """Check a network against Loihi's constraints (nengo_loihi 1.1.0's rules).
 
@@ -320,7 +325,9 @@ def check_loihi(
         The Loihi time step (default: the simulator's, else 0.001).
     build : bool
         Also build the network with nengo_loihi (needs it installed), which
-        discretizes every block; a build failure becomes an error.
+        discretizes every block: a build failure becomes an error, and biases
+        that the discretization changes by more than ``max_bias_error`` (of
+        the ensemble's largest |bias|) a warning.
     max_weight_error, max_weights_lost : float
         Thresholds above which the 8-bit quantization of a connection's weights
         is reported: relative RMS error, and the fraction of nonzero weights
@@ -388,7 +395,7 @@ def check_loihi(
     _check_host_round_trips(net, on_chip, add)
 
     if build:
-        _check_build(net, dt, add)
+        _check_build(net, dt, add, on_chip, max_bias_error)
     return LoihiReport(issues, on_chip, limits())
 
 
@@ -568,7 +575,7 @@ def _check_host_round_trips(net, on_chip, add):
             )
 
 
-def _check_build(net, dt, add):
+def _check_build(net, dt, add, on_chip, max_bias_error):
     nengo_loihi = nengo_loihi_module()
     if nengo_loihi is None:
         raise ImportError("check_loihi(build=True) needs nengo_loihi installed")
@@ -576,10 +583,45 @@ def _check_build(net, dt, add):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sim = nengo_loihi.Simulator(net, dt=dt, target="sim", progress_bar=False)
-            sim.close()
     except Exception as e:  # noqa: BLE001 (reported, with the object if named)
         obj = _named_object(net, str(e)) or net
         add(obj, f"nengo_loihi could not build it: {type(e).__name__}: {e}")
+        return
+    try:
+        for ens in net.all_ensembles:
+            if on_chip.get(ens):
+                _check_discrete_bias(ens, sim.model, add, max_bias_error)
+    finally:
+        sim.close()
+
+
+def _check_discrete_bias(ens, model, add, max_bias_error):
+    """Compare the biases nengo_loihi discretized with the float ones."""
+    blocks = model.objs.get(ens, {}).get("out")
+    built = model.params.get(ens)
+    if blocks is None or built is None or built.bias is None:
+        return
+    blocks = blocks if isinstance(blocks, (list, tuple)) else [blocks]
+    chip = []
+    for block in blocks:
+        info = getattr(block.compartment, "discretize_info", None)
+        if info is None:
+            return
+        chip.append(block.compartment.bias.astype(float) / info["b_scale"])
+    chip = np.concatenate(chip)
+    bias = np.asarray(built.bias, dtype=float)
+    scale = np.abs(bias).max() if bias.size else 0.0
+    if chip.shape != bias.shape or scale == 0:
+        return
+    error = float(np.abs(chip - bias).max() / scale)
+    if error > max_bias_error:
+        add(
+            ens,
+            f"biases lose precision on the chip: error up to {error:.0%} of the "
+            "largest |bias| (Loihi stores them in units set by the largest input "
+            "weight, so large weights make small biases vanish)",
+            WARNING,
+        )
 
 
 def _named_object(net, message):

@@ -94,6 +94,7 @@ def test_frozen_classifier_in_loihi_emulator(trained):
     net, y = trained
     report = check_loihi(net, build=True)  # also builds with nengo_loihi
     assert report.ok, str(report)
+    assert not [i for i in report.warnings if "bias" in i.reason], str(report)
     assert report.on_chip[net.h1] and report.on_chip[net.h2]
     assert "nengo_loihi 1.1.0" in report.limits["source"]
 
@@ -157,3 +158,18 @@ def test_static_limits_agree_with_nengo_loihi():
         nengo.Connection(big.neurons, small.neurons, transform=np.full((10, 4000), 1e-3))
     report = check_loihi(net, build=True)
     assert report.ok, str(report)
+
+
+def test_vanishing_biases_reported():
+    """Large neuron-to-neuron weights set a coarse bias unit on the chip."""
+    for scale, lost in ((1e-3, False), (1.0, True)):
+        with nengo.Network(seed=0) as net:
+            a = nengo.Ensemble(50, 1, label="a")
+            b = nengo.Ensemble(
+                50, 1, gain=np.ones(50), bias=np.linspace(0.001, 0.01, 50), label="b"
+            )
+            w = np.random.RandomState(0).randn(50, 50) * scale
+            nengo.Connection(a.neurons, b.neurons, transform=w)
+        report = check_loihi(net, build=True)
+        found = [i for i in report.issues_for(b) if "biases lose precision" in i.reason]
+        assert bool(found) == lost, str(report)
