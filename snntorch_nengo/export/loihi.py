@@ -58,8 +58,6 @@ def limits():
         # weights are 8-bit (sign + up to 8 magnitude bits, 255 levels) with a
         # shared exponent per block
         "weight_levels": 255,
-        # index bits for a weight's target compartment
-        "index_bits_map": (0, 6, 7, 8, 9, 10, 11, 12),
         # a decoded connection between on-chip ensembles passes through
         # 10 on/off pairs of decode neurons per dimension
         "decode_neurons_per_dim": 20,
@@ -77,7 +75,6 @@ def limits():
             max_in_axons=block.MAX_IN_AXONS,
             max_out_axons=block.MAX_OUT_AXONS,
             max_synapse_bits=block.MAX_SYNAPSE_BITS,
-            index_bits_map=tuple(block.SynapseConfig.INDEX_BITS_MAP),
             source=f"nengo_loihi {nengo_loihi.__version__}",
         )
     return limits
@@ -290,20 +287,15 @@ def _weight_precision(w):
     return lost, rms
 
 
-def _index_bits(n):
-    bits = max(0, math.ceil(math.log2(max(n, 1))))
-    for v in limits()["index_bits_map"]:
-        if v >= bits:
-            return v
-    return bits
-
-
 def _synapse_bits(n_axons, n_targets):
-    """Synapse memory of a dense ``n_axons x n_targets`` weight matrix."""
-    per_weight = 8 + _index_bits(n_targets)
-    per_axon = n_targets * per_weight + 10  # + synapse index and count fields
-    per_axon = 64 * math.ceil(per_axon / 64)  # whole 64-bit memory words
-    return n_axons * per_axon
+    """Synapse memory of dense ``n_axons x n_targets`` weights, as nengo_loihi
+    stores them (dense compression: 8 bits a weight, chunks of 64 weights with
+    a 10-bit header, each rounded up to 64-bit words)."""
+    full, rest = divmod(n_targets, 64)
+    words = full * math.ceil((64 * 8 + 10) / 64)
+    if rest:
+        words += math.ceil((rest * 8 + 10) / 64)
+    return n_axons * words * 64
 
 
 def check_loihi(
@@ -358,7 +350,7 @@ def check_loihi(
             continue
         _check_ensemble(ens, values, add, dt)
 
-    fan_in = {}  # post ensemble -> [(conn, axons)]
+    fan_in = {}  # post ensemble -> [(conn, axons, dense)]
     fan_out = {}  # pre ensemble -> axons
     for conn in net.all_connections:
         _check_connection(
@@ -367,22 +359,24 @@ def check_loihi(
 
     for ens, items in fan_in.items():
         n_post = min(ens.n_neurons, limits()["max_compartments"])
-        axons = sum(a for _, a in items)
+        axons = sum(a for _, a, _ in items)
         if axons > limits()["max_in_axons"]:
             add(
                 ens,
                 f"fan-in too large: {axons} input axons per core "
                 f"(max {limits()['max_in_axons']}) from "
-                + ", ".join(f"{c} ({a})" for c, a in items),
+                + ", ".join(f"{c} ({a})" for c, a, _ in items),
             )
-        bits = sum(_synapse_bits(a, n_post) for _, a in items)
+        # dense weights only: a convolution's kernel is shared (much smaller)
+        bits = sum(_synapse_bits(a, n_post) for _, a, dense in items if dense)
         if bits > limits()["max_synapse_bits"]:
+            cores = math.ceil(bits / limits()["max_synapse_bits"])
             add(
                 ens,
-                f"synapse memory too large: about {bits} bits per core for its "
-                f"{axons} input axons x {n_post} neurons (max "
-                f"{limits()['max_synapse_bits']}); split the ensemble or make the "
-                "weights sparse",
+                f"synapse memory: about {bits} bits for its {axons} input axons x "
+                f"{n_post} neurons, over the {limits()['max_synapse_bits']} of one "
+                f"core: nengo_loihi splits it across at least {cores} cores",
+                WARNING,
             )
     for ens, axons in fan_out.items():
         if axons > limits()["max_out_axons"]:
@@ -518,7 +512,7 @@ def _check_connection(
             "(on_chip=False) sends exact spikes instead",
             WARNING,
         )
-    fan_in.setdefault(post_ens, []).append((conn, axons))
+    fan_in.setdefault(post_ens, []).append((conn, axons, not conv))
     if pre_chip and isinstance(pre, nengo.Ensemble):
         blocks = math.ceil(post_ens.n_neurons / limits()["max_compartments"])
         per_core = min(pre.n_neurons, limits()["max_compartments"])

@@ -173,3 +173,21 @@ def test_vanishing_biases_reported():
         report = check_loihi(net, build=True)
         found = [i for i in report.issues_for(b) if "biases lose precision" in i.reason]
         assert bool(found) == lost, str(report)
+
+
+def test_synapse_memory_estimate_matches_nengo_loihi():
+    with nengo.Network(seed=0) as net:
+        a = nengo.Ensemble(200, 1, label="a")
+        b = nengo.Ensemble(1024, 1, label="b")
+        w = np.random.RandomState(0).rand(1024, 200) * 1e-3
+        nengo.Connection(a.neurons, b.neurons, transform=w)
+    report = check_loihi(net)
+    (found,) = [i for i in report.issues_for(b) if "synapse memory" in i.reason]
+    assert "about 1843200 bits" in found.reason and "at least 2 cores" in found.reason
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with nengo_loihi.Simulator(net, target="sim", progress_bar=False) as sim:
+            blocks = sim.model.objs[b]["in"]
+            blocks = blocks if isinstance(blocks, list) else [blocks]
+            bits = sum(s.bits() for block in blocks for s in block.synapses)
+    assert len(blocks) == 2 and bits == 1843200
