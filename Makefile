@@ -5,6 +5,7 @@
 #   make test-ours   only tests/
 #   make test-cpp    only the C++ kernel tests (CMake + ctest, csrc/tests/)
 #   make test-nengo  only Nengo's suite (nengo-suite.ini)
+#   make test-loihi  only tests/loihi/: nengo_loihi's emulator, in .venv-loihi
 #   make clean       remove build/test leftovers (keeps the venv)
 #   make distclean   clean + remove the venv
 #
@@ -19,7 +20,7 @@ STAMP = $(VENV)/.installed
 NENGO_WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: install test test-ours test-cpp test-nengo demo clean distclean
+.PHONY: install test test-ours test-cpp test-nengo test-loihi demo clean distclean
 
 install: $(STAMP)
 
@@ -49,6 +50,7 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory test-ours || rc=1; \
 	$(MAKE) --no-print-directory test-cpp || rc=1; \
 	$(MAKE) --no-print-directory test-nengo || rc=1; \
+	$(MAKE) --no-print-directory test-loihi || rc=1; \
 	exit $$rc
 
 test-ours: $(STAMP)
@@ -65,6 +67,32 @@ test-nengo: $(STAMP)
 	$(PY) -m pytest -c nengo-suite.ini --rootdir=. --pyargs nengo \
 		-n $(NENGO_WORKERS) -q $(PYTEST_ARGS)
 
+# nengo_loihi 1.1.0 (the last release) needs numpy<2: it calls
+# np.array(..., copy=False), which numpy 2 turns into an error. It asks for
+# nengo>=3.1 and runs with nengo 4.1 (it only warns that it was tested up to
+# 3.2), so nengo keeps our own range. Hence a second venv, .venv-loihi:
+#   torch==2.13.0  FIRST, for the same reason as above (local CPU wheel)
+#   numpy<2        for nengo_loihi (see above)
+#   nengo-loihi==1.1.0, and our package's runtime needs for training (lightning,
+#   torchmetrics), scikit-learn (the digits) and pytest<8 (as in [tests]).
+# Our package is used from the source tree through PYTHONPATH (no second build
+# of the C++ extension; without it the kernels run in torch). One torch thread:
+# the networks are small and the machine's two cores are shared.
+LOIHI_VENV ?= .venv-loihi
+LOIHI_PY = $(LOIHI_VENV)/bin/python
+LOIHI_STAMP = $(LOIHI_VENV)/.installed
+
+$(LOIHI_STAMP): setup.py
+	python3 -m venv $(LOIHI_VENV)
+	$(LOIHI_PY) -m pip install torch==2.13.0
+	$(LOIHI_PY) -m pip install "numpy<2" "nengo>=4.0,<5" nengo-loihi==1.1.0 \
+		"lightning>=2.2" "torchmetrics>=1.0" scikit-learn "pytest<8"
+	touch $@
+
+test-loihi: $(LOIHI_STAMP)
+	PYTHONPATH=$(CURDIR) OMP_NUM_THREADS=1 $(LOIHI_PY) -m pytest -c tests/loihi/pytest.ini \
+		--rootdir=. tests/loihi -q $(PYTEST_ARGS)
+
 demo: $(STAMP)
 	MPLBACKEND=Agg $(PY) examples/coming_from_torch.py outputs
 	MPLBACKEND=Agg $(PY) examples/spiking_digits.py outputs
@@ -74,4 +102,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LOIHI_VENV)

@@ -39,6 +39,8 @@ tests_require = [
     "scikit-learn",
     # the Triton kernels are tested on the CPU through its interpreter
     "triton",
+    # NIR export/import (snntorch_nengo.export.nir) is tested in the main venv
+    "nir>=1.0",
 ]
 
 # The torch C++ extension snntorch_nengo._C built from csrc/: fused
@@ -192,6 +194,8 @@ setup(
     extras_require={
         # scikit-learn ships the digits data set the examples train on
         "examples": ["matplotlib", "scikit-learn"],
+        # snntorch_nengo.export.nir (export_nir / import_nir)
+        "nir": ["nir>=1.0"],
         "tests": tests_require,
     },
     entry_points={

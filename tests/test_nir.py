@@ -1,0 +1,352 @@
+"""NIR export and import (snntorch_nengo.export.nir)."""
+
+import warnings
+
+import nengo
+import nir  # in the [tests] extra (and the [nir] extra)
+import numpy as np
+import pytest
+import torch
+from nengo.exceptions import ValidationError
+
+import snntorch_nengo
+from snntorch_nengo.export.nir import NIRWarning, export_nir, import_nir
+
+ZERO = {"voltage": nengo.dists.Choice([0])}
+
+
+def mixed_net():
+    """LIF (amplitude, refractory), SpikingRectifiedLinear, decoded and neuron
+    connections, Lowpass synapses, a passthrough Node, three kinds of probes."""
+    with nengo.Network(seed=3) as net:
+        net.inp = nengo.Node(np.zeros(2), label="x")
+        a = nengo.Ensemble(
+            40, 2, neuron_type=nengo.LIF(initial_state=ZERO, amplitude=0.5), label="a"
+        )
+        b = nengo.Ensemble(30, 1, neuron_type=nengo.LIF(initial_state=ZERO), label="b")
+        c = nengo.Ensemble(
+            20, 1, neuron_type=nengo.SpikingRectifiedLinear(initial_state=ZERO), label="c"
+        )
+        mid = nengo.Node(size_in=1, label="mid")
+        nengo.Connection(net.inp, a, synapse=None)
+        nengo.Connection(a, b, function=lambda x: x[0] * x[1], synapse=0.01)
+        nengo.Connection(b, mid, synapse=None)
+        nengo.Connection(mid, c, synapse=0.005)
+        nengo.Connection(
+            a.neurons,
+            c[0],
+            transform=np.random.RandomState(0).randn(1, 40) * 0.01,
+            synapse=0.005,
+        )
+        net.my_probes = [
+            nengo.Probe(b, synapse=0.02, label="b_out"),
+            nengo.Probe(c.neurons, label="c_spikes"),
+            nengo.Probe(mid, label="mid_out"),
+            nengo.Probe(a.neurons[:5], synapse=0.01, label="a_some"),
+        ]
+    return net
+
+
+def signal(n_steps=400):
+    t = np.arange(n_steps) * 0.001
+    return np.stack([np.sin(2 * np.pi * t), np.cos(2 * np.pi * 3 * t)], axis=-1)
+
+
+def run_ours(net, inp, probes, x):
+    with snntorch_nengo.Simulator(net, progress_bar=False) as sim:
+        out = sim.predict({inp: x[None]})
+    return [out[p][0] for p in probes]
+
+
+def run_nengo(net, inp, probes, x):
+    inp.output = nengo.processes.PresentInput(x, 0.001)
+    try:
+        with nengo.Simulator(net, progress_bar=False) as sim:
+            sim.run_steps(len(x))
+    finally:
+        inp.output = np.zeros(x.shape[1])
+    return [sim.data[p] for p in probes]
+
+
+def exported(net, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NIRWarning)
+        return export_nir(net, **kwargs)
+
+
+def test_round_trip_equal_outputs():
+    net = mixed_net()
+    graph = exported(net)
+    back = import_nir(graph)
+    x = signal()
+    names = [p.label for p in net.my_probes]
+    probes2 = [back.outputs[n] for n in names]
+    ours = run_ours(net, net.inp, net.my_probes, x)
+    ours2 = run_ours(back, back.inputs["x"], probes2, x)
+    ref = run_nengo(net, net.inp, net.my_probes, x)
+    ref2 = run_nengo(back, back.inputs["x"], probes2, x)
+    for name, a, b, c, d in zip(names, ours, ours2, ref, ref2):
+        assert a.shape == b.shape, name
+        assert np.any(a != 0), f"{name}: no activity, the test would be vacuous"
+        # the same dynamics; only the order of summation differs (weights are
+        # pre-multiplied into one matrix), so spikes agree exactly here
+        scale = np.abs(a).max()
+        np.testing.assert_allclose(b, a, atol=1e-9 * scale, err_msg=name)
+        np.testing.assert_allclose(c, a, atol=1e-9 * scale, err_msg=name)
+        np.testing.assert_allclose(d, a, atol=1e-9 * scale, err_msg=name)
+
+
+def test_round_trip_through_a_file(tmp_path):
+    net = mixed_net()
+    path = tmp_path / "net.nir"
+    nir.write(path, exported(net))
+    back = import_nir(path)  # reads the file; metadata restores tau_ref etc.
+    a = back.nir_objects["a"]
+    assert a.neuron_type.tau_ref == 0.002 and a.neuron_type.min_voltage == 0
+    x = signal(200)
+    probes2 = [back.outputs[p.label] for p in net.my_probes]
+    for p, a, b in zip(
+        net.my_probes,
+        run_ours(net, net.inp, net.my_probes, x),
+        run_ours(back, back.inputs["x"], probes2, x),
+    ):
+        np.testing.assert_allclose(b, a, atol=1e-9 * np.abs(a).max(), err_msg=p.label)
+
+
+def test_mapping():
+    net = mixed_net()
+    graph = exported(net)
+    nodes = graph.nodes
+    # b's only input has a Lowpass(0.01): the synapse is the CubaLIF's
+    assert isinstance(nodes["b"], nir.CubaLIF)
+    np.testing.assert_allclose(nodes["b"].tau_syn, 0.01)
+    np.testing.assert_allclose(nodes["b"].tau_mem, 0.02)
+    assert isinstance(nodes["a"], nir.LIF) and isinstance(nodes["c"], nir.IF)
+    assert isinstance(nodes["x"], nir.Input) and isinstance(nodes["b_out"], nir.Output)
+    assert isinstance(nodes["b_out_synapse"], nir.LI)
+    # c has two inputs with Lowpass synapses: LI nodes in front of its bias Affine
+    lis = [s for s, d in graph.edges if d == "c_bias" and isinstance(nodes[s], nir.LI)]
+    assert len(lis) == 2
+    # the neuron connection a -> c[0]: transform * amplitude(a) * encoder/gain(c)
+    with nengo.Simulator(net, progress_bar=False) as sim:
+        built_c = sim.data[net.all_ensembles[2]]
+        bias_a = sim.data[net.all_ensembles[0]].bias
+    conn = net.all_connections[4]
+    lin = [d for s, d in graph.edges if s == "a" and not d.startswith("connection_1")]
+    w = [
+        nodes[n].weight
+        for n in lin
+        if isinstance(nodes[n], nir.Linear) and nodes[n].weight.shape == (20, 40)
+    ][0]
+    expected = built_c.scaled_encoders[:, :1] @ (conn.transform.init * 0.5)
+    np.testing.assert_allclose(w, expected, rtol=1e-12)
+    np.testing.assert_allclose(nodes["a"].v_leak, bias_a)
+    assert nodes["a"].metadata["nengo"]["tau_ref"] == 0.002
+
+
+def test_what_nir_cannot_express_is_reported():
+    with nengo.Network() as net:
+        stim = nengo.Node(np.sin, label="stim")
+        a = nengo.Ensemble(10, 1, label="a")
+        sig = nengo.Ensemble(10, 1, neuron_type=nengo.Sigmoid(), label="sig")
+        square = nengo.Node(lambda t, x: x**2, size_in=1, label="square")
+        nengo.Connection(stim, a)
+        learned = nengo.Connection(a, a, learning_rule_type=nengo.PES(), label="learned")
+        nengo.Connection(a, square)
+        alpha = nengo.Connection(a, sig, synapse=nengo.Alpha(0.01), label="alpha")
+        nengo.Connection(a, learned.learning_rule)
+        volt = nengo.Probe(a.neurons, "voltage", label="volt")
+    with pytest.warns(NIRWarning) as record:
+        graph = export_nir(net)
+    text = str(record[0].message)
+    reasons = {}
+    for issue in graph.issues:
+        reasons.setdefault(issue.obj, []).append(issue.reason)
+    assert "refractory period" in " ".join(reasons[a])
+    assert "Python function is not exported" in reasons[stim][0]
+    assert "Node functions are not expressible" in reasons[square][0]
+    assert "Sigmoid has no NIR node" in reasons[sig][0]
+    assert any("learning rule PES" in r for r in reasons[learned])
+    assert any("post object is not expressible" in r for r in reasons[alpha])
+    assert "'voltage'" in reasons[volt][0]
+    assert "<Node 'square'>" in text and "<Ensemble 'sig'>" in text
+    assert len(graph.metadata["issues"]) == len(graph.issues)
+    with pytest.raises(ValidationError, match="not expressible in NIR"):
+        export_nir(net, strict=True)
+
+
+def test_alpha_synapse_reported():
+    with nengo.Network() as net:
+        a = nengo.Ensemble(10, 1, neuron_type=nengo.LIF(tau_ref=0, min_voltage=-np.inf))
+        b = nengo.Ensemble(10, 1, neuron_type=nengo.LIF(tau_ref=0, min_voltage=-np.inf))
+        conn = nengo.Connection(a, b, synapse=nengo.Alpha(0.01))
+    graph = exported(net)
+    assert [i.obj for i in graph.issues] == [conn]
+    assert "Alpha" in graph.issues[0].reason and "without it" in graph.issues[0].reason
+
+
+def test_pure_nir_network_without_metadata():
+    """Nothing lost: LIF without refractory period or voltage floor."""
+    lif = nengo.LIF(tau_ref=0, min_voltage=-np.inf, initial_state=ZERO)
+    with nengo.Network(seed=1) as net:
+        net.inp = nengo.Node(np.zeros(2), label="x")
+        a = nengo.Ensemble(30, 2, neuron_type=lif)
+        b = nengo.Ensemble(20, 1, neuron_type=lif)
+        nengo.Connection(net.inp, a, synapse=0.005)
+        nengo.Connection(a, b, function=np.prod, synapse=0.01)
+        probe = nengo.Probe(b, synapse=0.01, label="y")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NIRWarning)
+        graph = export_nir(net, strict=True)
+    assert graph.issues == []
+    for node in graph.nodes.values():
+        node.metadata = {}  # as from another NIR tool
+    back = import_nir(graph, use_metadata=True)
+    x = signal(300)
+    a = run_ours(net, net.inp, [probe], x)[0]
+    b = run_ours(back, back.inputs["x"], [back.outputs["y"]], x)[0]
+    assert np.abs(a).max() > 0.05
+    np.testing.assert_allclose(b, a, atol=1e-9)
+
+
+def test_import_foreign_lif_and_li():
+    """A hand-written graph: Nengo reproduces NIR's continuous-time rates."""
+    n = 4
+    r = np.array([1.0, 2.0, 0.5, 1.5])
+    v_leak = np.array([0.2, 0.0, 0.2, 0.3])
+    v_th = np.array([1.0, 2.0, 0.8, 1.2])
+    v_reset = np.array([0.0, 0.5, -0.2, 0.1])
+    tau = 0.02
+    graph = nir.NIRGraph.from_list(
+        nir.Input(np.array([1])),
+        nir.Affine(weight=np.ones((n, 1)), bias=np.full(n, 0.5)),
+        nir.LIF(tau=np.full(n, tau), r=r, v_leak=v_leak, v_threshold=v_th, v_reset=v_reset),
+        nir.Output(np.array([n])),
+    )
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        net = import_nir(graph)
+    assert not [w for w in record if issubclass(w.category, NIRWarning)]
+    (inp,) = net.inputs.values()
+    (probe,) = net.outputs.values()
+    level = 1.0
+    inp.output = [level]
+    # 20000 steps: nengo's simulator is the quicker one here (the round trips
+    # above run both)
+    with nengo.Simulator(net, dt=1e-4, progress_bar=False) as sim:
+        sim.run_steps(20000)
+    spikes = sim.data[probe]
+    # rates from the first to the last spike (the first starts from v = 0)
+    rates = []
+    for column in spikes.T:
+        (steps,) = np.nonzero(column)
+        rates.append((len(steps) - 1) / ((steps[-1] - steps[0]) * 1e-4))
+    # continuous time: tau v' = (v_leak - v) + r I, reset to v_reset at v_th
+    v_inf = v_leak + r * (level + 0.5)
+    expected = 1 / (tau * np.log((v_inf - v_reset) / (v_inf - v_th)))
+    # Nengo's LIF finds each spike's time within the step but starts integrating
+    # again at the next step: ISIs are about dt / 2 longer (here 0.3 to 0.7 %)
+    np.testing.assert_allclose(rates, expected, rtol=0.01)
+    assert np.all(np.asarray(rates) < expected)
+
+    li_graph = nir.NIRGraph.from_list(
+        nir.Input(np.array([2])),
+        nir.LI(tau=np.full(2, 0.05), r=np.array([1.0, 2.0]), v_leak=np.array([0.0, 1.0])),
+        nir.Output(np.array([2])),
+    )
+    net = import_nir(li_graph)
+    (inp,) = net.inputs.values()
+    (probe,) = net.outputs.values()
+    with snntorch_nengo.Simulator(net, progress_bar=False) as sim:
+        y = sim.predict({inp: np.ones((1, 500, 2))})[probe][0]
+    t = np.arange(1, 501) * 0.001
+    # tau v' = (v_leak - v) + r I from v(0) = 0, with I = 1
+    exact = (np.array([0.0, 1.0]) + np.array([1.0, 2.0])) * (1 - np.exp(-t / 0.05))[:, None]
+    np.testing.assert_allclose(y, exact, atol=0.03 * exact.max())
+
+
+def test_import_rejects_what_nengo_cannot_express():
+    graph = nir.NIRGraph.from_list(
+        nir.Input(np.array([2])),
+        nir.LIF(
+            tau=np.array([0.01, 0.02]),
+            r=np.ones(2),
+            v_leak=np.zeros(2),
+            v_threshold=np.ones(2),
+        ),
+        nir.Output(np.array([2])),
+    )
+    with pytest.raises(ValidationError, match="'lif'.*tau differs between neurons"):
+        import_nir(graph)
+    graph = nir.NIRGraph.from_list(
+        nir.Input(np.array([2])), nir.Threshold(np.zeros(2)), nir.Output(np.array([2]))
+    )
+    with pytest.raises(ValidationError, match="'threshold' of type Threshold"):
+        import_nir(graph)
+
+
+def test_export_from_trained_simulator():
+    net = mixed_net()
+    b = net.all_ensembles[1]
+    with snntorch_nengo.Simulator(net, progress_bar=False) as sim:
+        bias = sim.module.module_of(b).bias
+        with torch.no_grad():
+            bias += 0.25
+        trained = bias.detach().numpy().copy()
+        graph = exported(sim)
+    np.testing.assert_allclose(graph.nodes["b"].v_leak, trained)
+
+
+def conv_net():
+    """Input image -> Conv2d ('same') -> LIF -> Conv2d (stride 2) -> LIF -> readout."""
+    rng = np.random.RandomState(0)
+    lif = nengo.LIF(initial_state=ZERO, amplitude=0.1)
+    with nengo.Network(seed=2) as net:
+        net.inp = nengo.Node(np.zeros(2 * 6 * 6), label="img")
+        c1 = nengo.Convolution(
+            4, (2, 6, 6), kernel_size=(3, 3), padding="same", channels_last=False,
+            init=nengo.dists.Gaussian(0, 0.5),
+        )
+        l1 = nengo.Ensemble(c1.size_out, 1, neuron_type=lif, label="l1")
+        nengo.Connection(net.inp, l1.neurons, transform=c1, synapse=0.005)
+        c2 = nengo.Convolution(
+            3, (4, 6, 6), kernel_size=(3, 3), strides=(2, 2), channels_last=False,
+            init=nengo.dists.Gaussian(0, 0.5),
+        )
+        l2 = nengo.Ensemble(c2.size_out, 1, neuron_type=lif, label="l2")
+        nengo.Connection(l1.neurons, l2.neurons, transform=c2, synapse=None)
+        out = nengo.Node(size_in=2, label="out")
+        nengo.Connection(l2.neurons, out, transform=rng.randn(2, c2.size_out) * 0.1)
+        net.my_probes = [
+            nengo.Probe(out, synapse=0.01, label="y"),
+            nengo.Probe(l1.neurons, label="s1"),
+        ]
+    return net
+
+
+def test_convolution_round_trip(tmp_path):
+    net = conv_net()
+    graph = exported(net)
+    kinds = {type(n).__name__ for n in graph.nodes.values()}
+    assert {"Conv2d", "Scale", "Flatten", "CubaLIF", "LIF"} <= kinds
+    conv = graph.nodes["connection_1"]
+    assert conv.weight.shape == (3, 4, 3, 3) and tuple(conv.stride) == (2, 2)
+    nir.write(tmp_path / "conv.nir", graph)
+    back = import_nir(tmp_path / "conv.nir")
+    x = np.random.RandomState(1).rand(150, 72)
+    probes2 = [back.outputs[p.label] for p in net.my_probes]
+    ours = run_ours(net, net.inp, net.my_probes, x)
+    for run in (run_ours, run_nengo):
+        for p, a, b in zip(net.my_probes, ours, run(back, back.inputs["img"], probes2, x)):
+            assert np.any(a != 0)
+            np.testing.assert_allclose(b, a, atol=1e-9 * np.abs(a).max(), err_msg=p.label)
+
+
+def test_convolution_limits_reported():
+    with nengo.Network() as net:
+        a = nengo.Ensemble(36, 1, label="a")
+        t = nengo.Convolution(1, (6, 6, 1), kernel_size=(3, 3))  # channels last
+        b = nengo.Ensemble(t.size_out, 1, label="b")
+        conn = nengo.Connection(a.neurons, b.neurons, transform=t)
+    graph = exported(net)
+    assert any(i.obj is conn and "channels_last" in i.reason for i in graph.issues)
