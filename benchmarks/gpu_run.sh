@@ -17,7 +17,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 rc=0
 echo "== 1. kernel check"; date
 timeout ${CHECK_TIMEOUT:-300} python3 benchmarks/gpu_check.py --reps 5 \
-    --time-budget ${CHECK_TIME_BUDGET:-180} || rc=1
+    --time-budget ${CHECK_TIME_BUDGET:-180} ${CHECK_ARGS:-} || rc=1
+echo "== 1b. windowed runs and compile=True on CUDA"; date
+timeout ${WINDOW_TIMEOUT:-200} python3 benchmarks/cuda_window_check.py || rc=1
 echo "== 2. CUDA tests"; date
 # -p no:nengo: nengo's pytest plugin needs pytest<8; these tests do not use it
 timeout ${TEST_TIMEOUT:-120} python3 -m pytest -q -p no:cacheprovider -p no:nengo \

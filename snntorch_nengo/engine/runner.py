@@ -49,20 +49,25 @@ class Engine:
     def series_plan(self):
         """How the operators run over a whole window at once (`timebatch`)."""
         if self._series_plan is None:
-            times = [op for op in self.step_order if isinstance(op, TimeUpdate)]
-            bases = (
-                (self.layout.views[times[0].step].base,
-                 self.layout.views[times[0].time].base) if times else (None, None)
-            )
-            probed = {
-                self.layout.views[self.model.sig[p]["in"]].base for p in self.probes
-            }
-            self._series_plan = SeriesPlan(
-                self.step_order, self.layout, bases, self.model.dt, probed
-            )
-            if not times:
-                self._series_plan.reason = "no TimeUpdate operator"
+            self._series_plan = self._plan_for(self.operators, self.layout)
         return self._series_plan
+
+    def _plan_for(self, operators, layout=None):
+        order = step_order(operators) if layout is None else self.step_order
+        if layout is None:
+            layout = SignalLayout(operators, self.dtype)
+        times = [op for op in order if isinstance(op, TimeUpdate)]
+        if not times:
+            plan = SeriesPlan([], layout, (None, None), self.model.dt)
+            plan.reason = "no TimeUpdate operator"
+            return plan
+        bases = (layout.views[times[0].step].base, layout.views[times[0].time].base)
+        probed = set()
+        for probe in self.probes:
+            sig = self.model.sig[probe]["in"]
+            layout.add(sig)
+            probed.add(layout.views[sig].base)
+        return SeriesPlan(order, layout, bases, self.model.dt, probed)
 
     def merge(self):
         """Merge operators with Nengo's optimizer (call after the module tree exists).
@@ -72,8 +77,10 @@ class Engine:
         run window by window (`timebatch`) stay unmerged.
         """
         if self.settings.get("time_batched") is not False and self.series_plan.eligible:
-            # feed-forward: runs of several steps go window by window, where
-            # merging only costs (merged layers would loop across time steps)
+            # feed-forward: runs of several steps go window by window, where a
+            # merged base costs a copy of all of it per slice written (slower,
+            # measured on cconv and ff_mlp), and merged layers can even loop
+            # across time steps (spiking_classifier)
             return
         originals = self.module_layout.bases
         operators, replacements = merge_operators(self.operators)

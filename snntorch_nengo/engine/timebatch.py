@@ -91,12 +91,20 @@ class SeriesPlan:
                 if len(ws) != 1:
                     raise _Ineligible(f"{base} is updated and also written otherwise")
                 self.updated.add(base)
-            elif len({op for op, _, _ in ws}) > 1 and base not in self.time_bases:
-                op, kind, sig = ws[0]
-                if kind != "sets" or views[sig].kind != "full":
+            elif base not in self.time_bases and (
+                len({op for op, _, _ in ws}) > 1 or not _covers(base, ws, views)
+            ):
+                if not _covers(base, ws, views):
                     # its value before the first writer would come from the end of
                     # the previous step, which the window does not have yet
-                    raise _Ineligible(f"{base}: first writer {op} does not set all of it")
+                    raise _Ineligible(
+                        f"{base}: its first writers ({ws[0][0]}, ...) do not set all of it"
+                    )
+        # bases whose leading sets cover them: their value before a step is unused
+        self.set_first = {
+            base for base, ws in writers.items()
+            if base not in self.updated and _covers(base, ws, views)
+        }
         for op in ops:
             if isinstance(op, FOLDED) or (isinstance(op, NodeInput) and op.original is None):
                 for sig in op.reads + op.sets + op.incs:
@@ -123,6 +131,7 @@ class SeriesPlan:
                     ):
                         after[op].add(w)
         self.order = _toposort(ops, after)
+        self.touched = {op: {views[s].base for s in op.all_signals} for op in ops}
         self.written_by = {}
         for base, ws in writers.items():
             for op, _, _ in ws:
@@ -163,9 +172,14 @@ class SeriesPlan:
             if base in series:
                 return series[base]
             value = values[base]
-            if layout.batched(base):
-                return _fold_broadcast(value, T)
-            return value
+            if not layout.batched(base):
+                return value
+            if base in self.set_first:
+                # sets overwrite all of it before anything reads it
+                return value.new_empty((B * T,) + value.shape[1:])
+            return _fold_broadcast(value, T)
+
+        folded = dict(values)  # what folded operators see; touched bases updated
 
         for op in self.order:
             written = self.written_by.get(op, ())
@@ -182,11 +196,9 @@ class SeriesPlan:
             if step is None:
                 continue
             if isinstance(op, FOLDED) or (isinstance(op, NodeInput) and op.original is None):
-                touched = {layout.views[s].base for s in op.all_signals}
-                vals = dict(values)
-                for base in touched:
-                    vals[base] = window(base)
-                sv = SignalValues(layout, vals, B * T)
+                for base in self.touched[op]:
+                    folded[base] = window(base)
+                sv = SignalValues(layout, folded, B * T)
                 sv.training = training
                 step(sv)
                 for base in written:
@@ -194,10 +206,9 @@ class SeriesPlan:
                 continue
             fast = getattr(step, "series", None)
             if fast is not None:
-                touched = {layout.views[s].base for s in op.all_signals}
-                fold = SignalValues(
-                    layout, {**values, **{b: window(b) for b in touched}}, B * T
-                )
+                for base in self.touched[op]:
+                    folded[base] = window(base)
+                fold = SignalValues(layout, folded, B * T)
                 start = SignalValues(layout, values, B)
                 result = fast(fold, start, B, T, training, self.private.get(op, set()))
                 if result is not None:
@@ -251,7 +262,7 @@ class SeriesPlan:
     def _scan(self, op, step, values, window, written, B, T, feeds, training):
         """Run a stateful operator's step once per time step."""
         layout = self.layout
-        touched = {layout.views[s].base for s in op.all_signals}
+        touched = self.touched[op]
         inputs = {
             base: window(base).reshape((B, T) + window(base).shape[1:])
             if layout.batched(base) or base in self.time_bases
@@ -331,6 +342,22 @@ def _toposort(ops, after):
         stuck = [op for op in ops if remaining[op]]
         raise _Ineligible(f"a loop across time steps through {stuck[0]}")
     return order
+
+
+def _covers(base, ws, views):
+    """Whether the sets before any other write cover every element of ``base``."""
+    covered = np.zeros(max(int(np.prod(base.shape, dtype=np.int64)), 1), dtype=bool)
+    for _, kind, sig in ws:
+        if kind != "sets":
+            break
+        view = views[sig]
+        if view.kind == "full":
+            return True
+        if view.kind == "slice":
+            covered[view.start:view.stop] = True
+        else:
+            covered[view.index.numpy()] = True
+    return bool(covered.all())
 
 
 def _fold_broadcast(value, T):
