@@ -255,8 +255,12 @@ class Engine:
         fn = cached[1]
         values = {k: v.detach() for k, v in values.items()}
         records = {probe: [] for probe in self.probes}
+        on_gpu = any(v.is_cuda for v in values.values())
         for k in range(n_steps):
             values = fn(values, {node: data[:, k] for node, data in feeds.items()})
+            if on_gpu:
+                # a CUDA graph's outputs are overwritten by its next replay
+                values = {base: value.clone() for base, value in values.items()}
             sv = SignalValues(self.layout, values, batch_size)
             n = start_step + k + 1
             for probe in self.probes:
