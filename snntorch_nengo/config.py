@@ -19,6 +19,11 @@ SETTINGS = {
     "lif_smoothing": (None, "train LIF through SoftLIFRate with this smoothing"),
     "dtype": (None, "float type of the simulation (torch.float32 by default)"),
     "learning_phase": (None, "force training (True) or inference (False) behaviour"),
+    "check_finite": (
+        True,
+        "reject NaN and infinite values in inputs and targets (False lets them "
+        "through; nan_mse targets may always hold NaN)",
+    ),
     "surrogate": (
         None,
         "train spiking neurons with real spikes and this surrogate gradient "
@@ -39,7 +44,7 @@ def configure_settings(**settings):
         Networks (``net.config[obj].trainable = False`` freezes ``obj``). The value
         given becomes the network-wide default (None means trainable).
     stateful, keep_history, inference_only, lif_smoothing, dtype, learning_phase,
-    surrogate
+    surrogate, check_finite
         See `SETTINGS`.
     """
     if len(nengo.Network.context) == 0:

@@ -11,10 +11,11 @@ import torch
 from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
 from nengo.utils.progress import Progress, ProgressTracker
 
+from . import validation
 from .export.params import ParamsMixin
 from .module import NengoModule
 from .training.api import TrainingMixin
-from .utils import to_numpy, torch_dtype
+from .utils import to_numpy
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +62,14 @@ class Simulator(TrainingMixin, ParamsMixin):
         optimize=True,
     ):
         self.closed = True  # until built
+        validation.check_network(network, model)
+        validation.check_dt(dt)
+        device = validation.check_device(device)
         self.progress_bar = progress_bar
         self.optimize = optimize  # merge operators (see NengoModule)
         if dtype is None:
             dtype = nengo.rc.float_dtype
-        self.dtype = torch_dtype(dtype)
+        self.dtype = validation.check_dtype(dtype)
         self.minibatch_size = minibatch_size
         with ProgressTracker(progress_bar, Progress("Building", "Build")):
             self.module = NengoModule(
@@ -300,6 +304,7 @@ class Simulator(TrainingMixin, ParamsMixin):
         self._check_open("run")
         self._check_stateful(stateful)
         inputs = self._input_dict(x)
+        validation.positive_steps(_steps_of(inputs, n_steps), "predict")
         module = self.module
         with contextlib.ExitStack() as stack:
             if not stateful:
@@ -326,7 +331,9 @@ class Simulator(TrainingMixin, ParamsMixin):
         if x is None:
             return {}
         if isinstance(x, Mapping):
-            return {k: np.asarray(v) if not torch.is_tensor(v) else v for k, v in x.items()}
+            return {
+                k: validation.as_array(v, f"input for {k}") for k, v in x.items()
+            }
         nodes = self.module.input_nodes
         if len(nodes) != 1:
             raise ValidationError(
@@ -335,7 +342,16 @@ class Simulator(TrainingMixin, ParamsMixin):
                 attr="x",
                 obj=self,
             )
-        return {nodes[0]: x}
+        return {nodes[0]: validation.as_array(x, f"input for {nodes[0]}")}
+
+
+def _steps_of(inputs, n_steps):
+    """``n_steps``, or the time axis of the first 3-d input when it is None."""
+    if n_steps is not None:
+        return n_steps
+    shapes = [np.shape(v) for v in inputs.values()]
+    # not 3-d: NengoModule names the input and the shape it needs
+    return next((s[1] for s in shapes if len(s) == 3), None if not shapes else 1)
 
 
 class SignalReader(Mapping):

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from nengo.exceptions import ValidationError
 
+from .. import validation
 from . import freeze
 
 FORMAT = "snntorch_nengo.params"
@@ -456,6 +457,7 @@ def _matched(saved, targets, what, path, batch):
 def atomic_save(payload, path):
     """`torch.save` to ``path`` through a temporary file in the same folder."""
     path = os.fspath(path)
+    validation.check_save_path(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(
         prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder

@@ -13,7 +13,8 @@ import torch
 from nengo.exceptions import SimulationError, ValidationError
 from torch.utils.data import DataLoader, TensorDataset
 
-from .losses import KNOWN_LOSSES, SPARSE_TARGET_LOSSES
+from .. import validation
+from .losses import KNOWN_LOSSES, SPARSE_TARGET_LOSSES, nan_mse
 
 
 class History:
@@ -250,11 +251,19 @@ class TrainingMixin:
         inputs = self._input_dict(x)
         inputs = {self.module.find_node(k): v for k, v in inputs.items()}
         targets = self._target_dict(y, where)
+        targets = {
+            p: validation.as_array(v, f"targets for probe '{lm.names[p]}'", "y")
+            for p, v in targets.items()
+        }
         n = _common_length(list(inputs.values()) + list(targets.values()), where)
         for node, value in inputs.items():
             _check_shape(value, (n, None, node.size_out), f"x[{node}]", where)
         if n_steps is None:
-            n_steps = next(iter(targets.values())).shape[1]
+            probe, first = next(iter(targets.items()))
+            if np.ndim(first) < 2:
+                _check_shape(first, (n, None, None), f"y[{lm.names[probe]}]", where)
+            n_steps = np.shape(first)[1]
+        validation.positive_steps(n_steps, where)
         for probe, value in targets.items():
             size = int(np.prod(self.model.sig[probe]["in"].shape))
             loss = lm.losses[probe]
@@ -284,8 +293,25 @@ class TrainingMixin:
                 attr="x",
             )
         dtype = self.module.dtype
-        tensors = [_tensor(inputs[node], dtype) for node in lm.input_nodes] if inputs else []
-        tensors += [_tensor(targets[probe], dtype) for probe in lm.target_probes]
+        finite = self.module.settings["check_finite"] is not False
+        tensors = [
+            validation.as_tensor(inputs[node], f"x[{node}]", dtype, "cpu", finite)
+            for node in lm.input_nodes
+            if inputs
+        ]
+        tensors += [
+            validation.as_tensor(
+                targets[probe],
+                f"targets for probe '{lm.names[probe]}'",
+                dtype,
+                "cpu",
+                finite,
+                # nan_mse reads NaN as "no target here"
+                allow_nan=lm.losses[probe] is nan_mse,
+                attr="y",
+            )
+            for probe in lm.target_probes
+        ]
         return DataLoader(TensorDataset(*tensors), batch_size=batch, shuffle=shuffle)
 
     def _target_dict(self, y, where):
@@ -313,12 +339,6 @@ class TrainingMixin:
                 f"targets given for probes without a loss: {extra}", attr="y"
             )
         return targets
-
-
-def _tensor(value, dtype):
-    return torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value).to(
-        dtype
-    )
 
 
 def _common_length(arrays, where):
