@@ -281,7 +281,10 @@ class Simulator(TrainingMixin, ParamsMixin):
         self._check_open("run")
         inputs = self._input_dict(x)
         batch = self.minibatch_size or 1
-        n_samples = next(iter(inputs.values())).shape[0] if inputs else batch
+        n_samples = validation.common_samples(
+            {str(k): v for k, v in inputs.items()}, "predict"
+        )
+        n_samples = batch if n_samples is None else n_samples
         if n_samples % batch != 0:
             raise ValidationError(
                 f"number of samples ({n_samples}) is not a multiple of "

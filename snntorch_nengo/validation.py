@@ -189,3 +189,14 @@ def check_save_path(path):
         )
     if os.path.isdir(path):
         raise ValidationError(f"cannot save to {path}: it is a folder", attr="path")
+
+
+def common_samples(arrays, where):
+    """The number of samples (first axis) that all of ``{name: array}`` share."""
+    counts = {name: np.shape(a)[0] if np.ndim(a) else None for name, a in arrays.items()}
+    if len(set(counts.values())) > 1:
+        shown = ", ".join(f"{name}: {n}" for name, n in counts.items())
+        raise ValidationError(
+            f"{where}: inputs have different numbers of samples ({shown})", attr="x"
+        )
+    return next(iter(counts.values()), None)
