@@ -11,7 +11,7 @@ import torch
 from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
 from nengo.utils.progress import Progress, ProgressTracker
 
-from . import validation
+from . import streaming, validation
 from .export.params import ParamsMixin
 from .module import NengoModule
 from .training.api import TrainingMixin
@@ -207,8 +207,11 @@ class Simulator(TrainingMixin, ParamsMixin):
             self._sim_data[probe] = []
         self.data.reset()
 
-    def run(self, time_in_seconds, progress_bar=None):
-        """Simulate for ``time_in_seconds`` (rounded to whole steps)."""
+    def run(self, time_in_seconds, progress_bar=None, **kwargs):
+        """Simulate for ``time_in_seconds`` (rounded to whole steps).
+
+        ``kwargs`` (``data``, ``chunk_steps``, ``probe_callback``) go to `run_steps`.
+        """
         if time_in_seconds < 0:
             raise ValidationError(
                 f"Must be positive (got {time_in_seconds:g})", attr="time_in_seconds"
@@ -220,30 +223,34 @@ class Simulator(TrainingMixin, ParamsMixin):
                 f"still at time {self.time}."
             )
         else:
-            self.run_steps(steps, progress_bar=progress_bar)
+            self.run_steps(steps, progress_bar=progress_bar, **kwargs)
 
-    def run_steps(self, steps, progress_bar=None, data=None):
+    def run_steps(
+        self, steps, progress_bar=None, data=None, chunk_steps=None, probe_callback=None
+    ):
         """Simulate ``steps`` steps, appending probe data to ``sim.data``.
 
-        ``data`` optionally feeds input nodes, as in `predict`.
+        ``data`` optionally feeds input nodes, as in `predict`. For long runs
+        (see `.streaming.run_chunked`): ``chunk_steps`` simulates that many
+        steps per engine call, so memory does not grow with ``steps``;
+        ``probe_callback(data, n_steps)`` receives each chunk's probe data
+        instead of ``sim.data`` (e.g. a `.ProbeStream` writing ``.npy`` files).
+        With ``keep_history=False`` runs are chunked and ``sim.data`` keeps only
+        the latest sample.
         """
         self._check_open("run")
         if int(steps) != steps or steps < 0:
             raise ValidationError(
                 f"Must be a non-negative integer (got {steps})", attr="steps", obj=self
             )
-        steps = int(steps)
-        if progress_bar is None:
-            progress_bar = self.progress_bar
-        with ProgressTracker(
-            progress_bar, Progress("Simulating", "Simulation", steps)
-        ) as pt, torch.no_grad():
-            out = self.module(
-                inputs=data, n_steps=steps, on_step=pt.total_progress.step
-            )
-        for probe, value in out.items():
-            self._sim_data[probe].append(to_numpy(value))
-        self.data.reset()
+        streaming.run_chunked(
+            self,
+            int(steps),
+            data=data,
+            progress_bar=progress_bar,
+            chunk_steps=chunk_steps,
+            probe_callback=probe_callback,
+        )
 
     def step(self):
         """Advance one step."""

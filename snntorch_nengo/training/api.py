@@ -14,6 +14,7 @@ from nengo.exceptions import SimulationError, ValidationError
 from torch.utils.data import DataLoader, TensorDataset
 
 from .. import validation
+from . import tbptt
 from .losses import KNOWN_LOSSES, SPARSE_TARGET_LOSSES, nan_mse
 
 
@@ -101,18 +102,28 @@ class TrainingMixin:
         callbacks=None,
         verbose=1,
         shuffle=True,
+        tbptt_steps=None,
+        ckpt_path=None,
         **trainer_kwargs,
     ):
         """Train on inputs ``x`` and targets ``y``; return a Keras-like `History`.
 
         ``x``: dict from input Node (or label) to ``(n, n_steps, d)`` arrays, or
         one array; ``y``: dict from Probe (or name) to targets, or one array.
+        ``tbptt_steps``: truncated backpropagation through time in windows of that
+        many steps (`.training.tbptt`). ``ckpt_path``: resume from a Lightning
+        checkpoint (e.g. one written by a ``ModelCheckpoint`` callback), as
+        ``Trainer.fit(ckpt_path=...)``. Other keyword arguments go to the
+        Lightning ``Trainer`` (e.g. ``strategy="ddp", devices=2``).
         """
         self._check_open("fit")
         self._check_stateful(stateful)
         lightning_module = self._compiled("fit")
         lightning_module.stateful = stateful
         train = self._loader(x, y, n_steps, batch_size, shuffle, "fit")
+        if tbptt_steps is not None:
+            tbptt.check_window(train.dataset.tensors[-1].shape[1], tbptt_steps)
+        lightning_module.tbptt_steps = tbptt_steps
         val = None
         if validation_data is not None:
             vx, vy = validation_data
@@ -122,7 +133,12 @@ class TrainingMixin:
             callbacks, verbose, history, max_epochs=epochs, **trainer_kwargs
         )
         with self._preserving_state(), self._quiet_lightning():
-            trainer.fit(lightning_module, train_dataloaders=train, val_dataloaders=val)
+            trainer.fit(
+                lightning_module,
+                train_dataloaders=train,
+                val_dataloaders=val,
+                ckpt_path=ckpt_path,
+            )
         if val is not None:
             for key, value in trainer.callback_metrics.items():
                 if key.startswith("val_") and key not in history.history:
