@@ -108,9 +108,12 @@ class ProbeStream:
 
     def __call__(self, data, n_steps):
         if not self.names:
+            # numbered among all the run's probes, so names do not depend on `probes`
             self._name(list(data))
+            if self.probes is not None:
+                self.names = {p: n for p, n in self.names.items() if p in self.probes}
         for probe, value in data.items():
-            if self.probes is not None and probe not in self.probes:
+            if probe not in self.names:
                 continue
             folder = os.path.join(self.folder, self.names[probe])
             os.makedirs(folder, exist_ok=True)
