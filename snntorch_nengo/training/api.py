@@ -14,7 +14,7 @@ from nengo.exceptions import SimulationError, ValidationError
 from torch.utils.data import DataLoader, TensorDataset
 
 from .. import validation
-from . import tbptt
+from . import distributed, tbptt
 from .losses import KNOWN_LOSSES, SPARSE_TARGET_LOSSES, nan_mse
 
 
@@ -240,6 +240,8 @@ class TrainingMixin:
         kwargs.setdefault("enable_model_summary", False)
         kwargs.setdefault("enable_progress_bar", bool(verbose))
         kwargs.setdefault("num_sanity_val_steps", 0)
+        if "strategy" in kwargs:  # DDP keeps each process's simulation state
+            kwargs["strategy"] = distributed.resolve_strategy(kwargs["strategy"])
         quiet = logging.WARNING if verbose < 2 else logging.INFO
         for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
             logging.getLogger(name).setLevel(quiet)
