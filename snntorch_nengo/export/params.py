@@ -144,6 +144,7 @@ class ParamsMixin:
                 raise ValidationError(
                     f"{path}: invalid n_steps {n_steps!r}", attr="path", obj=self
                 )
+        verify_checksum(payload, path)
         # everything checked: now change the module
         with torch.no_grad():
             for name, value in params.items():
@@ -405,18 +406,27 @@ def read_params_file(path):
     for key in ("params", "fingerprint"):
         if not isinstance(payload.get(key), dict):
             raise ValidationError(f"{path}: its {key!r} entry is invalid", attr="path")
-    if "checksum" in payload:
-        try:
-            actual = checksum(payload)
-        except Exception as e:  # noqa: BLE001  # malformed entries: same verdict
-            actual = f"unreadable ({e})"
-        if actual != payload["checksum"]:
-            raise ValidationError(
-                f"{path} is corrupted: its tensors do not match the checksum stored "
-                "when it was saved",
-                attr="path",
-            )
     return payload
+
+
+def verify_checksum(payload, path):
+    """Raise if ``payload``'s tensors do not match its stored checksum.
+
+    Called after the structural checks, which name missing or mis-shaped
+    tensors more helpfully; files without a checksum pass.
+    """
+    if "checksum" not in payload:
+        return
+    try:
+        actual = checksum(payload)
+    except Exception as e:  # noqa: BLE001  # malformed entries: same verdict
+        actual = f"unreadable ({e})"
+    if actual != payload["checksum"]:
+        raise ValidationError(
+            f"{path} is corrupted: its tensors do not match the checksum stored "
+            "when it was saved",
+            attr="path",
+        )
 
 
 def checksum(payload):
