@@ -2,6 +2,7 @@
 
 from .module import NengoModule
 from .simulator import Simulator
+from .streaming import ProbeStream
 from .tensor_node import Layer, TensorNode
 from . import dists
 from .config import configure_settings
@@ -13,6 +14,7 @@ from .version import version as __version__
 __all__ = [
     "NengoLightningModule",
     "NengoModule",
+    "ProbeStream",
     "Simulator",
     "configure_settings",
     "dists",

@@ -7,12 +7,12 @@ import torch
 from nengo.exceptions import ValidationError
 from torch import nn
 
+from . import validation
 from .build import build_modules
 from .config import SETTINGS, get_setting
 from .build.model import build_model
 from .engine.runner import Engine, check_steps
 from .engine.signals import SignalValues
-from .utils import torch_dtype
 
 
 class NengoModule(nn.Module):
@@ -70,6 +70,9 @@ class NengoModule(nn.Module):
         compile=False,  # noqa: A002  (torch.compile's name, as in NengoDL's options)
     ):
         super().__init__()
+        validation.check_network(network, model)
+        validation.check_dt(dt)
+        device = validation.check_device(device)
         if minibatch_size is not None and int(minibatch_size) < 1:
             raise ValidationError(
                 f"must be a positive integer (got {minibatch_size})",
@@ -80,7 +83,7 @@ class NengoModule(nn.Module):
         self.settings = {name: get_setting(network, name) for name in SETTINGS}
         if dtype is None:
             dtype = self.settings["dtype"] or torch.float32
-        dtype = torch_dtype(dtype)
+        dtype = validation.check_dtype(dtype)
         self.model = build_model(network, dt, model=model)
         self.dt = self.model.dt
         self.dtype = dtype
@@ -270,7 +273,14 @@ class NengoModule(nn.Module):
         batch_size = None
         for key, value in inputs.items():
             node = self.find_node(key)
-            value = torch.as_tensor(value, dtype=self.dtype, device=self.device)
+            value = validation.as_tensor(
+                value,
+                f"input for {node}",
+                self.dtype,
+                self.device,
+                check_finite=self.settings["check_finite"] is not False,
+                attr="inputs",
+            )
             if value.dim() != 3 or value.shape[2] != node.size_out:
                 raise ValidationError(
                     f"input for {node} must have shape (batch, n_steps, "

@@ -11,10 +11,11 @@ import torch
 from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
 from nengo.utils.progress import Progress, ProgressTracker
 
+from . import streaming, validation
 from .export.params import ParamsMixin
 from .module import NengoModule
 from .training.api import TrainingMixin
-from .utils import to_numpy, torch_dtype
+from .utils import to_numpy
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +69,14 @@ class Simulator(TrainingMixin, ParamsMixin):
         compile=False,  # noqa: A002
     ):
         self.closed = True  # until built
+        validation.check_network(network, model)
+        validation.check_dt(dt)
+        device = validation.check_device(device)
         self.progress_bar = progress_bar
         self.optimize = optimize  # merge operators (see NengoModule)
         if dtype is None:
             dtype = nengo.rc.float_dtype
-        self.dtype = torch_dtype(dtype)
+        self.dtype = validation.check_dtype(dtype)
         self.minibatch_size = minibatch_size
         with ProgressTracker(progress_bar, Progress("Building", "Build")):
             self.module = NengoModule(
@@ -213,8 +217,11 @@ class Simulator(TrainingMixin, ParamsMixin):
             self._sim_data[probe] = []
         self.data.reset()
 
-    def run(self, time_in_seconds, progress_bar=None):
-        """Simulate for ``time_in_seconds`` (rounded to whole steps)."""
+    def run(self, time_in_seconds, progress_bar=None, **kwargs):
+        """Simulate for ``time_in_seconds`` (rounded to whole steps).
+
+        ``kwargs`` (``data``, ``chunk_steps``, ``probe_callback``) go to `run_steps`.
+        """
         if time_in_seconds < 0:
             raise ValidationError(
                 f"Must be positive (got {time_in_seconds:g})", attr="time_in_seconds"
@@ -226,30 +233,34 @@ class Simulator(TrainingMixin, ParamsMixin):
                 f"still at time {self.time}."
             )
         else:
-            self.run_steps(steps, progress_bar=progress_bar)
+            self.run_steps(steps, progress_bar=progress_bar, **kwargs)
 
-    def run_steps(self, steps, progress_bar=None, data=None):
+    def run_steps(
+        self, steps, progress_bar=None, data=None, chunk_steps=None, probe_callback=None
+    ):
         """Simulate ``steps`` steps, appending probe data to ``sim.data``.
 
-        ``data`` optionally feeds input nodes, as in `predict`.
+        ``data`` optionally feeds input nodes, as in `predict`. For long runs
+        (see `.streaming.run_chunked`): ``chunk_steps`` simulates that many
+        steps per engine call, so memory does not grow with ``steps``;
+        ``probe_callback(data, n_steps)`` receives each chunk's probe data
+        instead of ``sim.data`` (e.g. a `.ProbeStream` writing ``.npy`` files).
+        With ``keep_history=False`` runs are chunked and ``sim.data`` keeps only
+        the latest sample.
         """
         self._check_open("run")
         if int(steps) != steps or steps < 0:
             raise ValidationError(
                 f"Must be a non-negative integer (got {steps})", attr="steps", obj=self
             )
-        steps = int(steps)
-        if progress_bar is None:
-            progress_bar = self.progress_bar
-        with ProgressTracker(
-            progress_bar, Progress("Simulating", "Simulation", steps)
-        ) as pt, torch.no_grad():
-            out = self.module(
-                inputs=data, n_steps=steps, on_step=pt.total_progress.step
-            )
-        for probe, value in out.items():
-            self._sim_data[probe].append(to_numpy(value))
-        self.data.reset()
+        streaming.run_chunked(
+            self,
+            int(steps),
+            data=data,
+            progress_bar=progress_bar,
+            chunk_steps=chunk_steps,
+            probe_callback=probe_callback,
+        )
 
     def step(self):
         """Advance one step."""
@@ -287,7 +298,10 @@ class Simulator(TrainingMixin, ParamsMixin):
         self._check_open("run")
         inputs = self._input_dict(x)
         batch = self.minibatch_size or 1
-        n_samples = next(iter(inputs.values())).shape[0] if inputs else batch
+        n_samples = validation.common_samples(
+            {str(k): v for k, v in inputs.items()}, "predict"
+        )
+        n_samples = batch if n_samples is None else n_samples
         if n_samples % batch != 0:
             raise ValidationError(
                 f"number of samples ({n_samples}) is not a multiple of "
@@ -310,6 +324,7 @@ class Simulator(TrainingMixin, ParamsMixin):
         self._check_open("run")
         self._check_stateful(stateful)
         inputs = self._input_dict(x)
+        validation.positive_steps(_steps_of(inputs, n_steps), "predict")
         module = self.module
         with contextlib.ExitStack() as stack:
             if not stateful:
@@ -336,7 +351,9 @@ class Simulator(TrainingMixin, ParamsMixin):
         if x is None:
             return {}
         if isinstance(x, Mapping):
-            return {k: np.asarray(v) if not torch.is_tensor(v) else v for k, v in x.items()}
+            return {
+                k: validation.as_array(v, f"input for {k}") for k, v in x.items()
+            }
         nodes = self.module.input_nodes
         if len(nodes) != 1:
             raise ValidationError(
@@ -345,7 +362,16 @@ class Simulator(TrainingMixin, ParamsMixin):
                 attr="x",
                 obj=self,
             )
-        return {nodes[0]: x}
+        return {nodes[0]: validation.as_array(x, f"input for {nodes[0]}")}
+
+
+def _steps_of(inputs, n_steps):
+    """``n_steps``, or the time axis of the first 3-d input when it is None."""
+    if n_steps is not None:
+        return n_steps
+    shapes = [np.shape(v) for v in inputs.values()]
+    # not 3-d: NengoModule names the input and the shape it needs
+    return next((s[1] for s in shapes if len(s) == 3), None if not shapes else 1)
 
 
 class SignalReader(Mapping):

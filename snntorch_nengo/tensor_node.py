@@ -83,7 +83,15 @@ def call_tensor_func(node, t, x):
                 else a.to(device=like.device)
                 for a in args
             ]
-    return func(*args)
+    try:
+        return func(*args)
+    except Exception as e:
+        if not isinstance(node, TensorNode):  # shape inference reports it itself
+            raise
+        # name the node: the traceback alone points into the user's function
+        raise SimulationError(
+            f"{node}: tensor_func raised {type(e).__name__}: {e}"
+        ) from e
 
 
 def check_output(node, y, batch_size, error=SimulationError):

@@ -12,6 +12,7 @@ File format
         "params": {name: tensor},     # every tensor of NengoModule.state_dict()
         "state": {name: tensor} or None,   # the simulation state (include_state)
         "n_steps": int or None,            # steps simulated (include_state)
+        "checksum": str,              # sha256 of params and state, see `checksum`
     }
 
 ``params`` holds the trainable parameters and the other built constants, named as
@@ -24,10 +25,15 @@ objects (``..._at_0x7f...``) are dropped from the names, so that a file saved by
 one process loads into the same network built by another. Tensors are stored on
 the CPU; they are loaded onto the simulator's device and cast to its dtype.
 
+``checksum`` lets `load_params` tell a damaged file (flipped bytes inside a
+tensor, which ``torch.load`` reads without complaint) from a good one; files
+without it load unchecked.
+
 The file is written where ``path`` says, as given: unlike NengoDL no ``.npz`` is
 appended.
 """
 
+import hashlib
 import os
 import re
 import tempfile
@@ -37,6 +43,7 @@ import numpy as np
 import torch
 from nengo.exceptions import ValidationError
 
+from .. import validation
 from . import freeze
 
 FORMAT = "snntorch_nengo.params"
@@ -87,6 +94,7 @@ class ParamsMixin:
                 for name, (_, tensor) in state_tensors(module).items()
             }
             payload["n_steps"] = int(module.n_steps)
+        payload["checksum"] = checksum(payload)
         atomic_save(payload, path)
 
     def load_params(self, path, include_state=False):
@@ -136,6 +144,7 @@ class ParamsMixin:
                 raise ValidationError(
                     f"{path}: invalid n_steps {n_steps!r}", attr="path", obj=self
                 )
+        verify_checksum(payload, path)
         # everything checked: now change the module
         with torch.no_grad():
             for name, value in params.items():
@@ -400,6 +409,39 @@ def read_params_file(path):
     return payload
 
 
+def verify_checksum(payload, path):
+    """Raise if ``payload``'s tensors do not match its stored checksum.
+
+    Called after the structural checks, which name missing or mis-shaped
+    tensors more helpfully; files without a checksum pass.
+    """
+    if "checksum" not in payload:
+        return
+    try:
+        actual = checksum(payload)
+    except Exception as e:  # noqa: BLE001  # malformed entries: same verdict
+        actual = f"unreadable ({e})"
+    if actual != payload["checksum"]:
+        raise ValidationError(
+            f"{path} is corrupted: its tensors do not match the checksum stored "
+            "when it was saved",
+            attr="path",
+        )
+
+
+def checksum(payload):
+    """sha256 over the names, dtypes, shapes and bytes of params and state."""
+    digest = hashlib.sha256()
+    for section in ("params", "state"):
+        tensors = payload.get(section) or {}
+        for name in sorted(tensors):
+            tensor = tensors[name]
+            digest.update(f"{section}/{name}/{tensor.dtype}/{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    digest.update(repr(payload.get("n_steps")).encode())
+    return digest.hexdigest()
+
+
 def _names(names):
     names = sorted(names)
     shown = ", ".join(names[:_LIST_MAX])
@@ -456,6 +498,7 @@ def _matched(saved, targets, what, path, batch):
 def atomic_save(payload, path):
     """`torch.save` to ``path`` through a temporary file in the same folder."""
     path = os.fspath(path)
+    validation.check_save_path(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(
         prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder

@@ -13,7 +13,9 @@ import torch
 from nengo.exceptions import SimulationError, ValidationError
 from torch.utils.data import DataLoader, TensorDataset
 
-from .losses import KNOWN_LOSSES, SPARSE_TARGET_LOSSES
+from .. import validation
+from . import distributed, tbptt
+from .losses import KNOWN_LOSSES, SPARSE_TARGET_LOSSES, nan_mse
 
 
 class History:
@@ -100,18 +102,28 @@ class TrainingMixin:
         callbacks=None,
         verbose=1,
         shuffle=True,
+        tbptt_steps=None,
+        ckpt_path=None,
         **trainer_kwargs,
     ):
         """Train on inputs ``x`` and targets ``y``; return a Keras-like `History`.
 
         ``x``: dict from input Node (or label) to ``(n, n_steps, d)`` arrays, or
         one array; ``y``: dict from Probe (or name) to targets, or one array.
+        ``tbptt_steps``: truncated backpropagation through time in windows of that
+        many steps (`.training.tbptt`). ``ckpt_path``: resume from a Lightning
+        checkpoint (e.g. one written by a ``ModelCheckpoint`` callback), as
+        ``Trainer.fit(ckpt_path=...)``. Other keyword arguments go to the
+        Lightning ``Trainer`` (e.g. ``strategy="ddp", devices=2``).
         """
         self._check_open("fit")
         self._check_stateful(stateful)
         lightning_module = self._compiled("fit")
         lightning_module.stateful = stateful
         train = self._loader(x, y, n_steps, batch_size, shuffle, "fit")
+        if tbptt_steps is not None:
+            tbptt.check_window(train.dataset.tensors[-1].shape[1], tbptt_steps)
+        lightning_module.tbptt_steps = tbptt_steps
         val = None
         if validation_data is not None:
             vx, vy = validation_data
@@ -121,7 +133,12 @@ class TrainingMixin:
             callbacks, verbose, history, max_epochs=epochs, **trainer_kwargs
         )
         with self._preserving_state(), self._quiet_lightning():
-            trainer.fit(lightning_module, train_dataloaders=train, val_dataloaders=val)
+            trainer.fit(
+                lightning_module,
+                train_dataloaders=train,
+                val_dataloaders=val,
+                ckpt_path=ckpt_path,
+            )
         if val is not None:
             for key, value in trainer.callback_metrics.items():
                 if key.startswith("val_") and key not in history.history:
@@ -223,6 +240,8 @@ class TrainingMixin:
         kwargs.setdefault("enable_model_summary", False)
         kwargs.setdefault("enable_progress_bar", bool(verbose))
         kwargs.setdefault("num_sanity_val_steps", 0)
+        if "strategy" in kwargs:  # DDP keeps each process's simulation state
+            kwargs["strategy"] = distributed.resolve_strategy(kwargs["strategy"])
         quiet = logging.WARNING if verbose < 2 else logging.INFO
         for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
             logging.getLogger(name).setLevel(quiet)
@@ -250,11 +269,19 @@ class TrainingMixin:
         inputs = self._input_dict(x)
         inputs = {self.module.find_node(k): v for k, v in inputs.items()}
         targets = self._target_dict(y, where)
+        targets = {
+            p: validation.as_array(v, f"targets for probe '{lm.names[p]}'", "y")
+            for p, v in targets.items()
+        }
         n = _common_length(list(inputs.values()) + list(targets.values()), where)
         for node, value in inputs.items():
             _check_shape(value, (n, None, node.size_out), f"x[{node}]", where)
         if n_steps is None:
-            n_steps = next(iter(targets.values())).shape[1]
+            probe, first = next(iter(targets.items()))
+            if np.ndim(first) < 2:
+                _check_shape(first, (n, None, None), f"y[{lm.names[probe]}]", where)
+            n_steps = np.shape(first)[1]
+        validation.positive_steps(n_steps, where)
         for probe, value in targets.items():
             size = int(np.prod(self.model.sig[probe]["in"].shape))
             loss = lm.losses[probe]
@@ -284,8 +311,25 @@ class TrainingMixin:
                 attr="x",
             )
         dtype = self.module.dtype
-        tensors = [_tensor(inputs[node], dtype) for node in lm.input_nodes] if inputs else []
-        tensors += [_tensor(targets[probe], dtype) for probe in lm.target_probes]
+        finite = self.module.settings["check_finite"] is not False
+        tensors = [
+            validation.as_tensor(inputs[node], f"x[{node}]", dtype, "cpu", finite)
+            for node in lm.input_nodes
+            if inputs
+        ]
+        tensors += [
+            validation.as_tensor(
+                targets[probe],
+                f"targets for probe '{lm.names[probe]}'",
+                dtype,
+                "cpu",
+                finite,
+                # nan_mse reads NaN as "no target here"
+                allow_nan=lm.losses[probe] is nan_mse,
+                attr="y",
+            )
+            for probe in lm.target_probes
+        ]
         return DataLoader(TensorDataset(*tensors), batch_size=batch, shuffle=shuffle)
 
     def _target_dict(self, y, where):
@@ -313,12 +357,6 @@ class TrainingMixin:
                 f"targets given for probes without a loss: {extra}", attr="y"
             )
         return targets
-
-
-def _tensor(value, dtype):
-    return torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value).to(
-        dtype
-    )
 
 
 def _common_length(arrays, where):

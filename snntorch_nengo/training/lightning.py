@@ -14,6 +14,7 @@ from nengo.exceptions import SimulationError, ValidationError
 from torch import nn
 
 from ..module import NengoModule
+from . import checkpoint as checkpoint_state, tbptt
 from .losses import resolve_loss
 from .metrics import resolve_metric
 
@@ -83,6 +84,12 @@ class NengoLightningModule(L.LightningModule):
     stateful : bool
         Keep the simulation state from batch to batch (else each batch starts from
         the initial state, as NengoDL's ``fit`` does).
+    tbptt_steps : int, optional
+        Train with truncated backpropagation through time in windows of this many
+        steps (see `.training.tbptt`); the optimizer then steps once per window.
+
+    Checkpoints hold the simulation state as well as the parameters (see
+    `.training.checkpoint`), so resuming a stateful fit continues where it was.
     """
 
     def __init__(
@@ -94,6 +101,7 @@ class NengoLightningModule(L.LightningModule):
         loss_weights=None,
         optimizer=None,
         stateful=False,
+        tbptt_steps=None,
         **module_kwargs,
     ):
         super().__init__()
@@ -103,6 +111,7 @@ class NengoLightningModule(L.LightningModule):
             module = NengoModule(network, **module_kwargs)
         self.module = module
         self.stateful = stateful
+        self.tbptt_steps = tbptt_steps
         self.names = probe_names(module.model.probes)
         self.losses = self._losses(loss)
         self.target_probes = list(self.losses)
@@ -225,7 +234,25 @@ class NengoLightningModule(L.LightningModule):
 
     on_train_epoch_start = on_fit_start
 
+    @property
+    def automatic_optimization(self):
+        # TBPTT steps the optimizer itself, once per window
+        manual = getattr(self, "tbptt_steps", None) is not None
+        return not manual and getattr(self, "_automatic_optimization", True)
+
+    @automatic_optimization.setter
+    def automatic_optimization(self, value):
+        self._automatic_optimization = value
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint_state.save_state(self.module, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint):
+        checkpoint_state.load_state(self.module, checkpoint)
+
     def training_step(self, batch, batch_idx):
+        if self.tbptt_steps is not None:
+            return tbptt.training_step(self, batch, batch_idx)
         loss = self._step(batch, "", on_step=True)
         if not torch.is_tensor(loss) or not loss.requires_grad:
             raise SimulationError(

@@ -27,8 +27,14 @@ class StepContext:
         self.seed = seed
         self.settings = settings or {}  # from `configure_settings`
         # streams for batch items beyond the first, kept apart from `rng` so that
-        # item 0 sees exactly the reference simulator's random numbers
-        self.batch_rng = np.random.RandomState(seed % 2**32 if seed is not None else None)
+        # item 0 sees exactly the reference simulator's random numbers; seeded
+        # from (seed, 1), as RandomState(seed) would replay `rng`'s draws and give
+        # item 1 item 0's stream
+        self.batch_rng = np.random.RandomState(
+            None
+            if seed is None
+            else np.random.SeedSequence([seed % 2**32, 1]).generate_state(1)[0]
+        )
 
     def batched(self, sig):
         return self.layout.batched(sig.base)
