@@ -106,8 +106,11 @@ def live_bytes(sim):
     storages = {}
     for obj in gc.get_objects():
         if issubclass(type(obj), torch.Tensor):
-            storage = obj.untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes()
+            try:
+                storage = obj.untyped_storage()
+                storages[storage.data_ptr()] = storage.nbytes()
+            except (RuntimeError, NotImplementedError):
+                pass  # fake/functional tensors (left by torch.compile) hold no memory
     kept = sum(a.nbytes for p in sim.model.probes for a in sim._sim_data[p])
     return sum(storages.values()) + kept
 
