@@ -5,6 +5,7 @@ tensor is built or any state changes, so a bad call leaves everything as it was.
 """
 
 import os
+import warnings
 
 import nengo
 import numpy as np
@@ -137,7 +138,11 @@ def as_tensor(value, name, dtype, device, check_finite=True, allow_nan=False, at
     Checks what `as_array` checks, and with ``check_finite`` rejects NaN and
     infinite values (only infinite ones if ``allow_nan``).
     """
-    tensor = torch.as_tensor(as_array(value, name, attr), device=device).to(dtype)
+    array = as_array(value, name, attr)
+    with warnings.catch_warnings():
+        # read-only arrays (np.broadcast_to) are fine: the data is only read
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        tensor = torch.as_tensor(array, device=device).to(dtype)
     if check_finite:
         check_finite_values(tensor, name, allow_nan=allow_nan, attr=attr)
     return tensor
