@@ -12,7 +12,7 @@ import nengo
 import numpy as np
 import pytest
 import torch
-from nengo.exceptions import BuildError, ConfigError, SimulationError, SimulatorClosed
+from nengo.exceptions import ConfigError, SimulationError, SimulatorClosed
 from nengo.exceptions import ValidationError
 
 import snntorch_nengo
@@ -96,33 +96,8 @@ def test_device_that_does_not_exist(net):
         NengoModule(net, device="banana")
 
 
-def test_unsupported_nengo_object():
-    """An object whose builder adds an operator the engine has no maker for."""
-    from nengo.builder import Builder, Operator
-
-    class Flicker(Operator):
-        def __init__(self, sig):
-            super().__init__(tag="flicker")
-            self.sets, self.incs, self.reads, self.updates = [sig], [], [], []
-
-        def make_step(self, signals, dt, rng):
-            return lambda: None
-
-    class FlickerNode(nengo.Node):
-        pass
-
-    @Builder.register(FlickerNode)
-    def build_flicker(model, node):
-        nengo.builder.node.build_node(model, node)
-        model.add_op(Flicker(nengo.builder.Signal(np.zeros(1), name="flicker")))
-
-    try:
-        with nengo.Network() as net:
-            FlickerNode(size_in=1)
-        with pytest.raises(BuildError, match="operator type 'Flicker'"):
-            Simulator(net, progress_bar=False)
-    finally:
-        del Builder.builders[FlickerNode]
+# an unsupported Nengo object (an operator we have no maker for):
+# tests/test_module.py::test_error_unsupported_operator
 
 
 def test_unknown_setting():

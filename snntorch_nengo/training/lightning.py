@@ -203,6 +203,21 @@ class NengoLightningModule(L.LightningModule):
         n_steps = next(iter(targets.values())).shape[1]
         outputs = self.run_batch(inputs, n_steps)
         batch_size = next(iter(targets.values())).shape[0]
+        total = self.probe_losses(outputs, targets, prefix)
+        self.log(
+            f"{prefix}loss",
+            total,
+            on_step=on_step,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=batch_size,
+        )
+        self.update_metrics(outputs, targets, prefix)
+        return total
+
+    def probe_losses(self, outputs, targets, prefix=""):
+        """The weighted sum of each probe's loss; each is logged per epoch."""
+        batch_size = next(iter(targets.values())).shape[0]
         total = 0.0
         for probe, target in targets.items():
             value = self.losses[probe](outputs[probe], target.to(outputs[probe].dtype))
@@ -214,19 +229,14 @@ class NengoLightningModule(L.LightningModule):
                 on_epoch=True,
                 batch_size=batch_size,
             )
-        self.log(
-            f"{prefix}loss",
-            total,
-            on_step=on_step,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=batch_size,
-        )
+        return total
+
+    def update_metrics(self, outputs, targets, prefix=""):
+        batch_size = next(iter(targets.values())).shape[0]
         for key, metric in self.metrics.items():
             probe = self.metric_probes[key]
             metric.update(outputs[probe].detach(), targets[probe])
             self.log(f"{prefix}{key}", metric, on_epoch=True, batch_size=batch_size)
-        return total
 
     def on_fit_start(self):
         # NengoModules start in eval mode (Nengo semantics); training behaviour on

@@ -51,19 +51,8 @@ def training_step(lm, batch, batch_idx):
         outputs = module(
             {node: x[:, window] for node, x in inputs.items()} or None, n_steps=k
         )
-        loss = 0.0
-        for probe, target in targets.items():
-            value = lm.losses[probe](
-                outputs[probe], target[:, window].to(outputs[probe].dtype)
-            )
-            loss = loss + lm.loss_weights.get(probe, 1.0) * value
-            lm.log(
-                f"{lm.names[probe]}_loss",
-                value,
-                on_step=False,
-                on_epoch=True,
-                batch_size=batch_size,
-            )
+        window_targets = {probe: target[:, window] for probe, target in targets.items()}
+        loss = lm.probe_losses(outputs, window_targets)
         if not getattr(loss, "requires_grad", False):
             raise SimulationError(
                 f"the loss of the window of steps {start} to {start + k} does not "
@@ -73,10 +62,7 @@ def training_step(lm, batch, batch_idx):
         optimizer.zero_grad()
         lm.manual_backward(loss)
         optimizer.step()
-        for key, metric in lm.metrics.items():
-            probe = lm.metric_probes[key]
-            metric.update(outputs[probe].detach(), targets[probe][:, window])
-            lm.log(key, metric, on_epoch=True, batch_size=batch_size)
+        lm.update_metrics(outputs, window_targets)
         total = total + loss.detach()
     mean = total / (n_steps // k)
     lm.log("loss", mean, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
