@@ -49,25 +49,18 @@ class Engine:
     def series_plan(self):
         """How the operators run over a whole window at once (`timebatch`)."""
         if self._series_plan is None:
-            self._series_plan = self._plan_for(self.operators, self.layout)
+            layout = self.layout
+            times = [op for op in self.step_order if isinstance(op, TimeUpdate)]
+            if not times:
+                plan = SeriesPlan([], layout, (None, None), self.model.dt)
+                plan.reason = "no TimeUpdate operator"
+            else:
+                bases = (layout.views[times[0].step].base,
+                         layout.views[times[0].time].base)
+                probed = {layout.views[self.model.sig[p]["in"]].base for p in self.probes}
+                plan = SeriesPlan(self.step_order, layout, bases, self.model.dt, probed)
+            self._series_plan = plan
         return self._series_plan
-
-    def _plan_for(self, operators, layout=None):
-        order = step_order(operators) if layout is None else self.step_order
-        if layout is None:
-            layout = SignalLayout(operators, self.dtype)
-        times = [op for op in order if isinstance(op, TimeUpdate)]
-        if not times:
-            plan = SeriesPlan([], layout, (None, None), self.model.dt)
-            plan.reason = "no TimeUpdate operator"
-            return plan
-        bases = (layout.views[times[0].step].base, layout.views[times[0].time].base)
-        probed = set()
-        for probe in self.probes:
-            sig = self.model.sig[probe]["in"]
-            layout.add(sig)
-            probed.add(layout.views[sig].base)
-        return SeriesPlan(order, layout, bases, self.model.dt, probed)
 
     def merge(self):
         """Merge operators with Nengo's optimizer (call after the module tree exists).
@@ -202,7 +195,7 @@ class Engine:
             data, sv = self.series_plan.run(
                 dict(values), steps, n_steps, batch_size, start_step, feeds or {},
                 training, self.probes, periods,
-                lambda probe: self.model.sig[probe]["in"], self.dtype,
+                lambda probe: self.model.sig[probe]["in"],
             )
             if on_step is not None:
                 for _ in range(n_steps):

@@ -91,29 +91,18 @@ class SeriesPlan:
                 if len(ws) != 1:
                     raise _Ineligible(f"{base} is updated and also written otherwise")
                 self.updated.add(base)
-            elif base not in self.time_bases and (
-                len({op for op, _, _ in ws}) > 1 or not _covers(base, ws, views)
-            ):
-                if not _covers(base, ws, views):
-                    # its value before the first writer would come from the end of
-                    # the previous step, which the window does not have yet
-                    raise _Ineligible(
-                        f"{base}: its first writers ({ws[0][0]}, ...) do not set all of it"
-                    )
-        # bases whose leading sets cover them: their value before a step is unused
-        self.set_first = {
-            base for base, ws in writers.items()
-            if base not in self.updated and _covers(base, ws, views)
-        }
+            elif base not in self.time_bases and not _covers(base, ws, views):
+                # its value before the first writer would come from the end of
+                # the previous step, which the window does not have yet
+                raise _Ineligible(
+                    f"{base}: its first writers ({ws[0][0]}, ...) do not set all of it"
+                )
+        # so every other written base is set all over before anything reads it
         for op in ops:
             if isinstance(op, FOLDED) or (isinstance(op, NodeInput) and op.original is None):
                 for sig in op.reads + op.sets + op.incs:
                     if views[sig].base in self.time_bases:
                         raise _Ineligible(f"{op} reads the simulation time")
-                for sig in op.incs:
-                    ws = writers[views[sig].base]
-                    if ws[0][0] is op:
-                        raise _Ineligible(f"{op} increments a signal nothing resets")
         self.writers = writers
 
         # dependency graph over the window
@@ -123,11 +112,12 @@ class SeriesPlan:
             for a, b in zip(ordered, ordered[1:]):
                 if a is not b:
                     after[b].add(a)
+        position = {op: i for i, op in enumerate(step_order)}
         for op in ops:
             for sig in op.reads + op.incs + op.sets:
                 for w, _, _ in writers.get(views[sig].base, ()):
                     if w is not op and (
-                        views[sig].base in self.updated or _precedes(w, op, step_order)
+                        views[sig].base in self.updated or position[w] < position[op]
                     ):
                         after[op].add(w)
         self.order = _toposort(ops, after)
@@ -153,7 +143,7 @@ class SeriesPlan:
     # -- running
 
     def run(self, values, steps, n_steps, batch_size, start_step, feeds, training,
-            probes, periods, probe_signal, dtype):
+            probes, periods, probe_signal):
         """Run the window; return (probe data, SignalValues of the final state)."""
         B, T = batch_size, n_steps
         layout = self.layout
@@ -174,8 +164,8 @@ class SeriesPlan:
             value = values[base]
             if not layout.batched(base):
                 return value
-            if base in self.set_first:
-                # sets overwrite all of it before anything reads it
+            if base in self.writers and base not in self.updated:
+                # sets overwrite all of it before anything reads it (see _plan)
                 return value.new_empty((B * T,) + value.shape[1:])
             return _fold_broadcast(value, T)
 
@@ -262,13 +252,6 @@ class SeriesPlan:
     def _scan(self, op, step, values, window, written, B, T, feeds, training):
         """Run a stateful operator's step once per time step."""
         layout = self.layout
-        touched = self.touched[op]
-        inputs = {
-            base: window(base).reshape((B, T) + window(base).shape[1:])
-            if layout.batched(base) or base in self.time_bases
-            else None
-            for base in touched
-        }
         # its own state carries over from its previous step (the window's value
         # before it is only meaningful for signals an earlier writer set)
         carry = {
@@ -276,6 +259,11 @@ class SeriesPlan:
             for base in written
             if self.writers[base][0][0] is op
         }
+        inputs = {}  # the window's values, (B, T, ...), of what else it touches
+        for base in self.touched[op]:
+            if base not in carry and (layout.batched(base) or base in self.time_bases):
+                seq = window(base)
+                inputs[base] = seq.reshape((B, T) + seq.shape[1:])
         outs = {base: [] for base in written}
         vals = dict(values)
         sv = SignalValues(layout, vals, B)
@@ -283,15 +271,9 @@ class SeriesPlan:
         sv.training = training
         for t in range(T):
             sv.step_index = t
+            vals.update(carry)
             for base, seq in inputs.items():
-                if seq is None:
-                    continue
-                if base in carry:
-                    vals[base] = carry[base]
-                elif base in self.time_bases:
-                    vals[base] = seq[0, t]
-                else:
-                    vals[base] = seq[:, t]
+                vals[base] = seq[0, t] if base in self.time_bases else seq[:, t]
             step(sv)
             for base in written:
                 value = vals[base]
@@ -309,17 +291,6 @@ def _check_type(op):
     if isinstance(op, (TimeUpdate, NodeInput) + FOLDED + SCANNED):
         return
     raise _Ineligible(f"{type(op).__name__} ({op}) has no windowed form")
-
-
-def _precedes(a, b, step_order):
-    index = _precedes.cache.get(id(step_order))
-    if index is None or index[0] is not step_order:
-        index = (step_order, {op: i for i, op in enumerate(step_order)})
-        _precedes.cache = {id(step_order): index}
-    return index[1][a] < index[1][b]
-
-
-_precedes.cache = {}
 
 
 def _toposort(ops, after):
