@@ -214,10 +214,7 @@ class Engine:
             sv.step_index = k
             for step in steps:
                 step(sv)
-            n = start_step + k + 1
-            for probe in self.probes:
-                if n % periods[probe] < 1:
-                    records[probe].append(self._probe_value(sv, probe))
+            self._record(records, sv, start_step + k + 1, periods)
             if on_step is not None:
                 on_step()
         return self._probe_data(records, batch_size), sv
@@ -226,6 +223,7 @@ class Engine:
                       on_step, training, periods):
         """Stepping, with one step compiled by `torch.compile` (see NengoModule)."""
         key = (id(steps), batch_size, training, tuple(feeds))
+        on_gpu = any(v.is_cuda for v in values.values())
         cached = getattr(self, "_compiled", None)
         if cached is None or cached[0] != key:
             layout = self.layout
@@ -240,7 +238,6 @@ class Engine:
                     step(sv)
                 return sv.values
 
-            on_gpu = any(v.is_cuda for v in values.values())
             fn = torch.compile(
                 one_step, dynamic=False, mode="reduce-overhead" if on_gpu else None
             )
@@ -248,23 +245,22 @@ class Engine:
         fn = cached[1]
         values = {k: v.detach() for k, v in values.items()}
         records = {probe: [] for probe in self.probes}
-        on_gpu = any(v.is_cuda for v in values.values())
         for k in range(n_steps):
             values = fn(values, {node: data[:, k] for node, data in feeds.items()})
             if on_gpu:
                 # a CUDA graph's outputs are overwritten by its next replay
                 values = {base: value.clone() for base, value in values.items()}
             sv = SignalValues(self.layout, values, batch_size)
-            n = start_step + k + 1
-            for probe in self.probes:
-                if n % periods[probe] < 1:
-                    # a CUDA graph reuses its output memory on the next replay
-                    records[probe].append(self._probe_value(sv, probe).clone())
+            self._record(records, sv, start_step + k + 1, periods)
             if on_step is not None:
                 on_step()
-        sv = SignalValues(self.layout, {k: v.clone() for k, v in values.items()},
-                          batch_size)
         return self._probe_data(records, batch_size), sv
+
+    def _record(self, records, sv, n, periods):
+        """Append the probes due after step ``n`` (Nengo's ``sample_every``)."""
+        for probe in self.probes:
+            if n % periods[probe] < 1:
+                records[probe].append(self._probe_value(sv, probe))
 
     def _probe_data(self, records, batch_size):
         data = {}
