@@ -63,12 +63,10 @@ def _series(op, ctx, update, train_update):
         if training or kernel is None or not set(state_bases.values()) <= private:
             return None
         J = fold.read(op.J)
-        if J.dim() != 2:
-            return None
+        if J.dim() != 2 or _backend(J) == "reference":
+            return None  # the reference is a Python loop over time either way
         N = J.shape[1]
         J = J.reshape(B, T, N).transpose(0, 1).reshape(T, B * N)  # time-major
-        if _backend(J) == "reference":
-            return None  # a Python loop over time either way: step it
         states = [start.read(op.state[name]).reshape(B * N) for name in kernel[1]]
         unused_filter = J.new_zeros(B * N)
         result = kernel[0](J, *states, unused_filter, ctx.dt, *kernel[2](neuron_type))
