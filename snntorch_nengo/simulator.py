@@ -68,10 +68,7 @@ class Simulator(TrainingMixin, ParamsMixin):
         optimize=True,
         compile=False,  # noqa: A002
     ):
-        self.closed = True  # until built
-        validation.check_network(network, model)
-        validation.check_dt(dt)
-        device = validation.check_device(device)
+        self.closed = True  # until built (NengoModule checks network, dt and device)
         self.progress_bar = progress_bar
         self.optimize = optimize  # merge operators (see NengoModule)
         if dtype is None:
