@@ -90,7 +90,7 @@ def _torch_extension():
     if platform.machine().lower() in ("x86_64", "amd64", "i686", "i386"):
         sources += ["csrc/kernels_avx2.cpp", "csrc/kernels_avx512.cpp"]
         defines += [("SNN_HAVE_AVX2", None), ("SNN_HAVE_AVX512", None)]
-    sources += ["csrc/ops.cpp", "csrc/python_module.cpp"]
+    sources += ["csrc/ops.cpp", "csrc/program.cpp", "csrc/python_module.cpp"]
     extension = CppExtension(
         "snntorch_nengo._C",
         sources=sources,

@@ -24,6 +24,11 @@ SETTINGS = {
         "run feed-forward models over the whole window at once, operator by "
         "operator, instead of step by step (same results; see engine/timebatch.py)",
     ),
+    "in_place": (
+        True,
+        "run without autograd (run_steps, predict) as in-place instructions on "
+        "fixed buffers, in C++ when built (same results; see engine/program.py)",
+    ),
     "check_finite": (
         True,
         "reject NaN and infinite values in inputs and targets (False lets them "
@@ -49,7 +54,7 @@ def configure_settings(**settings):
         Networks (``net.config[obj].trainable = False`` freezes ``obj``). The value
         given becomes the network-wide default (None means trainable).
     stateful, keep_history, inference_only, lif_smoothing, dtype, learning_phase,
-    time_batched, surrogate, check_finite
+    time_batched, in_place, surrogate, check_finite
         See `SETTINGS`.
     """
     if len(nengo.Network.context) == 0:

@@ -7,6 +7,7 @@ from nengo.exceptions import ValidationError
 
 from .ops import OpRegistry, StepContext
 from .merge import MergedSignals, merge_operators, resolve
+from .program import Program
 from .schedule import NodeInput, input_nodes, step_order, with_input_ops
 from .signals import SignalLayout, SignalValues
 from .timebatch import SeriesPlan
@@ -201,6 +202,16 @@ class Engine:
                 for _ in range(n_steps):
                     on_step()
             return data, sv
+        if (
+            n_steps > 1
+            and not self.compile
+            and not torch.is_grad_enabled()
+            and self.settings.get("in_place") is not False
+        ):
+            return self._run_program(
+                values, steps, n_steps, batch_size, start_step, feeds or {}, on_step,
+                training, periods,
+            )
         if self.compile and not torch.is_grad_enabled() and n_steps > 0:
             return self._run_compiled(
                 values, steps, n_steps, batch_size, start_step, feeds or {}, on_step,
@@ -255,6 +266,29 @@ class Engine:
             if on_step is not None:
                 on_step()
         return self._probe_data(records, batch_size), sv
+
+    def _run_program(self, values, steps, n_steps, batch_size, start_step, feeds,
+                     on_step, training, periods):
+        """Stepping without autograd: in-place instructions on buffers (`program`)."""
+        buffers = {
+            base: value.clone(memory_format=torch.contiguous_format)
+            if base in self.layout.dynamic else value.contiguous()
+            for base, value in values.items()
+        }
+        prog = Program(self, steps, buffers, batch_size, feeds, training)
+        data = prog.record(
+            self.probes, lambda probe: self.model.sig[probe]["in"], periods,
+            start_step, n_steps,
+        )
+        # chunks, so that a progress bar moves; one chunk when nobody watches
+        chunk = n_steps if on_step is None else max(1, n_steps // 100)
+        for k0 in range(0, n_steps, chunk):
+            k1 = min(n_steps, k0 + chunk)
+            prog.run(k0, k1)
+            if on_step is not None:
+                for _ in range(k1 - k0):
+                    on_step()
+        return data, SignalValues(self.layout, buffers, batch_size)
 
     def _record(self, records, sv, n, periods):
         """Append the probes due after step ``n`` (Nengo's ``sample_every``)."""

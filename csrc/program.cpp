@@ -1,0 +1,302 @@
+#include "program.h"
+
+#include <c10/core/GradMode.h>
+#include <c10/util/Exception.h>
+
+namespace snntorch_nengo {
+
+namespace {
+
+// (tensors, ints, floats) each opcode takes; -1: any number of ints
+struct Arity {
+  int t, i, f;
+};
+constexpr Arity kArity[N_OPCODES] = {
+    {0, 1, 0},   // CALL
+    {1, 0, 1},   // FILL
+    {2, 0, 0},   // COPY
+    {2, 0, 0},   // ADD
+    {3, 1, 0},   // GATHER
+    {3, 1, 0},   // INDEX_COPY
+    {3, 1, 0},   // INDEX_ADD
+    {3, 0, 0},   // ADDMM
+    {3, 0, 0},   // BADDBMM
+    {3, 0, 0},   // ADDCMUL
+    {2, 0, 1},   // RELU
+    {2, 0, 2},   // AXPBY
+    {2, 0, 1},   // TIME
+    {2, 0, 0},   // FEED
+    {2, -1, 0},  // RECORD
+    {3, 0, 0},   // BMM
+    {3, 0, 0},   // MUL
+    {2, 0, 0},   // SUM
+};
+
+bool is_float(const at::Tensor& t) {
+  return t.device().is_cpu() &&
+         (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
+}
+
+// All contiguous CPU float tensors of one dtype and (unless `any_size`) size.
+bool dense(const std::vector<at::Tensor>& ts, size_t n, bool any_size = false) {
+  for (size_t j = 0; j < n; ++j) {
+    const auto& t = ts[j];
+    if (!is_float(t) || !t.is_contiguous() || t.scalar_type() != ts[0].scalar_type() ||
+        (!any_size && t.numel() != ts[0].numel())) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Plain loops pay where ATen's fixed cost per call (about a microsecond)
+// dwarfs the arithmetic: small elementwise updates and small products.
+constexpr int64_t kRawMacs = 1 << 16;
+
+bool raw_form(int64_t op, const std::vector<at::Tensor>& t) {
+  switch (op) {
+    case FILL:
+      return dense(t, 1);
+    case COPY:
+    case ADD:
+    case RELU:
+    case AXPBY:
+      return dense(t, 2);
+    case ADDCMUL:
+      return dense(t, 3);
+    case TIME:
+      return t[0].scalar_type() == at::kLong && t[0].numel() == 1 && t[0].is_cpu() &&
+             is_float(t[1]) && t[1].numel() == 1;
+    case ADDMM: {
+      // (1, m) += (1, n) @ (n, m), the matrix a transposed contiguous (m, n)
+      const auto &y = t[0], &x = t[1], &w = t[2];
+      return dense(t, 2, true) && is_float(w) && w.scalar_type() == y.scalar_type() &&
+             y.dim() == 2 && y.size(0) == 1 && x.dim() == 2 && w.dim() == 2 &&
+             w.stride(0) == 1 && w.stride(1) == w.size(0) && w.numel() <= kRawMacs;
+    }
+    case BADDBMM:
+      return is_float(t[0]) && is_float(t[1]) && is_float(t[2]) &&
+             t[1].scalar_type() == t[0].scalar_type() &&
+             t[2].scalar_type() == t[0].scalar_type() &&
+             t[0].size(0) * t[0].size(1) * t[0].size(2) * t[1].size(2) <= kRawMacs;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+void Program::add(int64_t op, std::vector<at::Tensor> tensors, std::vector<int64_t> ints,
+                  std::vector<double> floats) {
+  TORCH_CHECK(op > CALL && op < N_OPCODES, "Program.add: unknown opcode ", op,
+              " (CALL instructions come from add_call)");
+  const Arity& a = kArity[op];
+  TORCH_CHECK(static_cast<int>(tensors.size()) == a.t &&
+                  (a.i < 0 || static_cast<int>(ints.size()) == a.i) &&
+                  static_cast<int>(floats.size()) == a.f,
+              "Program.add: opcode ", op, " takes ", a.t, " tensors, ", a.i, " ints and ",
+              a.f, " floats; got ", tensors.size(), ", ", ints.size(), " and ",
+              floats.size());
+  for (const auto& t : tensors) {
+    TORCH_CHECK(t.defined(), "Program.add: opcode ", op, " got an undefined tensor");
+  }
+  const bool raw = raw_form(op, tensors);
+  code_.push_back({op, std::move(tensors), std::move(ints), std::move(floats), raw});
+}
+
+void Program::add_call(Call fn) {
+  code_.push_back({CALL, {}, {static_cast<int64_t>(calls_.size())}, {}});
+  calls_.push_back(std::move(fn));
+}
+
+void Program::run(int64_t k0, int64_t k1) {
+  c10::AutoGradMode no_grad(false);
+  for (int64_t k = k0; k < k1; ++k) {
+    for (const auto& ins : code_) execute(ins, k);
+  }
+}
+
+template <typename scalar_t>
+void Program::execute_raw(const Instruction& ins, int64_t k) {
+  const auto& t = ins.t;
+  auto ptr = [&](size_t j) { return t[j].data_ptr<scalar_t>(); };
+  const int64_t n = t[0].numel();
+  switch (ins.op) {
+    case FILL: {
+      scalar_t* y = ptr(0);
+      const auto v = static_cast<scalar_t>(ins.f[0]);
+      for (int64_t j = 0; j < n; ++j) y[j] = v;
+      break;
+    }
+    case COPY: {
+      scalar_t* y = ptr(0);
+      const scalar_t* x = ptr(1);
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j];
+      break;
+    }
+    case ADD: {
+      scalar_t* y = ptr(0);
+      const scalar_t* x = ptr(1);
+      for (int64_t j = 0; j < n; ++j) y[j] += x[j];
+      break;
+    }
+    case ADDCMUL: {
+      scalar_t* y = ptr(0);
+      const scalar_t *a = ptr(1), *x = ptr(2);
+      for (int64_t j = 0; j < n; ++j) y[j] += a[j] * x[j];
+      break;
+    }
+    case RELU: {
+      scalar_t* y = ptr(0);
+      const scalar_t* x = ptr(1);
+      const auto amp = static_cast<scalar_t>(ins.f[0]);
+      // x < 0, not x > 0: NaN passes through, as in torch.clamp
+      for (int64_t j = 0; j < n; ++j) y[j] = amp * (x[j] < 0 ? scalar_t(0) : x[j]);
+      break;
+    }
+    case AXPBY: {
+      scalar_t* y = ptr(0);
+      const scalar_t* x = ptr(1);
+      const auto a = static_cast<scalar_t>(ins.f[0]), b = static_cast<scalar_t>(ins.f[1]);
+      for (int64_t j = 0; j < n; ++j) y[j] = a * y[j] + b * x[j];
+      break;
+    }
+    case TIME: {
+      int64_t* step = t[0].data_ptr<int64_t>();
+      *step += 1;
+      *t[1].data_ptr<scalar_t>() = static_cast<scalar_t>(*step) * static_cast<scalar_t>(ins.f[0]);
+      break;
+    }
+    case ADDMM: {
+      // y[j] += sum_i A[j, i] x[i], A row-major (m, n); eight partial sums,
+      // so that the compiler can keep them in one vector register
+      scalar_t* y = ptr(0);
+      const scalar_t *x = ptr(1), *A = ptr(2);
+      const int64_t m = t[0].size(1), nn = t[1].size(1), n8 = nn - nn % 8;
+      for (int64_t j = 0; j < m; ++j) {
+        const scalar_t* row = A + j * nn;
+        scalar_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t i = 0; i < n8; i += 8) {
+          for (int u = 0; u < 8; ++u) acc[u] += row[i + u] * x[i + u];
+        }
+        scalar_t sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                       ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        for (int64_t i = n8; i < nn; ++i) sum += row[i] * x[i];
+        y[j] += sum;
+      }
+      break;
+    }
+    case BADDBMM: {
+      // y[b] += x[b] @ w[b], any strides
+      scalar_t* y = ptr(0);
+      const scalar_t *x = ptr(1), *w = ptr(2);
+      const int64_t nb = t[0].size(0), rows = t[0].size(1), cols = t[0].size(2),
+                    inner = t[1].size(2);
+      const auto ys = t[0].strides(), xs = t[1].strides(), ws = t[2].strides();
+      for (int64_t b = 0; b < nb; ++b) {
+        for (int64_t r = 0; r < rows; ++r) {
+          const scalar_t* xr = x + b * xs[0] + r * xs[1];
+          scalar_t* yr = y + b * ys[0] + r * ys[1];
+          for (int64_t c = 0; c < cols; ++c) {
+            const scalar_t* wc = w + b * ws[0] + c * ws[2];
+            scalar_t acc = 0;
+            for (int64_t i = 0; i < inner; ++i) acc += xr[i * xs[2]] * wc[i * ws[1]];
+            yr[c * ys[2]] += acc;
+          }
+        }
+      }
+      break;
+    }
+    default:
+      TORCH_CHECK(false, "Program.run: no plain loop for opcode ", ins.op);
+  }
+}
+
+void Program::execute(const Instruction& ins, int64_t k) {
+  const auto& t = ins.t;
+  if (ins.raw) {
+    const auto dtype = ins.op == TIME ? t[1].scalar_type() : t[0].scalar_type();
+    if (dtype == at::kDouble) {
+      execute_raw<double>(ins, k);
+    } else {
+      execute_raw<float>(ins, k);
+    }
+    return;
+  }
+  switch (ins.op) {
+    case CALL:
+      calls_[ins.i[0]](k);
+      break;
+    case FILL:
+      const_cast<at::Tensor&>(t[0]).fill_(ins.f[0]);
+      break;
+    case COPY:
+      const_cast<at::Tensor&>(t[0]).copy_(t[1]);
+      break;
+    case ADD:
+      const_cast<at::Tensor&>(t[0]).add_(t[1]);
+      break;
+    case GATHER: {
+      at::Tensor out = t[0];
+      at::index_select_out(out, t[1], ins.i[0], t[2]);
+      break;
+    }
+    case INDEX_COPY:
+      const_cast<at::Tensor&>(t[0]).index_copy_(ins.i[0], t[1], t[2]);
+      break;
+    case INDEX_ADD:
+      const_cast<at::Tensor&>(t[0]).index_add_(ins.i[0], t[1], t[2]);
+      break;
+    case ADDMM:
+      const_cast<at::Tensor&>(t[0]).addmm_(t[1], t[2]);
+      break;
+    case BADDBMM:
+      const_cast<at::Tensor&>(t[0]).baddbmm_(t[1], t[2]);
+      break;
+    case ADDCMUL:
+      const_cast<at::Tensor&>(t[0]).addcmul_(t[1], t[2]);
+      break;
+    case RELU: {
+      at::Tensor out = t[0];
+      at::clamp_min_out(out, t[1], 0.0);
+      if (ins.f[0] != 1.0) out.mul_(ins.f[0]);
+      break;
+    }
+    case AXPBY:
+      const_cast<at::Tensor&>(t[0]).mul_(ins.f[0]).add_(t[1], ins.f[1]);
+      break;
+    case TIME:
+      const_cast<at::Tensor&>(t[0]).add_(1);
+      const_cast<at::Tensor&>(t[1]).copy_(t[0]).mul_(ins.f[0]);
+      break;
+    case FEED:
+      const_cast<at::Tensor&>(t[0]).copy_(t[1].select(1, k));
+      break;
+    case RECORD: {
+      TORCH_CHECK(k < static_cast<int64_t>(ins.i.size()), "Program.run: step ", k,
+                  " is past the probe schedule (", ins.i.size(), " steps)");
+      const int64_t j = ins.i[k];
+      if (j >= 0) t[0].select(1, j).copy_(t[1]);
+      break;
+    }
+    case BMM: {
+      at::Tensor out = t[0];
+      at::bmm_out(out, t[1], t[2]);
+      break;
+    }
+    case MUL: {
+      at::Tensor out = t[0];
+      at::mul_out(out, t[1], t[2]);
+      break;
+    }
+    case SUM: {
+      at::Tensor out = t[0];
+      at::sum_out(out, t[1], {-1});
+      break;
+    }
+    default:
+      TORCH_CHECK(false, "Program.run: unknown opcode ", ins.op);
+  }
+}
+
+}  // namespace snntorch_nengo
