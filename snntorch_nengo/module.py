@@ -247,6 +247,9 @@ class NengoModule(nn.Module):
         dynamic = self.engine.module_layout.dynamic
         for base, value in self.engine.merged.split(sv, dynamic).items():
             self._slots[base].set_signal(base, value.detach())
+        if not grad:
+            values = {base: module.signal(base) for base, module in self._slots.items()}
+            self.engine.merged.remember(values, sv.values, self.batch_size)
         self.n_steps += n_steps
         self._fresh = False
         return data

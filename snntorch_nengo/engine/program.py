@@ -15,6 +15,8 @@ learning rules, most neuron types) run their ordinary step function as a
 them. So every model can run this way; lowered operators just run faster.
 """
 
+import functools
+
 import numpy as np
 import torch
 from nengo.builder.neurons import SimNeurons
@@ -297,6 +299,12 @@ def _extent(t, row=None):
     return None if row is not None and last >= row else (first, last)
 
 
+@functools.lru_cache(maxsize=1024)
+def _state_space(process, dt):
+    """Nengo's discretised (A, B, C, D), computed once per process (it costs ~1 ms)."""
+    return process._get_ss(dt)
+
+
 def _native_module():
     try:
         from .. import _C
@@ -386,6 +394,8 @@ def lower_copy(prog, op, step):
 
 @lower(DotInc)
 def lower_dot_inc(prog, op, step):
+    if op.A.sparse:
+        raise Unlowerable("sparse matrix (SparseDotInc)")
     if not (op.A.ndim == 2 and op.X.ndim == 1 and op.Y.ndim == 1):
         raise Unlowerable("not a matrix-vector product")
     if prog.views.batched(op.A) or not prog.views.batched(op.X):
@@ -489,7 +499,7 @@ def lower_sim_neurons(prog, op, step):
 def lower_sim_process(prog, op, step):
     if op.input is None or not is_native_synapse(op.process):
         raise Unlowerable("not a native synapse")
-    A, B, C, D = op.process._get_ss(prog.dt)
+    A, B, C, D = _state_space(op.process, prog.dt)
     if not (len(A) == 1 and (D == 0).all()) or set(op.state) != {"X"}:
         raise Unlowerable("only one-state filters (Lowpass) have an instruction")
     a, b = float(A.item()), float(C.item() * B.item())
