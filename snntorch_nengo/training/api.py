@@ -330,7 +330,12 @@ class TrainingMixin:
             )
             for probe in lm.target_probes
         ]
-        return DataLoader(TensorDataset(*tensors), batch_size=batch, shuffle=shuffle)
+        return DataLoader(
+            TensorBatches(*tensors),
+            batch_size=batch,
+            shuffle=shuffle,
+            collate_fn=_as_batch,
+        )
 
     def _target_dict(self, y, where):
         lm = self._lightning
@@ -357,6 +362,24 @@ class TrainingMixin:
                 f"targets given for probes without a loss: {extra}", attr="y"
             )
         return targets
+
+
+class TensorBatches(TensorDataset):
+    """A `TensorDataset` that hands the DataLoader whole batches.
+
+    The DataLoader's batching stays as it is (its samplers, its shuffling, and
+    Lightning's distributed sampler), but each batch is one indexing of each
+    tensor instead of one per sample followed by a stack.
+    """
+
+    def __getitems__(self, indices):
+        index = torch.as_tensor(indices)
+        return tuple(tensor[index] for tensor in self.tensors)
+
+
+def _as_batch(batch):
+    # TensorBatches already made the batch; there is nothing to collate
+    return list(batch)
 
 
 def _common_length(arrays, where):
