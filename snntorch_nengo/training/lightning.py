@@ -91,6 +91,11 @@ class EpochMean(torchmetrics.Metric):
     def compute(self):
         return self.total / self.count
 
+    def __setattr__(self, key, value):
+        # set every batch and never a parameter or module: skip nn.Module's
+        # bookkeeping, as Lightning's own logged-value metric does
+        object.__setattr__(self, key, value)
+
     def reset(self):
         super().reset()
         self.stale = True
@@ -164,6 +169,15 @@ class NengoLightningModule(L.LightningModule):
         self._optimizer = optimizer
         self._epoch_means = {}
         self._log_steps = True
+
+    def __setattr__(self, name, value):
+        # Lightning sets this around each of the dozens of hooks it calls per
+        # batch; it is never a parameter, buffer or module, so skip
+        # nn.Module's bookkeeping for it
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     # -- configuration
 
