@@ -85,7 +85,10 @@ class EpochMean(torchmetrics.Metric):
 
     def update(self, value, batch_size):
         # the same arithmetic as Lightning's accumulation, so the same numbers
-        self.total = self.total + value.detach() * batch_size
+        value = value.detach()
+        if value.dtype not in (torch.float32, torch.float64):
+            value = value.to(torch.get_default_dtype())
+        self.total = self.total + value * batch_size
         self.count = self.count + batch_size
 
     def compute(self):
