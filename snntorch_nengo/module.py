@@ -276,14 +276,7 @@ class NengoModule(nn.Module):
         batch_size = None
         for key, value in inputs.items():
             node = self.find_node(key)
-            value = validation.as_tensor(
-                value,
-                f"input for {node}",
-                self.dtype,
-                self.device,
-                check_finite=self.settings["check_finite"] is not False,
-                attr="inputs",
-            )
+            value = self._input_tensor(value, f"input for {node}")
             if value.dim() != 3 or value.shape[2] != node.size_out:
                 raise ValidationError(
                     f"input for {node} must have shape (batch, n_steps, "
@@ -320,6 +313,23 @@ class NengoModule(nn.Module):
             )
         n_steps = check_steps(n_steps)
         return feeds, batch_size or self.batch_size, n_steps
+
+    def _input_tensor(self, value, name):
+        """``value`` as a checked tensor of this module's dtype, on its device."""
+        check = self.settings["check_finite"] is not False
+        if not (
+            torch.is_tensor(value)
+            and value.dtype == self.dtype
+            and value.device == self.device
+        ):
+            return validation.as_tensor(
+                value, name, self.dtype, self.device, check_finite=check, attr="inputs"
+            )
+        # already a tensor as it runs (e.g. a training batch): only the finiteness
+        # check is left, and a finite sum shows at once that every value is finite
+        if check and not torch.isfinite(value.detach().sum()):
+            validation.check_finite_values(value, name, attr="inputs")
+        return value
 
     def find_node(self, key):
         """An input Node from itself or its label."""

@@ -312,25 +312,37 @@ class TrainingMixin:
             )
         dtype = self.module.dtype
         finite = self.module.settings["check_finite"] is not False
+        converted = {}
+
+        def tensor(value, name, allow_nan=False, attr="x"):
+            # auto-encoders pass the same data as x and y: convert and check it once
+            key = (_data_key(value), allow_nan)
+            if key not in converted:
+                made = validation.as_tensor(value, name, dtype, "cpu", False, attr=attr)
+                if finite:
+                    _check_finite(made, name, allow_nan, attr)
+                converted[key] = made
+            return converted[key]
+
         tensors = [
-            validation.as_tensor(inputs[node], f"x[{node}]", dtype, "cpu", finite)
-            for node in lm.input_nodes
-            if inputs
+            tensor(inputs[node], f"x[{node}]") for node in lm.input_nodes if inputs
         ]
         tensors += [
-            validation.as_tensor(
+            tensor(
                 targets[probe],
                 f"targets for probe '{lm.names[probe]}'",
-                dtype,
-                "cpu",
-                finite,
                 # nan_mse reads NaN as "no target here"
                 allow_nan=lm.losses[probe] is nan_mse,
                 attr="y",
             )
             for probe in lm.target_probes
         ]
-        return DataLoader(TensorDataset(*tensors), batch_size=batch, shuffle=shuffle)
+        return DataLoader(
+            TensorBatches(*tensors),
+            batch_size=batch,
+            shuffle=shuffle,
+            collate_fn=_as_batch,
+        )
 
     def _target_dict(self, y, where):
         lm = self._lightning
@@ -357,6 +369,56 @@ class TrainingMixin:
                 f"targets given for probes without a loss: {extra}", attr="y"
             )
         return targets
+
+
+class TensorBatches(TensorDataset):
+    """A `TensorDataset` that hands the DataLoader whole batches.
+
+    The DataLoader's batching stays as it is (its samplers, its shuffling, and
+    Lightning's distributed sampler), but each batch is one indexing of each
+    tensor instead of one per sample followed by a stack.
+    """
+
+    def __getitems__(self, indices):
+        index = torch.as_tensor(indices)
+        picked = {}
+        for tensor in self.tensors:
+            if id(tensor) not in picked:
+                picked[id(tensor)] = tensor[index]
+        return tuple(picked[id(tensor)] for tensor in self.tensors)
+
+
+def _as_batch(batch):
+    # TensorBatches already made the batch; there is nothing to collate
+    return list(batch)
+
+
+def _data_key(value):
+    """Equal for arrays or tensors that view the same memory the same way."""
+    if isinstance(value, np.ndarray):
+        face = value.__array_interface__
+        return ("array", face["data"], face["shape"], face["strides"], face["typestr"])
+    if torch.is_tensor(value):
+        return (
+            "tensor", value.data_ptr(), tuple(value.shape), value.stride(),
+            value.dtype, value.device,
+        )
+    return ("object", id(value))
+
+
+def _check_finite(tensor, name, allow_nan, attr):
+    """`validation.check_finite_values`, fast for clean data.
+
+    A sum is finite only if every value is (NaN and infinities propagate, and
+    with ``allow_nan`` `torch.nansum` skips NaN), so clean data costs one sum;
+    the element-wise check runs only when the sum is not finite, which also
+    catches a sum that overflowed.
+    """
+    if not tensor.is_floating_point():
+        return
+    total = tensor.nansum() if allow_nan else tensor.sum()
+    if not torch.isfinite(total):
+        validation.check_finite_values(tensor, name, allow_nan=allow_nan, attr=attr)
 
 
 def _common_length(arrays, where):

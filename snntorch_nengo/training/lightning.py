@@ -10,6 +10,7 @@ import functools
 
 import lightning as L
 import torch
+import torchmetrics
 from nengo.exceptions import SimulationError, ValidationError
 from torch import nn
 
@@ -63,6 +64,46 @@ def resolve_optimizer(optimizer, parameters):
     )
 
 
+class EpochMean(torchmetrics.Metric):
+    """The batch-size-weighted mean of a value over an epoch.
+
+    Computes what ``self.log(value, on_epoch=True, batch_size=n)`` reports, but
+    updating it costs a tensor addition where each ``self.log`` call costs
+    Lightning's per-value bookkeeping (more than a small network's whole step).
+    It is logged once per epoch; Lightning computes it at the epoch's end and
+    then resets it, which marks it to be logged again.
+    """
+
+    full_state_update = False
+
+    def __init__(self):
+        # each process its own mean, as self.log(sync_dist=False)
+        super().__init__(sync_on_compute=False)
+        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0), dist_reduce_fx="sum")
+        self.stale = True
+
+    def update(self, value, batch_size):
+        # the same arithmetic as Lightning's accumulation, so the same numbers
+        value = value.detach()
+        if value.dtype not in (torch.float32, torch.float64):
+            value = value.to(torch.get_default_dtype())
+        self.total = self.total + value * batch_size
+        self.count = self.count + batch_size
+
+    def compute(self):
+        return self.total / self.count
+
+    def __setattr__(self, key, value):
+        # set every batch and never a parameter or module: skip nn.Module's
+        # bookkeeping, as Lightning's own logged-value metric does
+        object.__setattr__(self, key, value)
+
+    def reset(self):
+        super().reset()
+        self.stale = True
+
+
 class NengoLightningModule(L.LightningModule):
     """Trains a Nengo network with Lightning.
 
@@ -90,6 +131,10 @@ class NengoLightningModule(L.LightningModule):
 
     Checkpoints hold the simulation state as well as the parameters (see
     `.training.checkpoint`), so resuming a stateful fit continues where it was.
+
+    Losses are logged per epoch (``<probe>_loss``, ``loss``, and ``val_`` ones);
+    the total ``loss`` is logged per step as well when a progress bar or a logger
+    shows it.
     """
 
     def __init__(
@@ -125,6 +170,17 @@ class NengoLightningModule(L.LightningModule):
                 self.metrics[key] = made
                 self.metric_probes[key] = probe
         self._optimizer = optimizer
+        self._epoch_means = {}
+        self._log_steps = True
+
+    def __setattr__(self, name, value):
+        # Lightning sets this around each of the dozens of hooks it calls per
+        # batch; it is never a parameter, buffer or module, so skip
+        # nn.Module's bookkeeping for it
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     # -- configuration
 
@@ -204,14 +260,7 @@ class NengoLightningModule(L.LightningModule):
         outputs = self.run_batch(inputs, n_steps)
         batch_size = next(iter(targets.values())).shape[0]
         total = self.probe_losses(outputs, targets, prefix)
-        self.log(
-            f"{prefix}loss",
-            total,
-            on_step=on_step,
-            on_epoch=True,
-            prog_bar=True,
-            batch_size=batch_size,
-        )
+        self.log_loss(f"{prefix}loss", total, batch_size, on_step)
         self.update_metrics(outputs, targets, prefix)
         return total
 
@@ -222,14 +271,48 @@ class NengoLightningModule(L.LightningModule):
         for probe, target in targets.items():
             value = self.losses[probe](outputs[probe], target.to(outputs[probe].dtype))
             total = total + self.loss_weights.get(probe, 1.0) * value
+            self.log_epoch_mean(f"{prefix}{self.names[probe]}_loss", value, batch_size)
+        return total
+
+    def log_loss(self, name, value, batch_size, on_step):
+        """Log a total loss per epoch, and per step if ``on_step`` and it is shown."""
+        if on_step and self._log_steps:
             self.log(
-                f"{prefix}{self.names[probe]}_loss",
+                name,
                 value,
-                on_step=False,
+                on_step=True,
                 on_epoch=True,
+                prog_bar=True,
                 batch_size=batch_size,
             )
-        return total
+        else:
+            self.log_epoch_mean(name, value, batch_size, prog_bar=True)
+
+    def log_epoch_mean(self, name, value, batch_size, prog_bar=False):
+        """Log the epoch's batch-size-weighted mean of ``value`` under ``name``."""
+        key = (self._current_fx_name, name)
+        mean = self._epoch_means.get(key)
+        if mean is None:
+            mean = self._epoch_means[key] = EpochMean().to(value.device)
+        mean.update(value, batch_size)
+        if mean.stale:
+            self.log(
+                name,
+                mean,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=prog_bar,
+                # not a submodule (so not in state_dict): name it for Lightning
+                metric_attribute=f"_epoch_means[{name!r}]",
+            )
+            mean.stale = False
+
+    def _restart_epoch_means(self, fx):
+        # a new run's Lightning results do not hold the means of an earlier one
+        # (e.g. one that stopped on an error mid-epoch)
+        for (where, _), mean in self._epoch_means.items():
+            if where == fx:
+                mean.reset()
 
     def update_metrics(self, outputs, targets, prefix=""):
         batch_size = next(iter(targets.values())).shape[0]
@@ -241,8 +324,21 @@ class NengoLightningModule(L.LightningModule):
     def on_fit_start(self):
         # NengoModules start in eval mode (Nengo semantics); training behaviour on
         self.train()
+        trainer = self.trainer
+        # per-step values cost time; log them only where they are shown
+        self._log_steps = trainer.progress_bar_callback is not None or bool(
+            trainer.loggers
+        )
+        self._restart_epoch_means("training_step")
 
-    on_train_epoch_start = on_fit_start
+    def on_train_epoch_start(self):
+        self.train()
+
+    def on_validation_start(self):
+        self._restart_epoch_means("validation_step")
+
+    def on_test_start(self):
+        self._restart_epoch_means("test_step")
 
     @property
     def automatic_optimization(self):

@@ -65,5 +65,5 @@ def training_step(lm, batch, batch_idx):
         lm.update_metrics(outputs, window_targets)
         total = total + loss.detach()
     mean = total / (n_steps // k)
-    lm.log("loss", mean, on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
+    lm.log_loss("loss", mean, batch_size, on_step=True)
     return mean
