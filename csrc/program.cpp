@@ -1,5 +1,11 @@
 #include "program.h"
 
+#include <ATen/Parallel.h>
+
+#include <type_traits>
+
+#include "neurons.h"
+
 #include <c10/core/GradMode.h>
 #include <c10/util/Exception.h>
 
@@ -30,7 +36,43 @@ constexpr Arity kArity[N_OPCODES] = {
     {3, 0, 0},   // BMM
     {3, 0, 0},   // MUL
     {2, 0, 0},   // SUM
+    {0, 1, 0},   // NEURON: checked by kind
 };
+
+// per NEURON kind: states, floats
+constexpr int kNeuronStates[3] = {2, 3, 1};
+constexpr int kNeuronFloats[3] = {5, 7, 2};
+
+template <typename scalar_t>
+void run_neuron(const std::vector<at::Tensor>& t, int64_t kind, const std::vector<double>& f) {
+  const int S = kNeuronStates[kind];
+  FusedArgs<scalar_t> a;
+  a.J = t[1].const_data_ptr<scalar_t>();
+  a.steps = 1;
+  a.n = t[0].numel();
+  for (int s = 0; s < S; ++s) {
+    // in place: the kernels load a block's states before they store them
+    a.state_in[s] = t[2 + s].const_data_ptr<scalar_t>();
+    a.state_out[s] = t[2 + s].mutable_data_ptr<scalar_t>();
+  }
+  a.filtered_in = t[2 + S].const_data_ptr<scalar_t>();
+  a.filtered_out = t[2 + S].mutable_data_ptr<scalar_t>();
+  a.filtered_seq = t[3 + S].mutable_data_ptr<scalar_t>();
+  a.output = t[0].mutable_data_ptr<scalar_t>();
+  a.num_threads = at::get_num_threads();
+  const KernelTable& table = active_kernels();
+  constexpr bool f64 = std::is_same_v<scalar_t, double>;
+  if (kind == 0) {
+    const LifParams p{f[0], f[1], f[2], f[3], f[4], 0.0};
+    if constexpr (f64) table.lif_f64(a, p); else table.lif_f32(a, p);
+  } else if (kind == 1) {
+    const AdaptiveLifParams p{f[0], f[1], f[2], f[3], f[4], f[5], f[6], 0.0};
+    if constexpr (f64) table.alif_f64(a, p); else table.alif_f32(a, p);
+  } else {
+    const SpikingReluParams p{f[0], f[1], 0.0};
+    if constexpr (f64) table.relu_f64(a, p); else table.relu_f32(a, p);
+  }
+}
 
 bool is_float(const at::Tensor& t) {
   return t.device().is_cpu() &&
@@ -90,6 +132,20 @@ void Program::add(int64_t op, std::vector<at::Tensor> tensors, std::vector<int64
                   std::vector<double> floats) {
   TORCH_CHECK(op > CALL && op < N_OPCODES, "Program.add: unknown opcode ", op,
               " (CALL instructions come from add_call)");
+  if (op == NEURON) {
+    TORCH_CHECK(ints.size() == 1 && ints[0] >= 0 && ints[0] < 3,
+                "Program.add: NEURON takes one int, the neuron kind 0, 1 or 2");
+    const int S = kNeuronStates[ints[0]];
+    TORCH_CHECK(static_cast<int>(tensors.size()) == 4 + S &&
+                    static_cast<int>(floats.size()) == kNeuronFloats[ints[0]],
+                "Program.add: NEURON kind ", ints[0], " takes ", 4 + S, " tensors and ",
+                kNeuronFloats[ints[0]], " floats; got ", tensors.size(), " and ",
+                floats.size());
+    TORCH_CHECK(dense(tensors, tensors.size()),
+                "Program.add: NEURON needs contiguous CPU float tensors of one dtype and size");
+    code_.push_back({op, std::move(tensors), std::move(ints), std::move(floats), false});
+    return;
+  }
   const Arity& a = kArity[op];
   TORCH_CHECK(static_cast<int>(tensors.size()) == a.t &&
                   (a.i < 0 || static_cast<int>(ints.size()) == a.i) &&
@@ -294,6 +350,13 @@ void Program::execute(const Instruction& ins, int64_t k) {
       at::sum_out(out, t[1], {-1});
       break;
     }
+    case NEURON:
+      if (t[0].scalar_type() == at::kDouble) {
+        run_neuron<double>(t, ins.i[0], ins.f);
+      } else {
+        run_neuron<float>(t, ins.i[0], ins.f);
+      }
+      break;
     default:
       TORCH_CHECK(false, "Program.run: unknown opcode ", ins.op);
   }

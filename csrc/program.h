@@ -35,9 +35,14 @@ enum Opcode : int64_t {
   BMM = 15,        // t0 = bmm(t1, t2)
   MUL = 16,        // t0 = t1 * t2
   SUM = 17,        // t0 = t1.sum(-1)
-  N_OPCODES = 18,
+  NEURON = 18,     // one step of neuron type i0 (see below), in place
+  N_OPCODES = 19,
 };
 
+// NEURON: i0 = 0 LIF, 1 AdaptiveLIF, 2 SpikingRectifiedLinear, run by the
+// fused kernels (neurons.h) for one step; tensors (output, J, states in the
+// kernels' order, two scratch buffers), all contiguous and of one size; floats
+// dt and the parameters of the kernels' parameter struct without `decay`.
 class Program {
  public:
   using Call = std::function<void(int64_t)>;

@@ -27,6 +27,19 @@ def networks():
         nengo.Connection(a, cc.input_a, synapse=None)
         nengo.Connection(b, cc.input_b, synapse=None)
         nengo.Probe(cc.output, synapse=0.01)
+    with nengo.Network(seed=4, label="spiking") as spiking:
+        # Nengo's default LIF, and the other types with fused kernels, recurrent
+        stim = nengo.Node([0.5, -0.3], label="stim")
+        ens = [
+            nengo.Ensemble(30, 2, neuron_type=t, label=type(t).__name__)
+            for t in (nengo.LIF(), nengo.AdaptiveLIF(), nengo.SpikingRectifiedLinear())
+        ]
+        nengo.Connection(stim, ens[0], synapse=None)
+        for pre, post in zip(ens, ens[1:] + ens[:1]):
+            nengo.Connection(pre, post, synapse=0.01, transform=0.5)
+        for e in ens:
+            nengo.Probe(e.neurons)
+            nengo.Probe(e, synapse=0.01)
     with nengo.Network(seed=3, label="mixed") as mixed:
         # Python functions, LIF, an Alpha synapse, a learning rule and sliced
         # connections: operators that run as CALLs beside the instructions
@@ -45,7 +58,7 @@ def networks():
         nengo.Probe(err)
         nengo.Probe(pre.neurons, "voltage")
         nengo.Probe(conn, "weights", sample_every=0.005)
-    return [integrator, cconv, mixed]
+    return [integrator, cconv, spiking, mixed]
 
 
 def run(net, in_place, batch=1, steps=(40, 23), feed=False):
@@ -72,7 +85,7 @@ def test_equals_functional_stepping(net):
         assert np.allclose(a, b, atol=1e-12, rtol=1e-10)
 
 
-@pytest.mark.parametrize("net", networks()[:2], ids=lambda n: n.label)
+@pytest.mark.parametrize("net", networks()[:3], ids=lambda n: n.label)
 def test_equals_reference(net):
     ours = run(net, in_place=True)
     with nengo.Simulator(net, progress_bar=False) as ref:
@@ -92,7 +105,7 @@ def test_batched_feeds_equal_functional():
 def test_python_interpreter_equals_native(monkeypatch):
     if program._native is None:
         pytest.skip("the C++ extension is not built")
-    net = networks()[2]
+    net = networks()[3]
     native = run(net, in_place=True)
     monkeypatch.setattr(program, "_native", None)
     python = run(net, in_place=True)
@@ -122,7 +135,7 @@ def lowered(net, batch):
 def test_networks_of_ensembles_lower_completely(batch):
     # a lowering that starts failing would fall back to CALLs silently: slower,
     # still right; this test notices
-    for net in networks()[:2]:
+    for net in networks()[:3]:
         n, calls = lowered(net, batch)
         assert n > 5 and calls == 0, net.label
 
@@ -146,6 +159,9 @@ def test_instructions_agree_between_interpreters():
     def r(*shape):
         return torch.randn(*shape, generator=g, dtype=torch.float64)
 
+    def u(*shape):
+        return torch.rand(*shape, generator=g, dtype=torch.float64)
+
     base = r(3, 10)
     cases = [
         (program.FILL, [r(2, 3)], [], [0.5]),
@@ -167,6 +183,12 @@ def test_instructions_agree_between_interpreters():
         (program.BMM, [r(2, 3, 4), r(2, 3, 5), r(2, 5, 4)], [], []),
         (program.MUL, [r(2, 3, 4), r(2, 3, 4), r(3, 4)], [], []),
         (program.SUM, [r(2, 3), r(2, 3, 4)], [], []),
+        # LIF, AdaptiveLIF, SpikingRectifiedLinear: (out, J, states, 2 scratch)
+        (program.NEURON, [r(6), 3 * u(6), 0.9 * u(6), 0.001 * u(6), r(6), r(6)], [0],
+         [0.001, 0.02, 0.002, 0.0, 1.0]),
+        (program.NEURON, [r(6), 3 * u(6), 0.9 * u(6), 0.001 * u(6), u(6), r(6), r(6)],
+         [1], [0.001, 0.02, 0.002, 0.0, 1.0, 1.0, 0.01]),
+        (program.NEURON, [r(6), 300 * u(6), u(6), r(6), r(6)], [2], [0.001, 1.0]),
     ]
     for opcode, tensors, ints, floats in cases:
         results = []
@@ -181,6 +203,8 @@ def test_instructions_agree_between_interpreters():
                     prog.add(opcode, ts, list(ints), list(floats))
                     prog.run(1, 3)
             results.append(ts)
+        if opcode == program.NEURON:  # the kernels' scratch buffers: not results
+            results = [ts[:-2] for ts in results]
         for a, b in zip(*results):
             assert torch.allclose(a, b, atol=1e-12), opcode
 

@@ -17,12 +17,12 @@ them. So every model can run this way; lowered operators just run faster.
 
 import functools
 
+import nengo
 import numpy as np
 import torch
 from nengo.builder.neurons import SimNeurons
 from nengo.builder.operator import BsrDotInc, Copy, DotInc, ElementwiseInc, Reset, TimeUpdate
 from nengo.builder.processes import SimProcess
-import nengo
 
 from ..synapses import is_native_synapse
 from ..utils import TypeRegistry
@@ -32,7 +32,11 @@ from .signals import SignalValues
 
 # opcodes, shared with csrc/program.h
 CALL, FILL, COPY, ADD, GATHER, INDEX_COPY, INDEX_ADD = 0, 1, 2, 3, 4, 5, 6
-ADDMM, BADDBMM, ADDCMUL, RELU, AXPBY, TIME, FEED, RECORD, BMM, MUL, SUM = range(7, 18)
+ADDMM, BADDBMM, ADDCMUL, RELU, AXPBY, TIME, FEED, RECORD, BMM, MUL, SUM, NEURON = range(
+    7, 19
+)
+# NEURON's kinds: the neuron types with fused kernels (kernels/ops.py)
+NEURON_KINDS = (nengo.LIF, nengo.AdaptiveLIF, nengo.SpikingRectifiedLinear)
 
 # products up to this many multiply-adds run as plain loops in C++ (csrc/program.cpp)
 RAW_MACS = 1 << 16
@@ -55,6 +59,19 @@ def _time(k, t, i, f):
     t[1].copy_(t[0]).mul_(f[0])
 
 
+def _neuron(k, t, i, f):
+    from ..kernels import ops
+
+    kernel = (ops.lif_lowpass, ops.adaptive_lif_lowpass, ops.spiking_relu_lowpass)[i[0]]
+    out, J, states, scratch = t[0], t[1], t[2:-2], t[-2]
+    result = kernel(
+        J.reshape(1, -1), *(s.reshape(-1) for s in states), scratch.reshape(-1), *f, 0.0
+    )
+    out.copy_(result[0].reshape(out.shape))
+    for state, new in zip(states, result[2 : 2 + len(states)]):
+        state.copy_(new.reshape(state.shape))
+
+
 # the Python interpreter: one function per opcode, (k, tensors, ints, floats)
 _EXEC = {
     FILL: lambda k, t, i, f: t[0].fill_(f[0]),
@@ -74,6 +91,7 @@ _EXEC = {
     TIME: _time,
     FEED: lambda k, t, i, f: t[0].copy_(t[1].select(1, k)),
     RECORD: _record,
+    NEURON: _neuron,
 }
 
 
@@ -482,6 +500,8 @@ def lower_elementwise_inc(prog, op, step):
 
 @lower(SimNeurons)
 def lower_sim_neurons(prog, op, step):
+    if type(op.neurons) in NEURON_KINDS and not prog.training:
+        return _lower_fused_neurons(prog, op)
     if type(op.neurons) is not nengo.RectifiedLinear or op.state:
         raise Unlowerable("no instruction for this neuron type")
     J = prog.read(op.J)
@@ -493,6 +513,41 @@ def lower_sim_neurons(prog, op, step):
         prog.emit(RELU, (dst, J), floats=(amplitude,))
 
     prog.write(op.output, emit_into, False)
+
+
+def _lower_fused_neurons(prog, op):
+    from .ops.neurons import _kernel
+
+    kernel = _kernel(op.neurons)
+    if kernel is None:
+        raise Unlowerable("the fused kernels are unavailable")
+    _, names, params = kernel
+    out, J = prog.views.ref(op.output), prog.read(op.J)
+    states = [prog.views.ref(op.state[name]) for name in names]
+    tensors = [out, J] + states
+    if not all(isinstance(t, torch.Tensor) for t in tensors) or (
+        len({t.numel() for t in tensors}) != 1 or J.device.type != "cpu"
+        or len({t.dtype for t in tensors}) != 1
+        or J.dtype not in (torch.float32, torch.float64)
+        or not all(s.is_contiguous() for s in states)
+    ):
+        raise Unlowerable("neuron signals are not CPU float tensors of one size")
+    for state in states:
+        if _same_buffer(state, out) or _same_buffer(state, J):
+            raise Unlowerable("neuron state overlaps its input or output")
+    # slices of merged bases (batch > 1): through contiguous copies
+    if not J.is_contiguous():
+        J = torch.empty_like(J, memory_format=torch.contiguous_format)
+        prog.emit(COPY, (J, tensors[1]))
+    result = out if out.is_contiguous() else torch.empty_like(
+        out, memory_format=torch.contiguous_format
+    )
+    scratch = [result.new_zeros(result.shape) for _ in range(2)]
+    kind = NEURON_KINDS.index(type(op.neurons))
+    floats = (prog.dt,) + tuple(params(op.neurons))[:-1]  # without the decay
+    prog.emit(NEURON, [result, J] + states + scratch, (kind,), floats)
+    if result is not out:
+        prog.emit(COPY, (out, result))
 
 
 @lower(SimProcess)

@@ -219,6 +219,8 @@ class Engine:
             and not self.compile
             and not torch.is_grad_enabled()
             and self.settings.get("in_place") is not False
+            # untested on CUDA so far (no GPU was lent when it was written)
+            and all(value.device.type == "cpu" for value in values.values())
         ):
             return self._run_program(
                 values, steps, n_steps, batch_size, start_step, feeds or {}, on_step,
