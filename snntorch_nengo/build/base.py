@@ -49,7 +49,11 @@ class NengoObjectModule(nn.Module):
         return candidate
 
     def signal(self, sig):
-        return getattr(self, self.signal_names[sig])
+        name = self.signal_names[sig]
+        # straight from the dicts: nn.Module.__getattr__ costs microseconds, and
+        # every run reads every signal
+        value = self._parameters.get(name)
+        return value if value is not None else self._buffers[name]
 
     def set_signal(self, sig, value):
         name = self.signal_names[sig]

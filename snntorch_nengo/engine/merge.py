@@ -144,7 +144,20 @@ class MergedSignals:
 
     def split(self, sv, originals):
         """The originals' values read back from merged values ``sv``."""
-        return {sig: sv.read(self.location.get(sig, sig)) for sig in originals}
+        out = {}
+        for base, (sigs, contiguous) in self.pieces.items():
+            # one split per merged base, not one read per original
+            if contiguous and all(sig in originals for sig in sigs):
+                value = sv.values[base]
+                lead = value.shape[: value.dim() - base.ndim]
+                parts = value.reshape(lead + (-1,)).split([s.size for s in sigs], dim=-1)
+                for sig, part in zip(sigs, parts):
+                    shape = lead + tuple(sig.shape)
+                    out[sig] = part if part.shape == shape else part.reshape(shape)
+        for sig in originals:
+            if sig not in out:
+                out[sig] = sv.read(self.location.get(sig, sig))
+        return out
 
 
 def _key(values, batch_size):
