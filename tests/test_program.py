@@ -213,3 +213,29 @@ def _strided_copy(t):
     """A copy of a strided view with the same strides (its base cloned)."""
     base = t._base.clone() if t._base is not None else t.clone()
     return base.as_strided(t.shape, t.stride(), t.storage_offset())
+
+
+def test_parameter_changes_between_runs_are_seen():
+    """The last run's merged values are reused only while nothing changed."""
+    net = networks()[0]
+    with net:
+        configure_settings(time_batched=False)
+    with Simulator(net, progress_bar=False, dtype="float64") as sim, Simulator(
+        net, progress_bar=False, dtype="float64"
+    ) as fresh:
+        sim.run_steps(20)
+        fresh.run_steps(20)
+        for s in (sim, fresh):
+            with torch.no_grad():  # in place, as an optimizer step would change it
+                for param in s.module.parameters():
+                    param.mul_(0.5)
+        sim.run_steps(20)
+        # `fresh` assembles anew: its merged-value cache was dropped
+        fresh.module.engine.merged._last = None
+        fresh.run_steps(20)
+        probe = net.all_probes[0]
+        assert np.allclose(sim.data[probe], fresh.data[probe], atol=1e-12)
+        # and the change matters, so the comparison can fail
+        with Simulator(net, progress_bar=False, dtype="float64") as unchanged:
+            unchanged.run_steps(40)
+            assert not np.allclose(sim.data[probe][20:], unchanged.data[probe][20:])
