@@ -149,8 +149,17 @@ def as_tensor(value, name, dtype, device, check_finite=True, allow_nan=False, at
 
 
 def check_finite_values(tensor, name, allow_nan=False, attr="x"):
-    """Raise if ``tensor`` holds infinite values, or NaN (unless ``allow_nan``)."""
+    """Raise if ``tensor`` holds infinite values, or NaN (unless ``allow_nan``).
+
+    A sum is finite only if every value is (NaN and infinities propagate, and
+    with ``allow_nan`` `torch.nansum` skips NaN), so clean data costs one sum;
+    the element-wise check runs only when the sum is not finite, which also
+    catches a sum that overflowed.
+    """
     if not tensor.is_floating_point():
+        return
+    tensor = tensor.detach()
+    if torch.isfinite(tensor.nansum() if allow_nan else tensor.sum()):
         return
     bad = torch.isinf(tensor) if allow_nan else ~torch.isfinite(tensor)
     if bool(bad.any()):

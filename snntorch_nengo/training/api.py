@@ -318,10 +318,9 @@ class TrainingMixin:
             # auto-encoders pass the same data as x and y: convert and check it once
             key = (_data_key(value), allow_nan)
             if key not in converted:
-                made = validation.as_tensor(value, name, dtype, "cpu", False, attr=attr)
-                if finite:
-                    _check_finite(made, name, allow_nan, attr)
-                converted[key] = made
+                converted[key] = validation.as_tensor(
+                    value, name, dtype, "cpu", finite, allow_nan=allow_nan, attr=attr
+                )
             return converted[key]
 
         tensors = [
@@ -404,21 +403,6 @@ def _data_key(value):
             value.dtype, value.device,
         )
     return ("object", id(value))
-
-
-def _check_finite(tensor, name, allow_nan, attr):
-    """`validation.check_finite_values`, fast for clean data.
-
-    A sum is finite only if every value is (NaN and infinities propagate, and
-    with ``allow_nan`` `torch.nansum` skips NaN), so clean data costs one sum;
-    the element-wise check runs only when the sum is not finite, which also
-    catches a sum that overflowed.
-    """
-    if not tensor.is_floating_point():
-        return
-    total = tensor.nansum() if allow_nan else tensor.sum()
-    if not torch.isfinite(total):
-        validation.check_finite_values(tensor, name, allow_nan=allow_nan, attr=attr)
 
 
 def _common_length(arrays, where):
