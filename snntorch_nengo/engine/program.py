@@ -116,8 +116,8 @@ class InPlaceValues(SignalValues):
     def _write(self, sig, value, inc):
         ref = self._views.ref(sig)
         target = ref if isinstance(ref, torch.Tensor) else ref[0]
-        if value.untyped_storage().data_ptr() == target.untyped_storage().data_ptr():
-            value = value.clone()  # a view of the same buffer: no partial overlap
+        if _same_buffer(value, target):
+            value = value.clone()  # in-place ops refuse partial overlap
         if isinstance(ref, torch.Tensor):
             (ref.add_ if inc else ref.copy_)(value)
             return
@@ -239,14 +239,14 @@ class Program:
         data = {}
         for probe in probes:
             sig = sig_of(probe)
-            due = [
-                k for k in range(n_steps) if (start_step + k + 1) % periods[probe] < 1
-            ]
+            # Nengo's sample_every, as `Engine._record` applies it
+            after = start_step + np.arange(1, n_steps + 1)  # steps done, after each
+            due = np.flatnonzero(after % periods[probe] < 1)
             sched = np.full(n_steps, -1)
             sched[due] = np.arange(len(due))
             base = self.views.values[sig.base]
             buf = base.new_empty((self.batch_size, len(due)) + tuple(sig.shape))
-            if due:
+            if len(due):
                 self.emit(RECORD, (buf, self.read(sig)), sched)
             data[probe] = buf
         return data
@@ -355,25 +355,16 @@ def lower_reset(prog, op, step):
 
 @lower(NodeInput)
 def lower_node_input(prog, op, step):
+    buf = prog.views.values[op.output.base]
     data = prog.feeds.get(op.node)
-    if data is None:
-        if op.original is not None:
-            raise Unlowerable("the node's own function runs")
-        data = prog.layout.initial_value(op.output, device=prog.views.values[
-            op.output.base].device).to(prog.views.values[op.output.base].dtype)
-
-        def emit_into(dst, acc):
-            prog.emit(ADD if acc else COPY, (dst, data))
-
+    if data is not None:
+        opcode, data = FEED, data.to(buf.dtype)
+    elif op.original is None:  # a constant node
+        opcode = COPY
+        data = prog.layout.initial_value(op.output, device=buf.device).to(buf.dtype)
     else:
-        data = data.to(prog.views.values[op.output.base].dtype)
-
-        def emit_into(dst, acc):
-            if acc:
-                raise Unlowerable("feeds are set, not added")
-            prog.emit(FEED, (dst, data))
-
-    prog.write(op.output, emit_into, False)
+        raise Unlowerable("the node's own function runs")
+    prog.write(op.output, lambda dst, acc: prog.emit(opcode, (dst, data)), False)
 
 
 @lower(Copy)
@@ -508,7 +499,7 @@ def lower_sim_neurons(prog, op, step):
     amplitude = float(op.neurons.amplitude)
 
     def emit_into(dst, acc):
-        if acc or _same_buffer(dst, J):
+        if _same_buffer(dst, J):
             raise Unlowerable("neuron output overlaps its input")
         prog.emit(RELU, (dst, J), floats=(amplitude,))
 

@@ -57,7 +57,7 @@ class Engine:
             operators, self.dtype, shared=[self.model.step, self.model.time]
         )
         for probe in self.probes:
-            self.layout.add(self.model.sig[probe]["in"])
+            self.layout.add(self.probe_signal(probe))
         self._series_plan = None
 
     @property
@@ -72,7 +72,7 @@ class Engine:
             else:
                 bases = (layout.views[times[0].step].base,
                          layout.views[times[0].time].base)
-                probed = {layout.views[self.model.sig[p]["in"]].base for p in self.probes}
+                probed = {layout.views[self.probe_signal(p)].base for p in self.probes}
                 plan = SeriesPlan(self.step_order, layout, bases, self.model.dt, probed)
             self._series_plan = plan
         return self._series_plan
@@ -111,6 +111,10 @@ class Engine:
         self._set_operators(operators)
         self.replacements = replacements
         self.merged = MergedSignals(originals, replacements, self.layout)
+
+    def probe_signal(self, probe):
+        """The signal ``probe`` records (after merging, a view of a merged base)."""
+        return self.model.sig[probe]["in"]
 
     def resolve(self, sig):
         """The signal the steps use for ``sig`` (a view of a merged base, maybe)."""
@@ -208,7 +212,7 @@ class Engine:
             data, sv = self.series_plan.run(
                 dict(values), steps, n_steps, batch_size, start_step, feeds or {},
                 training, self.probes, periods,
-                lambda probe: self.model.sig[probe]["in"],
+                self.probe_signal,
             )
             if on_step is not None:
                 for _ in range(n_steps):
@@ -291,7 +295,7 @@ class Engine:
         }
         prog = Program(self, steps, buffers, batch_size, feeds, training)
         data = prog.record(
-            self.probes, lambda probe: self.model.sig[probe]["in"], periods,
+            self.probes, self.probe_signal, periods,
             start_step, n_steps,
         )
         # chunks, so that a progress bar moves; one chunk when nobody watches
@@ -313,7 +317,7 @@ class Engine:
     def _probe_data(self, records, batch_size):
         data = {}
         for probe, rec in records.items():
-            sig = self.model.sig[probe]["in"]
+            sig = self.probe_signal(probe)
             data[probe] = (
                 torch.stack(rec, dim=1)
                 if rec
@@ -322,7 +326,7 @@ class Engine:
         return data
 
     def _probe_value(self, sv, probe):
-        sig = self.model.sig[probe]["in"]
+        sig = self.probe_signal(probe)
         value = sv.read(sig)
         if not sv.is_batched(sig):
             value = value.expand((sv.batch_size,) + value.shape)
