@@ -168,7 +168,7 @@ void Program::add_call(Call fn) {
 void Program::run(int64_t k0, int64_t k1) {
   c10::AutoGradMode no_grad(false);
   for (int64_t k = k0; k < k1; ++k) {
-    for (const auto& ins : code_) execute(ins, k);
+    for (auto& ins : code_) execute(ins, k);
   }
 }
 
@@ -268,8 +268,8 @@ void Program::execute_raw(const Instruction& ins, int64_t k) {
   }
 }
 
-void Program::execute(const Instruction& ins, int64_t k) {
-  const auto& t = ins.t;
+void Program::execute(Instruction& ins, int64_t k) {
+  auto& t = ins.t;
   if (ins.raw) {
     const auto dtype = ins.op == TIME ? t[1].scalar_type() : t[0].scalar_type();
     if (dtype == at::kDouble) {
@@ -284,49 +284,45 @@ void Program::execute(const Instruction& ins, int64_t k) {
       calls_[ins.i[0]](k);
       break;
     case FILL:
-      const_cast<at::Tensor&>(t[0]).fill_(ins.f[0]);
+      t[0].fill_(ins.f[0]);
       break;
     case COPY:
-      const_cast<at::Tensor&>(t[0]).copy_(t[1]);
+      t[0].copy_(t[1]);
       break;
     case ADD:
-      const_cast<at::Tensor&>(t[0]).add_(t[1]);
+      t[0].add_(t[1]);
       break;
-    case GATHER: {
-      at::Tensor out = t[0];
-      at::index_select_out(out, t[1], ins.i[0], t[2]);
+    case GATHER:
+      at::index_select_out(t[0], t[1], ins.i[0], t[2]);
       break;
-    }
     case INDEX_COPY:
-      const_cast<at::Tensor&>(t[0]).index_copy_(ins.i[0], t[1], t[2]);
+      t[0].index_copy_(ins.i[0], t[1], t[2]);
       break;
     case INDEX_ADD:
-      const_cast<at::Tensor&>(t[0]).index_add_(ins.i[0], t[1], t[2]);
+      t[0].index_add_(ins.i[0], t[1], t[2]);
       break;
     case ADDMM:
-      const_cast<at::Tensor&>(t[0]).addmm_(t[1], t[2]);
+      t[0].addmm_(t[1], t[2]);
       break;
     case BADDBMM:
-      const_cast<at::Tensor&>(t[0]).baddbmm_(t[1], t[2]);
+      t[0].baddbmm_(t[1], t[2]);
       break;
     case ADDCMUL:
-      const_cast<at::Tensor&>(t[0]).addcmul_(t[1], t[2]);
+      t[0].addcmul_(t[1], t[2]);
       break;
-    case RELU: {
-      at::Tensor out = t[0];
-      at::clamp_min_out(out, t[1], 0.0);
-      if (ins.f[0] != 1.0) out.mul_(ins.f[0]);
+    case RELU:
+      at::clamp_min_out(t[0], t[1], 0.0);
+      if (ins.f[0] != 1.0) t[0].mul_(ins.f[0]);
       break;
-    }
     case AXPBY:
-      const_cast<at::Tensor&>(t[0]).mul_(ins.f[0]).add_(t[1], ins.f[1]);
+      t[0].mul_(ins.f[0]).add_(t[1], ins.f[1]);
       break;
     case TIME:
-      const_cast<at::Tensor&>(t[0]).add_(1);
-      const_cast<at::Tensor&>(t[1]).copy_(t[0]).mul_(ins.f[0]);
+      t[0].add_(1);
+      t[1].copy_(t[0]).mul_(ins.f[0]);
       break;
     case FEED:
-      const_cast<at::Tensor&>(t[0]).copy_(t[1].select(1, k));
+      t[0].copy_(t[1].select(1, k));
       break;
     case RECORD: {
       TORCH_CHECK(k < static_cast<int64_t>(ins.i.size()), "Program.run: step ", k,
@@ -335,21 +331,15 @@ void Program::execute(const Instruction& ins, int64_t k) {
       if (j >= 0) t[0].select(1, j).copy_(t[1]);
       break;
     }
-    case BMM: {
-      at::Tensor out = t[0];
-      at::bmm_out(out, t[1], t[2]);
+    case BMM:
+      at::bmm_out(t[0], t[1], t[2]);
       break;
-    }
-    case MUL: {
-      at::Tensor out = t[0];
-      at::mul_out(out, t[1], t[2]);
+    case MUL:
+      at::mul_out(t[0], t[1], t[2]);
       break;
-    }
-    case SUM: {
-      at::Tensor out = t[0];
-      at::sum_out(out, t[1], {-1});
+    case SUM:
+      at::sum_out(t[0], t[1], {-1});
       break;
-    }
     case NEURON:
       if (t[0].scalar_type() == at::kDouble) {
         run_neuron<double>(t, ins.i[0], ins.f);

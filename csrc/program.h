@@ -64,7 +64,7 @@ class Program {
     // is most of the cost at batch size 1); decided once, in `add`
     bool raw = false;
   };
-  void execute(const Instruction& ins, int64_t k);
+  void execute(Instruction& ins, int64_t k);
   template <typename scalar_t>
   void execute_raw(const Instruction& ins, int64_t k);
 
