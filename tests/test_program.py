@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from snntorch_nengo import Simulator, configure_settings
-from snntorch_nengo.engine import program
+from snntorch_nengo.engine import program, runner
 
 
 def networks():
@@ -61,10 +61,11 @@ def networks():
     return [integrator, cconv, spiking, mixed]
 
 
-def run(net, in_place, batch=1, steps=(40, 23), feed=False):
+def run(net, in_place, batch=1, steps=(40, 23), feed=False, device=None):
     with net:
         configure_settings(in_place=in_place, time_batched=False)
-    with Simulator(net, progress_bar=False, dtype="float64", minibatch_size=batch) as sim:
+    with Simulator(net, progress_bar=False, dtype="float64", minibatch_size=batch,
+                   device=device) as sim:
         if not feed:
             for n in steps:  # two runs: state carries over between them
                 sim.run_steps(n)
@@ -113,7 +114,7 @@ def test_python_interpreter_equals_native(monkeypatch):
         assert np.allclose(a, b, atol=1e-12, rtol=1e-10)
 
 
-def lowered(net, batch):
+def lowered(net, batch, device=None):
     """(number of instructions, CALLs) of the program a run builds."""
     programs = []
     original = program.Program.run
@@ -124,7 +125,7 @@ def lowered(net, batch):
 
     program.Program.run = spy
     try:
-        run(net, in_place=True, batch=batch, steps=(5,))
+        run(net, in_place=True, batch=batch, steps=(5,), device=device)
     finally:
         program.Program.run = original
     code = programs[-1].code
@@ -239,3 +240,18 @@ def test_parameter_changes_between_runs_are_seen():
         with Simulator(net, progress_bar=False, dtype="float64") as unchanged:
             unchanged.run_steps(40)
             assert not np.allclose(sim.data[probe][20:], unchanged.data[probe][20:])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("net", networks(), ids=lambda n: n.label)
+def test_cuda_equals_functional_and_cpu(net, monkeypatch):
+    monkeypatch.setattr(runner, "IN_PLACE_DEVICES", ("cpu", "cuda"))
+    n, _ = lowered(net, 2, device="cuda")  # the program path runs on CUDA
+    assert n > 5
+    for batch in (1, 3):
+        ours = run(net, in_place=True, batch=batch, device="cuda")
+        functional = run(net, in_place=False, batch=batch, device="cuda")
+        cpu = run(net, in_place=True, batch=batch)
+        for a, b, c in zip(ours, functional, cpu):
+            assert np.allclose(a, b, atol=1e-12, rtol=1e-10)
+            assert np.allclose(a, c, atol=1e-11, rtol=1e-9)

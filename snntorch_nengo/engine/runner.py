@@ -20,6 +20,11 @@ from .timebatch import SeriesPlan
 # operators, 57 instructions merged; ff_mlp: 23 operators).
 WINDOW_MAX_OPERATORS = 256
 
+# Devices whose runs without autograd step in place (engine/program.py). On CUDA
+# the instructions run through the Python interpreter, one launch per
+# instruction: see docs/benchmarks.md for whether that pays there.
+IN_PLACE_DEVICES = ("cpu",)
+
 
 class Engine:
     """Executes a `nengo.builder.Model` step by step, batched, in torch.
@@ -223,8 +228,7 @@ class Engine:
             and not self.compile
             and not torch.is_grad_enabled()
             and self.settings.get("in_place") is not False
-            # untested on CUDA so far (no GPU was lent when it was written)
-            and all(value.device.type == "cpu" for value in values.values())
+            and all(value.device.type in IN_PLACE_DEVICES for value in values.values())
         ):
             return self._run_program(
                 values, steps, n_steps, batch_size, start_step, feeds or {}, on_step,
