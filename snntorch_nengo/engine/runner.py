@@ -21,9 +21,9 @@ from .timebatch import SeriesPlan
 WINDOW_MAX_OPERATORS = 256
 
 # Devices whose runs without autograd step in place (engine/program.py). On CUDA
-# the instructions run through the Python interpreter, one launch per
-# instruction: see docs/benchmarks.md for whether that pays there.
-IN_PLACE_DEVICES = ("cpu",)
+# the instructions run through the Python interpreter, one launch each; that
+# was 3.6-7.8x faster than functional stepping on an H100 (docs/benchmarks.md).
+IN_PLACE_DEVICES = ("cpu", "cuda")
 
 
 class Engine:
