@@ -142,10 +142,18 @@ def as_tensor(value, name, dtype, device, check_finite=True, allow_nan=False, at
     with warnings.catch_warnings():
         # read-only arrays (np.broadcast_to) are fine: the data is only read
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        tensor = torch.as_tensor(array, device=device).to(dtype)
+        tensor = torch.as_tensor(array)
+    # broadcast dimensions (np.broadcast_to: stride 0) stay broadcast, so an
+    # input repeated over n_steps costs one step's memory and is known to be
+    # the same at every step (engine/timebatch.py)
+    broadcast = [d for d in range(tensor.dim()) if tensor.stride(d) == 0 and tensor.shape[d] > 1]
+    compact = tensor
+    for d in broadcast:
+        compact = compact.narrow(d, 0, 1)
+    compact = compact.to(device=device, dtype=dtype)
     if check_finite:
-        check_finite_values(tensor, name, allow_nan=allow_nan, attr=attr)
-    return tensor
+        check_finite_values(compact, name, allow_nan=allow_nan, attr=attr)
+    return compact.expand(tensor.shape) if broadcast else compact
 
 
 def check_finite_values(tensor, name, allow_nan=False, attr="x"):

@@ -125,6 +125,8 @@ def test_unknown_setting():
         (lambda n: {n.a: [[[0.0]], [[0.0], [1.0]]], n.b: zeros(2, 3, 2)}, ["<Node 'a'>", "not a rectangular array"]),
         # NaN and inf
         (lambda n: {n.a: np.full((2, 3, 1), np.nan), n.b: zeros(2, 3, 2)}, ["<Node 'a'>", "6 NaN", "check_finite=False"]),
+        # broadcast over the steps (kept unmaterialised): the one step is checked
+        (lambda n: {n.a: np.broadcast_to(np.full((2, 1, 1), np.inf), (2, 3, 1)), n.b: zeros(2, 3, 2)}, ["<Node 'a'>", "2 infinite"]),
         (lambda n: {n.a: zeros(2, 3, 1), n.b: np.where(np.arange(12).reshape(2, 3, 2) == 7, np.inf, 0)}, ["<Node 'b'>", "1 infinite", "(1, 0, 1)"]),
         # nodes that are not input nodes of this network
         (lambda n: {nengo.Node([0.0], add_to_container=False, label="stray"): zeros(2, 3, 1)}, ["<Node 'stray'>", "not an input Node"]),

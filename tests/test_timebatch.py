@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from snntorch_nengo import NengoModule, Simulator, TensorNode, configure_settings
+from snntorch_nengo.engine import runner, timebatch
 
 SPIKING = [nengo.LIF(), nengo.AdaptiveLIF(), nengo.SpikingRectifiedLinear(),
            nengo.RegularSpiking(nengo.Tanh())]
@@ -68,7 +69,8 @@ def test_window_matches_reference_simulator():
     np.testing.assert_allclose(windowed[out], ref.data[net.p_out], atol=1e-10)
 
 
-def test_fed_minibatch_and_fit_gradients_equal():
+@pytest.mark.parametrize("held", [False, True], ids=["varying", "held"])
+def test_fed_minibatch_and_fit_gradients_equal(held):
     def build():
         with nengo.Network(seed=1) as net:
             net.stim = nengo.Node(np.zeros(3))
@@ -80,6 +82,8 @@ def test_fed_minibatch_and_fit_gradients_equal():
         return net
 
     x = torch.as_tensor(np.random.RandomState(0).uniform(-1, 1, (4, 30, 3)))
+    if held:  # the same input at every step: its products run once per sample
+        x = x[:, :1].expand(4, 30, 3)
     results = []
     for time_batched in (False, True):
         net = build()
@@ -176,3 +180,57 @@ def test_compiled_step_equals_eager():
             results.append((sim.data[net.p], sim.data[net.ps]))
     np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-10)
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def _windows(monkeypatch):
+    """Record (steps, held inputs) of each window run."""
+    calls = []
+    original = timebatch.SeriesPlan.run
+    same = timebatch._same_every_step
+
+    def spy(self, values, steps, n_steps, *args, **kwargs):
+        calls.append([n_steps, []])
+        return original(self, values, steps, n_steps, *args, **kwargs)
+
+    def spy_same(data):
+        result = same(data)
+        calls[-1][1].append(result)
+        return result
+
+    monkeypatch.setattr(timebatch.SeriesPlan, "run", spy)
+    monkeypatch.setattr(timebatch, "_same_every_step", spy_same)
+    return calls
+
+
+def test_long_windows_run_in_chunks(monkeypatch):
+    """Chunks carry their state and probe schedule into the next one."""
+    stepped, _ = run(feed_forward(nengo.LIF()), False)
+    monkeypatch.setattr(runner, "WINDOW_CHUNK_ROWS", 25)
+    calls = _windows(monkeypatch)
+    chunked, plan = run(feed_forward(nengo.LIF()), True)
+    assert plan.eligible
+    assert [n for n, _ in calls] == [25] * 4 + [20] + [25, 12]  # runs of 120, 37
+    assert_same(stepped, chunked)
+
+
+@pytest.mark.parametrize("kind", ["broadcast", "tiled", "varying"])
+def test_inputs_held_over_the_window(monkeypatch, kind):
+    rng = np.random.RandomState(2)
+    x = rng.uniform(-1, 1, (3, 1, 2))
+    x = {
+        "broadcast": np.broadcast_to(x, (3, 50, 2)),
+        "tiled": np.tile(x, (1, 50, 1)),
+        "varying": rng.uniform(-1, 1, (3, 50, 2)),
+    }[kind]
+    outs = []
+    calls = _windows(monkeypatch)
+    for time_batched in (False, True):
+        net = feed_forward(nengo.SpikingRectifiedLinear())
+        with net:
+            configure_settings(time_batched=time_batched)
+        with Simulator(net, progress_bar=False, dtype="float64", minibatch_size=3) as sim:
+            outs.append(sim.predict({net.stim: x}, n_steps=50))
+    assert calls == [[50, [kind != "varying"]]]
+    for stepped, windowed in zip(outs[0].values(), outs[1].values()):
+        np.testing.assert_allclose(stepped, windowed, atol=1e-12, rtol=0)
+    assert np.any(stepped != 0)

@@ -20,10 +20,17 @@ from .timebatch import SeriesPlan
 # operators, 57 instructions merged; ff_mlp: 23 operators).
 WINDOW_MAX_OPERATORS = 256
 
+# Rows (batch x steps) per chunk of a windowed run on the CPU; see _run_windowed.
+WINDOW_CHUNK_ROWS = 4096
+
 # Devices whose runs without autograd step in place (engine/program.py). On CUDA
 # the instructions run through the Python interpreter, one launch each; that
 # was 3.6-7.8x faster than functional stepping on an H100 (docs/benchmarks.md).
 IN_PLACE_DEVICES = ("cpu", "cuda")
+
+
+def values_on_cpu(values):
+    return all(value.device.type == "cpu" for value in values.values())
 
 
 class Engine:
@@ -214,15 +221,10 @@ class Engine:
             for probe in self.probes
         }
         if n_steps > 1 and self.windowed:
-            data, sv = self.series_plan.run(
-                dict(values), steps, n_steps, batch_size, start_step, feeds or {},
-                training, self.probes, periods,
-                self.probe_signal,
+            return self._run_windowed(
+                values, steps, n_steps, batch_size, start_step, feeds or {}, on_step,
+                training, periods,
             )
-            if on_step is not None:
-                for _ in range(n_steps):
-                    on_step()
-            return data, sv
         if (
             n_steps > 1
             and not self.compile
@@ -251,6 +253,35 @@ class Engine:
             if on_step is not None:
                 on_step()
         return self._probe_data(records, batch_size), sv
+
+    def _run_windowed(self, values, steps, n_steps, batch_size, start_step, feeds,
+                      on_step, training, periods):
+        """Windowed runs, in chunks of steps whose tensors stay in the CPU's caches.
+
+        One window over thousands of steps makes every intermediate tensor
+        tens of megabytes: each operator then streams it from memory (and
+        the allocator maps fresh pages for it), which costs more than the
+        arithmetic. Chunks of ``WINDOW_CHUNK_ROWS`` rows (batch x steps)
+        carry their final state into the next, so results are the same.
+        """
+        chunk = max(1, WINDOW_CHUNK_ROWS // batch_size) if values_on_cpu(values) else n_steps
+        values, parts = dict(values), []
+        for k0 in range(0, n_steps, chunk):
+            k1 = min(n_steps, k0 + chunk)
+            part = {node: data[:, k0:k1] for node, data in feeds.items()}
+            data, sv = self.series_plan.run(
+                values, steps, k1 - k0, batch_size, start_step + k0, part,
+                training, self.probes, periods, self.probe_signal,
+            )
+            values = sv.values
+            parts.append(data)
+            if on_step is not None:
+                for _ in range(k1 - k0):
+                    on_step()
+        if len(parts) == 1:
+            return parts[0], sv
+        data = {probe: torch.cat([d[probe] for d in parts], dim=1) for probe in self.probes}
+        return data, sv
 
     def _run_compiled(self, values, steps, n_steps, batch_size, start_step, feeds,
                       on_step, training, periods):

@@ -157,10 +157,15 @@ class SeriesPlan:
         series[step_base] = step_series.repeat(B)
         series[time_base] = time_series.repeat(B)
 
+        steady = {}  # base -> (B, *shape): its value, the same at every step
+
         def window(base):
             """The value every reader sees over the window, folded."""
             if base in series:
                 return series[base]
+            if base in steady:
+                value = steady[base]
+                return _fold_broadcast(value, T) if layout.batched(base) else value
             value = values[base]
             if not layout.batched(base):
                 return value
@@ -168,6 +173,19 @@ class SeriesPlan:
                 # sets overwrite all of it before anything reads it (see _plan)
                 return value.new_empty((B * T,) + value.shape[1:])
             return _fold_broadcast(value, T)
+
+        def rows(base):
+            """The value over the window as ``(B, ...)`` if it is the same at
+            every step (None if not): unwritten inputs, and outputs of folded
+            operators whose inputs are all like that."""
+            if base in series:
+                return None
+            if base in steady:
+                return steady[base]
+            value = values[base]
+            if base in self.writers and base not in self.updated and layout.batched(base):
+                return value.new_empty(value.shape)  # set before read (see _plan)
+            return value
 
         folded = dict(values)  # what folded operators see; touched bases updated
 
@@ -177,15 +195,32 @@ class SeriesPlan:
                 continue
             if isinstance(op, NodeInput) and op.node in feeds:
                 data = feeds[op.node][:, :T]
-                series[layout.views[op.output].base] = _set_folded(
-                    layout, op.output, window(layout.views[op.output].base),
+                base = layout.views[op.output].base
+                current = rows(base)
+                if current is not None and _same_every_step(data):
+                    # e.g. an image shown for all n_steps: later products of it
+                    # run once per sample instead of once per step
+                    steady[base] = _set_folded(layout, op.output, current, data[:, 0])
+                    continue
+                series[base] = _set_folded(
+                    layout, op.output, window(base),
                     data.reshape((B * T,) + data.shape[2:]),
                 )
+                steady.pop(base, None)
                 continue
             step = step_of.get(op)
             if step is None:
                 continue
             if isinstance(op, FOLDED) or (isinstance(op, NodeInput) and op.original is None):
+                now = {base: rows(base) for base in self.touched[op]}
+                if all(value is not None for value in now.values()):
+                    folded.update(now)
+                    sv = SignalValues(layout, folded, B)
+                    sv.training = training
+                    step(sv)
+                    for base in written:
+                        steady[base] = sv.values[base]
+                    continue
                 for base in self.touched[op]:
                     folded[base] = window(base)
                 sv = SignalValues(layout, folded, B * T)
@@ -193,6 +228,7 @@ class SeriesPlan:
                 step(sv)
                 for base in written:
                     series[base] = sv.values[base]
+                    steady.pop(base, None)
                 continue
             fast = getattr(step, "series", None)
             if fast is not None:
@@ -216,8 +252,8 @@ class SeriesPlan:
             full = ended.get(base, series.get(base))
             n = start_step + np.arange(1, T + 1)
             keep = np.flatnonzero(n % periods[probe] < 1)
-            if full is None:  # never written in the window: constant or initial
-                value = SignalValues(layout, values, B).read(sig)
+            if full is None:  # the same all window: constant, initial or steady
+                value = SignalValues(layout, {**values, **steady}, B).read(sig)
                 if not layout.batched(base):
                     value = value.expand((B,) + value.shape)
                 data[probe] = value[:, None].expand(
@@ -232,6 +268,8 @@ class SeriesPlan:
         for base in self.writers:
             full = ended.get(base, series.get(base))
             if full is None:
+                if base in steady:
+                    final[base] = steady[base]
                 continue
             full = full.reshape((B, T) + full.shape[1:])[:, -1]
             final[base] = full[0] if not layout.batched(base) else full
@@ -336,6 +374,13 @@ def _fold_broadcast(value, T):
     B = value.shape[0]
     return value[:, None].expand((B, T) + value.shape[1:]).reshape(
         (B * T,) + value.shape[1:]
+    )
+
+
+def _same_every_step(data):
+    """Whether ``data`` ``(B, T, ...)`` holds the same values at every step."""
+    return data.shape[1] == 1 or data.stride(1) == 0 or torch.equal(
+        data, data[:, :1].expand(data.shape)
     )
 
 
