@@ -6,8 +6,10 @@ rule), the same results come from running each operator once over the whole
 window, in a suitable order:
 
 - *folded* operators (products, copies, resets, convolutions, fed inputs) have
-  no memory: they run once on tensors whose batch dimension is ``batch * T``,
-  so a connection becomes one matrix product over ``(batch * T, d)``;
+  no memory: they run once on tensors whose batch dimension is ``T * batch``
+  (step-major: row ``t * batch + b``), so a connection becomes one matrix
+  product over ``(T * batch, d)``, and a neuron group's input is already the
+  time-major ``[T, batch * N]`` its fused kernel takes;
 - *scanned* operators (neurons, synapses and other processes, Python and torch
   nodes) have memory or per-step code: they loop over time on their own, and
   neurons whose type has a fused multi-step kernel (`kernels.ops`) run as one
@@ -148,14 +150,14 @@ class SeriesPlan:
         B, T = batch_size, n_steps
         layout = self.layout
         step_of = {getattr(step, "op", None): step for step in steps}
-        series = {}  # base -> (B*T, *shape): value after the writers run so far
-        ended = {}  # updated base -> (B*T, *shape): value at the end of each step
+        series = {}  # base -> (T*B, *shape): value after the writers run so far
+        ended = {}  # updated base -> (T*B, *shape): value at the end of each step
         step_base, time_base = self.time_bases
         first = values[step_base]
         step_series = first + 1 + torch.arange(T, dtype=first.dtype, device=first.device)
         time_series = step_series.to(values[time_base].dtype) * self.dt
-        series[step_base] = step_series.repeat(B)
-        series[time_base] = time_series.repeat(B)
+        series[step_base] = step_series.repeat_interleave(B)
+        series[time_base] = time_series.repeat_interleave(B)
 
         steady = {}  # base -> (B, *shape): its value, the same at every step
 
@@ -171,7 +173,7 @@ class SeriesPlan:
                 return value
             if base in self.writers and base not in self.updated:
                 # sets overwrite all of it before anything reads it (see _plan)
-                return value.new_empty((B * T,) + value.shape[1:])
+                return value.new_empty((T * B,) + value.shape[1:])
             return _fold_broadcast(value, T)
 
         def rows(base):
@@ -204,7 +206,7 @@ class SeriesPlan:
                     continue
                 series[base] = _set_folded(
                     layout, op.output, window(base),
-                    data.reshape((B * T,) + data.shape[2:]),
+                    data.transpose(0, 1).reshape((T * B,) + data.shape[2:]),
                 )
                 steady.pop(base, None)
                 continue
@@ -223,7 +225,7 @@ class SeriesPlan:
                     continue
                 for base in self.touched[op]:
                     folded[base] = window(base)
-                sv = SignalValues(layout, folded, B * T)
+                sv = SignalValues(layout, folded, T * B)
                 sv.training = training
                 step(sv)
                 for base in written:
@@ -234,7 +236,7 @@ class SeriesPlan:
             if fast is not None:
                 for base in self.touched[op]:
                     folded[base] = window(base)
-                fold = SignalValues(layout, folded, B * T)
+                fold = SignalValues(layout, folded, T * B)
                 start = SignalValues(layout, values, B)
                 result = fast(fold, start, B, T, training, self.private.get(op, set()))
                 if result is not None:
@@ -260,9 +262,9 @@ class SeriesPlan:
                     (B, len(keep)) + value.shape[1:]
                 )
                 continue
-            value = SignalValues(layout, {base: full}, B * T).read(sig)
-            value = value.reshape((B, T) + value.shape[1:])
-            data[probe] = value[:, torch.as_tensor(keep, device=value.device)]
+            value = SignalValues(layout, {base: full}, T * B).read(sig)
+            value = value.reshape((T, B) + value.shape[1:])
+            data[probe] = value[torch.as_tensor(keep, device=value.device)].transpose(0, 1)
 
         final = dict(values)
         for base in self.writers:
@@ -271,17 +273,17 @@ class SeriesPlan:
                 if base in steady:
                     final[base] = steady[base]
                 continue
-            full = full.reshape((B, T) + full.shape[1:])[:, -1]
+            full = full.reshape((T, B) + full.shape[1:])[-1]
             final[base] = full[0] if not layout.batched(base) else full
         return data, SignalValues(layout, final, B)
 
     def _store(self, base, value, values, series, ended, B, T):
-        """Record an op's per-step output ``(B, T, ...)`` of ``base``."""
-        folded = value.reshape((B * T,) + value.shape[2:])
+        """Record an op's per-step output ``(T, B, ...)`` of ``base``."""
+        folded = value.reshape((T * B,) + value.shape[2:])
         if base in self.updated:
             # readers see the previous step's update: shift by one step
-            first = values[base][:, None]
-            shifted = torch.cat([first, value[:, :-1]], dim=1)
+            first = values[base][None]
+            shifted = torch.cat([first, value[:-1]], dim=0)
             series[base] = shifted.reshape(folded.shape)
             ended[base] = folded
         else:
@@ -297,11 +299,11 @@ class SeriesPlan:
             for base in written
             if self.writers[base][0][0] is op
         }
-        inputs = {}  # the window's values, (B, T, ...), of what else it touches
+        inputs = {}  # the window's values, (T, B, ...), of what else it touches
         for base in self.touched[op]:
             if base not in carry and (layout.batched(base) or base in self.time_bases):
                 seq = window(base)
-                inputs[base] = seq.reshape((B, T) + seq.shape[1:])
+                inputs[base] = seq.reshape((T, B) + seq.shape[1:])
         outs = {base: [] for base in written}
         vals = dict(values)
         sv = SignalValues(layout, vals, B)
@@ -311,14 +313,14 @@ class SeriesPlan:
             sv.step_index = t
             vals.update(carry)
             for base, seq in inputs.items():
-                vals[base] = seq[0, t] if base in self.time_bases else seq[:, t]
+                vals[base] = seq[t, 0] if base in self.time_bases else seq[t]
             step(sv)
             for base in written:
                 value = vals[base]
                 outs[base].append(value)
                 if base in carry:
                     carry[base] = value
-        return {base: torch.stack(seq, dim=1) for base, seq in outs.items()}
+        return {base: torch.stack(seq) for base, seq in outs.items()}
 
 
 class _Ineligible(Exception):
@@ -370,11 +372,9 @@ def _covers(base, ws, views):
 
 
 def _fold_broadcast(value, T):
-    """``(B, *shape)`` repeated over ``T`` steps, folded to ``(B*T, *shape)``."""
+    """``(B, *shape)`` repeated over ``T`` steps, folded to ``(T*B, *shape)``."""
     B = value.shape[0]
-    return value[:, None].expand((B, T) + value.shape[1:]).reshape(
-        (B * T,) + value.shape[1:]
-    )
+    return value[None].expand((T,) + value.shape).reshape((T * B,) + value.shape[1:])
 
 
 def _same_every_step(data):

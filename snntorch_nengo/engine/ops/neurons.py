@@ -50,7 +50,9 @@ def _series(op, ctx, update, train_update):
     kernel = _kernel(neuron_type)
 
     def series(fold, start, B, T, training, private):
-        """{base: (B, T, ...)} over the window, or None to step it instead."""
+        """{base: (T, B, ...)} over the window, or None to step it instead.
+
+        ``fold`` holds the window's values step-major, ``(T * B, ...)``."""
         step = train_update if training else update
         rate = getattr(step, "rate_type", None)
         stateless = not op.state or (rate is not None and not rate.state)
@@ -59,22 +61,22 @@ def _series(op, ctx, update, train_update):
             J = fold.read(op.J)
             state = {name: start.read(sig) for name, sig in op.state.items()}
             output, _ = step(neuron_type, ctx.dt, J, state, None)
-            return {out_base: output.reshape((B, T) + output.shape[1:])}
+            return {out_base: output.reshape((T, B) + output.shape[1:])}
         if training or kernel is None or not set(state_bases.values()) <= private:
             return None
         J = fold.read(op.J)
         if J.dim() != 2 or _backend(J) == "reference":
             return None  # the reference is a Python loop over time either way
         N = J.shape[1]
-        J = J.reshape(B, T, N).transpose(0, 1).reshape(T, B * N)  # time-major
+        J = J.reshape(T, B * N)  # time-major: a view of the step-major fold
         states = [start.read(op.state[name]).reshape(B * N) for name in kernel[1]]
         unused_filter = J.new_zeros(B * N)
         result = kernel[0](J, *states, unused_filter, ctx.dt, *kernel[2](neuron_type))
         output, finals = result[0], result[2 : 2 + len(kernel[1])]
-        out = {out_base: output.reshape(T, B, N).transpose(0, 1)}
+        out = {out_base: output.reshape(T, B, N)}
         for name, final in zip(kernel[1], finals):
             # only the last step's state is kept: nothing else reads it (`private`)
-            out[state_bases[name]] = final.reshape(B, 1, N).expand(B, T, N)
+            out[state_bases[name]] = final.reshape(1, B, N).expand(T, B, N)
         return out
 
     return series

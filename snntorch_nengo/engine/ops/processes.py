@@ -55,25 +55,25 @@ def _synapse_series(op, ctx, update):
     state_bases = {name: views[sig].base for name, sig in op.state.items()}
 
     def series(fold, start, B, T, training, private):
-        x = fold.read(op.input)
-        x = x.reshape((B, T) + x.shape[1:]) if ctx.batched(op.input) else (
-            x.expand((B, T) + x.shape)
+        x = fold.read(op.input)  # step-major (T * B, ...)
+        x = x.reshape((T, B) + x.shape[1:]) if ctx.batched(op.input) else (
+            x.expand((T, B) + x.shape)
         )
         state = {name: start.read(sig) for name, sig in op.state.items()}
         ys, states = [], {name: [] for name in state}
         keep_states = not set(state_bases.values()) <= private
         for t in range(T):
-            y, state = update(x[:, t], state)
+            y, state = update(x[t], state)
             ys.append(y)
             if keep_states:
                 for name, value in state.items():
                     states[name].append(value)
-        out = {out_base: torch.stack(ys, dim=1)}
+        out = {out_base: torch.stack(ys)}
         for name, base in state_bases.items():
             out[base] = (
-                torch.stack(states[name], dim=1) if keep_states
+                torch.stack(states[name]) if keep_states
                 # only the final state matters: nothing else reads it
-                else state[name][:, None].expand((B, T) + state[name].shape[1:])
+                else state[name][None].expand((T,) + state[name].shape)
             )
         return out
 
