@@ -155,7 +155,9 @@ class SignalValues:
             value = value.broadcast_to(lead + view.shape)
         if view.kind == "full":
             value = value.reshape(current.shape)
-            self.values[base] = current + value if inc else value
+            if inc and not getattr(current, "zero_increments", False):
+                value = current + value  # (zeros from timebatch.zero_increments: skip)
+            self.values[base] = value
             return
         flat = current.reshape(lead + (-1,))
         value = value.reshape(lead + (-1,))

@@ -124,6 +124,11 @@ class SeriesPlan:
                         after[op].add(w)
         self.order = _toposort(ops, after)
         self.touched = {op: {views[s].base for s in op.all_signals} for op in ops}
+        self.inc_only = {
+            op: {views[s].base for s in op.incs}
+            - {views[s].base for s in op.reads + op.sets + op.updates}
+            for op in ops
+        }
         self.written_by = {}
         for base, ws in writers.items():
             for op, _, _ in ws:
@@ -223,13 +228,25 @@ class SeriesPlan:
                     for base in written:
                         steady[base] = sv.values[base]
                     continue
+                held = {}  # bases it only increments, the same every step so far
                 for base in self.touched[op]:
-                    folded[base] = window(base)
+                    if base in steady and base in self.inc_only[op] and layout.batched(base):
+                        # increment zeros instead of a copy of the value at every
+                        # step, then add it back broadcast (increments are sums)
+                        held[base] = steady[base]
+                        folded[base] = zero_increments(steady[base], T)
+                    else:
+                        folded[base] = window(base)
                 sv = SignalValues(layout, folded, T * B)
                 sv.training = training
                 step(sv)
                 for base in written:
-                    series[base] = sv.values[base]
+                    value = sv.values[base]
+                    if base in held and bool(held[base].any()):
+                        value = (value.reshape((T,) + held[base].shape) + held[base]).reshape(
+                            value.shape
+                        )
+                    series[base] = value
                     steady.pop(base, None)
                 continue
             fast = getattr(step, "series", None)
@@ -375,6 +392,14 @@ def _fold_broadcast(value, T):
     """``(B, *shape)`` repeated over ``T`` steps, folded to ``(T*B, *shape)``."""
     B = value.shape[0]
     return value[None].expand((T,) + value.shape).reshape((T * B,) + value.shape[1:])
+
+
+def zero_increments(value, T):
+    """Zeros in the folded shape of ``value`` ``(B, ...)`` over ``T`` steps,
+    without memory; `SignalValues` takes an increment of them as the result."""
+    zeros = value.new_zeros(()).expand((T * value.shape[0],) + value.shape[1:])
+    zeros.zero_increments = True
+    return zeros
 
 
 def _same_every_step(data):
