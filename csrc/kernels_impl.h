@@ -20,6 +20,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -235,6 +236,66 @@ void relu_entry(const FusedArgs<T>& a, const SpikingReluParams& p) {
   run_fused(a, SpikingRelu<T>(p), p.decay);
 }
 
+// Event-driven product: each row of Y sums the rows of Wt picked by the
+// nonzero entries of X's row (spikes: most entries are zero), scaled by them,
+// in order of k. A first pass counts X's nonzeros; above max_density of
+// M * K it returns false without writing Y (a dense product is faster then).
+// Rows are independent and run in parallel.
+template <typename T>
+bool spike_matmul(const T* X, const T* Wt, T* Y, int64_t M, int64_t K, int64_t N,
+                  double max_density, int num_threads) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  constexpr int kTile = 8;  // vectors of a Y row accumulated in registers
+  int64_t nnz = 0;
+  for (int64_t i = 0; i < M * K; ++i) nnz += X[i] != T(0);
+  if (static_cast<double>(nnz) > max_density * static_cast<double>(M * K)) return false;
+
+  auto row = [&](int64_t m, int64_t* idx) {
+    const T* x = X + m * K;
+    int64_t n = 0;
+    for (int64_t k = 0; k < K; ++k) {  // branch-free list of the nonzero k
+      idx[n] = k;
+      n += x[k] != T(0);
+    }
+    T* y = Y + m * N;
+    int64_t j = 0;
+    for (; j + kTile * W <= N; j += kTile * W) {
+      Vec acc[kTile];
+      for (int a = 0; a < kTile; ++a) acc[a] = Vec(T(0));
+      for (int64_t i = 0; i < n; ++i) {
+        const Vec xv(x[idx[i]]);
+        const T* w = Wt + idx[i] * N + j;
+        for (int a = 0; a < kTile; ++a) acc[a] = acc[a] + xv * Vec::loadu(w + a * W);
+      }
+      for (int a = 0; a < kTile; ++a) acc[a].store(y + j + a * W);
+    }
+    for (; j < N; j += W) {
+      const int lanes = int(std::min<int64_t>(W, N - j));
+      Vec acc(T(0));
+      for (int64_t i = 0; i < n; ++i) {
+        acc = acc + Vec(x[idx[i]]) * Vec::loadu(Wt + idx[i] * N + j, lanes);
+      }
+      acc.store(y + j, lanes);
+    }
+  };
+#ifdef _OPENMP
+  if (num_threads > 1 && M > 1 && M * K >= kParallelWork && !omp_in_parallel()) {
+    const int threads = int(std::min<int64_t>(num_threads, M));
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<int64_t> idx(K);
+#pragma omp for schedule(static)
+      for (int64_t m = 0; m < M; ++m) row(m, idx.data());
+    }
+    return true;
+  }
+#endif
+  std::vector<int64_t> idx(K);
+  for (int64_t m = 0; m < M; ++m) row(m, idx.data());
+  return true;
+}
+
 }  // namespace CPU_CAPABILITY
 
 #define SNN_STR2(x) #x
@@ -249,6 +310,8 @@ const KernelTable& SNN_TABLE_FN() {
       &CPU_CAPABILITY::alif_entry<double>,
       &CPU_CAPABILITY::relu_entry<float>,
       &CPU_CAPABILITY::relu_entry<double>,
+      &CPU_CAPABILITY::spike_matmul<float>,
+      &CPU_CAPABILITY::spike_matmul<double>,
   };
   return table;
 }

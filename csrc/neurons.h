@@ -63,6 +63,12 @@ struct KernelTable {
   void (*alif_f64)(const FusedArgs<double>&, const AdaptiveLifParams&);
   void (*relu_f32)(const FusedArgs<float>&, const SpikingReluParams&);
   void (*relu_f64)(const FusedArgs<double>&, const SpikingReluParams&);
+  // Y[M, N] = X[M, K] @ Wt[K, N], visiting only the nonzero entries of X;
+  // false (Y not written) when more than max_density of X is nonzero
+  bool (*spike_mm_f32)(const float* X, const float* Wt, float* Y, int64_t M, int64_t K,
+                       int64_t N, double max_density, int num_threads);
+  bool (*spike_mm_f64)(const double* X, const double* Wt, double* Y, int64_t M, int64_t K,
+                       int64_t N, double max_density, int num_threads);
 };
 
 const KernelTable& kernels_DEFAULT();

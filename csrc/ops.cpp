@@ -9,6 +9,9 @@
 //       refractory_time, adaptation, filtered, dt, tau_rc, tau_ref,
 //       min_voltage, amplitude, tau_n, inc_n, decay)
 //     -> (output, filtered_seq, voltage, refractory_time, adaptation, filtered)
+//   torch.ops.snntorch_nengo_cpp.spike_matmul(X, Wt, max_density) -> X @ Wt,
+//       visiting only X's nonzero entries (spikes: mostly zero); a dense
+//       product when more than max_density of X is nonzero
 //   torch.ops.snntorch_nengo_cpp.kernel_isa() -> str
 //
 // Forward only, CPU only, float32/float64; J is [T, N], states [N]. The
@@ -19,6 +22,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/Version.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/mm.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
@@ -146,6 +150,31 @@ adaptive_lif_lowpass(const at::Tensor& J, const at::Tensor& voltage,
   return {r[0], r[1], r[2], r[3], r[4], r[5]};
 }
 
+at::Tensor spike_matmul(const at::Tensor& X_, const at::Tensor& Wt_, double max_density) {
+  TORCH_CHECK(X_.dim() == 2 && Wt_.dim() == 2, "spike_matmul: X and Wt must be 2-D, got ",
+              X_.sizes(), " and ", Wt_.sizes());
+  TORCH_CHECK(X_.size(1) == Wt_.size(0), "spike_matmul: X ", X_.sizes(),
+              " and Wt ", Wt_.sizes(), " do not multiply");
+  TORCH_CHECK(X_.device().is_cpu() && Wt_.device().is_cpu(), "spike_matmul: CPU tensors only");
+  TORCH_CHECK(X_.scalar_type() == Wt_.scalar_type() &&
+                  (X_.scalar_type() == at::kFloat || X_.scalar_type() == at::kDouble),
+              "spike_matmul: X and Wt must both be float32 or float64, got ",
+              X_.scalar_type(), " and ", Wt_.scalar_type());
+  const at::Tensor X = X_.contiguous();
+  const at::Tensor Wt = Wt_.contiguous();
+  at::Tensor Y = at::empty({X.size(0), Wt.size(1)}, X.options());
+  const KernelTable& table = active_kernels();
+  const int threads = at::get_num_threads();
+  const bool done = X.scalar_type() == at::kFloat
+      ? table.spike_mm_f32(X.const_data_ptr<float>(), Wt.const_data_ptr<float>(),
+                           Y.mutable_data_ptr<float>(), X.size(0), X.size(1), Wt.size(1),
+                           max_density, threads)
+      : table.spike_mm_f64(X.const_data_ptr<double>(), Wt.const_data_ptr<double>(),
+                           Y.mutable_data_ptr<double>(), X.size(0), X.size(1), Wt.size(1),
+                           max_density, threads);
+  return done ? Y : at::mm_out(Y, X, Wt);
+}
+
 std::string kernel_isa() { return active_kernels().name; }
 
 }  // namespace snntorch_nengo
@@ -163,6 +192,7 @@ TORCH_LIBRARY(snntorch_nengo_cpp, m) {
       "Tensor adaptation, Tensor filtered, float dt, float tau_rc, float tau_ref, "
       "float min_voltage, float amplitude, float tau_n, float inc_n, float decay)"
       " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  m.def("spike_matmul(Tensor X, Tensor Wt, float max_density) -> Tensor");
   m.def("kernel_isa() -> str", &snntorch_nengo::kernel_isa);
 }
 
@@ -170,4 +200,5 @@ TORCH_LIBRARY_IMPL(snntorch_nengo_cpp, CPU, m) {
   m.impl("lif_lowpass", &snntorch_nengo::lif_lowpass);
   m.impl("spiking_relu_lowpass", &snntorch_nengo::spiking_relu_lowpass);
   m.impl("adaptive_lif_lowpass", &snntorch_nengo::adaptive_lif_lowpass);
+  m.impl("spike_matmul", &snntorch_nengo::spike_matmul);
 }

@@ -434,3 +434,58 @@ def test_opcheck_backward_op():
         ops.fused_lowpass_backward,
         ("lif_lowpass", [J, *states], grads, list(params("lif")) + [25.0]),
     )
+
+
+# --- the event-driven product (spike_matmul) ---
+
+
+def spikes(M, K, density, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    on = torch.rand(M, K, generator=g) < density
+    # spike counts of either sign, as amplitude / dt times an integer
+    counts = torch.randint(-2, 4, (M, K), generator=g).to(dtype)
+    return torch.where(on, counts * 1000, torch.zeros((), dtype=dtype))
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("M, K, N", [(300, 256, 256), (7, 33, 77), (1, 1, 5), (0, 4, 64),
+                                     (50, 20, 130)])
+def test_spike_matmul_equals_dense_product(dtype, M, K, N):
+    g = torch.Generator().manual_seed(1)
+    Wt = torch.randn(K, N, generator=g, dtype=torch.float64).to(dtype)
+    for density, max_density in [(0.1, 1.0), (0.6, 1.0), (0.6, 0.25), (0.0, 1.0)]:
+        X = spikes(M, K, density, seed=M + N, dtype=dtype)
+        got = cpp.spike_matmul(X, Wt, max_density)
+        want = (X.double() @ Wt.double()).to(dtype)
+        assert got.shape == (M, N) and got.dtype == dtype
+        tol = 1e-12 if dtype == torch.float64 else 1e-5
+        scale = float(want.abs().max()) if want.numel() else 1.0
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol * max(scale, 1.0))
+    # strided operands and threads
+    X = spikes(M, K, 0.1, seed=3, dtype=dtype)
+    n_threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = cpp.spike_matmul(X.t().contiguous().t(), Wt.t().contiguous().t(), 1.0)
+    finally:
+        torch.set_num_threads(n_threads)
+    assert torch.equal(two, cpp.spike_matmul(X, Wt, 1.0))
+
+
+@needs_cpp
+def test_spike_matmul_rejects_bad_inputs():
+    with pytest.raises(RuntimeError, match="do not multiply"):
+        cpp.spike_matmul(torch.zeros(3, 4), torch.zeros(5, 2), 1.0)
+    with pytest.raises(RuntimeError, match="float32 or float64"):
+        cpp.spike_matmul(torch.zeros(3, 4), torch.zeros(4, 2, dtype=torch.float64), 1.0)
+    with pytest.raises(RuntimeError, match="2-D"):
+        cpp.spike_matmul(torch.zeros(3), torch.zeros(3, 2), 1.0)
+
+
+def test_spike_matmul_op_gradients_and_opcheck():
+    X = spikes(20, 12, 0.3, seed=5).requires_grad_()
+    Wt = torch.randn(12, 9, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(ops.spike_matmul(X, Wt), X.detach() @ Wt.detach())
+    torch.autograd.gradcheck(ops.spike_matmul, (X, Wt))
+    torch.library.opcheck(ops.spike_matmul, (X.detach(), Wt.detach()))

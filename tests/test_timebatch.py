@@ -234,3 +234,43 @@ def test_inputs_held_over_the_window(monkeypatch, kind):
     for stepped, windowed in zip(outs[0].values(), outs[1].values()):
         np.testing.assert_allclose(stepped, windowed, atol=1e-12, rtol=0)
     assert np.any(stepped != 0)
+
+
+def test_spike_products_are_event_driven(monkeypatch):
+    """Weights from spiking neurons over a window of many rows run through
+    `kernels.ops.spike_matmul` (event-driven on the CPU) and equal stepping."""
+    from snntorch_nengo.kernels import ops
+
+    calls = []
+    original = ops.spike_matmul
+
+    def spy(X, Wt):
+        calls.append(float((X != 0).float().mean()))
+        return original(X, Wt)
+
+    monkeypatch.setattr(ops, "spike_matmul", spy)
+    rng = np.random.RandomState(4)
+    w_in, w_ab = rng.uniform(-1, 1, (80, 30)), rng.uniform(-0.02, 0.05, (70, 80))
+
+    def build():
+        with nengo.Network(seed=5) as net:
+            net.stim = nengo.Node(np.zeros(30), label="stim")
+            a = nengo.Ensemble(80, 1, neuron_type=nengo.SpikingRectifiedLinear(),
+                               max_rates=nengo.dists.Uniform(20, 60))
+            b = nengo.Ensemble(70, 1, neuron_type=nengo.SpikingRectifiedLinear())
+            nengo.Connection(net.stim, a.neurons, transform=w_in, synapse=None)
+            nengo.Connection(a.neurons, b.neurons, transform=w_ab, synapse=None)
+            net.p = nengo.Probe(b.neurons)
+        return net
+
+    x = rng.uniform(-1, 1, (4, 100, 30))
+    outs = []
+    for time_batched in (False, True):
+        net = build()
+        with net:
+            configure_settings(time_batched=time_batched)
+        with Simulator(net, progress_bar=False, dtype="float64", minibatch_size=4) as sim:
+            outs.append(sim.predict({net.stim: x}, n_steps=100)[net.p])
+    assert len(calls) == 1 and 0 < calls[0] < ops.SPIKE_DENSITY  # the sparse branch
+    assert np.any(outs[0] != 0)
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-9, rtol=0)

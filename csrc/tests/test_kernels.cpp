@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <random>
@@ -412,6 +413,34 @@ bool cpu_supports(const std::string& name) {
 
 }  // namespace
 
+// ---- the event-driven product ----
+
+// Each table's spike_mm against a plain triple loop over the same k order;
+// above max_density it must leave Y alone and report false.
+void test_spike_matmul(const KernelTable& table) {
+  const int64_t M = 37, K = 70, N = 83;  // N: full tiles, a partial vector, a tail
+  std::vector<double> X(M * K, 0.0), Wt(K * N), Y(M * N, -1.0), want(M * N, 0.0);
+  uint32_t state = 12345;
+  auto next = [&]() { state = state * 1664525u + 1013904223u; return (state >> 8) / 16777216.0; };
+  for (auto& w : Wt) w = next() - 0.5;
+  for (auto& x : X) x = next() < 0.1 ? std::floor(next() * 4.0 - 1.0) * 1000.0 : 0.0;
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = 0; j < N; ++j) want[m * N + j] += X[m * K + k] * Wt[k * N + j];
+  for (int threads : {1, 2}) {
+    EXPECT(table.spike_mm_f64(X.data(), Wt.data(), Y.data(), M, K, N, 1.0, threads),
+           "%s: spike_mm declined at max_density 1", table.name);
+    double worst = 0;
+    for (int64_t i = 0; i < M * N; ++i) worst = std::max(worst, std::abs(Y[i] - want[i]));
+    EXPECT(worst < 1e-9, "%s: spike_mm differs from the plain loop by %g", table.name, worst);
+  }
+  std::vector<double> untouched(M * N, 7.0);
+  EXPECT(!table.spike_mm_f64(X.data(), Wt.data(), untouched.data(), M, K, N, 0.01, 1),
+         "%s: spike_mm ran above max_density", table.name);
+  EXPECT(untouched[0] == 7.0 && untouched[M * N - 1] == 7.0, "%s: Y written when declined",
+         table.name);
+}
+
 int main() {
   std::printf("active kernels: %s\n", active_kernels().name);
   test_hand_computed();
@@ -434,6 +463,8 @@ int main() {
 
   test_threads();
   test_registered_ops();
+  test_spike_matmul(kernels_DEFAULT());
+  for (const KernelTable* t : simd) test_spike_matmul(*t);
 
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;

@@ -2,6 +2,7 @@
 
 import numpy as np
 import torch
+from nengo.builder.neurons import SimNeurons
 from nengo.builder.operator import TimeUpdate
 from nengo.exceptions import ValidationError
 
@@ -144,6 +145,12 @@ class Engine:
             seed=seed,
             settings=self.settings,
         )
+        # bases that hold spikes (products of them may skip the zeros)
+        ctx.spike_bases = {
+            self.layout.views[op.output].base
+            for op in self.step_order
+            if isinstance(op, SimNeurons) and op.neurons.spiking
+        }
         steps = []
         for op in self.step_order:
             # constants made here must not be inference tensors, even when the

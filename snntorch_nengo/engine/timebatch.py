@@ -146,6 +146,7 @@ class SeriesPlan:
             }
             for op, bases in self.written_by.items()
         }
+        self.unread = set().union(*self.private.values())
 
     # -- running
 
@@ -156,7 +157,7 @@ class SeriesPlan:
         layout = self.layout
         step_of = {getattr(step, "op", None): step for step in steps}
         series = {}  # base -> (T*B, *shape): value after the writers run so far
-        ended = {}  # updated base -> (T*B, *shape): value at the end of each step
+        ended = {}  # updated base -> (T, B, *shape): value at the end of each step
         step_base, time_base = self.time_bases
         first = values[step_base]
         step_series = first + 1 + torch.arange(T, dtype=first.dtype, device=first.device)
@@ -268,7 +269,9 @@ class SeriesPlan:
         for probe in probes:
             sig = probe_signal(probe)
             base = layout.views[sig].base
-            full = ended.get(base, series.get(base))
+            full = series.get(base)
+            if base in ended:
+                full = ended[base].reshape((T * B,) + ended[base].shape[2:])
             n = start_step + np.arange(1, T + 1)
             keep = np.flatnonzero(n % periods[probe] < 1)
             if full is None:  # the same all window: constant, initial or steady
@@ -285,26 +288,27 @@ class SeriesPlan:
 
         final = dict(values)
         for base in self.writers:
-            full = ended.get(base, series.get(base))
-            if full is None:
+            if base in ended:
+                last = ended[base][-1]
+            elif base in series:
+                last = series[base].reshape((T, B) + series[base].shape[1:])[-1]
+            else:
                 if base in steady:
                     final[base] = steady[base]
                 continue
-            full = full.reshape((T, B) + full.shape[1:])[-1]
-            final[base] = full[0] if not layout.batched(base) else full
+            final[base] = last[0] if not layout.batched(base) else last
         return data, SignalValues(layout, final, B)
 
     def _store(self, base, value, values, series, ended, B, T):
         """Record an op's per-step output ``(T, B, ...)`` of ``base``."""
-        folded = value.reshape((T * B,) + value.shape[2:])
-        if base in self.updated:
+        if base not in self.updated:
+            series[base] = value.reshape((T * B,) + value.shape[2:])
+            return
+        ended[base] = value
+        if base not in self.unread:
             # readers see the previous step's update: shift by one step
-            first = values[base][None]
-            shifted = torch.cat([first, value[:-1]], dim=0)
-            series[base] = shifted.reshape(folded.shape)
-            ended[base] = folded
-        else:
-            series[base] = folded
+            shifted = torch.cat([values[base][None], value[:-1]], dim=0)
+            series[base] = shifted.reshape((T * B,) + value.shape[2:])
 
     def _scan(self, op, step, values, window, written, B, T, feeds, training):
         """Run a stateful operator's step once per time step."""

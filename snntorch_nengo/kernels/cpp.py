@@ -78,3 +78,7 @@ __all__ = [
     "spiking_relu_lowpass",
     "adaptive_lif_lowpass",
 ]
+
+
+def spike_matmul(X, Wt, max_density):
+    return torch.ops.snntorch_nengo_cpp.spike_matmul(X, Wt, float(max_density))

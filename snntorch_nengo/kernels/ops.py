@@ -6,6 +6,7 @@ op (``torch.ops.snntorch_nengo.*``)     semantics
 ``lif_lowpass``                         `reference.lif_lowpass`
 ``spiking_relu_lowpass``                `reference.spiking_relu_lowpass`
 ``adaptive_lif_lowpass``                `reference.adaptive_lif_lowpass`
+``spike_matmul``                        ``X @ Wt`` from X's nonzeros (spikes)
 ======================================  ========================================
 
 Each op takes the reference function's arguments and returns its tuple. The
@@ -307,6 +308,48 @@ _register(spiking_relu_lowpass, "spiking_relu_lowpass")
 _register(adaptive_lif_lowpass, "adaptive_lif_lowpass")
 
 
+# --- event-driven product ---
+
+# Above this fraction of nonzero entries in X, the C++ spike_matmul runs a
+# dense product instead (the event-driven loop was faster up to about this
+# density for 256-wide layers on an AVX2 core; see docs/benchmarks.md)
+SPIKE_DENSITY = 0.25
+
+
+@torch.library.custom_op("snntorch_nengo::spike_matmul", mutates_args=())
+def spike_matmul(X: Tensor, Wt: Tensor) -> Tensor:
+    """``X @ Wt`` for 2-D ``X`` that is mostly zeros (spikes).
+
+    On the CPU with the C++ extension, each row sums only the rows of ``Wt``
+    that its nonzero entries pick (`reference.spike_matmul` elsewhere); the
+    sums run in another order than a dense product's, so float32 results
+    differ from ``X @ Wt`` by rounding. Gradients are the dense product's.
+    """
+    if cpp.supports(X, Wt):
+        return cpp.spike_matmul(X, Wt, SPIKE_DENSITY)
+    return reference.spike_matmul(X, Wt)
+
+
+@spike_matmul.register_fake
+def _(X, Wt):
+    return X.new_empty((X.shape[0], Wt.shape[1]))
+
+
+def _spike_matmul_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _spike_matmul_backward(ctx, grad):
+    X, Wt = ctx.saved_tensors
+    return (
+        grad @ Wt.t() if ctx.needs_input_grad[0] else None,
+        X.t() @ grad if ctx.needs_input_grad[1] else None,
+    )
+
+
+spike_matmul.register_autograd(_spike_matmul_backward, setup_context=_spike_matmul_setup)
+
+
 def backend(J):
     """Which forward implementation the ops use for tensors like ``J``."""
     if J.device.type == "cpu":
@@ -321,6 +364,7 @@ __all__ = [
     "spiking_relu_lowpass",
     "adaptive_lif_lowpass",
     "fused_lowpass_backward",
+    "spike_matmul",
     "reference_grads",
     "triton_functions",
     "backend",

@@ -191,3 +191,8 @@ __all__ = [
     "spiking_relu_lowpass",
     "adaptive_lif_lowpass",
 ]
+
+
+def spike_matmul(X, Wt):
+    """``X @ Wt``: the product the event-driven kernel computes from X's nonzeros."""
+    return X @ Wt

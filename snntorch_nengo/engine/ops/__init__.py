@@ -26,6 +26,7 @@ class StepContext:
         self.dtype = dtype
         self.seed = seed
         self.settings = settings or {}  # from `configure_settings`
+        self.spike_bases = set()  # bases spiking neurons write (set by the engine)
         # streams for batch items beyond the first, kept apart from `rng` so that
         # item 0 sees exactly the reference simulator's random numbers; seeded
         # from (seed, 1), as RandomState(seed) would replay `rng`'s draws and give

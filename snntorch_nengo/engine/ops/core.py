@@ -20,6 +20,16 @@ from ..signals import sparse_indices
 from . import OpRegistry
 
 
+# rows (batch x steps in a window) from which a product of spikes is event-driven
+SPIKE_ROWS = 256
+
+
+def kernel_ops():
+    from ...kernels import ops
+
+    return ops
+
+
 def per_sample(tensor, batched, ndim):
     """``tensor`` with per-sample dims left-padded to ``ndim`` (batch dim kept)."""
     shape = tensor.shape[1:] if batched else tensor.shape
@@ -146,10 +156,18 @@ def make_dot_inc(op, ctx):
         sample_dot, in_dims=(0 if a_batched else None, 0 if x_batched else None)
     )
     matvec = op.A.ndim == 2 and op.X.ndim == 1 and not a_batched
+    # spikes through weights: the event-driven product skips the zeros (it
+    # pays for windows of many rows into layers at least one tile wide)
+    spikes = (
+        matvec and x_batched and op.A.shape[0] >= 64
+        and ctx.layout.views[op.X].base in ctx.spike_bases
+    )
 
     def step_dot_inc(sv):
         a, x = sv.read(op.A), sv.read(op.X)
-        if matvec:
+        if spikes and x.shape[0] >= SPIKE_ROWS and x.device.type == "cpu":
+            y = kernel_ops().spike_matmul(x, a.t())
+        elif matvec:
             # the common case: a weight matrix times a batch of vectors
             y = torch.matmul(x, a.t()) if x_batched else torch.matmul(a, x)
         elif a_batched or x_batched:
