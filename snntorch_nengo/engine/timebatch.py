@@ -231,7 +231,8 @@ class SeriesPlan:
                     continue
                 held = {}  # bases it only increments, the same every step so far
                 for base in self.touched[op]:
-                    if base in steady and base in self.inc_only[op] and layout.batched(base):
+                    if (base in steady and base not in series and base in self.inc_only[op]
+                            and layout.batched(base)):
                         # increment zeros instead of a copy of the value at every
                         # step, then add it back broadcast (increments are sums)
                         held[base] = steady[base]
@@ -260,10 +261,12 @@ class SeriesPlan:
                 if result is not None:
                     for base, value in result.items():
                         self._store(base, value, values, series, ended, B, T)
+                        steady.pop(base, None)
                     continue
             outs = self._scan(op, step, values, window, written, B, T, feeds, training)
             for base, value in outs.items():
                 self._store(base, value, values, series, ended, B, T)
+                steady.pop(base, None)
 
         data = {}
         for probe in probes:
