@@ -323,7 +323,7 @@ def bench_autoencoder_fit(args, n_samples=12000, n_in=784, n_hidden=64, batch=50
     torch_epoch(10 * batch)  # warm-up
     torch_time = timed(torch_epoch)
     log(f"[autoencoder fit] torch loop: {torch_time:.2f} s/epoch")
-    lightning_time = bare_lightning_epoch(model, tensor, batch, args)
+    lightning_time = bare_lightning_epoch(model, tensor, batch)
     log(f"[autoencoder fit] bare Lightning loop: {lightning_time:.2f} s/epoch")
 
     # sim.fit on the Nengo auto-encoder
@@ -352,7 +352,7 @@ def bench_autoencoder_fit(args, n_samples=12000, n_in=784, n_hidden=64, batch=50
     return {"torch": torch_time, "lightning": lightning_time, "fit": fit_time, "note": note}
 
 
-def bare_lightning_epoch(model, tensor, batch, args):
+def bare_lightning_epoch(model, tensor, batch):
     """The torch loop's model and data, trained by a Lightning `Trainer`.
 
     `sim.fit` runs Lightning's loop (as the project requires), so this is the

@@ -71,6 +71,12 @@ class Engine:
         )
         for probe in self.probes:
             self.layout.add(self.probe_signal(probe))
+        # bases that hold spikes (products of them may skip the zeros)
+        self.spike_bases = {
+            self.layout.views[op.output].base
+            for op in self.step_order
+            if isinstance(op, SimNeurons) and op.neurons.spiking
+        }
         self._series_plan = None
 
     @property
@@ -145,12 +151,7 @@ class Engine:
             seed=seed,
             settings=self.settings,
         )
-        # bases that hold spikes (products of them may skip the zeros)
-        ctx.spike_bases = {
-            self.layout.views[op.output].base
-            for op in self.step_order
-            if isinstance(op, SimNeurons) and op.neurons.spiking
-        }
+        ctx.spike_bases = self.spike_bases
         steps = []
         for op in self.step_order:
             # constants made here must not be inference tensors, even when the

@@ -69,6 +69,10 @@ def adaptive_lif_lowpass(J, voltage, refractory_time, adaptation, filtered, dt,
     )
 
 
+def spike_matmul(X, Wt, max_density):
+    return torch.ops.snntorch_nengo_cpp.spike_matmul(X, Wt, float(max_density))
+
+
 __all__ = [
     "AVAILABLE",
     "IMPORT_ERROR",
@@ -77,8 +81,5 @@ __all__ = [
     "lif_lowpass",
     "spiking_relu_lowpass",
     "adaptive_lif_lowpass",
+    "spike_matmul",
 ]
-
-
-def spike_matmul(X, Wt, max_density):
-    return torch.ops.snntorch_nengo_cpp.spike_matmul(X, Wt, float(max_density))

@@ -311,8 +311,9 @@ _register(adaptive_lif_lowpass, "adaptive_lif_lowpass")
 # --- event-driven product ---
 
 # Above this fraction of nonzero entries in X, the C++ spike_matmul runs a
-# dense product instead (the event-driven loop was faster up to about this
-# density for 256-wide layers on an AVX2 core; see docs/benchmarks.md)
+# dense product instead: for (4096, 256) spikes into 256 outputs on one AVX2
+# core the event-driven loop took 3.3 ms at 10%, 5.4 ms at 20% and 8.4 ms at
+# 30% density, against 8-10 ms for the dense product
 SPIKE_DENSITY = 0.25
 
 

@@ -185,14 +185,15 @@ def adaptive_lif_lowpass(
     )
 
 
+def spike_matmul(X, Wt):
+    """``X @ Wt``: the product the event-driven kernel computes from X's nonzeros."""
+    return X @ Wt
+
+
 __all__ = [
     "lowpass_step",
     "lif_lowpass",
     "spiking_relu_lowpass",
     "adaptive_lif_lowpass",
+    "spike_matmul",
 ]
-
-
-def spike_matmul(X, Wt):
-    """``X @ Wt``: the product the event-driven kernel computes from X's nonzeros."""
-    return X @ Wt
