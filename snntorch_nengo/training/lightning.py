@@ -6,6 +6,7 @@ input Node (``input_nodes`` order), then one target per trained probe
 (``target_probes`` order), each ``(batch, n_steps, d)``.
 """
 
+import copy
 import functools
 
 import lightning as L
@@ -18,6 +19,9 @@ from ..module import NengoModule
 from . import checkpoint as checkpoint_state, tbptt
 from .losses import resolve_loss
 from .metrics import resolve_metric
+
+# Lightning's stages that compute metrics, and the prefix of their logged names
+STAGES = {"train": "", "val": "val_", "test": ""}
 
 OPTIMIZERS = {
     "adam": functools.partial(torch.optim.Adam, lr=1e-3),
@@ -161,13 +165,21 @@ class NengoLightningModule(L.LightningModule):
         self.losses = self._losses(loss)
         self.target_probes = list(self.losses)
         self.loss_weights = self._per_probe(loss_weights or {}, "loss_weights")
-        self.metrics = nn.ModuleDict()
+        # one metric object per stage: training, validation and test each
+        # accumulate their own batches (a shared one would pool validation
+        # batches into the training figure, and one updated under Lightning's
+        # inference mode cannot be updated again in training)
+        self.metrics = nn.ModuleDict()  # training's
+        self.val_metrics = nn.ModuleDict()
+        self.test_metrics = nn.ModuleDict()
         self.metric_probes = {}
         for probe, metric_list in self._metrics(metrics).items():
             for metric in metric_list:
                 name, made = resolve_metric(metric)
                 key = f"{self.names[probe]}_{name}"
                 self.metrics[key] = made
+                self.val_metrics[key] = copy.deepcopy(made)
+                self.test_metrics[key] = copy.deepcopy(made)
                 self.metric_probes[key] = probe
         self._optimizer = optimizer
         self._epoch_means = {}
@@ -254,14 +266,15 @@ class NengoLightningModule(L.LightningModule):
             module.reset(batch_size=batch_size)
         return module(inputs or None, n_steps=n_steps)
 
-    def _step(self, batch, prefix, on_step):
+    def _step(self, batch, stage, on_step):
+        prefix = STAGES[stage]
         inputs, targets = self.split_batch(batch)
         n_steps = next(iter(targets.values())).shape[1]
         outputs = self.run_batch(inputs, n_steps)
         batch_size = next(iter(targets.values())).shape[0]
         total = self.probe_losses(outputs, targets, prefix)
         self.log_loss(f"{prefix}loss", total, batch_size, on_step)
-        self.update_metrics(outputs, targets, prefix)
+        self.update_metrics(outputs, targets, stage)
         return total
 
     def probe_losses(self, outputs, targets, prefix=""):
@@ -314,9 +327,14 @@ class NengoLightningModule(L.LightningModule):
             if where == fx:
                 mean.reset()
 
-    def update_metrics(self, outputs, targets, prefix=""):
+    def update_metrics(self, outputs, targets, stage="train"):
+        """Update and log the metrics of ``stage`` (``"train"``, ``"val"``, ``"test"``)."""
         batch_size = next(iter(targets.values())).shape[0]
-        for key, metric in self.metrics.items():
+        prefix = STAGES[stage]
+        metrics = {"train": self.metrics, "val": self.val_metrics}.get(
+            stage, self.test_metrics
+        )
+        for key, metric in metrics.items():
             probe = self.metric_probes[key]
             metric.update(outputs[probe].detach(), targets[probe])
             self.log(f"{prefix}{key}", metric, on_epoch=True, batch_size=batch_size)
@@ -359,7 +377,7 @@ class NengoLightningModule(L.LightningModule):
     def training_step(self, batch, batch_idx):
         if self.tbptt_steps is not None:
             return tbptt.training_step(self, batch, batch_idx)
-        loss = self._step(batch, "", on_step=True)
+        loss = self._step(batch, "train", on_step=True)
         if not torch.is_tensor(loss) or not loss.requires_grad:
             raise SimulationError(
                 "the loss does not depend on any trainable parameter: check that the "
@@ -369,10 +387,10 @@ class NengoLightningModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch, batch_idx):
-        self._step(batch, "val_", on_step=False)
+        self._step(batch, "val", on_step=False)
 
     def test_step(self, batch, batch_idx):
-        self._step(batch, "", on_step=False)
+        self._step(batch, "test", on_step=False)
 
     def predict_step(self, batch, batch_idx):
         batch = list(batch)

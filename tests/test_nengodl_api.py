@@ -1,0 +1,139 @@
+"""NengoDL's documented calls, written as its tutorials write them (issue 14).
+
+Each test uses NengoDL's call form unchanged; the comment above it names the
+tutorial that calls it that way.
+"""
+
+import lightning as L
+import nengo
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import snntorch_nengo
+from snntorch_nengo import NengoLightningModule, Simulator
+
+
+def classifier(d=8, n_classes=3, n_neurons=50, seed=0):
+    """A one-hidden-layer rate network whose output Node holds class logits."""
+    with nengo.Network(seed=seed) as net:
+        net.inp = nengo.Node(np.zeros(d))
+        ens = nengo.Ensemble(n_neurons, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(
+            net.inp, ens.neurons, transform=snntorch_nengo.dists.Glorot(), synapse=None
+        )
+        net.out = nengo.Node(size_in=n_classes)
+        nengo.Connection(
+            ens.neurons, net.out, transform=snntorch_nengo.dists.Glorot(), synapse=None
+        )
+        net.p = nengo.Probe(net.out)
+    return net
+
+
+def class_data(n=200, d=8, n_classes=3, seed=0):
+    """Linearly separable classes: x ``(n, 1, d)``, labels ``(n, 1, 1)`` (NengoDL's form)."""
+    rng = np.random.RandomState(seed)
+    x = rng.randn(n, 1, d)
+    labels = (x[:, 0] @ rng.randn(d, n_classes)).argmax(-1)
+    return x, labels[:, None, None].astype(np.float64)
+
+
+# "Optimizing a spiking neural network": compile with an accuracy metric,
+# evaluate the untrained network, then fit on the same simulator
+def test_evaluate_before_fit():
+    net = classifier()
+    x, y = class_data()
+    with Simulator(net, minibatch_size=20, progress_bar=False) as sim:
+        sim.compile(
+            optimizer=torch.optim.Adam(sim.parameters(), 1e-2),
+            loss={net.p: "sparse_categorical_crossentropy"},
+            metrics=["accuracy"],
+        )
+        before = sim.evaluate(x, y, verbose=0)
+        history = sim.fit(x, y, epochs=2, verbose=0)
+        after = sim.evaluate(x, y, verbose=0)
+    assert len(history.history["probe_accuracy"]) == 2
+    assert after["probe_accuracy"] > before["probe_accuracy"]
+    assert after["loss"] < before["loss"]
+
+
+# "Converting a Keras model": fit(..., validation_data=(x_val, y_val)) with
+# metrics: training and validation figures are each their own
+def test_fit_validation_metrics_are_separate():
+    net = classifier()
+    x, y = class_data()
+    train, val = slice(0, 160), slice(160, 200)
+    with Simulator(net, minibatch_size=20, progress_bar=False) as sim:
+        # lr 0: the parameters stay, so each epoch's training figures must equal
+        # evaluate() on the training data
+        sim.compile(
+            optimizer=torch.optim.SGD(sim.parameters(), lr=0.0),
+            loss={net.p: "sparse_categorical_crossentropy"},
+            metrics=["accuracy"],
+        )
+        history = sim.fit(
+            x[train], y[train], epochs=2, verbose=0, validation_data=(x[val], y[val])
+        ).history
+        on_train = sim.evaluate(x[train], y[train], verbose=0)
+        on_val = sim.evaluate(x[val], y[val], verbose=0)
+    assert on_train["probe_accuracy"] != on_val["probe_accuracy"]  # a real check
+    for epoch in range(2):
+        assert history["probe_accuracy"][epoch] == pytest.approx(
+            on_train["probe_accuracy"]
+        )
+        assert history["loss"][epoch] == pytest.approx(on_train["loss"])
+        assert history["val_probe_accuracy"][epoch] == pytest.approx(
+            on_val["probe_accuracy"]
+        )
+        assert history["val_loss"][epoch] == pytest.approx(on_val["loss"])
+
+
+def test_fit_validation_metrics_while_training():
+    """With learning, the last epoch's validation figures are evaluate()'s."""
+    net = classifier()
+    x, y = class_data()
+    with Simulator(net, minibatch_size=20, progress_bar=False) as sim:
+        sim.compile(
+            optimizer=torch.optim.Adam(sim.parameters(), 1e-2),
+            loss={net.p: "sparse_categorical_crossentropy"},
+            metrics=["accuracy"],
+        )
+        history = sim.fit(
+            x[:160], y[:160], epochs=3, verbose=0, validation_data=(x[160:], y[160:])
+        ).history
+        on_val = sim.evaluate(x[160:], y[160:], verbose=0)
+    assert history["val_probe_accuracy"][-1] == pytest.approx(on_val["probe_accuracy"])
+    assert history["val_loss"][-1] == pytest.approx(on_val["loss"])
+    assert min(history["probe_accuracy"]) > 0.3  # not the 0.0 of a shared state
+
+
+def test_own_trainer_validation_metric_equals_validate():
+    """NengoLightningModule in a user's Trainer: logged val figures are validate()'s."""
+    net = classifier()
+    x, y = class_data()
+    dtype = torch.float64
+    lm = NengoLightningModule(
+        net,
+        loss={net.p: "sparse_categorical_crossentropy"},
+        metrics=["accuracy"],
+        optimizer=lambda params: torch.optim.Adam(params, 1e-2),
+        minibatch_size=20,
+        dtype=dtype,
+    )
+
+    def loader(part):
+        tensors = [torch.as_tensor(a[part], dtype=dtype) for a in (x, y)]
+        return DataLoader(TensorDataset(*tensors), batch_size=20)
+
+    kwargs = dict(
+        logger=False, enable_progress_bar=False, enable_checkpointing=False,
+        enable_model_summary=False, num_sanity_val_steps=0,
+    )
+    trainer = L.Trainer(max_epochs=2, **kwargs)
+    trainer.fit(lm, loader(slice(0, 160)), loader(slice(160, 200)))
+    logged = float(trainer.callback_metrics["val_probe_accuracy"])
+    validated = L.Trainer(**kwargs).validate(
+        lm, loader(slice(160, 200)), verbose=False
+    )[0]
+    assert logged == pytest.approx(validated["val_probe_accuracy"])
