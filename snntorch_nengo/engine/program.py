@@ -545,6 +545,8 @@ def _lower_fused_neurons(prog, op):
 def lower_sim_process(prog, op, step):
     if op.input is None or not is_native_synapse(op.process):
         raise Unlowerable("not a native synapse")
+    if not isinstance(op.process, nengo.LinearFilter):
+        raise Unlowerable("Triangle is an FIR filter, not a state-space one")
     A, B, C, D = _state_space(op.process, prog.dt)
     if not (len(A) == 1 and (D == 0).all()) or set(op.state) != {"X"}:
         raise Unlowerable("only one-state filters (Lowpass) have an instruction")

@@ -184,7 +184,7 @@ def make_sparse_dot_inc(op, ctx):
     rows, cols = sparse_indices(op.A.initial_value)
     rows, cols = torch.tensor(rows), torch.tensor(cols)
     n_rows = op.A.shape[0]
-    x_batched = ctx.batched(op.X)
+    a_batched, x_batched = ctx.batched(op.A), ctx.batched(op.X)
 
     def step_sparse_dot_inc(sv):
         data, x = sv.read(op.A), sv.read(op.X)
@@ -192,10 +192,11 @@ def make_sparse_dot_inc(op, ctx):
         if not x_batched:
             x = x[None]
         x = x.reshape(x.shape[:2] + (-1,))  # (B, n_cols, k)
-        terms = x.index_select(1, c) * data.reshape(1, -1, 1)
+        data = data.reshape((data.shape[0] if a_batched else 1, -1, 1))
+        terms = x.index_select(1, c) * data
         y = x.new_zeros((x.shape[0], n_rows, x.shape[2])).index_add(1, r, terms)
         y = y.reshape((y.shape[0],) + tuple(op.Y.shape))
-        sv.inc(op.Y, y if x_batched else y[0])
+        sv.inc(op.Y, y if x_batched or a_batched else y[0])
 
     return step_sparse_dot_inc
 
@@ -216,7 +217,9 @@ def make_bsr_dot_inc(op, ctx):
         if not x_batched:
             x = x[None]
         xb = x.reshape(x.shape[0], -1, c).index_select(1, indices.to(x.device))
-        terms = torch.einsum("...krc,bkc->bkr", a, xb)
+        # a batched A (learned weights merged with a decoder) has one matrix
+        # per row: its batch dim pairs with x's, it must not be summed over
+        terms = torch.einsum("bkrc,bkc->bkr" if a_batched else "krc,bkc->bkr", a, xb)
         y = terms.new_zeros((terms.shape[0], n_block_rows, r))
         y = y.index_add(1, block_rows.to(y.device), terms).reshape(y.shape[0], -1)
         batched = a_batched or x_batched
