@@ -137,3 +137,48 @@ def test_own_trainer_validation_metric_equals_validate():
         lm, loader(slice(160, 200)), verbose=False
     )[0]
     assert logged == pytest.approx(validated["val_probe_accuracy"])
+
+
+def converted_classifier(d=8, n_classes=3, seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(d, 32), torch.nn.ReLU(), torch.nn.Linear(32, n_classes)
+    )
+    return model, snntorch_nengo.Converter(model)
+
+
+# "Converting a Keras model to a spiking neural network": one array of images,
+# one of labels, and dicts keyed by converter.inputs[0] / converter.outputs[0]
+def test_converter_fit_evaluate_with_bias_node():
+    model, converter = converted_classifier()
+    x, y = class_data()
+    with Simulator(converter.net, minibatch_size=20, progress_bar=False) as sim:
+        sim.compile(
+            optimizer=torch.optim.Adam(sim.parameters(), 1e-2),
+            loss={converter.outputs[0]: "sparse_categorical_crossentropy"},
+            metrics=["accuracy"],
+        )
+        before = sim.evaluate(
+            {converter.inputs[0]: x}, {converter.outputs[0]: y}, verbose=0
+        )
+        sim.fit(x, y, epochs=3, verbose=0)
+        after = sim.evaluate(
+            {converter.inputs[0]: x}, {converter.outputs[0]: y}, verbose=0
+        )
+        out = sim.predict(x[:20])[converter.outputs[0]]
+    assert after["loss"] < before["loss"]
+    assert out.shape == (20, 1, 3)
+
+
+def test_converter_endpoints_keyed_by_torch_layer():
+    model, converter = converted_classifier()
+    dense = model[2]
+    assert converter.outputs[dense] is converter.outputs[0]
+    assert converter.inputs[model[0]] is converter.inputs[0]
+    with pytest.raises(KeyError, match="is not one of"):
+        converter.outputs[model[0]]  # a hidden layer: not an output
+    x, _ = class_data(n=4)
+    with Simulator(converter.net, progress_bar=False, dtype=torch.float64) as sim:
+        out = sim.predict({converter.inputs[model[0]]: x})[converter.outputs[dense]]
+    expected = model.double()(torch.as_tensor(x[:, 0])).detach().numpy()
+    assert np.allclose(out[:, -1], expected, atol=1e-6)

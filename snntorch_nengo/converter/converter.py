@@ -18,6 +18,7 @@ from nengo.transforms import Dense, Sparse
 from torch import fx, nn
 
 from ..config import configure_settings
+from ..engine.schedule import ConstantNode
 from ..tensor_node import TensorNode
 from . import layers as _layers
 from .values import NotConvertible, Term, Value, scale_transform
@@ -27,17 +28,39 @@ EXAMPLE_STEPS = 3  # example number of steps (temporal models)
 
 
 class Endpoints(Mapping):
-    """Input Nodes or output Probes, by name, by position, or by torch.fx node."""
+    """Input Nodes or output Probes, by name, position, torch.fx node or layer.
 
-    def __init__(self, items):
+    A layer is the torch module that computes an output, or one that reads an
+    input directly: ``converter.outputs[model.fc]``, as NengoDL's
+    ``converter.outputs[keras_layer]``.
+    """
+
+    def __init__(self, items, layers=None):
         self._items = list(items)  # [(fx node, nengo object)]
+        self._layers = dict(layers or {})  # fx node -> [torch modules]
 
     def __getitem__(self, key):
         for i, (node, obj) in enumerate(self._items):
             if key is node or key == i and isinstance(key, int) or key == node.name:
                 return obj
+        if isinstance(key, nn.Module):
+            found = [
+                obj
+                for node, obj in self._items
+                if any(key is m for m in self._layers.get(node, ()))
+            ]
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                raise KeyError(
+                    f"{key!r} is at several of these; use a name or position: "
+                    f"{[node.name for node, _ in self._items]}"
+                )
         names = [node.name for node, _ in self._items]
-        raise KeyError(f"{key!r} is not one of {names} (or a position or fx node)")
+        raise KeyError(
+            f"{key!r} is not one of {names} (or a position, fx node, or the torch "
+            "layer that computes it or reads it)"
+        )
 
     def __iter__(self):
         return iter(node.name for node, _ in self._items)
@@ -250,8 +273,19 @@ class Converter:
                     self._build_node(node)
                 # other nodes are constants or shape information (x.shape): their
                 # recorded values stand for them
-        self.inputs = Endpoints(inputs)
-        self.outputs = Endpoints(outputs)
+        self.inputs = Endpoints(
+            inputs,
+            {
+                node: [self._module(user) for user in node.users
+                       if user.op == "call_module"]
+                for node, _ in inputs
+            },
+        )
+        self.outputs = Endpoints(
+            outputs,
+            {node: [self._module(node)] for node, _ in outputs
+             if node.op == "call_module"},
+        )
         self.layers = self._layer_map()
 
     # -- registry
@@ -409,7 +443,7 @@ class Converter:
     def bias_node(self):
         """The Node of constant 1 that biases not held by Ensembles come from."""
         if self._bias_node is None:
-            self._bias_node = nengo.Node(np.ones(1), label="bias")
+            self._bias_node = ConstantNode(np.ones(1), label="bias")
         return self._bias_node
 
     def _connection(self, pre, post, transform=None, synapse=None, trainable=True):

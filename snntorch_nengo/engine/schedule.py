@@ -34,13 +34,22 @@ class NodeInput(Operator):
         raise NotImplementedError("NodeInput runs only in snntorch_nengo")
 
 
+class ConstantNode(nengo.Node):
+    """A Node of constants that is part of the model, never an input to feed.
+
+    The Converter's bias Node is one: a NengoDL user fits a converted network with
+    one input array (``sim.fit(images, labels)``), so the bias must not count as a
+    second input.
+    """
+
+
 def input_nodes(model):
     """Nodes that can be fed: no input, an output. In build order."""
     return [
         obj
         for obj in model.params
         if isinstance(obj, nengo.Node)
-        and not isinstance(obj, TensorNode)  # torch code runs; it is never fed
+        and not isinstance(obj, (TensorNode, ConstantNode))  # never fed
         and obj.size_in == 0
         and obj.size_out > 0
         and obj.output is not None
