@@ -311,3 +311,50 @@ def test_sim_data_shows_trained_parameters():
         np.testing.assert_allclose(
             sim.data[ens].bias, sim.module.module_of(ens).bias.detach().numpy()
         )
+
+
+def test_torchmetrics_objects_take_nengo_shaped_targets():
+    """torchmetrics objects see (N, classes) predictions and (N,) class indices.
+
+    NengoDL's class targets are ``(batch, n_steps, 1)``; the metric values must
+    equal the same metrics computed by hand on ``predict``'s output.
+    """
+    import torchmetrics
+
+    with nengo.Network(seed=4) as net:
+        inp = nengo.Node(np.zeros(4), label="inp")
+        hidden = nengo.Ensemble(20, 1, neuron_type=nengo.RectifiedLinear())
+        out = nengo.Node(size_in=10)
+        nengo.Connection(
+            inp, hidden.neurons, transform=snntorch_nengo.dists.Glorot(), synapse=None
+        )
+        nengo.Connection(
+            hidden.neurons, out, transform=snntorch_nengo.dists.Glorot(), synapse=None
+        )
+        p = nengo.Probe(out, label="out")
+    rng = np.random.RandomState(5)
+    x = rng.uniform(-1, 1, size=(64, 1, 4))
+    y = rng.randint(0, 10, size=(64, 1, 1)).astype(float)
+    with Simulator(net, minibatch_size=32, progress_bar=False) as sim:
+        sim.compile(
+            loss="cross_entropy",
+            metrics=torchmetrics.classification.MulticlassAccuracy(
+                num_classes=10, average="micro"
+            ),
+        )
+        result = sim.evaluate({inp: x}, {p: y}, verbose=0)
+        sim.compile(loss="cross_entropy", metrics=["accuracy"])
+        named = sim.evaluate({inp: x}, {p: y}, verbose=0)
+        sim.compile(loss="mse", metrics=[torchmetrics.MeanSquaredError()])
+        onehot = np.eye(10)[y[..., 0].astype(int)]
+        regression = sim.evaluate({inp: x}, {p: onehot}, verbose=0)
+        predicted = torch.as_tensor(sim.predict({inp: x})[p])
+    labels = torch.as_tensor(y.reshape(-1)).long()
+    logits = predicted.reshape(-1, 10)
+    micro = (logits.argmax(-1) == labels).double().mean().item()
+    assert 0 < micro < 1  # an untrained net: a value that can be got wrong
+    assert result["out_multiclass_accuracy"] == pytest.approx(micro, abs=1e-6)
+    assert named["out_accuracy"] == pytest.approx(micro, abs=1e-6)
+    mse = torch.nn.functional.mse_loss(predicted, torch.as_tensor(onehot)).item()
+    assert regression["out_mean_squared_error"] == pytest.approx(mse, rel=1e-5)
+    assert regression["out_loss"] == pytest.approx(mse, rel=1e-5)

@@ -13,16 +13,39 @@ def nan_mse(prediction, target):
     return F.mse_loss(prediction[mask], target[mask])
 
 
+def flat_targets(prediction, target):
+    """NengoDL-shaped ``(batch, n_steps, d)`` pairs as torch's classification shapes.
+
+    The one place that reads target shapes for classification (cross entropy,
+    accuracy, torchmetrics objects): batch and time are flattened into one sample
+    axis, giving predictions ``(N, d)``; targets of the prediction's shape become
+    ``(N, d)`` (one-hot, probabilities, regression values), and targets with one
+    value per sample (``(batch, n_steps, 1)``, ``(batch, n_steps)``, ``(batch,)``)
+    when the prediction has more features are class indices ``(N,)`` as integers.
+    """
+    features = prediction.shape[-1] if prediction.dim() else 1
+    flat = prediction.reshape(-1, features)
+    if target.shape == prediction.shape:
+        return flat, target.reshape(flat.shape)
+    if target.numel() == flat.shape[0] and features > 1:
+        indices = target.reshape(-1)
+        if indices.is_floating_point():
+            indices = indices.round()
+        return flat, indices.long()
+    raise ValidationError(
+        f"targets of shape {tuple(target.shape)} fit neither the predictions' shape "
+        f"{tuple(prediction.shape)} nor one class index per sample and step",
+        attr="targets",
+    )
+
+
 def _cross_entropy(prediction, target):
-    """Cross entropy on the last step's logits ``(batch, n_steps, classes)``.
+    """Cross entropy on the logits ``(batch, n_steps, classes)``.
 
     Targets are class indices ``(batch, n_steps, 1)`` or ``(batch,)``, or one-hot /
-    probabilities with the prediction's shape.
+    probabilities with the prediction's shape (see `flat_targets`).
     """
-    logits = prediction.reshape(-1, prediction.shape[-1])
-    if target.shape == prediction.shape:
-        return F.cross_entropy(logits, target.reshape(logits.shape))
-    return F.cross_entropy(logits, target.reshape(-1).long())
+    return F.cross_entropy(*flat_targets(prediction, target))
 
 
 class Regularize(torch.nn.Module):

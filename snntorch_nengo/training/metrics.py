@@ -6,6 +6,8 @@ import torch
 import torchmetrics
 from nengo.exceptions import ValidationError
 
+from .losses import flat_targets
+
 
 class LastStepAccuracy(torchmetrics.Metric):
     """Classification accuracy of the last time step's output.
@@ -23,9 +25,10 @@ class LastStepAccuracy(torchmetrics.Metric):
         self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
 
     def update(self, prediction, target):
-        predicted = prediction[:, -1].argmax(dim=-1)
-        last = target[:, -1]
-        labels = last.argmax(dim=-1) if last.shape[-1] > 1 else last[..., 0].long()
+        logits, labels = flat_targets(prediction[:, -1:], target[:, -1:])
+        predicted = logits.argmax(dim=-1)
+        if labels.dim() > 1:
+            labels = labels.argmax(dim=-1)  # one-hot
         self.correct += (predicted == labels).sum().to(self.correct.dtype)
         self.total += labels.numel()
 
@@ -41,7 +44,13 @@ METRICS = {
 
 
 class FlatMetric(torchmetrics.Metric):
-    """Applies a regression metric to flattened ``(batch, n_steps, d)`` tensors."""
+    """A torchmetrics object on NengoDL-shaped ``(batch, n_steps, d)`` tensors.
+
+    Batch and time become one sample axis, and a class-index target
+    ``(batch, n_steps, 1)`` beside ``d > 1`` predictions becomes integer labels
+    ``(N,)`` (`.losses.flat_targets`), the shapes torchmetrics' classification
+    and regression metrics expect.
+    """
 
     full_state_update = False
 
@@ -49,8 +58,17 @@ class FlatMetric(torchmetrics.Metric):
         super().__init__()
         self.metric = metric
 
+    @property
+    def higher_is_better(self):
+        return self.metric.higher_is_better
+
     def update(self, prediction, target):
-        self.metric.update(prediction.reshape(-1), target.reshape(-1))
+        self.metric.update(*flat_targets(prediction, target))
+
+    def forward(self, prediction, target):
+        # the wrapped metric keeps the state; Metric.forward would reset this
+        # wrapper (and with it the wrapped metric's running totals)
+        return self.metric(*flat_targets(prediction, target))
 
     def compute(self):
         return self.metric.compute()
@@ -73,7 +91,7 @@ def resolve_metric(metric, where="metrics"):
         return metric, made
     if isinstance(metric, torchmetrics.Metric):
         name = _snake(type(metric).__name__)
-        return name, copy.deepcopy(metric)
+        return name, FlatMetric(copy.deepcopy(metric))
     raise ValidationError(
         f"a metric must be a name or a torchmetrics.Metric, got {metric!r}", attr=where
     )
