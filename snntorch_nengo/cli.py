@@ -14,7 +14,17 @@ from .training.lightning import NengoLightningModule
 
 
 def main(args=None):
-    """Run the CLI (``args`` as a list for programmatic use, else ``sys.argv``)."""
+    """Run the CLI (``args`` as a list, else ``sys.argv``); 0 once it has run.
+
+    The console script calls ``sys.exit(main())``: anything but 0 or None there
+    is an exit status of 1, so the CLI object is not returned (`cli` returns it).
+    """
+    cli(args)
+    return 0
+
+
+def cli(args=None):
+    """Run the CLI and return the `LightningCLI` (its ``trainer``, ``model``)."""
     return LightningCLI(
         NengoLightningModule,
         L.LightningDataModule,
@@ -26,4 +36,6 @@ def main(args=None):
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    import sys
+
+    sys.exit(main())

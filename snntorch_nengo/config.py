@@ -5,6 +5,8 @@ to the network being built (and its subnetworks, unless they override them).
 ``trainable`` is also a per-object parameter: ``net.config[ens].trainable = False``.
 """
 
+import logging
+
 import nengo
 import torch
 from nengo.exceptions import ConfigError, ValidationError
@@ -41,6 +43,32 @@ SETTINGS = {
     ),
 }
 
+# NengoDL settings that tune how TensorFlow builds its graph. There is no such
+# graph here (torch runs eagerly; see docs/coming_from_nengodl.md), so they are
+# accepted, so that NengoDL scripts run unchanged, and have no effect.
+IGNORED_SETTINGS = {
+    "use_loop": "runs unroll no TensorFlow while-loop here",
+    "planner": "operators are scheduled by engine/schedule.py",
+    "sorter": "signals are laid out by engine/signals.py",
+    "simplifications": "nengo's optimizer merges operators (Simulator(optimize=))",
+}
+
+logger = logging.getLogger(__name__)
+_noted = set()
+
+
+def note_ignored(names, where):
+    """Log once per process that NengoDL-only arguments ``names`` have no effect."""
+    new = [name for name in names if name not in _noted]
+    if new:
+        _noted.update(new)
+        logger.info(
+            "%s(%s): accepted for NengoDL compatibility; no effect in snntorch_nengo",
+            where,
+            ", ".join(new),
+        )
+
+
 TRAINABLE_TYPES = (nengo.Ensemble, nengo.Connection, nengo.Node, nengo.Network)
 
 
@@ -56,12 +84,16 @@ def configure_settings(**settings):
     stateful, keep_history, inference_only, lif_smoothing, dtype, learning_phase,
     time_batched, in_place, surrogate, check_finite
         See `SETTINGS`.
+    use_loop, planner, sorter, simplifications
+        NengoDL's TensorFlow graph options: accepted, no effect (`IGNORED_SETTINGS`).
     """
     if len(nengo.Network.context) == 0:
         raise ConfigError(
             "configure_settings must be called within a Network context "
             "(`with net: configure_settings(...)`)"
         )
+    note_ignored([n for n in settings if n in IGNORED_SETTINGS], "configure_settings")
+    settings = {k: v for k, v in settings.items() if k not in IGNORED_SETTINGS}
     config = nengo.Network.context[-1].config
     for obj_type in (nengo.Network,) + TRAINABLE_TYPES:
         if obj_type not in config.params:

@@ -12,6 +12,7 @@ from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
 from nengo.utils.progress import Progress, ProgressTracker
 
 from . import streaming, validation
+from .config import note_ignored
 from .export.params import ParamsMixin
 from .module import NengoModule
 from .training.api import TrainingMixin
@@ -53,6 +54,9 @@ class Simulator(TrainingMixin, ParamsMixin):
     compile : bool
         Compile one step with `torch.compile` for runs that step without
         gradients (see `.NengoModule`); costs seconds to a minute on the first run.
+    unroll_simulation : int, optional
+        NengoDL's TensorFlow loop unrolling: accepted, no effect (there is no
+        graph to unroll; see docs/coming_from_nengodl.md).
     """
 
     def __init__(
@@ -67,8 +71,11 @@ class Simulator(TrainingMixin, ParamsMixin):
         dtype=None,
         optimize=True,
         compile=False,  # noqa: A002
+        unroll_simulation=None,
     ):
         self.closed = True  # until built (NengoModule checks network, dt and device)
+        if unroll_simulation is not None:
+            note_ignored(["unroll_simulation"], "Simulator")
         self.progress_bar = progress_bar
         self.optimize = optimize  # merge operators (see NengoModule)
         if dtype is None:
@@ -259,9 +266,10 @@ class Simulator(TrainingMixin, ParamsMixin):
             probe_callback=probe_callback,
         )
 
-    def step(self):
-        """Advance one step."""
-        self.run_steps(1, progress_bar=False)
+    def step(self, **kwargs):
+        """Advance one step; ``kwargs`` (e.g. ``data``) go to `run_steps`."""
+        kwargs.setdefault("progress_bar", False)
+        self.run_steps(1, **kwargs)
 
     def trange(self, dt=None, sample_every=None):
         """Times of the probed samples (starting at ``dt``, not 0)."""

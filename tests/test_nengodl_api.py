@@ -182,3 +182,52 @@ def test_converter_endpoints_keyed_by_torch_layer():
         out = sim.predict({converter.inputs[model[0]]: x})[converter.outputs[dense]]
     expected = model.double()(torch.as_tensor(x[:, 0])).detach().numpy()
     assert np.allclose(out[:, -1], expected, atol=1e-6)
+
+
+# "Optimizing a spiking neural network" and others: TensorFlow graph options
+def test_tensorflow_graph_options_are_accepted():
+    with nengo.Network(seed=0) as net:
+        snntorch_nengo.configure_settings(
+            use_loop=False,
+            planner=object(),  # NengoDL passes its planner functions
+            sorter=object(),
+            simplifications=[],
+            stateful=False,
+        )
+        a = nengo.Node([0.5])
+        p = nengo.Probe(a)
+    with Simulator(net, unroll_simulation=10, progress_bar=False) as sim:
+        sim.run_steps(3)
+    # real settings are still applied; the ignored ones are not stored
+    assert snntorch_nengo.config.get_setting(net, "stateful") is False
+    assert np.allclose(sim.data[p], 0.5)
+    with nengo.Network():
+        with pytest.raises(nengo.exceptions.ConfigError, match="not a setting"):
+            snntorch_nengo.configure_settings(use_lop=False)  # typos still fail
+
+
+# "Optimizing a cognitive model": sim.step(data=...)
+def test_step_with_data():
+    with nengo.Network() as net:
+        a = nengo.Node(np.zeros(2))
+        p = nengo.Probe(a)
+    with Simulator(net, progress_bar=False) as sim:
+        sim.step(data={a: np.array([[[1.0, 2.0]]])})
+        sim.step(data={a: np.array([[[3.0, 4.0]]])})
+        sim.step()
+    assert np.allclose(sim.data[p], [[1, 2], [3, 4], [0, 0]])
+
+
+def test_cli_exits_with_status_0(tmp_path):
+    import sys
+
+    from snntorch_nengo.cli import main
+
+    args = [
+        "fit", "--config", "configs/autoencoder.yaml", "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+        "--trainer.enable_progress_bar=false", f"--trainer.default_root_dir={tmp_path}",
+    ]
+    with pytest.raises(SystemExit) as exit_info:
+        sys.exit(main(args))  # what the console script does
+    assert exit_info.value.code == 0
