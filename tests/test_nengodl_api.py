@@ -231,3 +231,56 @@ def test_cli_exits_with_status_0(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         sys.exit(main(args))  # what the console script does
     assert exit_info.value.code == 0
+
+
+# NengoDL's sparse categorical cross entropy form, with torch's own loss objects:
+# logits (n, 1, classes), integer class targets (n, 1, 1)
+@pytest.mark.parametrize(
+    "loss",
+    [
+        torch.nn.CrossEntropyLoss(),
+        torch.nn.functional.cross_entropy,
+        torch.nn.CrossEntropyLoss(label_smoothing=0.1),
+    ],
+)
+def test_torch_cross_entropy_with_class_index_targets(loss):
+    net = classifier()
+    x, y = class_data()
+    with Simulator(net, minibatch_size=20, progress_bar=False) as sim:
+        sim.compile(
+            optimizer=torch.optim.Adam(sim.parameters(), 1e-2),
+            loss={net.p: loss},
+            metrics=["accuracy"],
+        )
+        before = sim.evaluate(x, y, verbose=0)
+        sim.fit(x, y, epochs=3, verbose=0)
+        after = sim.evaluate(x, y, verbose=0)
+        logits = sim.predict(x)[net.p]
+    labels = y[:, 0, 0].astype(int)
+    # the loss is torch's on the flattened logits, its options honoured
+    expected = torch.nn.functional.cross_entropy(
+        torch.as_tensor(logits[:, 0]),
+        torch.as_tensor(labels),
+        label_smoothing=getattr(loss, "label_smoothing", 0.0),
+    )
+    assert after["loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert after["probe_accuracy"] == pytest.approx(
+        np.mean(logits[:, 0].argmax(-1) == labels)
+    )
+    assert after["probe_accuracy"] > max(before["probe_accuracy"], 0.8)
+
+
+def test_torch_nll_loss_with_one_hot_and_index_targets():
+    net = classifier()
+    x, y = class_data(n=40)
+    one_hot = np.eye(3)[y[:, 0, 0].astype(int)][:, None]
+    with Simulator(net, minibatch_size=20, progress_bar=False) as sim:
+        sim.compile(loss={net.p: torch.nn.CrossEntropyLoss()})
+        from_indices = sim.evaluate(x, y, verbose=0)["loss"]
+        from_one_hot = sim.evaluate(x, one_hot, verbose=0)["loss"]
+        sim.compile(loss={net.p: torch.nn.NLLLoss()})
+        nll = sim.evaluate(x, y, verbose=0)["loss"]
+        logits = sim.predict(x)[net.p][:, 0]
+    assert from_indices == pytest.approx(from_one_hot, rel=1e-6)
+    labels = y[:, 0, 0].astype(int)
+    assert nll == pytest.approx(-np.mean(logits[np.arange(40), labels]), rel=1e-5)

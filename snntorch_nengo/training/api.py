@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .. import validation
 from . import distributed, tbptt
-from .losses import KNOWN_LOSSES, SPARSE_TARGET_LOSSES, nan_mse
+from .losses import KNOWN_LOSSES, nan_mse, takes_class_indices
 
 
 class History:
@@ -285,9 +285,9 @@ class TrainingMixin:
         for probe, value in targets.items():
             size = int(np.prod(self.model.sig[probe]["in"].shape))
             loss = lm.losses[probe]
-            if loss in SPARSE_TARGET_LOSSES and np.shape(value)[-1:] == (1,):
+            if takes_class_indices(loss) and np.shape(value)[-1:] == (1,):
                 size = 1  # class indices
-            elif loss not in KNOWN_LOSSES:
+            elif loss not in KNOWN_LOSSES and not takes_class_indices(loss):
                 size = None  # a custom loss decides what its targets hold
             expected = (n, n_steps, size)
             _check_shape(value, expected, f"y[{lm.names[probe]}]", where)

@@ -70,6 +70,38 @@ class Regularize(torch.nn.Module):
         return f"order={self.order}, axis={self.axis}, weight={self.weight}"
 
 
+class ClassAxisLast(torch.nn.Module):
+    """torch's class-index losses on NengoDL's shapes, the class axis last.
+
+    ``torch.nn.CrossEntropyLoss()`` (or ``NLLLoss``, ``F.cross_entropy``,
+    ``F.nll_loss``) reads axis 1 as the classes; NengoDL's predictions are
+    ``(batch, n_steps, classes)`` with targets ``(batch, n_steps, 1)`` class
+    indices (its sparse categorical cross entropy) or one-hot ``(batch, n_steps,
+    classes)``. `resolve_loss` wraps those losses in this, which flattens batch
+    and time (`flat_targets`) and calls the loss unchanged (its weights,
+    ``ignore_index``, ``label_smoothing`` and reduction hold).
+    """
+
+    def __init__(self, loss):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, prediction, target):
+        return self.loss(*flat_targets(prediction, target))
+
+    def extra_repr(self):
+        return "" if isinstance(self.loss, torch.nn.Module) else repr(self.loss)
+
+
+_CLASS_INDEX_LOSSES = (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)
+_CLASS_INDEX_FUNCTIONS = (F.cross_entropy, F.nll_loss)
+
+
+def takes_class_indices(loss):
+    """Whether a resolved loss accepts ``(batch, n_steps, 1)`` class-index targets."""
+    return loss is _cross_entropy or isinstance(loss, ClassAxisLast)
+
+
 LOSSES = {
     "mse": F.mse_loss,
     "mean_squared_error": F.mse_loss,
@@ -83,8 +115,6 @@ LOSSES = {
 
 # losses whose targets must have the prediction's shape, or may be class indices
 KNOWN_LOSSES = tuple(LOSSES.values()) + (F.mse_loss, F.l1_loss)
-# (batch, n_steps, 1)
-SPARSE_TARGET_LOSSES = (_cross_entropy,)
 
 
 def resolve_loss(loss, where="loss"):
@@ -95,6 +125,10 @@ def resolve_loss(loss, where="loss"):
                 f"unknown loss '{loss}'; names are {sorted(LOSSES)}", attr=where
             )
         return LOSSES[loss]
+    if isinstance(loss, _CLASS_INDEX_LOSSES) or any(
+        loss is f for f in _CLASS_INDEX_FUNCTIONS
+    ):
+        return ClassAxisLast(loss)
     if callable(loss):
         return loss
     raise ValidationError(
