@@ -284,3 +284,44 @@ def test_torch_nll_loss_with_one_hot_and_index_targets():
     assert from_indices == pytest.approx(from_one_hot, rel=1e-6)
     labels = y[:, 0, 0].astype(int)
     assert nll == pytest.approx(-np.mean(logits[np.arange(40), labels]), rel=1e-5)
+
+
+# "Legendre Memory Units in NengoDL": keep_history=False, inputs (n, steps, 1),
+# targets (n, 1, 1) for the last step only
+def test_keep_history_false_targets_have_one_step():
+    n, steps, n_classes = 40, 16, 3
+    rng = np.random.RandomState(0)
+    x = rng.randn(n, steps, 1)
+    # the class is decided by the sum over the whole sequence: memory is needed
+    labels = np.digitize(x.sum(axis=(1, 2)), [-2.0, 2.0])
+    y = labels[:, None, None].astype(np.float64)
+    with nengo.Network(seed=0) as net:
+        snntorch_nengo.configure_settings(keep_history=False, stateful=False)
+        inp = nengo.Node(np.zeros(1))
+        mem = nengo.Ensemble(40, 1, neuron_type=nengo.RectifiedLinear())
+        nengo.Connection(inp, mem.neurons, transform=snntorch_nengo.dists.Glorot(),
+                         synapse=0.01)
+        out = nengo.Node(size_in=n_classes)
+        nengo.Connection(mem.neurons, out, transform=snntorch_nengo.dists.Glorot(),
+                         synapse=None)
+        p = nengo.Probe(out)
+    with Simulator(net, minibatch_size=20, progress_bar=False) as sim:
+        sim.compile(
+            optimizer=torch.optim.Adam(sim.parameters(), 1e-2),
+            loss={p: torch.nn.CrossEntropyLoss()},
+            metrics=["accuracy"],
+        )
+        before = sim.evaluate(x, y, verbose=0)
+        sim.fit(x, y, epochs=2, verbose=0)
+        after = sim.evaluate(x, y, verbose=0)
+        logits = sim.predict(x)[p]
+    assert logits.shape == (n, 1, n_classes)
+    expected = torch.nn.functional.cross_entropy(
+        torch.as_tensor(logits[:, 0]), torch.as_tensor(labels)
+    )
+    assert after["loss"] == pytest.approx(float(expected), rel=1e-5)
+    assert after["loss"] < before["loss"]
+    with Simulator(net, minibatch_size=20, progress_bar=False) as sim:
+        sim.compile(loss={p: torch.nn.CrossEntropyLoss()})
+        with pytest.raises(nengo.exceptions.ValidationError, match=r"\(40, 1, 1\)"):
+            sim.evaluate(x, np.repeat(y, steps, axis=1), verbose=0)

@@ -276,12 +276,17 @@ class TrainingMixin:
         n = _common_length(list(inputs.values()) + list(targets.values()), where)
         for node, value in inputs.items():
             _check_shape(value, (n, None, node.size_out), f"x[{node}]", where)
+        # with keep_history=False a probe's output, so its target, is one step
+        history = self.module.settings["keep_history"] is not False
+        if n_steps is None and inputs:
+            n_steps = np.shape(next(iter(inputs.values())))[1]
         if n_steps is None:
             probe, first = next(iter(targets.items()))
             if np.ndim(first) < 2:
                 _check_shape(first, (n, None, None), f"y[{lm.names[probe]}]", where)
             n_steps = np.shape(first)[1]
         validation.positive_steps(n_steps, where)
+        lm.default_steps = n_steps  # batches without inputs run this many
         for probe, value in targets.items():
             size = int(np.prod(self.model.sig[probe]["in"].shape))
             loss = lm.losses[probe]
@@ -289,7 +294,7 @@ class TrainingMixin:
                 size = 1  # class indices
             elif loss not in KNOWN_LOSSES and not takes_class_indices(loss):
                 size = None  # a custom loss decides what its targets hold
-            expected = (n, n_steps, size)
+            expected = (n, n_steps if history else 1, size)
             _check_shape(value, expected, f"y[{lm.names[probe]}]", where)
         batch = batch_size or self.minibatch_size or 1
         if self.minibatch_size is not None and batch != self.minibatch_size:

@@ -182,6 +182,7 @@ class NengoLightningModule(L.LightningModule):
                 self.test_metrics[key] = copy.deepcopy(made)
                 self.metric_probes[key] = probe
         self._optimizer = optimizer
+        self.default_steps = None
         self._epoch_means = {}
         self._log_steps = True
 
@@ -259,6 +260,19 @@ class NengoLightningModule(L.LightningModule):
         targets = dict(zip(self.target_probes, batch[n_in:]))
         return inputs, targets
 
+    def batch_steps(self, inputs, targets):
+        """Steps to run a batch for: its inputs' time axis, else its targets'.
+
+        With ``keep_history=False`` probes return (and targets hold) only the
+        last step; a batch without inputs then runs ``default_steps`` (the
+        ``n_steps`` of `Simulator.fit`/`evaluate`).
+        """
+        if inputs:
+            return next(iter(inputs.values())).shape[1]
+        if self.module.settings["keep_history"] is False and self.default_steps:
+            return self.default_steps
+        return next(iter(targets.values())).shape[1]
+
     def run_batch(self, inputs, n_steps):
         module = self.module
         batch_size = next(iter(inputs.values())).shape[0] if inputs else None
@@ -269,8 +283,7 @@ class NengoLightningModule(L.LightningModule):
     def _step(self, batch, stage, on_step):
         prefix = STAGES[stage]
         inputs, targets = self.split_batch(batch)
-        n_steps = next(iter(targets.values())).shape[1]
-        outputs = self.run_batch(inputs, n_steps)
+        outputs = self.run_batch(inputs, self.batch_steps(inputs, targets))
         batch_size = next(iter(targets.values())).shape[0]
         total = self.probe_losses(outputs, targets, prefix)
         self.log_loss(f"{prefix}loss", total, batch_size, on_step)
