@@ -12,6 +12,8 @@ import torch
 from nengo.exceptions import ConfigError, ValidationError
 from nengo.params import BoolParam, Parameter
 
+from .utils import torch_dtype
+
 SETTINGS = {
     # name: (default, description)
     "trainable": (None, "per-object trainability (None: everything trains)"),
@@ -186,6 +188,4 @@ def _path_to(network, obj):
 def torch_float(dtype):
     if dtype is None:
         return torch.float32
-    from .utils import torch_dtype
-
     return torch_dtype(dtype)

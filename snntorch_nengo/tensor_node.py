@@ -14,7 +14,8 @@ refuses to run that operator with a clear error.
 import numpy as np
 import torch
 from nengo.base import NengoObject, ObjView
-from nengo.builder import Builder, Operator
+from nengo.connection import Connection
+from nengo.builder import Builder
 from nengo.builder.operator import Reset
 from nengo.builder.signal import Signal
 from nengo.ensemble import Ensemble, Neurons
@@ -25,99 +26,8 @@ from nengo.node import Node
 from nengo.params import BoolParam, Default, Parameter, ShapeParam
 from torch import nn
 
-NOT_SIMULATED = (
-    "TensorNodes can only be simulated by snntorch_nengo.Simulator (or "
-    "snntorch_nengo.NengoModule), not by {simulator}"
-)
-
-
-def module_float_tensor(module):
-    """A module's first float parameter or buffer (None if it has none)."""
-    for tensor in module.parameters():
-        if tensor.is_floating_point():
-            return tensor
-    for tensor in module.buffers():
-        if tensor.is_floating_point():
-            return tensor
-    return None
-
-
-class _ModuleMode:
-    """Temporarily put a module (and its submodules) in train or eval mode."""
-
-    def __init__(self, module, training):
-        self.module = module
-        self.training = training
-        self.saved = None
-
-    def __enter__(self):
-        if isinstance(self.module, nn.Module) and self.training is not None:
-            self.saved = [(m, m.training) for m in self.module.modules()]
-            self.module.train(self.training)
-        return self.module
-
-    def __exit__(self, *exc):
-        for m, mode in self.saved or ():
-            m.training = mode
-
-
-def call_tensor_func(node, t, x):
-    """Call ``node.tensor_func`` with the arguments its settings ask for.
-
-    A `torch.nn.Module` gets its inputs cast to the float dtype and device of its
-    own tensors (so a float32 module runs inside a float64 simulation); the result
-    is returned as is.
-    """
-    func = node.tensor_func
-    args = []
-    if node.pass_time:
-        args.append(t)
-    if node.shape_in is not None:
-        args.append(x)
-    if isinstance(func, nn.Module):
-        like = module_float_tensor(func)
-        if like is not None:
-            args = [
-                a.to(dtype=like.dtype, device=like.device)
-                if a.is_floating_point()
-                else a.to(device=like.device)
-                for a in args
-            ]
-    try:
-        return func(*args)
-    except Exception as e:
-        if not isinstance(node, TensorNode):  # shape inference reports it itself
-            raise
-        # name the node: the traceback alone points into the user's function
-        raise SimulationError(
-            f"{node}: tensor_func raised {type(e).__name__}: {e}"
-        ) from e
-
-
-def check_output(node, y, batch_size, error=SimulationError):
-    """``y`` as ``(batch_size,) + shape_out``, or a clear error naming ``node``.
-
-    A leading dimension of 1 broadcasts over the batch (functions of time alone
-    cannot know the batch size).
-    """
-    if not torch.is_tensor(y):
-        raise error(
-            f"{node}: tensor_func must return a torch.Tensor of shape "
-            f"(batch,) + shape_out = (batch,) + {tuple(node.shape_out)}, "
-            f"got {type(y).__name__}"
-        )
-    shape_out = tuple(node.shape_out)
-    if y.dim() != 1 + len(shape_out) or tuple(y.shape[1:]) != shape_out or (
-        y.shape[0] not in (1, batch_size)
-    ):
-        raise error(
-            f"{node}: tensor_func returned shape {tuple(y.shape)}, expected "
-            f"(batch,) + shape_out = {(batch_size,) + shape_out}"
-        )
-    if y.shape[0] != batch_size:
-        y = y.expand((batch_size,) + shape_out)
-    return y
-
+from .engine.operators import NOT_SIMULATED, SimTensorNode
+from .engine.ops.tensor_node import ModuleMode, call_tensor_func
 
 class TensorFuncParam(Parameter):
     """A callable or `torch.nn.Module`; infers the node's ``shape_out``."""
@@ -145,8 +55,8 @@ class TensorFuncParam(Parameter):
         )
         spec = _FuncSpec(func, node.shape_in, node.pass_time)
         try:
-            with torch.no_grad(), _ModuleMode(func, False):
-                y = call_tensor_func(spec, t, x)
+            with torch.no_grad(), ModuleMode(func, False):
+                y = call_tensor_func(spec, t, x, name_errors=False)
         except Exception as e:
             raise ValidationError(
                 f"{node}: calling tensor_func on zeros of shape (1,) + shape_in to "
@@ -252,50 +162,6 @@ class TensorNode(Node):
         return 0 if self.shape_out is None else int(np.prod(self.shape_out))
 
 
-class SimTensorNode(Operator):
-    """Set ``output`` to ``node.tensor_func(time, input)``.
-
-    1. sets ``[output]``
-    2. incs ``[]``
-    3. reads ``[time] if time is not None else [] + [input] if input is not None``
-    4. updates ``[]``
-
-    Only `snntorch_nengo` runs it (``engine/ops/tensor_node.py``); Nengo's
-    reference simulator raises a `~nengo.exceptions.SimulationError`.
-    """
-
-    def __init__(self, node, time, input, output, tag=None):  # noqa: A002
-        super().__init__(tag=tag if tag is not None else f"SimTensorNode {node}")
-        self.node = node
-        self.sets = [output]
-        self.incs = []
-        self.reads = [sig for sig in (time, input) if sig is not None]
-        self.updates = []
-        # positions in `reads`: Nengo's operator merger may replace the signals
-        self._time_index = None if time is None else 0
-        self._input_index = None if input is None else len(self.reads) - 1
-
-    @property
-    def time(self):
-        return None if self._time_index is None else self.reads[self._time_index]
-
-    @property
-    def input(self):
-        return None if self._input_index is None else self.reads[self._input_index]
-
-    @property
-    def output(self):
-        return self.sets[0]
-
-    def _descstr(self):
-        return f"{self.node}"
-
-    def make_step(self, signals, dt, rng):
-        raise SimulationError(
-            NOT_SIMULATED.format(simulator="nengo.Simulator") + f" ({self.node})"
-        )
-
-
 @Builder.register(TensorNode)
 def build_tensor_node(model, node):
     """Build a `TensorNode`: input signal (reset each step), output, `SimTensorNode`.
@@ -395,8 +261,6 @@ class Layer:
             obj = TensorNode(
                 self.layer_func, shape_in=shape_in, pass_time=False, **kwargs
             )
-        from nengo import Connection  # pylint: disable=import-outside-toplevel
-
         conn = Connection(input, obj, transform=transform, synapse=synapse)
         return (obj, conn) if return_conn else obj
 

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from nengo.exceptions import ValidationError
 
+from .utils import torch_dtype
+
 # numpy kinds that convert to a float simulation without losing anything
 _NUMERIC_KINDS = "biuf"
 
@@ -43,8 +45,6 @@ def check_dt(dt):
 
 def check_dtype(dtype):
     """A floating-point torch dtype from ``dtype`` (torch, numpy or a name)."""
-    from .utils import torch_dtype
-
     try:
         result = torch_dtype(dtype)
     except (TypeError, KeyError, ValueError):

@@ -170,3 +170,13 @@ def test_to_loihi_freezes_and_checks():
         to_loihi(bad)
     with pytest.warns(UserWarning, match="Tanh"):
         to_loihi(bad, strict=False)
+
+
+def test_neither_simulator_nor_network_is_named():
+    # the exporters know a Simulator by the NengoModule it runs (they sit below
+    # the Simulator class); anything else that is not a network is refused
+    with pytest.raises(ValidationError, match="Simulator or a nengo.Network.*'dict'"):
+        check_loihi({"not": "a network"})
+    ens_only = nengo.Ensemble(3, 1, add_to_container=False)
+    with pytest.raises(ValidationError, match="type 'Ensemble'"):
+        check_loihi(ens_only)

@@ -10,7 +10,7 @@ import torch
 from nengo.exceptions import NetworkContextError, SimulationError, ValidationError
 
 from snntorch_nengo import Layer, NengoModule, Simulator, TensorNode
-from snntorch_nengo.tensor_node import SimTensorNode
+from snntorch_nengo.engine.operators import SimTensorNode
 
 
 class MyLayer(torch.nn.Module):

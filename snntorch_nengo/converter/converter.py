@@ -21,7 +21,9 @@ from ..config import configure_settings
 from ..engine.schedule import ConstantNode
 from ..tensor_node import TensorNode
 from . import layers as _layers
+from .recorder import Recorder
 from .values import NotConvertible, Term, Value, scale_transform
+from .verify import verify
 
 EXAMPLE_BATCH = 2  # example batch for tracing; 2 so that batch-mixing ops show up
 EXAMPLE_STEPS = 3  # example number of steps (temporal models)
@@ -83,19 +85,6 @@ class _Tracer(fx.Tracer):
         if id(m) in self.leaves or _layers.lookup_module(m) is not None:
             return True
         return super().is_leaf_module(m, module_qualified_name)
-
-
-class _Recorder(fx.Interpreter):
-    """Runs the traced model once, recording every node's value."""
-
-    def __init__(self, module):
-        super().__init__(module)
-        self.values = {}
-
-    def run_node(self, n):
-        result = super().run_node(n)
-        self.values[n] = result
-        return result
 
 
 class _FxCall(nn.Module):
@@ -385,7 +374,7 @@ class Converter:
         """Run the model once (eval mode, no grad) to record every node's value."""
         gen = torch.Generator().manual_seed(0)
         example = [self._example(s, gen) for s in self.input_shapes]
-        recorder = _Recorder(self.graph_module)
+        recorder = Recorder(self.graph_module)
         saved = [(m, m.training) for m in self.model.modules()]
         try:
             self.model.eval()
@@ -846,8 +835,6 @@ class Converter:
         -------
         True, or raises ValueError naming the output that differs and by how much.
         """
-        from .verify import verify  # pylint: disable=import-outside-toplevel
-
         return verify(self, training=training, inputs=inputs, atol=atol, rtol=rtol)
 
 

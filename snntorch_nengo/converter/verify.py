@@ -8,6 +8,7 @@ from torch import nn
 
 from ..module import NengoModule
 from ..simulator import Simulator
+from .recorder import Recorder
 
 DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
            nn.FeatureAlphaDropout)
@@ -76,9 +77,7 @@ def _torch_copy(module):
 
 def _torch_outputs(converter, module, xs, grad=False):
     """The model's outputs, in the order of `converter.outputs`."""
-    from .converter import _Recorder  # pylint: disable=import-outside-toplevel
-
-    recorder = _Recorder(module)
+    recorder = Recorder(module)
     tensors = [torch.as_tensor(x, dtype=torch.float64) for x in xs]
     with torch.set_grad_enabled(grad):
         recorder.run(*tensors)
@@ -120,8 +119,6 @@ def _compare(converter, when, got, expected, atol, rtol):
 
 def _verify_training(converter, original, xs, n_steps, atol, rtol):
     """One SGD step on a copy of each; compare before (train mode) and after."""
-    from .converter import Converter  # pylint: disable=import-outside-toplevel
-
     if converter.inference_only:
         raise ValueError(
             "verify(training=True): the network was converted with inference_only="
@@ -134,7 +131,8 @@ def _verify_training(converter, original, xs, n_steps, atol, rtol):
             "their parameters train differently (convert them in training mode to "
             "keep them as TensorNodes)"
         )
-    other = Converter(
+    # converted again, by the same class, from the model as it was before
+    other = type(converter)(
         original,
         allow_fallback=converter.allow_fallback,
         inference_only=False,

@@ -24,6 +24,7 @@ from nengo.builder.neurons import SimNeurons
 from nengo.builder.operator import BsrDotInc, Copy, DotInc, ElementwiseInc, Reset, TimeUpdate
 from nengo.builder.processes import SimProcess
 
+from ..kernels import cpp as _cpp_kernels
 from ..synapses import is_native_synapse
 from ..utils import TypeRegistry
 from .ops.core import _as_index
@@ -323,15 +324,8 @@ def _state_space(process, dt):
     return process._get_ss(dt)
 
 
-def _native_module():
-    try:
-        from .. import _C
-    except (ImportError, OSError):
-        return None
-    return _C if hasattr(_C, "Program") else None
-
-
-_native = _native_module()
+# the C++ interpreter, when the extension was built (with it)
+_native = _cpp_kernels._C if hasattr(_cpp_kernels._C, "Program") else None
 
 
 # -- lowerings, one per operator type ------------------------------------------

@@ -1,37 +1,14 @@
 """Step order: Nengo's operator dependency graph, plus input feeds for nodes."""
 
 import nengo
-from nengo.builder.operator import Operator, SimPyFunc
+from nengo.builder.operator import SimPyFunc
 from nengo.builder.processes import SimProcess
 from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
-from ..tensor_node import TensorNode
+from .operators import NodeInput, SimTensorNode
 
-
-class NodeInput(Operator):
-    """Sets an input Node's output: from fed data when given, else as Nengo would.
-
-    It takes the place of the node's own operator (a `SimPyFunc` or a
-    `SimProcess`), or of nothing for a constant node, so user data can replace
-    any input node's output, as in NengoDL's ``predict(x=...)``.
-    """
-
-    def __init__(self, node, output, original=None):
-        super().__init__(tag=f"NodeInput {node}")
-        self.node = node
-        self.original = original
-        self.sets = [output]
-        self.incs = []
-        self.reads = [] if original is None else list(original.reads)
-        self.updates = [] if original is None else list(original.updates)
-
-    @property
-    def output(self):
-        return self.sets[0]
-
-    def make_step(self, signals, dt, rng):  # pragma: no cover - numpy path unused
-        raise NotImplementedError("NodeInput runs only in snntorch_nengo")
+__all__ = ["ConstantNode", "NodeInput", "input_nodes", "step_order", "with_input_ops"]
 
 
 class ConstantNode(nengo.Node):
@@ -43,13 +20,19 @@ class ConstantNode(nengo.Node):
     """
 
 
-def input_nodes(model):
-    """Nodes that can be fed: no input, an output. In build order."""
+def input_nodes(model) -> list:
+    """Nodes that can be fed: no input, an output. In build order.
+
+    A node whose output a `SimTensorNode` computes (a TensorNode) runs its
+    torch code: it is never fed.
+    """
+    torch_nodes = {op.node for op in model.operators if isinstance(op, SimTensorNode)}
     return [
         obj
         for obj in model.params
         if isinstance(obj, nengo.Node)
-        and not isinstance(obj, (TensorNode, ConstantNode))  # never fed
+        and not isinstance(obj, ConstantNode)
+        and obj not in torch_nodes
         and obj.size_in == 0
         and obj.size_out > 0
         and obj.output is not None
@@ -57,7 +40,7 @@ def input_nodes(model):
     ]
 
 
-def with_input_ops(model, nodes):
+def with_input_ops(model, nodes) -> list:
     """Nengo's operators with each input node's output op wrapped in `NodeInput`."""
     by_output = {model.sig[node]["out"]: node for node in nodes}
     operators, wrapped = [], set()
@@ -83,6 +66,6 @@ def _node_output(op):
     return None
 
 
-def step_order(operators):
+def step_order(operators) -> list:
     """Operators in an order that respects Nengo's sets -> incs -> reads -> updates."""
     return list(toposort(operator_dependency_graph(operators)))

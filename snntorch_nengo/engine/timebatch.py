@@ -42,7 +42,7 @@ from nengo.builder.processes import SimProcess
 from nengo.builder.probe import SimProbe
 from nengo.builder.transforms import ConvInc, ConvTransposeInc
 
-from ..tensor_node import SimTensorNode
+from .operators import SimTensorNode
 from .schedule import NodeInput
 from .signals import SignalValues
 

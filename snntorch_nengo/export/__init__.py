@@ -6,6 +6,8 @@ The Loihi and NIR helpers are imported on first use: ``nengo_loihi`` and
 ``nir`` are optional.
 """
 
+import importlib
+
 _LAZY = {
     "check_loihi": "loihi",
     "to_loihi": "loihi",
@@ -17,7 +19,5 @@ _LAZY = {
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

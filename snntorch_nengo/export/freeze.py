@@ -14,6 +14,8 @@ This file turns those values back into arguments of `nengo.Ensemble` and
 same tensors.
 """
 
+from typing import Optional
+
 import nengo
 import numpy as np
 from nengo.exceptions import ValidationError
@@ -28,6 +30,7 @@ from nengo.transforms import (
 )
 
 from ..engine.signals import sparse_indices
+from ..module import NengoModule
 
 
 class ZeroFunction:
@@ -97,7 +100,7 @@ def _check_member(sim, obj):
         )
 
 
-def _read(sim, sig, obj):
+def read_signal(sim, sig, obj) -> np.ndarray:
     """The current value of a signal as a numpy array (without a batch dimension)."""
     values = sim.module.signal_values()
     value = values.read(sig).detach()
@@ -112,6 +115,51 @@ def _read(sim, sig, obj):
             )
         value = value[0]
     return value.cpu().numpy()
+
+
+def is_simulator(obj) -> bool:
+    """Whether ``obj`` is a simulator of this package (it holds a `.NengoModule`).
+
+    Exporters take a simulator or a network; they sit below the `.Simulator`
+    class, so they know one by the module it runs.
+    """
+    return isinstance(getattr(obj, "module", None), NengoModule)
+
+
+class BuiltValues:
+    """Built (or trained) weights, gains and biases of a network's objects."""
+
+    def __init__(self, sim_or_net, dt: float) -> None:
+        if is_simulator(sim_or_net):
+            self.sim = sim_or_net
+            self.model = sim_or_net.model
+            self.net = sim_or_net.module.network
+        elif isinstance(sim_or_net, nengo.Network):
+            self.sim = None
+            self.net = sim_or_net
+            self.model = nengo.builder.Model(dt=dt)
+            self.model.build(sim_or_net)
+        else:
+            raise ValidationError(
+                "expected a snntorch_nengo.Simulator or a nengo.Network, got "
+                f"{sim_or_net!r} (type '{type(sim_or_net).__name__}')",
+                attr="sim_or_net",
+            )
+
+    def signal(self, obj, key: str) -> Optional[np.ndarray]:
+        sig = self.model.sig.get(obj, {}).get(key)
+        if sig is None:
+            return None
+        if self.sim is not None:
+            return np.asarray(read_signal(self.sim, sig, obj), dtype=float)
+        return np.asarray(sig.initial_value, dtype=float)
+
+    def gain(self, ens) -> Optional[np.ndarray]:
+        built = self.model.params.get(ens)
+        return None if built is None or built.gain is None else np.asarray(built.gain)
+
+    def bias(self, ens) -> Optional[np.ndarray]:
+        return self.signal(ens.neurons, "bias")
 
 
 def unscale_encoders(scaled, gain, radius):
@@ -159,7 +207,7 @@ def unscale_encoders(scaled, gain, radius):
 def ensemble_params(sim, ens):
     model = sim.model
     if isinstance(ens.neuron_type, Direct):
-        encoders = _read(sim, model.sig[ens]["encoders"], ens)
+        encoders = read_signal(sim, model.sig[ens]["encoders"], ens)
         if not np.array_equal(encoders, np.eye(ens.dimensions)):
             raise ValidationError(
                 f"{ens} has neuron type Direct, whose encoders Nengo fixes to the "
@@ -170,8 +218,8 @@ def ensemble_params(sim, ens):
             )
         return {}
     built = model.params[ens]
-    scaled = _read(sim, model.sig[ens]["encoders"], ens)
-    bias = _read(sim, model.sig[ens.neurons]["bias"], ens)
+    scaled = read_signal(sim, model.sig[ens]["encoders"], ens)
+    bias = read_signal(sim, model.sig[ens.neurons]["bias"], ens)
     gain = np.array(built.gain, copy=True)
     try:
         encoders = unscale_encoders(scaled, gain, ens.radius)
@@ -229,7 +277,7 @@ def _with_weights(conn, sig, weights):
 
 def connection_params(sim, conn):
     sig = sim.model.sig[conn].get("weights")
-    weights = None if sig is None else _read(sim, sig, conn)
+    weights = None if sig is None else read_signal(sim, sig, conn)
     pre = conn.pre_obj
     if isinstance(pre, nengo.Ensemble) and not isinstance(pre.neuron_type, Direct):
         # decoded: `weights` already holds the transform (and the post encoders
@@ -269,7 +317,7 @@ def probe_params(sim, probe):
         or isinstance(pre.neuron_type, Direct)
     ):
         return {}
-    return {"solver": NoSolver(_read(sim, sig, probe).T, weights=False)}
+    return {"solver": NoSolver(read_signal(sim, sig, probe).T, weights=False)}
 
 
 def nengo_params(sim, obj):

@@ -27,6 +27,8 @@ import nengo
 import numpy as np
 from nengo.exceptions import ValidationError
 
+from .freeze import BuiltValues, is_simulator
+
 _UNSET = object()
 _nengo_loihi_module = _UNSET
 
@@ -239,40 +241,6 @@ def placement(net):
 # -- reading built values
 
 
-class _Values:
-    """Built (or trained) weights, gains and biases of a network's objects."""
-
-    def __init__(self, sim_or_net, dt):
-        from ..simulator import Simulator
-
-        if isinstance(sim_or_net, Simulator):
-            self.sim = sim_or_net
-            self.model = sim_or_net.model
-            self.net = sim_or_net.module.network
-        else:
-            self.sim = None
-            self.net = sim_or_net
-            self.model = nengo.builder.Model(dt=dt)
-            self.model.build(sim_or_net)
-
-    def signal(self, obj, key):
-        sig = self.model.sig.get(obj, {}).get(key)
-        if sig is None:
-            return None
-        if self.sim is not None:
-            from .freeze import _read
-
-            return np.asarray(_read(self.sim, sig, obj), dtype=float)
-        return np.asarray(sig.initial_value, dtype=float)
-
-    def gain(self, ens):
-        built = self.model.params.get(ens)
-        return None if built is None or built.gain is None else np.asarray(built.gain)
-
-    def bias(self, ens):
-        return self.signal(ens.neurons, "bias")
-
-
 def _weight_precision(w):
     """(fraction of nonzero weights lost, relative RMS error) at 8-bit precision."""
     w = np.asarray(w, dtype=float).ravel()
@@ -331,7 +299,7 @@ def check_loihi(
     """
     if dt is None:
         dt = getattr(sim_or_net, "dt", None) or 0.001
-    values = _Values(sim_or_net, dt)
+    values = BuiltValues(sim_or_net, dt)
     net = values.net
     on_chip = placement(net)
     issues = []
@@ -653,9 +621,7 @@ def to_loihi(
         is ``check_loihi(net)``. Warnings of the report are issued as one
         Python warning.
     """
-    from ..simulator import Simulator
-
-    if isinstance(sim_or_net, Simulator):
+    if is_simulator(sim_or_net):
         net = sim_or_net.module.network
         if net is None:
             raise ValidationError(

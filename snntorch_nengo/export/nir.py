@@ -25,6 +25,8 @@ import nengo
 import numpy as np
 from nengo.exceptions import ValidationError
 
+from .freeze import BuiltValues
+
 try:
     import nir
 except ImportError:  # pragma: no cover - optional dependency
@@ -278,11 +280,9 @@ def export_nir(net_or_sim, strict=False, dt=None, use_names=True):
     passthrough Node a Linear identity.
     """
     _need_nir()
-    from .loihi import _Values
-
     if dt is None:
         dt = getattr(net_or_sim, "dt", None) or 0.001
-    values = _Values(net_or_sim, dt)
+    values = BuiltValues(net_or_sim, dt)
     net = values.net
     ex = _Exporter(values, use_names)
     for conn in net.all_connections:

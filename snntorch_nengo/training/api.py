@@ -14,6 +14,7 @@ from nengo.exceptions import SimulationError, ValidationError
 from torch.utils.data import DataLoader, TensorDataset
 
 from .. import validation
+from ..module import NengoModule
 from . import distributed, tbptt
 from .losses import KNOWN_LOSSES, nan_mse, takes_class_indices
 
@@ -165,8 +166,6 @@ class TrainingMixin:
         (all by default) with respect to every trainable parameter are checked
         along random directions (`torch.autograd.gradcheck`'s fast mode).
         """
-        from .. import NengoModule
-
         self._check_open("check gradients of")
         inputs = {self.module.find_node(k): v for k, v in self._input_dict(x).items()}
         if not inputs:

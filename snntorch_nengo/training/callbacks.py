@@ -1,5 +1,6 @@
 """Lightning callbacks that log what a Nengo network does while it trains."""
 
+import nengo
 import torch
 from lightning.pytorch.callbacks import Callback
 
@@ -29,8 +30,6 @@ class FiringRateLogger(Callback):
 
 def mean_firing_rates(module, inputs=None, n_steps=10):
     """``{ensemble: mean rate in Hz}`` of a NengoModule; its state is kept."""
-    import nengo
-
     ensembles = [
         ens
         for ens in module.model.params

@@ -12,13 +12,13 @@ of another version) the simulation starts from its initial state.
 import torch
 from nengo.exceptions import ValidationError
 
+from ..export.params import state_tensors
+
 KEY = "snntorch_nengo"
 
 
 def save_state(module, checkpoint):
     """Add ``module``'s simulation state to a Lightning ``checkpoint`` dict."""
-    from ..export.params import state_tensors
-
     checkpoint[KEY] = {
         "state": {
             name: tensor.detach().to("cpu", copy=True)
@@ -31,8 +31,6 @@ def save_state(module, checkpoint):
 
 def load_state(module, checkpoint):
     """Restore the simulation state saved by `save_state` (if there is one)."""
-    from ..export.params import state_tensors
-
     saved = checkpoint.get(KEY)
     if saved is None:
         return

@@ -7,6 +7,8 @@ per process: it must not be broadcast from rank 0 as DDP does by default with
 buffers, since each process simulates different samples.
 """
 
+import inspect
+
 
 def ddp_strategy(**kwargs):
     """Lightning's ``DDPStrategy`` with per-process simulation state.
@@ -17,8 +19,7 @@ def ddp_strategy(**kwargs):
     ``broadcast_buffers=False`` on torch versions without it; the one sync at
     start-up is harmless: every process starts from the same initial state).
     """
-    import inspect
-
+    # lightning is slow to import: only when training asks for it
     from lightning.pytorch.strategies import DDPStrategy
     from torch.nn.parallel import DistributedDataParallel
 
