@@ -130,6 +130,23 @@ class NengoModule(nn.Module):
             return tensor.device
         return torch.device("cpu")
 
+    def _apply(self, fn, *args, **kwargs):
+        # `.to(dtype/device)`, `.double()`, `.cuda()` convert the module tree's
+        # tensors; the engine's dtype and the step functions' constants (made
+        # for one dtype and device) must follow them
+        before = (self.device, self.dtype)
+        out = super()._apply(fn, *args, **kwargs)
+        floats = [t for t in self._tensors() if t.is_floating_point()]
+        dtype = floats[0].dtype if floats else self.dtype
+        if (self.device, dtype) != before and getattr(self, "_steps", None) is not None:
+            self.dtype = dtype
+            self.engine.set_dtype(dtype)
+            # simulation state carries over; step functions are made anew
+            # (processes with their own numpy state restart their streams)
+            self._steps = self.engine.make_steps(self.batch_size, self.seed, self.device)
+            self._steps_key = (self.batch_size, self.seed, self.device)
+        return out
+
     def _tensors(self):
         yield from self.parameters()
         yield from self.buffers()

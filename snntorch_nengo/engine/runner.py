@@ -139,6 +139,20 @@ class Engine:
         """The signal the steps use for ``sig`` (a view of a merged base, maybe)."""
         return resolve(sig, getattr(self, "replacements", {}))
 
+    def set_dtype(self, dtype):
+        """Make float signals ``dtype`` from now on (`NengoModule.to`).
+
+        Step functions made before hold constants of the old dtype: make new ones.
+        """
+        if dtype == self.dtype:
+            return
+        self.dtype = dtype
+        for layout in (self.layout, self.module_layout):
+            layout.dtype = dtype
+        self.__dict__.pop("_initial_cache", None)
+        self.__dict__.pop("_compiled", None)
+        self.merged.__dict__.pop("_last", None)
+
     def make_steps(self, batch_size, seed, device):
         """Fresh step functions (Nengo's ``make_step``), in step order."""
         ctx = StepContext(

@@ -1,0 +1,84 @@
+"""torch's own tools on a NengoModule: Module.to, torch.export."""
+
+import nengo
+import numpy as np
+import pytest
+import torch
+
+from snntorch_nengo import NengoModule
+
+
+def feed_forward(neuron_type=nengo.LIF(), seed=0):
+    with nengo.Network(seed=seed) as net:
+        a = nengo.Node(np.zeros(3), label="a")
+        hidden = nengo.Ensemble(30, 3, neuron_type=neuron_type)
+        nengo.Connection(a, hidden)
+        out = nengo.Node(size_in=2)
+        nengo.Connection(hidden, out, transform=np.ones((2, 3)) / 3, synapse=0.01)
+        net.p = nengo.Probe(out)
+        net.p_spikes = nengo.Probe(hidden.neurons)
+    return net
+
+
+def recurrent(seed=0):
+    """Stepped, merged: an integrator."""
+    with nengo.Network(seed=seed) as net:
+        a = nengo.Node(np.zeros(2), label="a")
+        ens = nengo.Ensemble(40, 2)
+        nengo.Connection(a, ens, transform=0.1)
+        nengo.Connection(ens, ens, synapse=0.1)
+        net.p = nengo.Probe(ens, synapse=0.01)
+        net.p_spikes = nengo.Probe(ens.neurons)
+    return net
+
+
+@pytest.mark.parametrize("make", [feed_forward, recurrent])
+def test_to_float64_equals_a_float64_module(make):
+    """``.to(torch.float64)`` converts parameters, state and the engine's constants.
+
+    A float32-built module holds float32-rounded parameters: the float64 module
+    it is compared with gets the same values (its state dict), so the two must
+    then agree to float64 rounding.
+    """
+    net = make()
+    d = 3 if make is feed_forward else 2
+    x = torch.as_tensor(np.random.RandomState(1).uniform(-1, 1, (2, 40, d)))
+    m32 = NengoModule(net, seed=3, dtype=torch.float32)
+    moved = m32.to(torch.float64)
+    assert moved is m32 and m32.dtype == torch.float64
+    assert m32.engine.dtype == torch.float64
+    floats = [t for t in m32.state_dict().values() if t.is_floating_point()]
+    assert floats and all(t.dtype == torch.float64 for t in floats)
+    out = m32(x)
+
+    m64 = NengoModule(net, seed=3, dtype=torch.float64)
+    m64.load_state_dict(NengoModule(net, seed=3, dtype=torch.float32).state_dict())
+    ref = m64(x)
+    for probe in (net.p, net.p_spikes):
+        assert out[probe].dtype == torch.float64
+        torch.testing.assert_close(out[probe], ref[probe], rtol=1e-12, atol=1e-12)
+    # against the module built in float64: only float32 parameter rounding
+    built = NengoModule(net, seed=3, dtype=torch.float64)
+    assert (built(x)[net.p] - out[net.p]).abs().max() < 1e-4
+
+    # mid-run: the state carries over, converted
+    state = {
+        base: value.float() if value.is_floating_point() else value
+        for base, value in m32.state().items()
+    }
+    back = m32.to(torch.float32)
+    for base, value in back.state().items():
+        torch.testing.assert_close(value, state[base], rtol=0, atol=0)
+    assert back(x[:, :5])[net.p].dtype == torch.float32
+    assert back.n_steps == 45
+
+
+def test_to_device_moves_engine_constants():
+    net = feed_forward()
+    x = torch.rand(1, 20, 3)
+    m = NengoModule(net, seed=2)
+    ref = m(x)[net.p]
+    m.reset()
+    m.to(torch.device("cpu")).to("cpu", torch.float32)
+    assert m.device == torch.device("cpu")
+    torch.testing.assert_close(m(x)[net.p], ref, rtol=0, atol=0)
