@@ -6,8 +6,10 @@ to the network being built (and its subnetworks, unless they override them).
 """
 
 import logging
+import numbers
 
 import nengo
+import numpy as np
 import torch
 from nengo.exceptions import ConfigError, ValidationError
 from nengo.params import BoolParam, Parameter
@@ -21,7 +23,11 @@ SETTINGS = {
     "keep_history": (True, "probes keep their whole history (else the last value)"),
     "inference_only": (False, "build for inference only (no gradients, no fit)"),
     "lif_smoothing": (None, "train LIF through SoftLIFRate with this smoothing"),
-    "dtype": (None, "float type of the simulation (torch.float32 by default)"),
+    "dtype": (
+        None,
+        "float type of the simulation (by default torch.float32 in NengoModule, "
+        "nengo.rc's float_dtype (float64) in Simulator; an explicit dtype= wins)",
+    ),
     "learning_phase": (None, "force training (True) or inference (False) behaviour"),
     "time_batched": (
         True,
@@ -96,15 +102,18 @@ def configure_settings(**settings):
         )
     note_ignored([n for n in settings if n in IGNORED_SETTINGS], "configure_settings")
     settings = {k: v for k, v in settings.items() if k not in IGNORED_SETTINGS}
-    config = nengo.Network.context[-1].config
-    for obj_type in (nengo.Network,) + TRAINABLE_TYPES:
-        if obj_type not in config.params:
-            config.configures(obj_type)
     for name, value in settings.items():
         if name not in SETTINGS:
             raise ConfigError(
                 f"'{name}' is not a setting; settings are {sorted(SETTINGS)}"
             )
+        # every value is checked before any is stored: a bad call changes nothing
+        settings[name] = check_setting(name, value)
+    config = nengo.Network.context[-1].config
+    for obj_type in (nengo.Network,) + TRAINABLE_TYPES:
+        if obj_type not in config.params:
+            config.configures(obj_type)
+    for name, value in settings.items():
         if name == "trainable":
             for obj_type in TRAINABLE_TYPES:
                 params = config[obj_type]
@@ -117,8 +126,103 @@ def configure_settings(**settings):
         params = config[nengo.Network]
         key = f"snntorch_{name}"
         if key not in params._extra_params:
-            params.set_param(key, Parameter(key, default=None, optional=True))
+            params.set_param(key, SettingParam(key, name))
         setattr(params, key, value)
+
+
+class SettingParam(Parameter):
+    """A setting in a network's config; values are checked as they are set.
+
+    So ``net.config[nengo.Network].snntorch_<name> = value`` is checked just as
+    `configure_settings` is.
+    """
+
+    def __init__(self, key, setting):
+        super().__init__(key, default=None, optional=True)
+        self.setting = setting
+
+    def coerce(self, instance, value):
+        value = super().coerce(instance, value)
+        return check_setting(self.setting, value)
+
+
+def _setting_error(name, value, accepted):
+    return ValidationError(
+        f"configure_settings({name}={value!r}): {name} must be {accepted}, got "
+        f"{value!r} (type {type(value).__name__})",
+        attr=name,
+    )
+
+
+def _check_bool(name, value, accepted="True or False"):
+    # strings such as "False" are truthy, and 0/1 hide typos: only real booleans
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise _setting_error(name, value, accepted)
+
+
+def _check_lif_smoothing(name, value):
+    accepted = "None (train LIF as LIFRate) or a number >= 0 (SoftLIFRate's sigma)"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise _setting_error(name, value, accepted)
+    if not np.isfinite(value) or value < 0:
+        raise _setting_error(name, value, accepted)
+    return float(value)
+
+
+def _check_dtype(name, value):
+    from .validation import check_dtype
+
+    try:
+        return check_dtype(value)
+    except ValidationError as e:
+        raise ValidationError(
+            f"configure_settings({name}={value!r}): {e.args[0]}", attr=name
+        ) from None
+
+
+def _check_surrogate(name, value):
+    from .training.surrogates import get_surrogate
+
+    try:
+        get_surrogate(value)
+    except ValidationError as e:
+        raise ValidationError(
+            f"configure_settings({name}={value!r}): {e.args[0]}", attr=name
+        ) from None
+    return value
+
+
+# how each setting's value is checked (None always means "the default")
+_CHECKS = {
+    "trainable": lambda n, v: _check_bool(
+        n, v, "None (everything trains), True or False"
+    ),
+    "stateful": _check_bool,
+    "keep_history": _check_bool,
+    "inference_only": _check_bool,
+    "lif_smoothing": _check_lif_smoothing,
+    "dtype": _check_dtype,
+    "learning_phase": lambda n, v: _check_bool(
+        n, v, "None (follow train()/eval()), True (training) or False (inference)"
+    ),
+    "time_batched": _check_bool,
+    "in_place": _check_bool,
+    "check_finite": _check_bool,
+    "surrogate": _check_surrogate,
+}
+
+
+def check_setting(name, value):
+    """``value`` checked (and normalised) for setting ``name``.
+
+    Raises a `ValidationError` naming the setting and the values it accepts.
+    """
+    if name not in SETTINGS:
+        raise ConfigError(f"'{name}' is not a setting; settings are {sorted(SETTINGS)}")
+    if value is None:
+        return None
+    return _CHECKS[name](name, value)
 
 
 def get_setting(network, name, default=None):

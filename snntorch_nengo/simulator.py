@@ -12,7 +12,7 @@ from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
 from nengo.utils.progress import Progress, ProgressTracker
 
 from . import streaming, validation
-from .config import note_ignored
+from .config import get_setting, note_ignored
 from .export.params import ParamsMixin
 from .module import NengoModule
 from .training.api import TrainingMixin
@@ -47,7 +47,8 @@ class Simulator(TrainingMixin, ParamsMixin):
     progress_bar : bool or nengo.utils.progress.ProgressBar
         Show build and run progress.
     dtype : torch.dtype or str, optional
-        Float precision; defaults to Nengo's ``rc`` ``float_dtype`` (float64).
+        Float precision; defaults to the network's ``configure_settings(dtype=)``,
+        else Nengo's ``rc`` ``float_dtype`` (float64).
     optimize : bool
         Merge operators with Nengo's optimizer (feed-forward models, which run
         window by window, stay unmerged).
@@ -78,8 +79,9 @@ class Simulator(TrainingMixin, ParamsMixin):
             note_ignored(["unroll_simulation"], "Simulator")
         self.progress_bar = progress_bar
         self.optimize = optimize  # merge operators (see NengoModule)
+        validation.check_network(network, model)
         if dtype is None:
-            dtype = nengo.rc.float_dtype
+            dtype = get_setting(network, "dtype") or nengo.rc.float_dtype
         self.dtype = validation.check_dtype(dtype)
         self.minibatch_size = minibatch_size
         with ProgressTracker(progress_bar, Progress("Building", "Build")):

@@ -7,6 +7,7 @@ fallback off is tested with the converter, in tests/test_converter.py.)
 """
 
 import os
+import re
 
 import nengo
 import numpy as np
@@ -104,6 +105,82 @@ def test_unknown_setting():
     with pytest.raises(ConfigError, match="'check_finites' is not a setting"):
         with nengo.Network():
             snntorch_nengo.configure_settings(check_finites=False)
+
+
+@pytest.mark.parametrize(
+    "name, value, words",
+    [
+        # strings are truthy: each of these used to switch the feature on
+        ("learning_phase", "False", ["learning_phase='False'", "None (follow train()/eval()), True", "type str"]),
+        ("time_batched", "no", ["time_batched='no'", "must be True or False"]),
+        ("in_place", "false", ["in_place='false'", "must be True or False"]),
+        ("keep_history", "False", ["keep_history='False'", "must be True or False"]),
+        ("check_finite", "no", ["check_finite='no'", "must be True or False"]),
+        ("stateful", 0, ["stateful=0", "must be True or False", "type int"]),
+        ("inference_only", "yes", ["inference_only='yes'", "must be True or False"]),
+        ("trainable", "no", ["trainable='no'", "None (everything trains), True or False"]),
+        ("lif_smoothing", -1.0, ["lif_smoothing=-1.0", "a number >= 0"]),
+        ("lif_smoothing", "x", ["lif_smoothing='x'", "a number >= 0"]),
+        ("lif_smoothing", float("nan"), ["lif_smoothing=nan", "a number >= 0"]),
+        ("lif_smoothing", True, ["lif_smoothing=True", "a number >= 0"]),
+        ("dtype", "int32", ["dtype='int32'", "floating-point"]),
+        ("dtype", "float7", ["dtype='float7'", "not a data type"]),
+        ("surrogate", "fast_sigmod", ["surrogate='fast_sigmod'", "unknown surrogate", "fast_sigmoid"]),
+    ],
+)
+def test_bad_setting_values(name, value, words):
+    good = "keep_history" if name == "stateful" else "stateful"
+    with nengo.Network() as net:
+        with pytest.raises(ValidationError, match=re.escape(words[0])) as info:
+            snntorch_nengo.configure_settings(**{good: False, name: value})
+    message = str(info.value)
+    assert message.startswith(f"{name}: "), message
+    for word in words:
+        assert word in message, message
+    # nothing of the bad call was stored, not even the good setting beside it
+    assert snntorch_nengo.config.get_setting(net, good) is None
+
+
+def test_setting_values_checked_when_set_on_the_config():
+    with nengo.Network() as net:
+        snntorch_nengo.configure_settings(keep_history=True, learning_phase=None)
+    with pytest.raises(ValidationError, match="keep_history must be True or False"):
+        net.config[nengo.Network].snntorch_keep_history = "False"
+    assert snntorch_nengo.config.get_setting(net, "keep_history") is True
+
+
+def test_every_setting_has_a_check():
+    from snntorch_nengo.config import _CHECKS, SETTINGS
+
+    assert set(_CHECKS) == set(SETTINGS)
+
+
+def test_good_setting_values_are_kept():
+    with nengo.Network() as net:
+        snntorch_nengo.configure_settings(
+            lif_smoothing=0, dtype="float32", keep_history=np.bool_(False)
+        )
+    get = snntorch_nengo.config.get_setting
+    assert get(net, "lif_smoothing") == 0.0
+    assert get(net, "dtype") is torch.float32
+    assert get(net, "keep_history") is False
+
+
+def test_dtype_setting_honoured_by_simulator():
+    with nengo.Network() as net:
+        snntorch_nengo.configure_settings(dtype=torch.float32)
+        nengo.Probe(nengo.Node([0.1]))
+    with Simulator(net, progress_bar=False) as sim:
+        assert sim.dtype == torch.float32 and sim.module.dtype == torch.float32
+        assert sim.predict(n_steps=2)[net.probes[0]].dtype == np.float32
+    assert NengoModule(net).dtype == torch.float32
+    # an explicit argument wins over the setting
+    with Simulator(net, progress_bar=False, dtype="float64") as sim:
+        assert sim.module.dtype == torch.float64
+    with nengo.Network() as plain:
+        nengo.Probe(nengo.Node([0.1]))
+    with Simulator(plain, progress_bar=False) as sim:
+        assert sim.dtype == torch.float64  # nengo.rc's float_dtype without a setting
 
 
 # --- inputs to predict / run_steps
