@@ -255,7 +255,7 @@ class Simulator(TrainingMixin, ParamsMixin):
         the latest sample.
         """
         self._check_open("run")
-        if int(steps) != steps or steps < 0:
+        if isinstance(steps, (bool, np.bool_)) or int(steps) != steps or steps < 0:
             raise ValidationError(
                 f"Must be a non-negative integer (got {steps})", attr="steps", obj=self
             )

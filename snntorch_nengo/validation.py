@@ -122,6 +122,9 @@ def as_array(value, name, attr="x"):
             f"lengths?): {e}",
             attr=attr,
         ) from None
+    if any(stride < 0 for stride in value.strides):
+        # torch cannot view reversed (negative-stride) arrays: copy them
+        value = value.copy()
     if value.dtype.kind not in _NUMERIC_KINDS:
         complex_note = " (complex numbers are not simulated)" if value.dtype.kind == "c" else ""
         raise ValidationError(
@@ -190,7 +193,8 @@ def positive_steps(n_steps, where):
             attr="n_steps",
         )
     try:
-        ok = int(n_steps) == n_steps
+        # True == 1, but a bool is a flag given in the wrong place, not a count
+        ok = not isinstance(n_steps, (bool, np.bool_)) and int(n_steps) == n_steps
     except (TypeError, ValueError):
         ok = False
     if not ok or n_steps < 1:
@@ -199,6 +203,21 @@ def positive_steps(n_steps, where):
             attr="n_steps",
         )
     return int(n_steps)
+
+
+def positive_epochs(epochs):
+    """``epochs`` as a positive int (Lightning would read -1 as "train forever")."""
+    try:
+        ok = not isinstance(epochs, (bool, np.bool_)) and int(epochs) == epochs
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or epochs < 1:
+        raise ValidationError(
+            f"fit: epochs must be a positive integer (passes over the data), got "
+            f"{epochs!r}",
+            attr="epochs",
+        )
+    return int(epochs)
 
 
 def check_save_path(path):

@@ -231,6 +231,7 @@ def test_bad_predict_inputs(net, sim, make_x, words):
         (-4, ["predict", "positive integer", "got -4"]),
         (2.5, ["predict", "positive integer", "got 2.5"]),
         (None, ["give n_steps"]),
+        (True, ["predict", "positive integer", "got True"]),
     ],
 )
 def test_bad_n_steps_predict(sim, n_steps, words):
@@ -254,6 +255,31 @@ def test_bad_run_steps(net):
         with pytest.raises(ValidationError, match="<Node 'a'> has 4 steps, expected 3"):
             sim.run_steps(3, data={net.a: zeros(1, 4, 1)})
         assert sim.n_steps == 0
+
+
+def test_bool_run_steps_refused(net):
+    with Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(ValidationError, match="non-negative integer .got True"):
+            sim.run_steps(True)
+        assert sim.n_steps == 0
+
+
+def test_reversed_stride_input_is_copied():
+    net = one_input_net()
+    with Simulator(net, progress_bar=False) as sim:
+        x = np.arange(3.0).reshape(1, 3, 1)
+        reversed_out = sim.predict(x[:, ::-1])[net.p]
+        copied_out = sim.predict(x[:, ::-1].copy())[net.p]
+    np.testing.assert_array_equal(reversed_out, copied_out)
+
+
+@pytest.mark.parametrize("epochs", [-1, 0, 1.5, True, "2"])
+def test_bad_epochs(net, compiled, epochs):
+    params = {k: v.clone() for k, v in compiled.module.state_dict().items()}
+    with pytest.raises(ValidationError, match=re.escape(f"epochs must be a positive integer (passes over the data), got {epochs!r}")):
+        fit(compiled, inputs(net), {net.p: zeros(2, 3, 1)}, epochs=epochs)
+    for name, value in compiled.module.state_dict().items():
+        assert torch.equal(value, params[name]), name
 
 
 def test_nan_inputs_pass_with_check_finite_off():

@@ -118,6 +118,7 @@ class TrainingMixin:
         Lightning ``Trainer`` (e.g. ``strategy="ddp", devices=2``).
         """
         self._check_open("fit")
+        epochs = validation.positive_epochs(epochs)
         self._check_stateful(stateful)
         lightning_module = self._compiled("fit")
         lightning_module.stateful = stateful
