@@ -169,6 +169,10 @@ def check_finite_values(tensor, name, allow_nan=False, attr="x"):
     """
     if not tensor.is_floating_point():
         return
+    if torch.compiler.is_compiling():
+        # under torch.compile/torch.export the values are symbolic: a check on
+        # them is a data-dependent branch that cannot be traced
+        return
     tensor = tensor.detach()
     if torch.isfinite(tensor.nansum() if allow_nan else tensor.sum()):
         return

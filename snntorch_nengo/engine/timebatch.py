@@ -411,7 +411,13 @@ def zero_increments(value, T):
 
 def _same_every_step(data):
     """Whether ``data`` ``(B, T, ...)`` holds the same values at every step."""
-    return data.shape[1] == 1 or data.stride(1) == 0 or torch.equal(
+    if data.shape[1] == 1 or data.stride(1) == 0:
+        return True
+    if torch.compiler.is_compiling():
+        # a value-dependent branch cannot be traced (torch.export); "varying"
+        # is right for constant data too, only slower
+        return False
+    return torch.equal(
         data, data[:, :1].expand(data.shape)
     )
 
