@@ -293,6 +293,13 @@ class NengoModule(nn.Module):
         batch_size = None
         for key, value in inputs.items():
             node = self.find_node(key)
+            if node in feeds:
+                raise ValidationError(
+                    f"input for {node} given twice (by the Node and by its label "
+                    f"{node.label!r}); give each input once",
+                    attr="inputs",
+                    obj=self,
+                )
             value = self._input_tensor(value, f"input for {node}")
             if value.dim() != 3 or value.shape[2] != node.size_out:
                 raise ValidationError(

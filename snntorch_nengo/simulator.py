@@ -309,6 +309,13 @@ class Simulator(TrainingMixin, ParamsMixin):
             {str(k): v for k, v in inputs.items()}, "predict"
         )
         n_samples = batch if n_samples is None else n_samples
+        if n_samples == 0:
+            raise ValidationError(
+                "predict: the inputs hold no samples (their first axis is 0); give "
+                "at least one sample, shaped (batch, n_steps, d)",
+                attr="x",
+                obj=self,
+            )
         if n_samples % batch != 0:
             raise ValidationError(
                 f"number of samples ({n_samples}) is not a multiple of "

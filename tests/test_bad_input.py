@@ -257,6 +257,24 @@ def test_bad_run_steps(net):
         assert sim.n_steps == 0
 
 
+def test_same_node_by_object_and_label(net, compiled):
+    x = {net.a: zeros(2, 3, 1), "a": np.ones((2, 3, 1)), net.b: zeros(2, 3, 2)}
+    with pytest.raises(ValidationError, match="input for <Node 'a'> given twice .by the Node and by its label 'a'"):
+        compiled.predict(x)
+    with pytest.raises(ValidationError, match=re.escape("fit: input for [\"<Node 'a'>\"] given twice")):
+        fit(compiled, x, {net.p: zeros(2, 3, 1)})
+
+
+def test_empty_batch(net, sim):
+    with pytest.raises(ValidationError, match=r"predict: the inputs hold no samples .their first axis is 0"):
+        sim.predict({net.a: zeros(0, 3, 1), net.b: zeros(0, 3, 2)})
+
+
+def test_targets_with_fewer_steps_blame_the_target(net, compiled):
+    with pytest.raises(ValidationError, match=re.escape("y[out] must have shape (2, 3, 1), got (2, 2, 1)")):
+        fit(compiled, inputs(net), {net.p: zeros(2, 2, 1)})
+
+
 def test_bool_run_steps_refused(net):
     with Simulator(net, progress_bar=False) as sim:
         with pytest.raises(ValidationError, match="non-negative integer .got True"):

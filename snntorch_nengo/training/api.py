@@ -267,7 +267,15 @@ class TrainingMixin:
     def _loader(self, x, y, n_steps, batch_size, shuffle, where):
         lm = self._lightning
         inputs = self._input_dict(x)
-        inputs = {self.module.find_node(k): v for k, v in inputs.items()}
+        nodes = [self.module.find_node(k) for k in inputs]
+        twice = {str(n) for n in nodes if nodes.count(n) > 1}
+        if twice:
+            raise ValidationError(
+                f"{where}: input for {sorted(twice)} given twice (by the Node and by "
+                "its label); give each input once",
+                attr="x",
+            )
+        inputs = dict(zip(nodes, inputs.values()))
         targets = self._target_dict(y, where)
         targets = {
             p: validation.as_array(v, f"targets for probe '{lm.names[p]}'", "y")
