@@ -107,3 +107,70 @@ def test_triangle_on_every_path(settings, recurrent):
             np.testing.assert_allclose(
                 sim.data[probe][row], ref.data[ref_probe], rtol=0, atol=1e-12
             )
+
+
+def white_signal_net(seed):
+    with nengo.Network(seed=2) as net:
+        process = nengo.processes.WhiteSignal(period=1.0, high=7.56, rms=0.69, seed=seed)
+        node = nengo.Node(process, size_out=2)
+        net.p = nengo.Probe(node)
+    return net
+
+
+def test_explicit_process_seed_gives_every_row_the_reference():
+    net = white_signal_net(80)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(50)
+    with Simulator(net, minibatch_size=3, progress_bar=False) as sim:
+        sim.run_steps(50)
+    for row in range(3):
+        np.testing.assert_array_equal(sim.data[net.p][row], ref.data[net.p])
+
+
+def test_unseeded_process_rows_follow_the_documented_rule():
+    """Row 0 is the reference; rows 1.. are independent, and fixed by the seed."""
+    net = white_signal_net(None)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(50)
+    runs = []
+    for _ in range(2):
+        with Simulator(net, minibatch_size=3, progress_bar=False, seed=5) as sim:
+            sim.run_steps(50)
+            first = sim.data[net.p].copy()
+            sim.reset()
+            sim.run_steps(50)
+            np.testing.assert_array_equal(sim.data[net.p], first)  # reset replays
+        runs.append(first)
+    with nengo.Simulator(net, progress_bar=False, seed=5) as ref5:
+        ref5.run_steps(50)
+    data = runs[0]
+    np.testing.assert_array_equal(data[0], ref5.data[net.p])
+    np.testing.assert_array_equal(runs[1], data)
+    assert np.abs(data[1] - data[0]).max() > 0.1
+    assert np.abs(data[2] - data[1]).max() > 0.1
+    with Simulator(net, minibatch_size=3, progress_bar=False) as sim:
+        sim.run_steps(50)
+    # the network seed is the simulator's seed, as in nengo
+    np.testing.assert_array_equal(sim.data[net.p][0], ref.data[net.p])
+
+
+@pytest.mark.parametrize("neuron_type", [
+    nengo.PoissonSpiking(nengo.LIFRate()), nengo.StochasticSpiking(nengo.LIFRate()),
+], ids=lambda n: type(n).__name__)
+@pytest.mark.parametrize("settings", PATHS[:2], ids=path_id)
+def test_stochastic_neurons_row_zero_is_the_reference(neuron_type, settings):
+    with nengo.Network(seed=2) as net:
+        if settings:
+            snntorch_nengo.configure_settings(**settings)
+        node = nengo.Node(0.5)
+        ens = nengo.Ensemble(20, 1, neuron_type=neuron_type)
+        nengo.Connection(node, ens)
+        net.p = nengo.Probe(ens.neurons)
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(60)
+    with Simulator(net, minibatch_size=3, progress_bar=False) as sim:
+        sim.run_steps(60)
+    data = sim.data[net.p]
+    np.testing.assert_array_equal(data[0], ref.data[net.p])
+    assert not np.array_equal(data[1], data[0])
+    assert not np.array_equal(data[2], data[1])

@@ -9,6 +9,8 @@ import warnings
 import numpy as np
 import torch
 
+from .streams import row_rng
+
 _warned = set()
 
 
@@ -34,7 +36,7 @@ def fallback_step(neuron_type, dt, J, state, rng):
     for b in range(J_np.shape[0]):
         item_state = {k: np.array(v[b], copy=True) for k, v in state_np.items()}
         if rng is not None:
-            item_state["rng"] = rng
+            item_state["rng"] = row_rng(rng, b)
         output = np.zeros_like(J_np[b])
         neuron_type.step(dt, np.array(J_np[b], copy=True), output, **item_state)
         outputs[b] = output

@@ -11,9 +11,11 @@ SpikingRectifiedLinear through their fused multi-step kernels (`kernels.ops`).
 """
 
 import nengo
+import numpy as np
 from nengo.builder.neurons import SimNeurons
 
 from ...neurons import neuron_step, training_step
+from ...neurons.streams import RowStreams
 from . import OpRegistry
 
 
@@ -23,6 +25,11 @@ def make_sim_neurons(op, ctx):
     update = neuron_step(neuron_type)
     train_update = training_step(neuron_type, ctx.settings)
     rng = op.state_extra.get("rng")
+    if rng is not None and ctx.batch_size > 1:
+        rng = RowStreams([rng] + [
+            np.random.RandomState(ctx.batch_rng.randint(np.iinfo(np.int32).max))
+            for _ in range(1, ctx.batch_size)
+        ])
     state_sigs = op.state
     dt = ctx.dt
 

@@ -84,15 +84,22 @@ def _numpy_process(op, ctx, rng):
     """Run the process's own numpy step, one instance per batch item.
 
     Batch item 0 uses nengo's random state, so a batch of one reproduces the
-    reference simulator; further items get independent streams.
+    reference simulator. A process with its own ``seed`` gives every item that
+    stream (nengo's ``Process.get_rng``: the seed names the signal); without one,
+    further items get independent streams (docs/architecture.md, Batching).
     """
     process = op.process
     shape_in = op.input.shape if op.input is not None else (0,)
     shape_out = op.output.shape
-    rngs = [rng] + [
-        np.random.RandomState(ctx.batch_rng.randint(np.iinfo(np.int32).max))
-        for _ in range(1, ctx.batch_size)
-    ]
+    if process.seed is not None:
+        rngs = [rng] + [
+            np.random.RandomState(process.seed) for _ in range(1, ctx.batch_size)
+        ]
+    else:
+        rngs = [rng] + [
+            np.random.RandomState(ctx.batch_rng.randint(np.iinfo(np.int32).max))
+            for _ in range(1, ctx.batch_size)
+        ]
     steps = []
     for item_rng in rngs:
         state = {
