@@ -1,0 +1,54 @@
+"""Each NengoDL tutorial twin (examples/nengodl/) runs in quick mode and saves its plots.
+
+The twins use NengoDL's own call forms; a failure here is a NengoDL call that
+does not work as NengoDL documents it.
+"""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_tutorial(name, tmp_path):
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "nengodl" / name), str(tmp_path),
+         "--quick"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def number(pattern, text):
+    match = re.search(pattern, text)
+    assert match, f"{pattern!r} not in output:\n{text[-2000:]}"
+    return float(match.group(1))
+
+
+def check_plots(tmp_path, *names):
+    for name in names:
+        assert (tmp_path / name).stat().st_size > 5_000, name
+
+
+def test_from_nengo(tmp_path):
+    out = run_tutorial("from_nengo.py", tmp_path)
+    assert number(r"from nengo.Simulator: (\S+)", out) < 1e-8
+    assert "batched probe data: (3, 1000, 1)" in out
+    before = number(r"Error before training: (\S+)", out)
+    after = number(r"Error after training: (\S+)", out)
+    assert after < before
+    assert number(r"Node and TensorNode outputs, largest difference: (\S+)", out) < 1e-8
+    check_plots(tmp_path, "from_nengo_snntorch_nengo.png", "from_nengo_batch.png",
+                "from_nengo_ramps.png", "from_nengo_trained.png",
+                "from_nengo_tensornode.png")
