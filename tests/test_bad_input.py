@@ -535,6 +535,34 @@ def test_failed_save_keeps_the_old_file(saved, monkeypatch):
     assert sorted(os.listdir(path.parent)) == ["params.pt"]  # no temporary left
 
 
+def test_save_removes_temporaries_of_a_killed_save(saved, tmp_path):
+    sim, _, path, _ = saved
+    # what kill -9 during save_params leaves: a hidden temporary beside the target
+    stale = tmp_path / ".params.pt.abc12345.tmp"
+    stale.write_bytes(b"partial")
+    other = tmp_path / ".other.pt.abc12345.tmp"  # another target's: not ours to remove
+    other.write_bytes(b"partial")
+    sim.save_params(path)
+    assert sorted(os.listdir(tmp_path)) == [".other.pt.abc12345.tmp", "params.pt"]
+    sim.load_params(path)
+
+
+def test_save_through_a_symlink_writes_its_target(saved, tmp_path):
+    sim, net, path, good = saved
+    link = tmp_path / "link.pt"
+    link.symlink_to(path)
+    with torch.no_grad():
+        sim.module.module_of(net.ens).bias.add_(1.0)
+    sim.save_params(link)
+    assert link.is_symlink() and os.readlink(link) == str(path)
+    assert path.read_bytes() != good  # the target holds the new parameters
+    before = params_of(sim)
+    with torch.no_grad():
+        sim.module.module_of(net.ens).bias.sub_(1.0)
+    sim.load_params(path)
+    assert_unchanged(sim, before)
+
+
 def test_save_to_missing_folder_or_a_folder(saved, tmp_path):
     sim, _, _, _ = saved
     with pytest.raises(ValidationError, match="the folder .*nowhere does not exist"):

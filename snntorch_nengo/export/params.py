@@ -34,6 +34,7 @@ appended.
 """
 
 import hashlib
+import glob
 import os
 import re
 import tempfile
@@ -499,10 +500,19 @@ def atomic_save(payload, path):
     """`torch.save` to ``path`` through a temporary file in the same folder."""
     path = os.fspath(path)
     validation.check_save_path(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder
-    )
+    # a symlink stays a link: the file it points to gets the new parameters
+    path = os.path.realpath(path)
+    folder = os.path.dirname(path)
+    prefix = f".{os.path.basename(path)}."
+    # temporaries of this target left by a save that was killed (kill -9 runs
+    # no cleanup): nothing else writes files with this name pattern
+    pattern = os.path.join(glob.escape(folder), glob.escape(prefix) + "*.tmp")
+    for stale in glob.glob(pattern):
+        try:
+            os.unlink(stale)
+        except OSError:
+            pass
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
