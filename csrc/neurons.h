@@ -17,41 +17,32 @@
 // own kernels, because at::vec::Vectorized<T>::expm1/log1p are Sleef on AVX2
 // and AVX512 and std:: on DEFAULT: the op (ops.cpp) picks the table matching
 // at::native::get_cpu_capability(), i.e. the code path torch itself uses.
+//
+// The neuron kinds, their states and parameters (kNeuronStates, LifParams,
+// ...) come from neuron_specs.h, generated from the Python spec table
+// (snntorch_nengo/neurons/specs.py).
 #pragma once
 
 #include <cstdint>
 
+#include "neuron_specs.h"
+
 namespace snntorch_nengo {
 
-constexpr int kMaxStates = 3;
-
-// Pointers of one fused call. States: LIF (voltage, refractory_time),
-// AdaptiveLIF (voltage, refractory_time, adaptation), SpikingRectifiedLinear
-// (voltage). All contiguous: J/output/filtered_seq [T, N], states [N].
+// Pointers of one fused call, states in their spec's order (neuron_specs.h).
+// All contiguous: J/output/filtered_seq [T, N], states [N].
 template <typename T>
 struct FusedArgs {
   const T* J = nullptr;
   int64_t steps = 0;  // T
   int64_t n = 0;      // N
-  const T* state_in[kMaxStates] = {nullptr, nullptr, nullptr};
-  T* state_out[kMaxStates] = {nullptr, nullptr, nullptr};
+  const T* state_in[kMaxStates] = {};
+  T* state_out[kMaxStates] = {};
   const T* filtered_in = nullptr;
   T* output = nullptr;
   T* filtered_seq = nullptr;
   T* filtered_out = nullptr;
   int num_threads = 1;
-};
-
-struct LifParams {
-  double dt, tau_rc, tau_ref, min_voltage, amplitude, decay;
-};
-
-struct AdaptiveLifParams {
-  double dt, tau_rc, tau_ref, min_voltage, amplitude, tau_n, inc_n, decay;
-};
-
-struct SpikingReluParams {
-  double dt, amplitude, decay;
 };
 
 // One table per compiled CPU capability.

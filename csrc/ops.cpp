@@ -1,14 +1,9 @@
 // torch custom ops over the fused kernels (namespace snntorch_nengo_cpp).
 //
-//   torch.ops.snntorch_nengo_cpp.lif_lowpass(J, voltage, refractory_time,
-//       filtered, dt, tau_rc, tau_ref, min_voltage, amplitude, decay)
-//     -> (output, filtered_seq, voltage, refractory_time, filtered)
-//   torch.ops.snntorch_nengo_cpp.spiking_relu_lowpass(J, voltage, filtered,
-//       dt, amplitude, decay) -> (output, filtered_seq, voltage, filtered)
-//   torch.ops.snntorch_nengo_cpp.adaptive_lif_lowpass(J, voltage,
-//       refractory_time, adaptation, filtered, dt, tau_rc, tau_ref,
-//       min_voltage, amplitude, tau_n, inc_n, decay)
-//     -> (output, filtered_seq, voltage, refractory_time, adaptation, filtered)
+//   torch.ops.snntorch_nengo_cpp.<name>(J, *states, filtered, dt, *params, decay)
+//     -> (output, filtered_seq, *states, filtered)
+//       one op per neuron kind: names and schemas in neuron_specs.h (generated
+//       from snntorch_nengo/neurons/specs.py), e.g. lif_lowpass
 //   torch.ops.snntorch_nengo_cpp.spike_matmul(X, Wt, max_density) -> X @ Wt,
 //       visiting only X's nonzero entries (spikes: mostly zero); a dense
 //       product when more than max_density of X is nonzero
@@ -27,7 +22,7 @@
 #include <torch/library.h>
 
 #include <string>
-#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "neurons.h"
@@ -105,50 +100,35 @@ std::vector<at::Tensor> run(const char* op, const at::Tensor& J_, const std::vec
   return result;
 }
 
-template <typename P>
-struct Call {
-  const KernelTable& table;
-  const P& params;
-  void (*KernelTable::*f32)(const FusedArgs<float>&, const P&);
-  void (*KernelTable::*f64)(const FusedArgs<double>&, const P&);
-  void operator()(const FusedArgs<float>& a) const { (table.*f32)(a, params); }
-  void operator()(const FusedArgs<double>& a) const { (table.*f64)(a, params); }
-};
+// The C++ op of neuron kind `Kind`, boxed: its schema (neuron_specs.h) fixes
+// the arguments, (J, the states, filtered, dt, the parameters, decay).
+template <int Kind>
+void fused_op(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  constexpr int S = kNeuronStates[Kind];
+  constexpr int F = kNeuronFloats[Kind];  // dt and the parameters
+  constexpr int n_args = 2 + S + F + 1;
+  auto args = torch::jit::last(*stack, n_args);
+  const at::Tensor J = args[0].toTensor();
+  std::vector<at::Tensor> states;
+  for (int s = 0; s < S; ++s) states.push_back(args[1 + s].toTensor());
+  const at::Tensor filtered = args[1 + S].toTensor();
+  double f[F];
+  for (int i = 0; i < F; ++i) f[i] = args[2 + S + i].toDouble();
+  const double decay = args[2 + S + F].toDouble();
+  torch::jit::drop(*stack, n_args);
+  const KernelTable& table = active_kernels();
+  auto result = run(kNeuronOps[Kind], J, states, filtered,
+                    [&](const auto& a) { run_kind(table, Kind, a, f, decay); });
+  for (auto& r : result) torch::jit::push(*stack, std::move(r));
+}
+
+template <int... Kinds>
+void register_fused(torch::Library& m, std::integer_sequence<int, Kinds...>) {
+  (m.impl(kNeuronOps[Kinds], torch::CppFunction::makeFromBoxedFunction<&fused_op<Kinds>>()),
+   ...);
+}
 
 }  // namespace
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> lif_lowpass(
-    const at::Tensor& J, const at::Tensor& voltage, const at::Tensor& refractory_time,
-    const at::Tensor& filtered, double dt, double tau_rc, double tau_ref, double min_voltage,
-    double amplitude, double decay) {
-  const LifParams p{dt, tau_rc, tau_ref, min_voltage, amplitude, decay};
-  const Call<LifParams> call{active_kernels(), p, &KernelTable::lif_f32, &KernelTable::lif_f64};
-  auto r = run("lif_lowpass", J, {voltage, refractory_time}, filtered, call);
-  return {r[0], r[1], r[2], r[3], r[4]};
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> spiking_relu_lowpass(
-    const at::Tensor& J, const at::Tensor& voltage, const at::Tensor& filtered, double dt,
-    double amplitude, double decay) {
-  const SpikingReluParams p{dt, amplitude, decay};
-  const Call<SpikingReluParams> call{active_kernels(), p, &KernelTable::relu_f32,
-                                     &KernelTable::relu_f64};
-  auto r = run("spiking_relu_lowpass", J, {voltage}, filtered, call);
-  return {r[0], r[1], r[2], r[3]};
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-adaptive_lif_lowpass(const at::Tensor& J, const at::Tensor& voltage,
-                     const at::Tensor& refractory_time, const at::Tensor& adaptation,
-                     const at::Tensor& filtered, double dt, double tau_rc, double tau_ref,
-                     double min_voltage, double amplitude, double tau_n, double inc_n,
-                     double decay) {
-  const AdaptiveLifParams p{dt, tau_rc, tau_ref, min_voltage, amplitude, tau_n, inc_n, decay};
-  const Call<AdaptiveLifParams> call{active_kernels(), p, &KernelTable::alif_f32,
-                                     &KernelTable::alif_f64};
-  auto r = run("adaptive_lif_lowpass", J, {voltage, refractory_time, adaptation}, filtered, call);
-  return {r[0], r[1], r[2], r[3], r[4], r[5]};
-}
 
 at::Tensor spike_matmul(const at::Tensor& X_, const at::Tensor& Wt_, double max_density) {
   TORCH_CHECK(X_.dim() == 2 && Wt_.dim() == 2, "spike_matmul: X and Wt must be 2-D, got ",
@@ -180,25 +160,13 @@ std::string kernel_isa() { return active_kernels().name; }
 }  // namespace snntorch_nengo
 
 TORCH_LIBRARY(snntorch_nengo_cpp, m) {
-  m.def(
-      "lif_lowpass(Tensor J, Tensor voltage, Tensor refractory_time, Tensor filtered, "
-      "float dt, float tau_rc, float tau_ref, float min_voltage, float amplitude, float decay)"
-      " -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
-  m.def(
-      "spiking_relu_lowpass(Tensor J, Tensor voltage, Tensor filtered, float dt, "
-      "float amplitude, float decay) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def(
-      "adaptive_lif_lowpass(Tensor J, Tensor voltage, Tensor refractory_time, "
-      "Tensor adaptation, Tensor filtered, float dt, float tau_rc, float tau_ref, "
-      "float min_voltage, float amplitude, float tau_n, float inc_n, float decay)"
-      " -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  for (const char* schema : snntorch_nengo::kNeuronSchemas) m.def(schema);
   m.def("spike_matmul(Tensor X, Tensor Wt, float max_density) -> Tensor");
   m.def("kernel_isa() -> str", &snntorch_nengo::kernel_isa);
 }
 
 TORCH_LIBRARY_IMPL(snntorch_nengo_cpp, CPU, m) {
-  m.impl("lif_lowpass", &snntorch_nengo::lif_lowpass);
-  m.impl("spiking_relu_lowpass", &snntorch_nengo::spiking_relu_lowpass);
-  m.impl("adaptive_lif_lowpass", &snntorch_nengo::adaptive_lif_lowpass);
+  snntorch_nengo::register_fused(
+      m, std::make_integer_sequence<int, snntorch_nengo::kNeuronKinds>{});
   m.impl("spike_matmul", &snntorch_nengo::spike_matmul);
 }

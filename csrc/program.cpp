@@ -2,8 +2,6 @@
 
 #include <ATen/Parallel.h>
 
-#include <type_traits>
-
 #include "neurons.h"
 
 #include <c10/core/GradMode.h>
@@ -39,10 +37,7 @@ constexpr Arity kArity[N_OPCODES] = {
     {0, 1, 0},   // NEURON: checked by kind
 };
 
-// per NEURON kind: states, floats
-constexpr int kNeuronStates[3] = {2, 3, 1};
-constexpr int kNeuronFloats[3] = {5, 7, 2};
-
+// NEURON kinds, their states and floats: neuron_specs.h (generated from the specs)
 template <typename scalar_t>
 void run_neuron(const std::vector<at::Tensor>& t, int64_t kind, const std::vector<double>& f) {
   const int S = kNeuronStates[kind];
@@ -60,18 +55,8 @@ void run_neuron(const std::vector<at::Tensor>& t, int64_t kind, const std::vecto
   a.filtered_seq = t[3 + S].mutable_data_ptr<scalar_t>();
   a.output = t[0].mutable_data_ptr<scalar_t>();
   a.num_threads = at::get_num_threads();
-  const KernelTable& table = active_kernels();
-  constexpr bool f64 = std::is_same_v<scalar_t, double>;
-  if (kind == 0) {
-    const LifParams p{f[0], f[1], f[2], f[3], f[4], 0.0};
-    if constexpr (f64) table.lif_f64(a, p); else table.lif_f32(a, p);
-  } else if (kind == 1) {
-    const AdaptiveLifParams p{f[0], f[1], f[2], f[3], f[4], f[5], f[6], 0.0};
-    if constexpr (f64) table.alif_f64(a, p); else table.alif_f32(a, p);
-  } else {
-    const SpikingReluParams p{f[0], f[1], 0.0};
-    if constexpr (f64) table.relu_f64(a, p); else table.relu_f32(a, p);
-  }
+  // one step: the lowpass (decay 0) only fills the scratch buffers
+  run_kind(active_kernels(), static_cast<int>(kind), a, f.data(), 0.0);
 }
 
 bool is_float(const at::Tensor& t) {
@@ -133,8 +118,9 @@ void Program::add(int64_t op, std::vector<at::Tensor> tensors, std::vector<int64
   TORCH_CHECK(op > CALL && op < N_OPCODES, "Program.add: unknown opcode ", op,
               " (CALL instructions come from add_call)");
   if (op == NEURON) {
-    TORCH_CHECK(ints.size() == 1 && ints[0] >= 0 && ints[0] < 3,
-                "Program.add: NEURON takes one int, the neuron kind 0, 1 or 2");
+    TORCH_CHECK(ints.size() == 1 && ints[0] >= 0 && ints[0] < kNeuronKinds,
+                "Program.add: NEURON takes one int, the neuron kind (0 to ",
+                kNeuronKinds - 1, ")");
     const int S = kNeuronStates[ints[0]];
     TORCH_CHECK(static_cast<int>(tensors.size()) == 4 + S &&
                     static_cast<int>(floats.size()) == kNeuronFloats[ints[0]],

@@ -39,10 +39,10 @@ enum Opcode : int64_t {
   N_OPCODES = 19,
 };
 
-// NEURON: i0 = 0 LIF, 1 AdaptiveLIF, 2 SpikingRectifiedLinear, run by the
-// fused kernels (neurons.h) for one step; tensors (output, J, states in the
-// kernels' order, two scratch buffers), all contiguous and of one size; floats
-// dt and the parameters of the kernels' parameter struct without `decay`.
+// NEURON: one step of neuron kind i0 (neuron_specs.h, generated from the
+// Python specs), run by its fused kernel (neurons.h); tensors (output, J, the
+// states in the spec's order, two scratch buffers), all contiguous and of one
+// size; floats dt and the neuron's parameters (kNeuronFloats[i0]), no decay.
 class Program {
  public:
   using Call = std::function<void(int64_t)>;

@@ -25,6 +25,7 @@ from nengo.builder.operator import BsrDotInc, Copy, DotInc, ElementwiseInc, Rese
 from nengo.builder.processes import SimProcess
 
 from ..kernels import cpp as _cpp_kernels
+from ..neurons.specs import KERNEL_SPECS, kernel_spec
 from ..synapses import is_native_synapse
 from ..utils import TypeRegistry
 from .ops.core import _as_index
@@ -36,8 +37,8 @@ CALL, FILL, COPY, ADD, GATHER, INDEX_COPY, INDEX_ADD = 0, 1, 2, 3, 4, 5, 6
 ADDMM, BADDBMM, ADDCMUL, RELU, AXPBY, TIME, FEED, RECORD, BMM, MUL, SUM, NEURON = range(
     7, 19
 )
-# NEURON's kinds: the neuron types with fused kernels (kernels/ops.py)
-NEURON_KINDS = (nengo.LIF, nengo.AdaptiveLIF, nengo.SpikingRectifiedLinear)
+# NEURON's kinds: the neuron types with fused kernels, by kind id (neurons/specs.py)
+NEURON_KINDS = tuple(spec.nengo_type for spec in KERNEL_SPECS)
 
 # products up to this many multiply-adds run as plain loops in C++ (csrc/program.cpp)
 RAW_MACS = 1 << 16
@@ -63,8 +64,9 @@ def _time(k, t, i, f):
 def _neuron(k, t, i, f):
     from ..kernels import ops
 
-    kernel = (ops.lif_lowpass, ops.adaptive_lif_lowpass, ops.spiking_relu_lowpass)[i[0]]
+    kernel = ops.OPS[KERNEL_SPECS[i[0]].kernel.name]
     out, J, states, scratch = t[0], t[1], t[2:-2], t[-2]
+    # f: the instruction's floats (dt, parameters); the kernel's decay, 0, after them
     result = kernel(
         J.reshape(1, -1), *(s.reshape(-1) for s in states), scratch.reshape(-1), *f, 0.0
     )
@@ -503,10 +505,10 @@ def lower_sim_neurons(prog, op, step):
 def _lower_fused_neurons(prog, op):
     from .ops.neurons import _kernel
 
-    kernel = _kernel(op.neurons)
-    if kernel is None:
+    if _kernel(op.neurons) is None:
         raise Unlowerable("the fused kernels are unavailable")
-    _, names, params = kernel
+    spec = kernel_spec(op.neurons)
+    names = spec.states
     out, J = prog.views.ref(op.output), prog.read(op.J)
     states = [prog.views.ref(op.state[name]) for name in names]
     tensors = [out, J] + states
@@ -528,9 +530,8 @@ def _lower_fused_neurons(prog, op):
         out, memory_format=torch.contiguous_format
     )
     scratch = [result.new_zeros(result.shape) for _ in range(2)]
-    kind = NEURON_KINDS.index(type(op.neurons))
-    floats = (prog.dt,) + tuple(params(op.neurons))[:-1]  # without the decay
-    prog.emit(NEURON, [result, J] + states + scratch, (kind,), floats)
+    floats = (prog.dt,) + spec.param_values(op.neurons)  # spec.instruction_floats()
+    prog.emit(NEURON, [result, J] + states + scratch, (spec.kernel.kind,), floats)
     if result is not out:
         prog.emit(COPY, (out, result))
 

@@ -1,8 +1,8 @@
 """The C++ CPU kernels (`snntorch_nengo._C`), when they were built.
 
-Importing the extension module registers the forward-only torch ops
-``torch.ops.snntorch_nengo_cpp.{lif_lowpass, spiking_relu_lowpass,
-adaptive_lif_lowpass}`` (sources in ``csrc/``; built by ``pip install
+Importing the extension module registers one forward-only torch op
+``torch.ops.snntorch_nengo_cpp.<name>`` per neuron spec with a fused kernel
+(`snntorch_nengo.neurons.specs`; sources in ``csrc/``, built by ``pip install
 --no-build-isolation -e .``). They take the arguments of the functions in
 `snntorch_nengo.kernels.reference` (without ``surrogate_slope``) for
 float32/float64 CPU tensors and return the same tuples, bitwise equal to the
@@ -14,7 +14,11 @@ on this machine: Sleef on AVX2/AVX512, the C library otherwise).
 to False switches the ops to the torch reference.
 """
 
+from typing import Callable, Optional
+
 import torch
+
+from snntorch_nengo.neurons.specs import KERNEL_SPECS, NeuronSpec
 
 try:
     from snntorch_nengo import _C  # noqa: F401  (registers the ops)
@@ -29,7 +33,7 @@ except (ImportError, OSError) as e:  # not built, or built for another torch
 DTYPES = (torch.float32, torch.float64)
 
 
-def supports(J, *states):
+def supports(J: torch.Tensor, *states: torch.Tensor) -> bool:
     """Whether the C++ kernels can run these tensors (and were loaded)."""
     return (
         AVAILABLE
@@ -39,37 +43,33 @@ def supports(J, *states):
     )
 
 
-def kernel_isa():
+def kernel_isa() -> Optional[str]:
     """The kernel variant in use ("DEFAULT", "AVX2", "AVX512"), or None."""
     return torch.ops.snntorch_nengo_cpp.kernel_isa() if AVAILABLE else None
 
 
-def lif_lowpass(J, voltage, refractory_time, filtered, dt, tau_rc, tau_ref,
-                min_voltage, amplitude, decay):
-    return torch.ops.snntorch_nengo_cpp.lif_lowpass(
-        J, voltage, refractory_time, filtered,
-        float(dt), float(tau_rc), float(tau_ref), float(min_voltage),
-        float(amplitude), float(decay),
-    )
+def _wrapper(spec: NeuronSpec) -> Callable:
+    """The C++ op of ``spec``'s fused kernel, with floats made Python floats."""
+    name, n = spec.kernel.name, spec.n_tensors()
+    signature = spec.kernel_signature(backward=False)
+
+    def kernel(*args, **kwargs):
+        args = tuple(signature.bind(*args, **kwargs).arguments.values())
+        op = getattr(torch.ops.snntorch_nengo_cpp, name)
+        return op(*args[:n], *(float(x) for x in args[n:]))
+
+    kernel.__name__ = kernel.__qualname__ = name
+    kernel.__signature__ = signature
+    kernel.__doc__ = f"``torch.ops.snntorch_nengo_cpp.{name}``: {spec.nengo_type.__name__}."
+    return kernel
 
 
-def spiking_relu_lowpass(J, voltage, filtered, dt, amplitude, decay):
-    return torch.ops.snntorch_nengo_cpp.spiking_relu_lowpass(
-        J, voltage, filtered, float(dt), float(amplitude), float(decay)
-    )
+#: the C++ forward kernels by name (``lif_lowpass``, ...)
+KERNELS: dict[str, Callable] = {s.kernel.name: _wrapper(s) for s in KERNEL_SPECS}
+globals().update(KERNELS)
 
 
-def adaptive_lif_lowpass(J, voltage, refractory_time, adaptation, filtered, dt,
-                         tau_rc, tau_ref, min_voltage, amplitude, tau_n, inc_n,
-                         decay):
-    return torch.ops.snntorch_nengo_cpp.adaptive_lif_lowpass(
-        J, voltage, refractory_time, adaptation, filtered,
-        float(dt), float(tau_rc), float(tau_ref), float(min_voltage),
-        float(amplitude), float(tau_n), float(inc_n), float(decay),
-    )
-
-
-def spike_matmul(X, Wt, max_density):
+def spike_matmul(X: torch.Tensor, Wt: torch.Tensor, max_density: float) -> torch.Tensor:
     return torch.ops.snntorch_nengo_cpp.spike_matmul(X, Wt, float(max_density))
 
 
@@ -78,8 +78,7 @@ __all__ = [
     "IMPORT_ERROR",
     "supports",
     "kernel_isa",
-    "lif_lowpass",
-    "spiking_relu_lowpass",
-    "adaptive_lif_lowpass",
+    "KERNELS",
+    *KERNELS,
     "spike_matmul",
 ]

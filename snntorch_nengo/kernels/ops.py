@@ -9,7 +9,9 @@ op (``torch.ops.snntorch_nengo.*``)     semantics
 ``spike_matmul``                        ``X @ Wt`` from X's nonzeros (spikes)
 ======================================  ========================================
 
-Each op takes the reference function's arguments and returns its tuple. The
+There is one op per neuron spec with a fused kernel
+(`snntorch_nengo.neurons.specs`), defined from it (``OPS``). Each op takes
+the reference function's arguments and returns its tuple. The
 forward pass runs, by device:
 
 - CPU: the C++ kernels (`snntorch_nengo.kernels.cpp`, float32/float64) when the
@@ -31,43 +33,27 @@ traces both passes. Double backward is not supported.
 
 import contextlib
 import functools
-import inspect
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from snntorch_nengo.kernels import cpp, reference
+from snntorch_nengo.neurons.specs import KERNEL_SPECS, NeuronSpec, kernel_spec_named
 
 Tensor = torch.Tensor
 
-# name -> (number of tensor inputs = number of states + 2, reference function)
-_KINDS = {
-    "lif_lowpass": (4, reference.lif_lowpass),
-    "spiking_relu_lowpass": (3, reference.spiking_relu_lowpass),
-    "adaptive_lif_lowpass": (5, reference.adaptive_lif_lowpass),
-}
-# the ops' signatures are the reference functions'
-_SIGNATURES = {name: inspect.signature(fn) for name, (_, fn) in _KINDS.items()}
-# the ops' float parameters not used by the forward kernels
-_BACKWARD_ONLY = {"lif_lowpass": 1, "spiking_relu_lowpass": 0, "adaptive_lif_lowpass": 1}
+# the ops' signatures are the reference functions' (laid out by the specs)
+_SIGNATURES = {s.kernel.name: s.kernel_signature() for s in KERNEL_SPECS}
 
 
 @functools.lru_cache(maxsize=None)
-def triton_functions():
+def triton_functions() -> Optional[dict[str, Callable]]:
     """The Triton kernels by op name, or None when they can't be imported."""
     try:
-        from snntorch_nengo.kernels.triton_kernels import (
-            adaptive_lif_lowpass_triton,
-            lif_lowpass_triton,
-            spiking_relu_lowpass_triton,
-        )
+        from snntorch_nengo.kernels import triton_kernels
     except Exception:  # noqa: BLE001 (no triton, or a broken install)
         return None
-    return {
-        "lif_lowpass": lif_lowpass_triton,
-        "spiking_relu_lowpass": spiking_relu_lowpass_triton,
-        "adaptive_lif_lowpass": adaptive_lif_lowpass_triton,
-    }
+    return dict(triton_kernels.KERNELS)
 
 
 def _split(name, args, kwargs=None):
@@ -75,7 +61,7 @@ def _split(name, args, kwargs=None):
     bound = _SIGNATURES[name].bind(*args, **(kwargs or {}))
     bound.apply_defaults()
     values = tuple(bound.arguments.values())
-    n = _KINDS[name][0]
+    n = kernel_spec_named(name).n_tensors()
     return values[:n], values[n:]
 
 
@@ -95,13 +81,15 @@ def _check(name, tensors):
 
 
 def _forward_params(name, params):
-    n = _BACKWARD_ONLY[name]
-    return tuple(float(p) for p in (params[:-n] if n else params))
+    """The forward kernels' floats: without the backward-only ``surrogate_slope``."""
+    n = len(kernel_spec_named(name).kernel_args(backward=False))
+    n -= kernel_spec_named(name).n_tensors()
+    return tuple(float(p) for p in params[:n])
 
 
 def _reference_forward(name, tensors, params):
     with torch.no_grad():
-        outs = _KINDS[name][1](*tensors, *_forward_params(name, params))
+        outs = reference.KERNELS[name](*tensors, *_forward_params(name, params))
     return tuple(outs)
 
 
@@ -152,14 +140,19 @@ def _autograd_dispatch():
         yield
 
 
-def reference_grads(name, inputs, grads, params):
+def reference_grads(
+    name: str,
+    inputs: Sequence[Tensor],
+    grads: Sequence[Optional[Tensor]],
+    params: Sequence[float],
+) -> list[Tensor]:
     """Gradients w.r.t. ``inputs`` by recomputing the reference under autograd.
 
     ``grads`` holds one gradient (or None) per output of the op ``name``;
     ``params`` are its float arguments (``surrogate_slope`` last where it has
     one). Inputs whose gradient is not connected get zeros.
     """
-    fn = _KINDS[name][1]
+    fn = reference.KERNELS[name]
     with _autograd_dispatch(), torch.enable_grad():
         leaves = [x.detach().requires_grad_(True) for x in inputs]
         outs = fn(*leaves, *params)
@@ -228,84 +221,29 @@ def _register(op, name):
     return op
 
 
-# --- forward ops ---
+# --- forward ops: one per spec with a fused kernel, its schema from the spec ---
 
 
-@torch.library.custom_op("snntorch_nengo::lif_lowpass", mutates_args=())
-def lif_lowpass(
-    J: Tensor,
-    voltage: Tensor,
-    refractory_time: Tensor,
-    filtered: Tensor,
-    dt: float,
-    tau_rc: float,
-    tau_ref: float,
-    min_voltage: float,
-    amplitude: float,
-    decay: float,
-    surrogate_slope: float = 25.0,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """T steps of nengo ``LIF`` + ``Lowpass`` (see `reference.lif_lowpass`).
+def _define(spec: NeuronSpec):
+    name = spec.kernel.name
 
-    Returns ``(output[T, N], filtered_seq[T, N], voltage[N],
-    refractory_time[N], filtered[N])``.
-    """
-    tensors = (J, voltage, refractory_time, filtered)
-    params = (dt, tau_rc, tau_ref, min_voltage, amplitude, decay, surrogate_slope)
-    return _default_forward("lif_lowpass", tensors, params)
+    def default(*args):
+        return _default_forward(name, *_split(name, args))
 
-
-@torch.library.custom_op("snntorch_nengo::spiking_relu_lowpass", mutates_args=())
-def spiking_relu_lowpass(
-    J: Tensor,
-    voltage: Tensor,
-    filtered: Tensor,
-    dt: float,
-    amplitude: float,
-    decay: float,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """T steps of nengo ``SpikingRectifiedLinear`` + ``Lowpass``.
-
-    Returns ``(output[T, N], filtered_seq[T, N], voltage[N], filtered[N])``.
-    """
-    return _default_forward(
-        "spiking_relu_lowpass", (J, voltage, filtered), (dt, amplitude, decay)
+    default.__name__ = default.__qualname__ = name
+    default.__doc__ = (
+        f"T steps of nengo ``{spec.nengo_type.__name__}`` + ``Lowpass`` (see "
+        f"`reference.{name}`).\n\nReturns ``{spec.kernel_returns()}``."
     )
-
-
-@torch.library.custom_op("snntorch_nengo::adaptive_lif_lowpass", mutates_args=())
-def adaptive_lif_lowpass(
-    J: Tensor,
-    voltage: Tensor,
-    refractory_time: Tensor,
-    adaptation: Tensor,
-    filtered: Tensor,
-    dt: float,
-    tau_rc: float,
-    tau_ref: float,
-    min_voltage: float,
-    amplitude: float,
-    tau_n: float,
-    inc_n: float,
-    decay: float,
-    surrogate_slope: float = 25.0,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """T steps of nengo ``AdaptiveLIF`` + ``Lowpass``.
-
-    Returns ``(output[T, N], filtered_seq[T, N], voltage[N],
-    refractory_time[N], adaptation[N], filtered[N])``.
-    """
-    tensors = (J, voltage, refractory_time, adaptation, filtered)
-    params = (
-        dt, tau_rc, tau_ref, min_voltage, amplitude, tau_n, inc_n, decay,
-        surrogate_slope,
+    op = torch.library.custom_op(
+        f"snntorch_nengo::{name}", default, mutates_args=(), schema=spec.kernel_schema(named=False)
     )
-    return _default_forward("adaptive_lif_lowpass", tensors, params)
+    return _register(op, name)
 
 
-_register(lif_lowpass, "lif_lowpass")
-_register(spiking_relu_lowpass, "spiking_relu_lowpass")
-_register(adaptive_lif_lowpass, "adaptive_lif_lowpass")
+#: the differentiable ops by name (``lif_lowpass``, ...)
+OPS = {s.kernel.name: _define(s) for s in KERNEL_SPECS}
+globals().update(OPS)
 
 
 # --- event-driven product ---
@@ -351,7 +289,7 @@ def _spike_matmul_backward(ctx, grad):
 spike_matmul.register_autograd(_spike_matmul_backward, setup_context=_spike_matmul_setup)
 
 
-def backend(J):
+def backend(J: Tensor) -> str:
     """Which forward implementation the ops use for tensors like ``J``."""
     if J.device.type == "cpu":
         return "cpp" if cpp.supports(J) else "reference"
@@ -361,9 +299,8 @@ def backend(J):
 
 
 __all__ = [
-    "lif_lowpass",
-    "spiking_relu_lowpass",
-    "adaptive_lif_lowpass",
+    "OPS",
+    *OPS,
     "fused_lowpass_backward",
     "spike_matmul",
     "reference_grads",

@@ -8,8 +8,12 @@ Each function runs ``T`` steps of a Nengo neuron update followed by Nengo's
     filtered_seq[t] = filtered
 
 Layout is time-major with one neuron per column: ``J`` is ``[T, N]`` (``N`` =
-batch * neurons, flattened) and every state is ``[N]``. The neuron steps are
-the per-step functions of `snntorch_nengo.neurons.spiking`, looped, so the
+batch * neurons, flattened) and every state is ``[N]``. There is one function
+per neuron spec with a fused kernel (`snntorch_nengo.neurons.specs`), named
+after the kernel (``lif_lowpass``, ``adaptive_lif_lowpass``,
+``spiking_relu_lowpass``) with the argument list the spec lays out
+(``J, *states, filtered, dt, *params, decay[, surrogate_slope]``); each is
+`fused_lowpass`, which loops the spec's torch step, so the
 forward pass equals Nengo spike for spike (bitwise in float64), and these
 functions *define* the fused kernels' semantics and gradients:
 
@@ -24,18 +28,17 @@ functions under autograd. Scalar parameters are Python floats.
 """
 
 from types import SimpleNamespace
+from typing import Callable, Optional, Sequence
 
 import torch
 
-from snntorch_nengo.neurons.spiking import (
-    adaptive_lif_step,
-    lif,
-    spiking_rectified_linear_step,
-)
-from snntorch_nengo.training.surrogates import FastSigmoid, StraightThrough
+from snntorch_nengo.neurons.specs import KERNEL_SPECS, NeuronSpec
+from snntorch_nengo.neurons.surrogates import FastSigmoid, StraightThrough
 
 
-def lowpass_step(filtered, output, decay):
+def lowpass_step(
+    filtered: torch.Tensor, output: torch.Tensor, decay: float
+) -> torch.Tensor:
     """Nengo's OneX ``Lowpass`` step: ``decay * filtered + (1 - decay) * output``."""
     return decay * filtered + (1.0 - decay) * output
 
@@ -56,144 +59,77 @@ def _check(J, *states):
             )
 
 
-def lif_lowpass(
-    J,
-    voltage,
-    refractory_time,
-    filtered,
-    dt,
-    tau_rc,
-    tau_ref,
-    min_voltage,
-    amplitude,
-    decay,
-    surrogate_slope=25.0,
-):
-    """T steps of nengo ``LIF`` + ``Lowpass``.
+def fused_lowpass(
+    spec: NeuronSpec,
+    J: torch.Tensor,
+    states: Sequence[torch.Tensor],
+    filtered: torch.Tensor,
+    dt: float,
+    params: Sequence[float],
+    decay: float,
+    surrogate_slope: Optional[float] = None,
+) -> tuple[torch.Tensor, ...]:
+    """T steps of ``spec``'s neuron type + ``Lowpass``: its fused kernel's semantics.
 
-    Returns ``(output[T, N], filtered_seq[T, N], voltage[N], refractory_time[N],
-    filtered[N])``.
+    ``states`` and ``params`` are in the spec's order; ``surrogate_slope``
+    (kernels with a fast-sigmoid backward pass) defaults to the spec's. Returns
+    ``(output[T, N], filtered_seq[T, N], *states[N], filtered[N])``.
     """
-    _check(J, voltage, refractory_time, filtered)
-    neuron = SimpleNamespace(
-        tau_rc=float(tau_rc),
-        tau_ref=float(tau_ref),
-        min_voltage=float(min_voltage),
-        amplitude=float(amplitude),
-    )
+    _check(J, *states, filtered)
+    neuron = SimpleNamespace(**dict(zip(spec.params, map(float, params))))
     dt, decay = float(dt), float(decay)
-    surrogate = FastSigmoid(surrogate_slope)
+    slope = spec.kernel.surrogate_slope
+    if slope is None:
+        surrogate = StraightThrough()
+    else:
+        surrogate = FastSigmoid(slope if surrogate_slope is None else surrogate_slope)
+    state = dict(zip(spec.states, states))
     outputs, filtereds = [], []
     for t in range(J.shape[0]):
-        out, voltage, refractory_time = lif(
-            neuron, dt, J[t], voltage, refractory_time, surrogate
-        )
+        out, state = spec.step(neuron, dt, J[t], state, None, surrogate)
         filtered = lowpass_step(filtered, out, decay)
         outputs.append(out)
         filtereds.append(filtered)
+    finals = [state[name] for name in spec.states]
     if not outputs:  # T == 0: fresh tensors, never aliases of the inputs
-        voltage, refractory_time = voltage.clone(), refractory_time.clone()
+        finals = [s.clone() for s in finals]
         filtered = filtered.clone()
-    return (
-        _stack(outputs, J),
-        _stack(filtereds, J),
-        voltage,
-        refractory_time,
-        filtered,
-    )
+    return (_stack(outputs, J), _stack(filtereds, J), *finals, filtered)
 
 
-def spiking_relu_lowpass(J, voltage, filtered, dt, amplitude, decay):
-    """T steps of nengo ``SpikingRectifiedLinear`` + ``Lowpass``.
+def _public(spec: NeuronSpec) -> Callable:
+    """`fused_lowpass` for ``spec``, with the kernel's flat signature."""
+    signature = spec.kernel_signature()
+    n = spec.n_tensors()
+    m = len(spec.params)
 
-    Returns ``(output[T, N], filtered_seq[T, N], voltage[N], filtered[N])``.
-    """
-    _check(J, voltage, filtered)
-    neuron = SimpleNamespace(amplitude=float(amplitude))
-    dt, decay = float(dt), float(decay)
-    surrogate = StraightThrough()
-    outputs, filtereds = [], []
-    for t in range(J.shape[0]):
-        out, state = spiking_rectified_linear_step(
-            neuron, dt, J[t], {"voltage": voltage}, None, surrogate
+    def kernel(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = tuple(bound.arguments.values())
+        floats = values[n:]
+        return fused_lowpass(
+            spec, values[0], values[1 : n - 1], values[n - 1], floats[0],
+            floats[1 : 1 + m], *floats[1 + m :],
         )
-        voltage = state["voltage"]
-        filtered = lowpass_step(filtered, out, decay)
-        outputs.append(out)
-        filtereds.append(filtered)
-    if not outputs:
-        voltage, filtered = voltage.clone(), filtered.clone()
-    return _stack(outputs, J), _stack(filtereds, J), voltage, filtered
 
-
-def adaptive_lif_lowpass(
-    J,
-    voltage,
-    refractory_time,
-    adaptation,
-    filtered,
-    dt,
-    tau_rc,
-    tau_ref,
-    min_voltage,
-    amplitude,
-    tau_n,
-    inc_n,
-    decay,
-    surrogate_slope=25.0,
-):
-    """T steps of nengo ``AdaptiveLIF`` + ``Lowpass``.
-
-    Returns ``(output[T, N], filtered_seq[T, N], voltage[N], refractory_time[N],
-    adaptation[N], filtered[N])``.
-    """
-    _check(J, voltage, refractory_time, adaptation, filtered)
-    neuron = SimpleNamespace(
-        tau_rc=float(tau_rc),
-        tau_ref=float(tau_ref),
-        min_voltage=float(min_voltage),
-        amplitude=float(amplitude),
-        tau_n=float(tau_n),
-        inc_n=float(inc_n),
+    kernel.__name__ = kernel.__qualname__ = spec.kernel.name
+    kernel.__signature__ = signature
+    kernel.__doc__ = (
+        f"T steps of nengo ``{spec.nengo_type.__name__}`` + ``Lowpass``.\n\n"
+        f"Returns ``{spec.kernel_returns()}``."
     )
-    dt, decay = float(dt), float(decay)
-    surrogate = FastSigmoid(surrogate_slope)
-    outputs, filtereds = [], []
-    for t in range(J.shape[0]):
-        state = {
-            "voltage": voltage,
-            "refractory_time": refractory_time,
-            "adaptation": adaptation,
-        }
-        out, state = adaptive_lif_step(neuron, dt, J[t], state, None, surrogate)
-        voltage = state["voltage"]
-        refractory_time = state["refractory_time"]
-        adaptation = state["adaptation"]
-        filtered = lowpass_step(filtered, out, decay)
-        outputs.append(out)
-        filtereds.append(filtered)
-    if not outputs:
-        voltage, refractory_time = voltage.clone(), refractory_time.clone()
-        adaptation, filtered = adaptation.clone(), filtered.clone()
-    return (
-        _stack(outputs, J),
-        _stack(filtereds, J),
-        voltage,
-        refractory_time,
-        adaptation,
-        filtered,
-    )
+    return kernel
 
 
-def spike_matmul(X, Wt):
+#: the reference of each fused kernel, by name (``lif_lowpass``, ...)
+KERNELS: dict[str, Callable] = {s.kernel.name: _public(s) for s in KERNEL_SPECS}
+globals().update(KERNELS)
+
+
+def spike_matmul(X: torch.Tensor, Wt: torch.Tensor) -> torch.Tensor:
     """``X @ Wt``: the product the event-driven kernel computes from X's nonzeros."""
     return X @ Wt
 
 
-__all__ = [
-    "lowpass_step",
-    "lif_lowpass",
-    "spiking_relu_lowpass",
-    "adaptive_lif_lowpass",
-    "spike_matmul",
-]
+__all__ = ["lowpass_step", "fused_lowpass", "KERNELS", *KERNELS, "spike_matmul"]

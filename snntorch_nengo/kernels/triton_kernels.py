@@ -47,10 +47,14 @@ compiled Triton needs CUDA tensors. ``available`` tells whether triton imports.
 """
 
 import functools
+import inspect
 import os
 import types
+from typing import Callable
 
 import torch
+
+from snntorch_nengo.neurons.specs import KERNEL_SPECS, NeuronSpec
 
 try:  # triton is optional: importing this module must never fail
     import triton
@@ -66,12 +70,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     tl = types.SimpleNamespace(constexpr=None)  # lets the kernel bodies be defined
     available = False
 
-__all__ = [
-    "available",
-    "lif_lowpass_triton",
-    "spiking_relu_lowpass_triton",
-    "adaptive_lif_lowpass_triton",
-]
+__all__ = ["available", "KERNELS", *(f"{s.kernel.name}_triton" for s in KERNEL_SPECS)]
 
 #: parameter slots in the per-launch parameter tensor (of the data's dtype)
 _P_DT, _P_TAU_RC, _P_INV_TAU_RC, _P_TAU_REF, _P_MIN_V = 0, 1, 2, 3, 4
@@ -457,36 +456,25 @@ def _launch_lif(J, voltage, refractory_time, adaptation, filtered, params,
     return out, fseq, v, r, a, f
 
 
-def _lif_lowpass(J, voltage, refractory_time, filtered, dt, tau_rc, tau_ref,
-                 min_voltage, amplitude, decay, block=None):
-    _check_inputs("lif_lowpass_triton", J, voltage, refractory_time, filtered)
-    params = _params(J, dt, tau_rc, tau_ref, min_voltage, amplitude, decay)
+def _run_lif(tensors, params, block):
+    J, voltage, refractory_time, filtered = tensors
     out, fseq, v, r, _, f = _launch_lif(
         J, voltage, refractory_time, None, filtered, params, False, block
     )
     return out, fseq, v, r, f
 
 
-def _adaptive_lif_lowpass(J, voltage, refractory_time, adaptation, filtered, dt,
-                          tau_rc, tau_ref, min_voltage, amplitude, tau_n, inc_n,
-                          decay, block=None):
-    _check_inputs(
-        "adaptive_lif_lowpass_triton",
-        J, voltage, refractory_time, adaptation, filtered,
-    )
-    params = _params(
-        J, dt, tau_rc, tau_ref, min_voltage, amplitude, decay, tau_n, inc_n
-    )
+def _run_adaptive_lif(tensors, params, block):
+    J, voltage, refractory_time, adaptation, filtered = tensors
     return _launch_lif(
         J, voltage, refractory_time, adaptation, filtered, params, True, block
     )
 
 
-def _spiking_relu_lowpass(J, voltage, filtered, dt, amplitude, decay, block=None):
-    _check_inputs("spiking_relu_lowpass_triton", J, voltage, filtered)
+def _run_spiking_relu(tensors, params, block):
+    J, voltage, filtered = tensors
     T, N = J.shape
     interpret = _interpreting(J.device)
-    params = _params(J, dt, amplitude=amplitude, decay=decay)
     J = J.contiguous()
     out = torch.empty_like(J)
     fseq = torch.empty_like(J)
@@ -508,66 +496,60 @@ def _spiking_relu_lowpass(J, voltage, filtered, dt, amplitude, decay, block=None
     return out, fseq, v, f
 
 
+# each fused kernel's launch: (tensors in the spec's order, parameter tensor,
+# BLOCK or None) -> the reference's tuple
+_LAUNCHES = {
+    "lif_lowpass": _run_lif,
+    "adaptive_lif_lowpass": _run_adaptive_lif,
+    "spiking_relu_lowpass": _run_spiking_relu,
+}
+
+
 # --------------------------------------------------------------------------
 # Public wrappers: the reference's signatures and return tuples
 # --------------------------------------------------------------------------
 
 
-def lif_lowpass_triton(
-    J,
-    voltage,
-    refractory_time,
-    filtered,
-    dt,
-    tau_rc,
-    tau_ref,
-    min_voltage,
-    amplitude,
-    decay,
-    surrogate_slope=25.0,
-):
-    """T steps of nengo ``LIF`` + ``Lowpass`` (see `reference.lif_lowpass`).
+def _wrapper(spec: NeuronSpec, backward: bool, block: bool) -> Callable:
+    """``spec``'s kernel with the reference's arguments (``backward``: with the
+    ignored ``surrogate_slope``; ``block``: with a keyword-only BLOCK)."""
+    name, n = spec.kernel.name, spec.n_tensors()
+    signature = spec.kernel_signature(backward)
+    launch = _LAUNCHES[name]
 
-    Returns ``(output[T, N], filtered_seq[T, N], voltage[N], refractory_time[N],
-    filtered[N])``, all new tensors. ``surrogate_slope`` only shapes the
-    reference's backward pass; it is accepted for the same signature.
-    """
-    return _lif_lowpass(
-        J, voltage, refractory_time, filtered,
-        dt, tau_rc, tau_ref, min_voltage, amplitude, decay,
+    def kernel(*args, block=None, **kwargs):
+        named = signature.bind(*args, **kwargs)
+        named.apply_defaults()
+        values = tuple(named.arguments.values())
+        tensors = values[:n]
+        _check_inputs(f"{name}_triton", *tensors)
+        floats = dict(zip(spec.kernel_args(backward=False)[n:], values[n:]))
+        return launch(tensors, _params(tensors[0], **floats), block)
+
+    if block:
+        parameters = list(signature.parameters.values()) + [
+            inspect.Parameter("block", inspect.Parameter.KEYWORD_ONLY, default=None)
+        ]
+        signature = signature.replace(parameters=parameters)
+    kernel.__name__ = kernel.__qualname__ = f"{name}_triton" if not block else f"_{name}"
+    kernel.__signature__ = signature
+    kernel.__doc__ = (
+        f"T steps of nengo ``{spec.nengo_type.__name__}`` + ``Lowpass`` (see "
+        f"`reference.{name}`).\n\nReturns ``{spec.kernel_returns()}``, all new "
+        "tensors."
+        + (" ``surrogate_slope`` only shapes the reference's backward pass; it is "
+           "accepted for the same signature." if "surrogate_slope" in signature.parameters
+           else "")
     )
+    return kernel
 
 
-def spiking_relu_lowpass_triton(J, voltage, filtered, dt, amplitude, decay):
-    """T steps of nengo ``SpikingRectifiedLinear`` + ``Lowpass``.
-
-    Returns ``(output[T, N], filtered_seq[T, N], voltage[N], filtered[N])``.
-    """
-    return _spiking_relu_lowpass(J, voltage, filtered, dt, amplitude, decay)
-
-
-def adaptive_lif_lowpass_triton(
-    J,
-    voltage,
-    refractory_time,
-    adaptation,
-    filtered,
-    dt,
-    tau_rc,
-    tau_ref,
-    min_voltage,
-    amplitude,
-    tau_n,
-    inc_n,
-    decay,
-    surrogate_slope=25.0,
-):
-    """T steps of nengo ``AdaptiveLIF`` + ``Lowpass``.
-
-    Returns ``(output[T, N], filtered_seq[T, N], voltage[N], refractory_time[N],
-    adaptation[N], filtered[N])``.
-    """
-    return _adaptive_lif_lowpass(
-        J, voltage, refractory_time, adaptation, filtered,
-        dt, tau_rc, tau_ref, min_voltage, amplitude, tau_n, inc_n, decay,
-    )
+#: the Triton kernels by name (``lif_lowpass``, ...), with the reference's signatures
+KERNELS: dict[str, Callable] = {
+    s.kernel.name: _wrapper(s, backward=True, block=False) for s in KERNEL_SPECS
+}
+# public names `<name>_triton`; `_<name>` take a keyword-only `block` (tests)
+globals().update({f"{name}_triton": fn for name, fn in KERNELS.items()})
+globals().update(
+    {f"_{s.kernel.name}": _wrapper(s, backward=False, block=True) for s in KERNEL_SPECS}
+)

@@ -11,8 +11,10 @@ None). A step never modifies its inputs: it returns the output and a new dict
 of new state tensors, so autograd can run through it.
 
 Use :func:`neuron_step` to look up the step for a neuron type. Like Nengo's
-``Builder``, implementations are registered per class (:func:`register`) and
-looked up along the type's MRO; a subclass that overrides ``step`` runs
+``Builder``, implementations are registered per class and looked up along the
+type's MRO: the supported types come from the spec table
+(`snntorch_nengo.neurons.specs`, one `NeuronSpec` per type), users add their
+own with :func:`register`; a subclass that overrides ``step`` runs
 through :func:`~snntorch_nengo.neurons.fallback.fallback_step` instead.
 
 :func:`training_step` gives the step a type runs in training mode (spiking
@@ -58,8 +60,8 @@ def neuron_step(neuron_type):
     return fallback_step if step is None else step
 
 
-# import implementations last, so that they can use ``register``
-from snntorch_nengo.neurons import rate, spiking, extras  # noqa: E402, F401
+# import the spec table last: it fills ``_REGISTRY``
+from snntorch_nengo.neurons import specs  # noqa: E402, F401
 from snntorch_nengo.neurons.extras import (  # noqa: E402
     LeakyReLU,
     SoftLIFRate,

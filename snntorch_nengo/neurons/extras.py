@@ -2,7 +2,8 @@
 
 Each is an ordinary `nengo.neurons.NeuronType` with a numpy ``step`` (so
 ``nengo.Simulator`` runs networks that use them, through Nengo's generic neuron
-builder) and a torch step registered here that computes the same thing.
+builder) and a torch step here that computes the same thing (registered by its
+spec, `snntorch_nengo.neurons.specs`).
 """
 
 import nengo
@@ -10,7 +11,6 @@ import numpy as np
 import torch
 from nengo.params import NumberParam
 
-from snntorch_nengo.neurons import register
 from snntorch_nengo.neurons.spiking import spike_counts
 
 
@@ -153,7 +153,6 @@ def soft_lif_rate(neuron_type, J):
     return torch.where(small, far, near)
 
 
-@register(SoftLIFRate)
 def soft_lif_rate_step(neuron_type, dt, J, state, rng):
     return soft_lif_rate(neuron_type, J), {}
 
@@ -162,12 +161,10 @@ def leaky_relu(neuron_type, J):
     return neuron_type.amplitude * torch.where(J > 0, J, neuron_type.negative_slope * J)
 
 
-@register(LeakyReLU)
 def leaky_relu_step(neuron_type, dt, J, state, rng):
     return leaky_relu(neuron_type, J), {}
 
 
-@register(SpikingLeakyReLU)
 def spiking_leaky_relu_step(neuron_type, dt, J, state, rng, surrogate=None):
     voltage = state["voltage"] + torch.where(J > 0, J, neuron_type.negative_slope * J) * dt
     n_spikes = torch.trunc(voltage)

@@ -3,20 +3,16 @@
 import nengo
 import torch
 
-from snntorch_nengo.neurons import register
 
 
-@register(nengo.RectifiedLinear)
 def rectified_linear_step(neuron_type, dt, J, state, rng):
     return neuron_type.amplitude * torch.clamp(J, min=0.0), {}
 
 
-@register(nengo.Sigmoid)
 def sigmoid_step(neuron_type, dt, J, state, rng):
     return (1.0 / neuron_type.tau_ref) / (1 + torch.exp(-J)), {}
 
 
-@register(nengo.Tanh)
 def tanh_step(neuron_type, dt, J, state, rng):
     return (1.0 / neuron_type.tau_ref) * torch.tanh(J), {}
 
@@ -34,12 +30,10 @@ def lif_rate(neuron_type, J):
     return torch.where(active, rate, torch.zeros_like(rate))
 
 
-@register(nengo.LIFRate)
 def lif_rate_step(neuron_type, dt, J, state, rng):
     return lif_rate(neuron_type, J), {}
 
 
-@register(nengo.AdaptiveLIFRate)
 def adaptive_lif_rate_step(neuron_type, dt, J, state, rng):
     n = state["adaptation"]
     output = lif_rate(neuron_type, J - n)

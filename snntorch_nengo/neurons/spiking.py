@@ -4,7 +4,7 @@ Spike masks are not differentiable (their gradient is zero); every branch that
 is masked out is evaluated on safe values so gradients never become NaN.
 
 The threshold-crossing types take an optional ``surrogate``
-(`snntorch_nengo.training.surrogates.Surrogate`): the forward pass is unchanged
+(`snntorch_nengo.neurons.surrogates.Surrogate`): the forward pass is unchanged
 (exact Nengo spikes), but the spike output gets the surrogate's derivative with
 respect to the voltage, so gradients flow through the spikes. Resets (voltage
 set to zero, spike counts subtracted) stay non-differentiable, as in snnTorch's
@@ -15,7 +15,6 @@ import nengo
 import numpy as np
 import torch
 
-from snntorch_nengo.neurons import register
 
 
 def spike_counts(voltage, n_spikes, surrogate=None):
@@ -23,7 +22,6 @@ def spike_counts(voltage, n_spikes, surrogate=None):
     return n_spikes if surrogate is None else surrogate.staircase(voltage, n_spikes)
 
 
-@register(nengo.SpikingRectifiedLinear)
 def spiking_rectified_linear_step(neuron_type, dt, J, state, rng, surrogate=None):
     voltage = state["voltage"] + torch.clamp(J, min=0.0) * dt
     n_spikes = torch.floor(voltage)
@@ -61,7 +59,6 @@ def lif(neuron_type, dt, J, voltage, refractory_time, surrogate=None):
     return output, voltage, refractory_time
 
 
-@register(nengo.LIF)
 def lif_step(neuron_type, dt, J, state, rng, surrogate=None):
     output, voltage, refractory_time = lif(
         neuron_type, dt, J, state["voltage"], state["refractory_time"], surrogate
@@ -69,7 +66,6 @@ def lif_step(neuron_type, dt, J, state, rng, surrogate=None):
     return output, {"voltage": voltage, "refractory_time": refractory_time}
 
 
-@register(nengo.AdaptiveLIF)
 def adaptive_lif_step(neuron_type, dt, J, state, rng, surrogate=None):
     n = state["adaptation"]
     output, voltage, refractory_time = lif(
@@ -83,7 +79,6 @@ def adaptive_lif_step(neuron_type, dt, J, state, rng, surrogate=None):
     }
 
 
-@register(nengo.Izhikevich)
 def izhikevich_step(neuron_type, dt, J, state, rng, surrogate=None):
     voltage, recovery = state["voltage"], state["recovery"]
     J = torch.clamp(J, min=-30.0)
@@ -113,7 +108,6 @@ def izhikevich_step(neuron_type, dt, J, state, rng, surrogate=None):
 # --- RatesToSpikes types: the input ``J`` is the base type's output rate ---
 
 
-@register(nengo.RegularSpiking)
 def regular_spiking_step(neuron_type, dt, J, state, rng):
     voltage = state["voltage"] + dt * J
     n_spikes = torch.floor(voltage)
@@ -125,7 +119,6 @@ def _from_numpy(array, like):
     return torch.as_tensor(array, device=like.device)
 
 
-@register(nengo.StochasticSpiking)
 def stochastic_spiking_step(neuron_type, dt, J, state, rng):
     negative = neuron_type.negative
     x = dt * (torch.abs(J) if negative else J)
@@ -142,7 +135,6 @@ def stochastic_spiking_step(neuron_type, dt, J, state, rng):
     return output, {}
 
 
-@register(nengo.PoissonSpiking)
 def poisson_spiking_step(neuron_type, dt, J, state, rng):
     negative = neuron_type.negative
     lam = (torch.abs(J) if negative else J) * dt

@@ -24,7 +24,9 @@ spiking type                    trains as
 `nengo.Izhikevich`              no rate counterpart: keeps spiking (one warning)
 ==============================  ==============================================
 
-The rate type has the spiking type's parameters (``tau_rc``, ``tau_ref``,
+Each type's entry comes from its spec (`snntorch_nengo.neurons.specs`:
+``rate``, ``rates_to_spikes``, ``surrogate``). The rate type has the spiking
+type's parameters (``tau_rc``, ``tau_ref``,
 ``amplitude``, ...). State the rate type lacks (LIF voltage, refractory time) is
 passed through unchanged.
 
@@ -33,7 +35,7 @@ forward pass stays the exact spiking one; the derivative of the spike threshold
 (LIF/AdaptiveLIF ``voltage > 1``, the spike-count floor of
 SpikingRectifiedLinear and trunc of SpikingLeakyReLU, Izhikevich's
 ``voltage >= 30``) becomes the surrogate's (see
-`snntorch_nengo.training.surrogates`). RegularSpiking, StochasticSpiking and
+`snntorch_nengo.neurons.surrogates`). RegularSpiking, StochasticSpiking and
 PoissonSpiking output their exact spikes with the gradient of
 ``amplitude * J`` (a straight-through estimate of their rate). The surrogate
 takes precedence over ``lif_smoothing``.
@@ -44,84 +46,36 @@ both modes.
 
 import functools
 import warnings
+from typing import Any, Callable, Optional
 
 import nengo
 
 from snntorch_nengo.neurons import _native_step, neuron_step
-from snntorch_nengo.neurons.extras import LeakyReLU, SoftLIFRate, spiking_leaky_relu_step
-from snntorch_nengo.neurons.spiking import (
-    adaptive_lif_step,
-    izhikevich_step,
-    lif_step,
-    poisson_spiking_step,
-    regular_spiking_step,
-    spiking_rectified_linear_step,
-    stochastic_spiking_step,
-)
-
-
-def _lif_rate_type(neuron_type, lif_smoothing):
-    kwargs = dict(
-        tau_rc=neuron_type.tau_rc,
-        tau_ref=neuron_type.tau_ref,
-        amplitude=neuron_type.amplitude,
-    )
-    if lif_smoothing is not None and lif_smoothing > 0:
-        return SoftLIFRate(sigma=lif_smoothing, **kwargs)
-    return nengo.LIFRate(**kwargs)
-
-
-def _adaptive_lif_rate_type(neuron_type, lif_smoothing):
-    return nengo.AdaptiveLIFRate(
-        tau_n=neuron_type.tau_n,
-        inc_n=neuron_type.inc_n,
-        tau_rc=neuron_type.tau_rc,
-        tau_ref=neuron_type.tau_ref,
-        amplitude=neuron_type.amplitude,
-    )
-
-
-def _relu_rate_type(neuron_type, lif_smoothing):
-    return nengo.RectifiedLinear(amplitude=neuron_type.amplitude)
-
-
-def _leaky_relu_rate_type(neuron_type, lif_smoothing):
-    return LeakyReLU(
-        negative_slope=neuron_type.negative_slope, amplitude=neuron_type.amplitude
-    )
-
-
-# keyed by the native step that runs the type, so that subclasses which keep
-# their parent's math train like their parent
-_RATE_TYPES = {
-    lif_step: _lif_rate_type,
-    adaptive_lif_step: _adaptive_lif_rate_type,
-    spiking_rectified_linear_step: _relu_rate_type,
-    spiking_leaky_relu_step: _leaky_relu_rate_type,
-}
-_RATES_TO_SPIKES = (regular_spiking_step, stochastic_spiking_step, poisson_spiking_step)
-_SURROGATE_STEPS = (
-    lif_step,
-    adaptive_lif_step,
-    spiking_rectified_linear_step,
-    spiking_leaky_relu_step,
-    izhikevich_step,
-)
+from snntorch_nengo.neurons.specs import spec_for_step
+from snntorch_nengo.neurons.surrogates import get_surrogate
 
 _warned = set()
 
 
-def rate_type(neuron_type, lif_smoothing=None):
+def rate_type(
+    neuron_type: nengo.neurons.NeuronType, lif_smoothing: Optional[float] = None
+) -> Optional[nengo.neurons.NeuronType]:
     """The rate neuron type that ``neuron_type`` trains as, or None.
 
     None for types without one: rate types, RatesToSpikes types (they train as
     ``amplitude * J``), Izhikevich and custom types.
     """
-    factory = _RATE_TYPES.get(_native_step(neuron_type))
-    return None if factory is None else factory(neuron_type, lif_smoothing)
+    # by the native step that runs the type, so that subclasses which keep
+    # their parent's math train like their parent
+    spec = spec_for_step(_native_step(neuron_type))
+    if spec is None or spec.rate is None:
+        return None
+    return spec.rate(neuron_type, lif_smoothing)
 
 
-def training_step(neuron_type, settings=None):
+def training_step(
+    neuron_type: nengo.neurons.NeuronType, settings: Optional[dict[str, Any]] = None
+) -> Callable:
     """The step function ``neuron_type`` runs in training mode.
 
     Same signature as `neuron_step`'s; ``settings`` holds the network's
@@ -133,16 +87,16 @@ def training_step(neuron_type, settings=None):
     if native is None or not neuron_type.spiking:
         return step
 
-    from snntorch_nengo.training.surrogates import get_surrogate
-
+    spec = spec_for_step(native)
+    rates_to_spikes = spec is not None and spec.rates_to_spikes
     surrogate = get_surrogate(settings.get("surrogate"))
     if surrogate is not None:
-        if native in _SURROGATE_STEPS:
+        if spec is not None and spec.surrogate is not None:
             return functools.partial(native, surrogate=surrogate)
-        if native in _RATES_TO_SPIKES:
+        if rates_to_spikes:
             return _straight_through_rate(native)
 
-    if native in _RATES_TO_SPIKES:
+    if rates_to_spikes:
         return _amplitude_times_rate
     rate = rate_type(neuron_type, settings.get("lif_smoothing"))
     if rate is not None:

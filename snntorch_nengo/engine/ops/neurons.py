@@ -16,6 +16,7 @@ from nengo.builder.neurons import SimNeurons
 
 from ...neurons import neuron_step, training_step
 from ...neurons.streams import RowStreams
+from ...neurons.specs import kernel_spec
 from . import OpRegistry
 
 
@@ -97,19 +98,16 @@ def _backend(J):
 
 def _kernel(neuron_type):
     """(custom op, state names in its order, params(neuron type)) or None."""
-    kind = type(neuron_type)
-    if kind not in (nengo.LIF, nengo.AdaptiveLIF, nengo.SpikingRectifiedLinear):
+    spec = kernel_spec(neuron_type)
+    if spec is None:
         return None
     try:
         from ...kernels import ops
     except Exception:  # pragma: no cover - torch without torch.library.custom_op
         return None
     # decay 0: the fused lowpass output equals the spikes and is not used
-    if kind is nengo.LIF:
-        return ops.lif_lowpass, ("voltage", "refractory_time"), lambda n: (
-            n.tau_rc, n.tau_ref, n.min_voltage, n.amplitude, 0.0)
-    if kind is nengo.AdaptiveLIF:
-        return ops.adaptive_lif_lowpass, ("voltage", "refractory_time", "adaptation"), (
-            lambda n: (n.tau_rc, n.tau_ref, n.min_voltage, n.amplitude, n.tau_n,
-                       n.inc_n, 0.0))
-    return ops.spiking_relu_lowpass, ("voltage",), lambda n: (n.amplitude, 0.0)
+    return (
+        ops.OPS[spec.kernel.name],
+        spec.states,
+        lambda n: spec.param_values(n) + (0.0,),
+    )
