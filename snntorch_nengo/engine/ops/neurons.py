@@ -10,7 +10,6 @@ training) once on ``(batch * T, N)``; LIF, AdaptiveLIF and
 SpikingRectifiedLinear through their fused multi-step kernels (`kernels.ops`).
 """
 
-import nengo
 import numpy as np
 from nengo.builder.neurons import SimNeurons
 
