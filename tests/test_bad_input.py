@@ -595,6 +595,18 @@ def test_tensor_node_not_a_tensor():
             sim.run_steps(2)
 
 
+def test_tensor_node_complex_output():
+    with pytest.raises(SimulationError, match=r"<TensorNode 'tn'>: tensor_func returned a torch.complex64 tensor; return real numbers"):
+        with tensor_node_sim(lambda t, x: x.to(torch.complex64)) as sim:
+            sim.run_steps(2)
+
+
+def test_tensor_node_meta_output():
+    with pytest.raises(SimulationError, match=r"<TensorNode 'tn'>: tensor_func returned a tensor on the 'meta' device"):
+        with tensor_node_sim(lambda t, x: torch.zeros(x.shape, device="meta")) as sim:
+            sim.run_steps(2)
+
+
 def test_tensor_node_raises():
     def explode(t, x):
         raise KeyError("missing weights")

@@ -91,6 +91,17 @@ def check_output(node, y, batch_size: int, error=SimulationError) -> torch.Tenso
             f"(batch,) + shape_out = (batch,) + {tuple(node.shape_out)}, "
             f"got {type(y).__name__}"
         )
+    if y.is_complex():
+        # the float simulation would silently drop the imaginary part
+        raise error(
+            f"{node}: tensor_func returned a {y.dtype} tensor; return real numbers "
+            "(e.g. y.real, y.abs() or torch.view_as_real(y) with a larger shape_out)"
+        )
+    if y.device.type == "meta":
+        raise error(
+            f"{node}: tensor_func returned a tensor on the 'meta' device (shape only, "
+            "no data); create its tensors on the input's device (x.device)"
+        )
     shape_out = tuple(node.shape_out)
     if y.dim() != 1 + len(shape_out) or tuple(y.shape[1:]) != shape_out or (
         y.shape[0] not in (1, batch_size)
