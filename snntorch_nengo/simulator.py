@@ -304,6 +304,18 @@ class Simulator(TrainingMixin, ParamsMixin):
         """
         self._check_open("run")
         inputs = self._input_dict(x)
+        for key, value in inputs.items():
+            # checked before splitting into minibatches: a (n_steps, d) array
+            # would otherwise be read as n_steps samples
+            if np.ndim(value) != 3:
+                node = self.module.find_node(key)
+                raise ValidationError(
+                    f"input for {node} must have shape (batch, n_steps, "
+                    f"{node.size_out}), got {np.shape(value)} (add the batch axis: "
+                    "x[None] for one sample)",
+                    attr="x",
+                    obj=self,
+                )
         batch = self.minibatch_size or 1
         n_samples = validation.common_samples(
             {str(k): v for k, v in inputs.items()}, "predict"

@@ -265,6 +265,13 @@ def test_same_node_by_object_and_label(net, compiled):
         fit(compiled, x, {net.p: zeros(2, 3, 1)})
 
 
+def test_two_dimensional_input_names_the_node():
+    net = one_input_net()
+    with Simulator(net, progress_bar=False) as sim:
+        with pytest.raises(ValidationError, match=re.escape("input for <Node 'a'> must have shape (batch, n_steps, 1), got (3, 1) (add the batch axis")):
+            sim.predict(zeros(3, 1))
+
+
 def test_empty_batch(net, sim):
     with pytest.raises(ValidationError, match=r"predict: the inputs hold no samples .their first axis is 0"):
         sim.predict({net.a: zeros(0, 3, 1), net.b: zeros(0, 3, 2)})
