@@ -1,7 +1,8 @@
 # snntorch_nengo developer tasks (GNU make). Sized for a 2-core CPU machine.
 #
 #   make demo        run the examples (seed tutorial twin, spiking digits)
-#   make test        our tests, the C++ tests, then Nengo's backend suite
+#   make test        the layer check, our tests, the C++ tests, then Nengo's backend suite
+#   make test-layers only the import-layer check (import-linter, pyproject.toml)
 #   make test-ours   only tests/
 #   make test-cpp    only the C++ kernel tests (CMake + ctest, csrc/tests/)
 #   make test-nengo  only Nengo's suite (nengo-suite.ini)
@@ -20,7 +21,7 @@ STAMP = $(VENV)/.installed
 NENGO_WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: install test test-ours test-cpp test-nengo test-loihi demo clean distclean
+.PHONY: install test test-layers test-ours test-cpp test-nengo test-loihi demo clean distclean
 
 install: $(STAMP)
 
@@ -47,11 +48,17 @@ $(STAMP): setup.py pyproject.toml $(CSRC)
 # All suites always run (reported separately); fails if any failed.
 test: $(STAMP)
 	@rc=0; \
+	$(MAKE) --no-print-directory test-layers || rc=1; \
 	$(MAKE) --no-print-directory test-ours || rc=1; \
 	$(MAKE) --no-print-directory test-cpp || rc=1; \
 	$(MAKE) --no-print-directory test-nengo || rc=1; \
 	$(MAKE) --no-print-directory test-loihi || rc=1; \
 	exit $$rc
+
+# Each layer of the package imports only from the layers below it
+# (docs/architecture.md, "Layers"); the contracts are in pyproject.toml.
+test-layers: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 
 test-ours: $(STAMP)
 	$(PY) -m pytest tests -q -n $(NENGO_WORKERS) $(PYTEST_ARGS)

@@ -41,6 +41,8 @@ tests_require = [
     "triton",
     # NIR export/import (snntorch_nengo.export.nir) is tested in the main venv
     "nir>=1.0",
+    # `make test-layers`: the package's layers only import downwards (pyproject.toml)
+    "import-linter>=2.0",
 ]
 
 # The torch C++ extension snntorch_nengo._C built from csrc/: fused
