@@ -17,14 +17,7 @@ from snntorch_nengo import NengoLightningModule, Simulator
 from snntorch_nengo.export.params import state_tensors
 from snntorch_nengo.training.checkpoint import KEY
 
-
-def make_net():
-    with nengo.Network(seed=1) as net:
-        net.a = nengo.Node([0.0], label="a")
-        net.ens = nengo.Ensemble(20, 1, neuron_type=nengo.RectifiedLinear())
-        nengo.Connection(net.a, net.ens, synapse=None)
-        net.p = nengo.Probe(net.ens, synapse=0.02, label="out")
-    return net
+from networks import relu_channel
 
 
 def data():
@@ -35,7 +28,7 @@ def data():
 
 def fit(epochs, ckpt_dir=None, ckpt_path=None, edit=None):
     """Train a fresh simulator; return its parameters."""
-    net = make_net()
+    net = relu_channel()
     x, y = data()
     with Simulator(net, minibatch_size=4, progress_bar=False) as sim:
         sim.compile(optimizer="adam", loss="mse")
@@ -81,7 +74,7 @@ def test_resumed_fit_equals_uninterrupted(tmp_path):
 
 def test_checkpoint_holds_simulation_state(tmp_path):
     """A Trainer's checkpoint restores parameters and state into a new module."""
-    net = make_net()
+    net = relu_channel()
     x, y = data()
     loader = DataLoader(
         TensorDataset(torch.as_tensor(x), torch.as_tensor(y)), batch_size=4
@@ -96,7 +89,7 @@ def test_checkpoint_holds_simulation_state(tmp_path):
     trainer.save_checkpoint(path)
 
     restored = NengoLightningModule.load_from_checkpoint(
-        path, network=make_net(), loss="mse", stateful=True, dtype=torch.float64,
+        path, network=relu_channel(), loss="mse", stateful=True, dtype=torch.float64,
     )
     assert restored.module.n_steps == lm.module.n_steps == 20
     live = state_tensors(lm.module)

@@ -20,18 +20,15 @@ from torch.utils.data import DistributedSampler
 
 from snntorch_nengo import Simulator
 
+from networks import relu_channel
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 3
 LR = 1e-3
 
 
-def make_net():
-    with nengo.Network(seed=1) as net:
-        net.a = nengo.Node([0.0], label="a")
-        net.ens = nengo.Ensemble(20, 1, neuron_type=nengo.RectifiedLinear(), label="ens")
-        nengo.Connection(net.a, net.ens, synapse=None)
-        net.p = nengo.Probe(net.ens, synapse=0.02, label="out")
-    return net
+# ddp_worker.py builds the same network
+make_net = relu_channel
 
 
 def make_data():

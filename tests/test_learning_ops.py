@@ -34,27 +34,41 @@ def _assert_probes_match(net, ref, sim):
         )
 
 
-def pes_decoded_net(seed=0):
+def _error_feedback(stim, post, conn):
+    """Feed ``post - stim`` to ``conn``'s learning rule (PES, RLS)."""
+    error = nengo.Node(size_in=2)
+    nengo.Connection(post, error)
+    nengo.Connection(stim, error, transform=-1)
+    nengo.Connection(error, conn.learning_rule)
+
+
+def _neuron_weights(pre, post, rule, seed):
+    """A learned neurons -> neurons connection with small random weights."""
+    weights = np.random.RandomState(seed).uniform(-1e-3, 1e-3, (post.n_neurons, pre.n_neurons))
+    return nengo.Connection(pre.neurons, post.neurons, transform=weights, learning_rule_type=rule)
+
+
+def _decoded_net(rule, seed, n_pre, post, *probed_attrs):
+    """A decoded connection learning ``post``'s error from the stimulus."""
     with nengo.Network(seed=seed) as net:
         stim = nengo.Node(_stim)
-        pre = nengo.Ensemble(40, 2)
-        post = nengo.Ensemble(30, 2)
+        pre = nengo.Ensemble(n_pre, 2)
+        post = post()
         nengo.Connection(stim, pre)
         conn = nengo.Connection(
-            pre,
-            post,
-            function=lambda x: [0, 0],
-            learning_rule_type=nengo.PES(learning_rate=1e-3),
+            pre, post, function=lambda x: [0, 0], learning_rule_type=rule
         )
-        error = nengo.Node(size_in=2)
-        nengo.Connection(post, error)
-        nengo.Connection(stim, error, transform=-1)
-        nengo.Connection(error, conn.learning_rule)
+        _error_feedback(stim, post, conn)
         nengo.Probe(post, synapse=0.01)
         nengo.Probe(conn, "weights", synapse=None)
-        nengo.Probe(conn.learning_rule, "delta", synapse=None)
-        nengo.Probe(conn.learning_rule, "error", synapse=None)
+        for attr in probed_attrs:
+            nengo.Probe(conn.learning_rule, attr, synapse=None)
     return net
+
+
+def pes_decoded_net(seed=0):
+    post = lambda: nengo.Ensemble(30, 2)  # noqa: E731
+    return _decoded_net(nengo.PES(learning_rate=1e-3), seed, 40, post, "delta", "error")
 
 
 def pes_neurons_net(seed=1):
@@ -63,59 +77,35 @@ def pes_neurons_net(seed=1):
         pre = nengo.Ensemble(20, 2)
         post = nengo.Ensemble(25, 2)
         nengo.Connection(stim, pre)
-        rng = np.random.RandomState(seed)
-        conn = nengo.Connection(
-            pre.neurons,
-            post.neurons,
-            transform=rng.uniform(-1e-3, 1e-3, (25, 20)),
-            learning_rule_type=nengo.PES(learning_rate=5e-4, pre_synapse=0.01),
-        )
-        error = nengo.Node(size_in=2)
-        nengo.Connection(post, error)
-        nengo.Connection(stim, error, transform=-1)
-        nengo.Connection(error, conn.learning_rule)
+        conn = _neuron_weights(pre, post, nengo.PES(learning_rate=5e-4, pre_synapse=0.01), seed)
+        _error_feedback(stim, post, conn)
         nengo.Probe(post.neurons, synapse=0.01)
         nengo.Probe(conn, "weights", synapse=None)
+    return net
+
+
+def _hebbian_net(rule, seed, *probed_attrs):
+    """Stimulus into both ensembles; ``rule`` learns neurons -> neurons weights."""
+    with nengo.Network(seed=seed) as net:
+        stim = nengo.Node(_stim)
+        pre = nengo.Ensemble(20, 2)
+        post = nengo.Ensemble(15, 2)
+        nengo.Connection(stim, pre)
+        nengo.Connection(stim, post)
+        conn = _neuron_weights(pre, post, rule, seed)
+        nengo.Probe(post.neurons, synapse=0.01)
+        nengo.Probe(conn, "weights", synapse=None)
+        for attr in probed_attrs:
+            nengo.Probe(conn.learning_rule, attr, synapse=None)
     return net
 
 
 def bcm_net(seed=2):
-    with nengo.Network(seed=seed) as net:
-        stim = nengo.Node(_stim)
-        pre = nengo.Ensemble(20, 2)
-        post = nengo.Ensemble(15, 2)
-        nengo.Connection(stim, pre)
-        nengo.Connection(stim, post)
-        rng = np.random.RandomState(seed)
-        conn = nengo.Connection(
-            pre.neurons,
-            post.neurons,
-            transform=rng.uniform(-1e-3, 1e-3, (15, 20)),
-            learning_rule_type=nengo.BCM(learning_rate=1e-9),
-        )
-        nengo.Probe(post.neurons, synapse=0.01)
-        nengo.Probe(conn, "weights", synapse=None)
-        nengo.Probe(conn.learning_rule, "theta", synapse=None)
-    return net
+    return _hebbian_net(nengo.BCM(learning_rate=1e-9), seed, "theta")
 
 
 def oja_net(seed=3):
-    with nengo.Network(seed=seed) as net:
-        stim = nengo.Node(_stim)
-        pre = nengo.Ensemble(20, 2)
-        post = nengo.Ensemble(15, 2)
-        nengo.Connection(stim, pre)
-        nengo.Connection(stim, post)
-        rng = np.random.RandomState(seed)
-        conn = nengo.Connection(
-            pre.neurons,
-            post.neurons,
-            transform=rng.uniform(-1e-3, 1e-3, (15, 20)),
-            learning_rule_type=nengo.Oja(learning_rate=1e-6, beta=1.5),
-        )
-        nengo.Probe(post.neurons, synapse=0.01)
-        nengo.Probe(conn, "weights", synapse=None)
-    return net
+    return _hebbian_net(nengo.Oja(learning_rate=1e-6, beta=1.5), seed)
 
 
 def voja_net(seed=4, learning_node=True):
@@ -137,25 +127,8 @@ def voja_net(seed=4, learning_node=True):
 
 
 def rls_net(seed=5):
-    with nengo.Network(seed=seed) as net:
-        stim = nengo.Node(_stim)
-        pre = nengo.Ensemble(30, 2)
-        post = nengo.Node(size_in=2)
-        nengo.Connection(stim, pre)
-        conn = nengo.Connection(
-            pre,
-            post,
-            function=lambda x: [0, 0],
-            learning_rule_type=nengo.RLS(learning_rate=1e-3, pre_synapse=0.01),
-        )
-        error = nengo.Node(size_in=2)
-        nengo.Connection(post, error)
-        nengo.Connection(stim, error, transform=-1)
-        nengo.Connection(error, conn.learning_rule)
-        nengo.Probe(post, synapse=0.01)
-        nengo.Probe(conn, "weights", synapse=None)
-        nengo.Probe(conn.learning_rule, "delta", synapse=None)
-    return net
+    rule = nengo.RLS(learning_rate=1e-3, pre_synapse=0.01)
+    return _decoded_net(rule, seed, 30, lambda: nengo.Node(size_in=2), "delta")
 
 
 def rls_neurons_net(seed=6):
@@ -171,10 +144,7 @@ def rls_neurons_net(seed=6):
             transform=np.zeros((2, 20)),
             learning_rule_type=nengo.RLS(learning_rate=1e-4),
         )
-        error = nengo.Node(size_in=2)
-        nengo.Connection(post, error)
-        nengo.Connection(stim, error, transform=-1)
-        nengo.Connection(error, conn.learning_rule)
+        _error_feedback(stim, post, conn)
         nengo.Probe(post, synapse=0.01)
         nengo.Probe(conn, "weights", synapse=None)
     return net

@@ -12,6 +12,8 @@ from nengo.exceptions import ValidationError
 import snntorch_nengo
 from snntorch_nengo import ProbeStream, Simulator, streaming
 
+from networks import relu_channel
+
 def make_net(keep_history=True):
     with nengo.Network(seed=2) as net:
         if not keep_history:
@@ -171,15 +173,6 @@ def test_memory_stays_flat_on_long_runs(mode, monkeypatch):
 # --- truncated backpropagation through time
 
 
-def train_net():
-    with nengo.Network(seed=1) as net:
-        net.a = nengo.Node([0.0], label="a")
-        net.ens = nengo.Ensemble(20, 1, neuron_type=nengo.RectifiedLinear())
-        nengo.Connection(net.a, net.ens, synapse=None)
-        net.p = nengo.Probe(net.ens, synapse=0.02, label="out")
-    return net
-
-
 def graph_size(tensor):
     """Number of autograd nodes behind ``tensor``."""
     seen, todo = set(), [tensor.grad_fn]
@@ -196,7 +189,7 @@ def fit_recording_graphs(n_steps, tbptt_steps, monkeypatch):
     """Fit one batch; return the autograd graph size of each backward'ed loss."""
     import lightning as L
 
-    net = train_net()
+    net = relu_channel()
     rng = np.random.RandomState(0)
     x = rng.uniform(-1, 1, (2, n_steps, 1))
     y = np.sin(np.cumsum(x, axis=1) * 0.1)
@@ -237,7 +230,7 @@ def test_tbptt_one_window_equals_plain_fit():
     y = np.sin(np.cumsum(x, axis=1) * 0.1)
     results = []
     for tbptt_steps in (None, 30, 10):
-        net = train_net()
+        net = relu_channel()
         with Simulator(net, minibatch_size=4, progress_bar=False) as sim:
             sim.compile(optimizer=torch.optim.SGD(sim.parameters(), 1e-3), loss="mse")
             history = sim.fit(
@@ -255,7 +248,7 @@ def test_tbptt_one_window_equals_plain_fit():
 
 
 def test_tbptt_window_must_tile_the_sequence():
-    net = train_net()
+    net = relu_channel()
     with Simulator(net, minibatch_size=2, progress_bar=False) as sim:
         sim.compile(optimizer="sgd", loss="mse")
         x, y = np.zeros((2, 30, 1)), np.zeros((2, 30, 1))

@@ -12,6 +12,8 @@ from nengo.exceptions import SimulationError, ValidationError
 import snntorch_nengo
 from snntorch_nengo import NengoLightningModule, Simulator
 
+from networks import dense_classifier
+
 
 def autoencoder(n_in=16, n_hidden=6, seed=0):
     """The seed tutorial's autoencoder, small: ReLU, gain 1, bias 0, no synapses."""
@@ -85,17 +87,8 @@ def test_fit_changes_predictions_and_matches_manual_torch_loop():
 
 
 def test_optimizer_forms_and_metrics():
-    with nengo.Network(seed=2) as net:
-        inp = nengo.Node(np.zeros(4), label="inp")
-        hidden = nengo.Ensemble(20, 1, neuron_type=nengo.RectifiedLinear())
-        out = nengo.Node(size_in=3)
-        nengo.Connection(
-            inp, hidden.neurons, transform=snntorch_nengo.dists.Glorot(), synapse=None
-        )
-        nengo.Connection(
-            hidden.neurons, out, transform=snntorch_nengo.dists.Glorot(), synapse=None
-        )
-        p = nengo.Probe(out, label="out")
+    net = dense_classifier(3, seed=2)
+    inp, p = net.inp, net.p
     rng = np.random.RandomState(3)
     x = rng.uniform(-1, 1, size=(60, 1, 4))
     labels = (x[:, :, 0] > 0).astype(int) + (x[:, :, 1] > 0).astype(int)
@@ -321,17 +314,8 @@ def test_torchmetrics_objects_take_nengo_shaped_targets():
     """
     import torchmetrics
 
-    with nengo.Network(seed=4) as net:
-        inp = nengo.Node(np.zeros(4), label="inp")
-        hidden = nengo.Ensemble(20, 1, neuron_type=nengo.RectifiedLinear())
-        out = nengo.Node(size_in=10)
-        nengo.Connection(
-            inp, hidden.neurons, transform=snntorch_nengo.dists.Glorot(), synapse=None
-        )
-        nengo.Connection(
-            hidden.neurons, out, transform=snntorch_nengo.dists.Glorot(), synapse=None
-        )
-        p = nengo.Probe(out, label="out")
+    net = dense_classifier(10, seed=4)
+    inp, p = net.inp, net.p
     rng = np.random.RandomState(5)
     x = rng.uniform(-1, 1, size=(64, 1, 4))
     y = rng.randint(0, 10, size=(64, 1, 1)).astype(float)
