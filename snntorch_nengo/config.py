@@ -14,6 +14,7 @@ import torch
 from nengo.exceptions import ConfigError, ValidationError
 from nengo.params import BoolParam, Parameter
 
+from .neurons.surrogates import get_surrogate
 from .utils import torch_dtype
 
 SETTINGS = {
@@ -182,8 +183,6 @@ def _check_dtype(name, value):
 
 
 def _check_surrogate(name, value):
-    from .training.surrogates import get_surrogate
-
     try:
         get_surrogate(value)
     except ValidationError as e:
