@@ -1,6 +1,7 @@
 """Simulator: a Nengo backend on PyTorch, with NengoDL's batched ``predict``."""
 
 import contextlib
+import os
 import logging
 import warnings
 from collections.abc import Mapping
@@ -350,7 +351,8 @@ class Simulator(TrainingMixin, ParamsMixin):
         self._check_open("run")
         self._check_stateful(stateful)
         inputs = self._input_dict(x)
-        validation.positive_steps(_steps_of(inputs, n_steps), "predict")
+        steps = validation.positive_steps(_steps_of(inputs, n_steps), "predict")
+        self._check_output_fits(steps)
         module = self.module
         with contextlib.ExitStack() as stack:
             if not stateful:
@@ -363,6 +365,29 @@ class Simulator(TrainingMixin, ParamsMixin):
                 self._sim_data[probe].append(to_numpy(value))
             self.data.reset()
         return {probe: to_numpy(value) for probe, value in out.items()}
+
+    def _check_output_fits(self, n_steps):
+        """Refuse a predict whose probe output could never be allocated."""
+        if self.module.settings["keep_history"] is False:
+            return
+        batch = self.minibatch_size or 1
+        per_step = sum(
+            int(np.prod(self.model.sig[p]["in"].shape)) for p in self.model.probes
+        )
+        needed = batch * n_steps * per_step * self.dtype.itemsize
+        try:
+            memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, OSError, ValueError):
+            return  # no way to know this machine's memory: let torch try
+        if needed > memory:
+            raise ValidationError(
+                f"predict: n_steps={n_steps} needs {needed / 2**30:.3g} GiB of probe "
+                f"output, more than this machine's {memory / 2**30:.3g} GiB of "
+                "memory; run fewer steps, or use run_steps(..., chunk_steps=, "
+                "probe_callback=) to stream long runs",
+                attr="n_steps",
+                obj=self,
+            )
 
     def _check_stateful(self, stateful):
         if stateful and self.module.settings["stateful"] is False:

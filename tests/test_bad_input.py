@@ -241,6 +241,11 @@ def test_bad_n_steps_predict(sim, n_steps, words):
         assert word in str(info.value)
 
 
+def test_absurd_n_steps_refused_before_running(sim):
+    with pytest.raises(ValidationError, match=r"predict: n_steps=1000000000000 needs .* GiB of probe output, more than this machine's"):
+        sim.predict(n_steps=10**12)
+
+
 def test_zero_steps_from_inputs(net, sim):
     with pytest.raises(ValidationError, match="n_steps must be a positive integer, got 0"):
         sim.predict(inputs(net, steps=0))
