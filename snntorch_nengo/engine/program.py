@@ -28,7 +28,8 @@ from ..kernels import cpp as _cpp_kernels
 from ..neurons.specs import KERNEL_SPECS, kernel_spec
 from ..synapses import is_native_synapse
 from ..utils import TypeRegistry
-from .ops.core import _as_index
+from .ops.core import as_index
+from .ops.neurons import fused_kernel
 from .schedule import NodeInput
 from .signals import SignalValues
 
@@ -368,11 +369,11 @@ def lower_copy(prog, op, step):
     src = prog.read(op.src)
     lead = 1 if prog.views.batched(op.src) else 0
     if op.src_slice is not None:
-        index = torch.as_tensor(_as_index(op.src_slice, op.src.shape))
+        index = torch.as_tensor(as_index(op.src_slice, op.src.shape))
         tmp = src.new_empty(src.shape[:lead] + (len(index),) + src.shape[lead + 1 :])
         prog.emit(GATHER, (tmp, src, index.to(src.device)), (lead,))
         src = tmp
-    dst_index = _as_index(op.dst_slice, op.dst.shape)
+    dst_index = as_index(op.dst_slice, op.dst.shape)
     if dst_index is not None and not op.inc and len(np.unique(dst_index)) < len(dst_index):
         raise Unlowerable("repeated indices (the step raises the error)")
 
@@ -503,9 +504,7 @@ def lower_sim_neurons(prog, op, step):
 
 
 def _lower_fused_neurons(prog, op):
-    from .ops.neurons import _kernel
-
-    if _kernel(op.neurons) is None:
+    if fused_kernel(op.neurons) is None:
         raise Unlowerable("the fused kernels are unavailable")
     spec = kernel_spec(op.neurons)
     names = spec.states

@@ -70,8 +70,8 @@ def make_reset(op, ctx):
 @OpRegistry.register(Copy)
 def make_copy(op, ctx):
     src_batched, dst_batched = ctx.batched(op.src), ctx.batched(op.dst)
-    src_index = _as_index(op.src_slice, op.src.shape)
-    dst_index = _as_index(op.dst_slice, op.dst.shape)
+    src_index = as_index(op.src_slice, op.src.shape)
+    dst_index = as_index(op.dst_slice, op.dst.shape)
     if dst_index is not None and not op.inc and len(np.unique(dst_index)) < len(
         dst_index
     ):
@@ -103,7 +103,7 @@ def make_copy(op, ctx):
     return step_copy
 
 
-def _as_index(sl, shape):
+def as_index(sl, shape):
     """A list/array slice on a signal's first axis as positive int indices."""
     if sl is None:
         return None

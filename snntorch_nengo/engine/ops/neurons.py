@@ -54,7 +54,7 @@ def _series(op, ctx, update, train_update):
         return None
     out_base = views[op.output].base
     state_bases = {name: views[sig].base for name, sig in op.state.items()}
-    kernel = _kernel(neuron_type)
+    kernel = fused_kernel(neuron_type)
 
     def series(fold, start, B, T, training, private):
         """{base: (T, B, ...)} over the window, or None to step it instead.
@@ -95,7 +95,7 @@ def _backend(J):
     return ops.backend(J)
 
 
-def _kernel(neuron_type):
+def fused_kernel(neuron_type):
     """(custom op, state names in its order, params(neuron type)) or None."""
     spec = kernel_spec(neuron_type)
     if spec is None:
