@@ -294,7 +294,8 @@ class Simulator(TrainingMixin, ParamsMixin):
 
     # -- NengoDL's batched API
 
-    def predict(self, x=None, n_steps=None, stateful=False):
+    def predict(self, x=None, n_steps=None, stateful=False, verbose=1,
+                progress_bar=None):
         """Run the network on inputs ``x``; return ``{probe: (batch, n_steps, d)}``.
 
         ``x`` is a dict from input Node (or its label) to an array
@@ -302,6 +303,10 @@ class Simulator(TrainingMixin, ParamsMixin):
         input Node. A batch larger than ``minibatch_size`` runs in minibatches. With
         ``stateful=False`` every minibatch starts from the initial state and the
         simulator's state is left as it was.
+
+        Several minibatches show a progress bar, as `fit` and `evaluate` do;
+        ``verbose=0`` (Keras' argument) or ``progress_bar=False`` hides it.
+        ``progress_bar`` None follows the simulator's ``progress_bar``.
         """
         self._check_open("run")
         inputs = self._input_dict(x)
@@ -336,14 +341,24 @@ class Simulator(TrainingMixin, ParamsMixin):
                 attr="x",
                 obj=self,
             )
-        chunks = [
-            self.predict_on_batch(
-                {k: v[i : i + batch] for k, v in inputs.items()} or None,
-                n_steps=n_steps,
-                stateful=stateful,
-            )
-            for i in range(0, n_samples, batch)
-        ]
+        n_batches = n_samples // batch
+        if progress_bar is None:
+            progress_bar = self.progress_bar
+        if not verbose or n_batches < 2:
+            progress_bar = False
+        chunks = []
+        with ProgressTracker(
+            progress_bar, Progress("Predicting", "Prediction", n_batches)
+        ) as tracker:
+            for i in range(0, n_samples, batch):
+                chunks.append(
+                    self.predict_on_batch(
+                        {k: v[i : i + batch] for k, v in inputs.items()} or None,
+                        n_steps=n_steps,
+                        stateful=stateful,
+                    )
+                )
+                tracker.total_progress.step()
         return {p: np.concatenate([c[p] for c in chunks]) for p in self.model.probes}
 
     def predict_on_batch(self, x=None, n_steps=None, stateful=False):

@@ -325,3 +325,33 @@ def test_keep_history_false_targets_have_one_step():
         sim.compile(loss={p: torch.nn.CrossEntropyLoss()})
         with pytest.raises(nengo.exceptions.ValidationError, match=r"\(40, 1, 1\)"):
             sim.evaluate(x, np.repeat(y, steps, axis=1), verbose=0)
+
+
+class _CountingBar(nengo.utils.progress.ProgressBar):
+    """A progress bar that records what it is told (NengoDL shows one in predict)."""
+
+    def __init__(self):
+        super().__init__()
+        self.updates = []
+
+    def update(self, progress):
+        self.updates.append((progress.name_during, progress.n_steps, progress.max_steps))
+
+    def close(self):
+        pass
+
+
+def test_predict_shows_progress_over_batches():
+    net = classifier()
+    x, _ = class_data(n=60)
+    with Simulator(net, minibatch_size=20, progress_bar=False) as sim:
+        bar = _CountingBar()
+        out = sim.predict(x, progress_bar=bar)
+        assert bar.updates[-1] == ("Predicting", 3, 3)
+        hidden = _CountingBar()
+        again = sim.predict(x, progress_bar=hidden, verbose=0)
+        assert hidden.updates == []
+        one = _CountingBar()
+        sim.predict(x[:20], progress_bar=one)  # a single batch: no bar
+        assert one.updates == []
+    assert np.array_equal(out[net.p], again[net.p])
