@@ -17,11 +17,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import networks  # noqa: E402
 
 import snntorch_nengo  # noqa: E402
-from snntorch_nengo.engine import runner  # noqa: E402
+from snntorch_nengo.engine.strategies import in_place  # noqa: E402
 
 
 def rate(net, probe, batch, in_place, steps):
-    runner.IN_PLACE_DEVICES = ("cpu", "cuda") if in_place else ("cpu",)
+    in_place.DEVICES = ("cpu", "cuda") if in_place else ("cpu",)
     with snntorch_nengo.Simulator(net, progress_bar=False, device="cuda",
                                   minibatch_size=batch) as sim:
         sim.run_steps(20)  # warm-up
@@ -37,7 +37,7 @@ def main():
     if not torch.cuda.is_available():
         print("no CUDA device")
         return 0
-    ok, default = True, runner.IN_PLACE_DEVICES
+    ok, default = True, in_place.DEVICES
     print("| case | batch | functional steps/s | in place steps/s | ratio | max diff |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in ("integrator", "cconv", "random"):
@@ -50,7 +50,7 @@ def main():
             ok &= diff < 1e-3
             print(f"| {name} | {batch} | {r0:,.0f} | {r1:,.0f} | {r1 / r0:.2f} | {diff:.2g} |",
                   flush=True)
-    runner.IN_PLACE_DEVICES = default
+    in_place.DEVICES = default
     return 0 if ok else 1
 
 

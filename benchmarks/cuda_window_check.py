@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""On a GPU: windowed runs (engine/timebatch.py) against stepping, and compile=True.
+"""On a GPU: windowed runs (engine/window.py) against stepping, and torch_compile=True.
 
 Prints the largest differences; exits 1 if spikes or outputs disagree beyond
 float64 rounding. Run from the repository root (part of benchmarks/gpu_run.sh).
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from test_timebatch import SPIKING, feed_forward, run  # noqa: E402
+from test_window import SPIKING, feed_forward, run  # noqa: E402
 
 import snntorch_nengo  # noqa: E402
 
@@ -42,12 +42,12 @@ def main():
     out = []
     for compile in (False, True):
         with snntorch_nengo.Simulator(net, progress_bar=False, device="cuda",
-                                      compile=compile) as sim:
+                                      torch_compile=compile) as sim:
             sim.run_steps(100)
             out.append(sim.data[p])
     worst = float(np.max(np.abs(out[0] - out[1])))
     ok &= worst < 1e-9
-    print(f"compile=True (CUDA graph) vs eager, recurrent LIF: {worst:.3g}")
+    print(f"torch_compile=True (CUDA graph) vs eager, recurrent LIF: {worst:.3g}")
     return 0 if ok else 1
 
 

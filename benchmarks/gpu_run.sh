@@ -19,7 +19,7 @@ rc=0
 echo "== 1. CUDA tests"; date
 # -p no:nengo: nengo's pytest plugin needs pytest<8; these tests do not use it
 timeout ${TEST_TIMEOUT:-150} python3 -m pytest -q -p no:cacheprovider -p no:nengo \
-    tests/test_program.py tests/test_timebatch.py tests/test_kernels_triton.py \
+    tests/test_program.py tests/test_window.py tests/test_kernels_triton.py \
     tests/test_module.py \
     2>&1 | tee "$OUT/tests.log" | tail -15 || rc=1
 # SKIP_IN_PLACE / SKIP_KERNEL_CHECK leave out steps 2 / 4 when device time is short
@@ -28,7 +28,7 @@ if [ -z "${SKIP_IN_PLACE:-}" ]; then
     timeout ${IN_PLACE_TIMEOUT:-120} python3 benchmarks/cuda_in_place_check.py \
         | tee "$OUT/in_place.md" || rc=1
 fi
-echo "== 3. windowed runs and compile=True on CUDA"; date
+echo "== 3. windowed runs and torch_compile=True on CUDA"; date
 timeout ${WINDOW_TIMEOUT:-200} python3 benchmarks/cuda_window_check.py || rc=1
 echo "== 4. kernel check"; date
 if [ -z "${SKIP_KERNEL_CHECK:-}" ]; then

@@ -5,8 +5,12 @@ to the network being built (and its subnetworks, unless they override them).
 ``trainable`` is also a per-object parameter: ``net.config[ens].trainable = False``.
 """
 
+<<<<<<< HEAD
 import logging
 import numbers
+=======
+import warnings
+>>>>>>> d76340a (Engine: named run strategies (engine/strategies), chosen by one function and told by sim.explain(); Step objects; windowed/torch_compile names (old ones deprecated); window.py, engine.py)
 
 import nengo
 import numpy as np
@@ -30,10 +34,10 @@ SETTINGS = {
         "nengo.rc's float_dtype (float64) in Simulator; an explicit dtype= wins)",
     ),
     "learning_phase": (None, "force training (True) or inference (False) behaviour"),
-    "time_batched": (
+    "windowed": (
         True,
         "run feed-forward models over the whole window at once, operator by "
-        "operator, instead of step by step (same results; see engine/timebatch.py)",
+        "operator, instead of step by step (same results; see engine/window.py)",
     ),
     "in_place": (
         True,
@@ -52,6 +56,7 @@ SETTINGS = {
     ),
 }
 
+<<<<<<< HEAD
 # NengoDL settings that tune how TensorFlow builds its graph. There is no such
 # graph here (torch runs eagerly; see docs/coming_from_nengodl.md), so they are
 # accepted, so that NengoDL scripts run unchanged, and have no effect.
@@ -77,6 +82,10 @@ def note_ignored(names, where):
             ", ".join(new),
         )
 
+=======
+# old setting names, still accepted (with a DeprecationWarning) as the new ones
+DEPRECATED_SETTINGS = {"time_batched": "windowed"}
+>>>>>>> d76340a (Engine: named run strategies (engine/strategies), chosen by one function and told by sim.explain(); Step objects; windowed/torch_compile names (old ones deprecated); window.py, engine.py)
 
 TRAINABLE_TYPES = (nengo.Ensemble, nengo.Connection, nengo.Node, nengo.Network)
 
@@ -91,10 +100,15 @@ def configure_settings(**settings):
         Networks (``net.config[obj].trainable = False`` freezes ``obj``). The value
         given becomes the network-wide default (None means trainable).
     stateful, keep_history, inference_only, lif_smoothing, dtype, learning_phase,
+<<<<<<< HEAD
     time_batched, in_place, surrogate, check_finite
         See `SETTINGS`.
     use_loop, planner, sorter, simplifications
         NengoDL's TensorFlow graph options: accepted, no effect (`IGNORED_SETTINGS`).
+=======
+    windowed, in_place, surrogate, check_finite
+        See `SETTINGS`. ``time_batched`` is the deprecated name of ``windowed``.
+>>>>>>> d76340a (Engine: named run strategies (engine/strategies), chosen by one function and told by sim.explain(); Step objects; windowed/torch_compile names (old ones deprecated); window.py, engine.py)
     """
     if len(nengo.Network.context) == 0:
         raise ConfigError(
@@ -104,6 +118,7 @@ def configure_settings(**settings):
     note_ignored([n for n in settings if n in IGNORED_SETTINGS], "configure_settings")
     settings = {k: v for k, v in settings.items() if k not in IGNORED_SETTINGS}
     for name, value in settings.items():
+        name = _current_name(name)
         if name not in SETTINGS:
             raise ConfigError(
                 f"'{name}' is not a setting; settings are {sorted(SETTINGS)}"
@@ -226,6 +241,7 @@ def check_setting(name, value):
 
 def get_setting(network, name, default=None):
     """A setting from ``network``'s config (``default`` when it was not set)."""
+    name = _current_name(name)
     if name not in SETTINGS:
         raise ValidationError(f"unknown setting '{name}'", attr=name)
     if network is None or nengo.Network not in network.config.params:
@@ -234,6 +250,18 @@ def get_setting(network, name, default=None):
     key = "trainable" if name == "trainable" else f"snntorch_{name}"
     value = getattr(params, key, None) if key in params._extra_params else None
     return default if value is None else value
+
+
+def _current_name(name):
+    """``name``, or the setting that replaced it (with a DeprecationWarning)."""
+    if name in DEPRECATED_SETTINGS:
+        new = DEPRECATED_SETTINGS[name]
+        warnings.warn(
+            f"the setting '{name}' is now called '{new}'", DeprecationWarning,
+            stacklevel=3,
+        )
+        return new
+    return name
 
 
 def is_trainable(network, obj):

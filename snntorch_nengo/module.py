@@ -1,6 +1,7 @@
 """NengoModule: a Nengo network as a `torch.nn.Module`."""
 
 import contextlib
+import warnings
 
 import numpy as np
 import torch
@@ -11,7 +12,8 @@ from . import validation
 from .build import build_modules
 from .config import SETTINGS, get_setting
 from .build.model import build_model
-from .engine.runner import Engine, check_steps
+from .engine.engine import Engine, check_steps
+from .engine.request import RunRequest
 from .engine.signals import SignalValues
 
 
@@ -49,12 +51,16 @@ class NengoModule(nn.Module):
     optimize : bool
         Merge operators with Nengo's optimizer (much faster stepping; the child
         modules still hold one tensor per Nengo object).
-    compile : bool
+    torch_compile : bool
         Compile one simulation step with `torch.compile` for runs without
         gradients (``torch.no_grad()``: `Simulator.run_steps`, ``predict``) that
-        step; windowed runs (`engine.timebatch`) and training stay eager. The
-        first run pays the compilation (seconds to a minute); on CUDA the step is
-        compiled with ``mode="reduce-overhead"``, i.e. captured in a CUDA graph.
+        step; windowed runs (`engine.window`) and training stay eager, and the
+        in-place program is off. The first run pays the compilation (seconds to
+        a minute); on CUDA the step is compiled with ``mode="reduce-overhead"``,
+        i.e. captured in a CUDA graph. ``compile`` is its deprecated name.
+
+    Which run strategy each run takes (`engine.strategies`) is told by
+    `explain`.
     """
 
     def __init__(
@@ -67,9 +73,11 @@ class NengoModule(nn.Module):
         device=None,
         model=None,
         optimize=True,
-        compile=False,  # noqa: A002  (torch.compile's name, as in NengoDL's options)
+        torch_compile=False,
+        compile=None,  # noqa: A002  (deprecated name of torch_compile)
     ):
         super().__init__()
+        torch_compile = deprecated_compile(compile, torch_compile)
         validation.check_network(network, model)
         validation.check_dt(dt)
         device = validation.check_device(device)
@@ -94,7 +102,7 @@ class NengoModule(nn.Module):
             else:
                 seed = np.random.randint(np.iinfo(np.int32).max)
         self.seed = seed
-        self.engine = Engine(self.model, dtype, self.settings)
+        self.engine = Engine(self.model, dtype, self.settings, torch_compile=torch_compile)
         self.batch_size = self.minibatch_size or 1
         tree, network_module, self._slots, self._modules_by_obj = build_modules(
             self.model,
@@ -104,7 +112,6 @@ class NengoModule(nn.Module):
         )
         if optimize:
             self.engine.merge()
-        self.engine.compile = bool(compile)
         for kind, modules in tree.items():
             setattr(self, kind, nn.ModuleDict(modules))
         self.signals = network_module
@@ -167,7 +174,7 @@ class NengoModule(nn.Module):
         # step functions are pure except those with private state (numpy
         # processes): remake only when they or the batch, seed or device change
         if steps is None or self._steps_key != key or any(
-            getattr(step, "private_state", False) for step in steps
+            step.private_state for step in steps
         ):
             self._steps = self.engine.make_steps(self.batch_size, self.seed, self.device)
             self._steps_key = key
@@ -270,6 +277,26 @@ class NengoModule(nn.Module):
         self.n_steps += n_steps
         self._fresh = False
         return data
+
+    def explain(self, n_steps: int | None = None, grad: bool | None = None):
+        """Which run strategy a run takes, why, and which operators fall back.
+
+        Without ``n_steps``: the last run (None before the first). With it: what
+        a run of ``n_steps`` from the current state would take, nothing run;
+        ``grad`` says whether autograd would record it (default: as `forward`
+        would now, i.e. ``torch.is_grad_enabled()`` unless ``inference_only``).
+        The result prints as a few lines of text (see `engine.strategies`).
+        """
+        if n_steps is None:
+            return self.engine.last_run
+        n_steps = check_steps(n_steps)
+        if grad is None:
+            grad = not self.settings["inference_only"] and torch.is_grad_enabled()
+        request = RunRequest(
+            self.signal_values().values, self._steps, n_steps, self.batch_size,
+            self.n_steps, training=self.learning_phase, grad=bool(grad),
+        )
+        return self.engine.explain(request)
 
     @property
     def learning_phase(self):
@@ -378,7 +405,21 @@ class NengoModule(nn.Module):
 
     def extra_repr(self):
         label = None if self.network is None else self.network.label
+        last = self.engine.last_run
         return (
             f"network={label!r}, dt={self.dt}, minibatch_size={self.minibatch_size}, "
-            f"dtype={self.dtype}"
+            f"dtype={self.dtype}, last_run={None if last is None else last.strategy!r}"
         )
+
+
+def deprecated_compile(compile, torch_compile):  # noqa: A002
+    """``torch_compile``, or the deprecated ``compile`` keyword's value if given."""
+    if compile is None:
+        return bool(torch_compile)
+    warnings.warn(
+        "the keyword 'compile' is now called 'torch_compile' (sim.compile(...), "
+        "the Keras-style training setup, is unchanged)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return bool(compile) or bool(torch_compile)

@@ -15,7 +15,7 @@ from nengo.utils.progress import Progress, ProgressTracker
 from . import streaming, validation
 from .config import get_setting, note_ignored
 from .export.params import ParamsMixin
-from .module import NengoModule
+from .module import NengoModule, deprecated_compile
 from .training.api import TrainingMixin
 from .utils import to_numpy
 
@@ -53,12 +53,20 @@ class Simulator(TrainingMixin, ParamsMixin):
     optimize : bool
         Merge operators with Nengo's optimizer (feed-forward models, which run
         window by window, stay unmerged).
-    compile : bool
+    torch_compile : bool
         Compile one step with `torch.compile` for runs that step without
         gradients (see `.NengoModule`); costs seconds to a minute on the first run.
+<<<<<<< HEAD
     unroll_simulation : int, optional
         NengoDL's TensorFlow loop unrolling: accepted, no effect (there is no
         graph to unroll; see docs/coming_from_nengodl.md).
+=======
+        ``compile`` is its deprecated name (the method `compile`, which sets up
+        training, is unrelated).
+
+    `explain` tells which run strategy (windowed, in-place, compiled or
+    functional) the last run took, and why.
+>>>>>>> d76340a (Engine: named run strategies (engine/strategies), chosen by one function and told by sim.explain(); Step objects; windowed/torch_compile names (old ones deprecated); window.py, engine.py)
     """
 
     def __init__(
@@ -72,8 +80,13 @@ class Simulator(TrainingMixin, ParamsMixin):
         progress_bar=True,
         dtype=None,
         optimize=True,
+<<<<<<< HEAD
         compile=False,  # noqa: A002
         unroll_simulation=None,
+=======
+        torch_compile=False,
+        compile=None,  # noqa: A002  (deprecated name of torch_compile)
+>>>>>>> d76340a (Engine: named run strategies (engine/strategies), chosen by one function and told by sim.explain(); Step objects; windowed/torch_compile names (old ones deprecated); window.py, engine.py)
     ):
         self.closed = True  # until built (NengoModule checks network, dt and device)
         if unroll_simulation is not None:
@@ -95,7 +108,7 @@ class Simulator(TrainingMixin, ParamsMixin):
                 device=device,
                 model=model,
                 optimize=optimize,
-                compile=compile,
+                torch_compile=deprecated_compile(compile, torch_compile),
             )
         self.model = self.module.model
         self._sim_data = dict(self.model.params)
@@ -142,7 +155,7 @@ class Simulator(TrainingMixin, ParamsMixin):
             "dtype": str(self.dtype).replace("torch.", ""),
             "progress_bar": self.progress_bar,
             "optimize": self.optimize,
-            "compile": self.module.engine.compile,
+            "torch_compile": self.module.engine.torch_compile,
             "closed": self.closed,
         }
 
@@ -156,7 +169,7 @@ class Simulator(TrainingMixin, ParamsMixin):
             progress_bar=state["progress_bar"],
             dtype=state["dtype"],
             optimize=False,  # the pickled model is already merged
-            compile=state.get("compile", False),
+            torch_compile=state.get("torch_compile", state.get("compile", False)),
         )
         self.optimize = state["optimize"]
         device = self.module.device
@@ -209,6 +222,28 @@ class Simulator(TrainingMixin, ParamsMixin):
     @property
     def step_order(self):
         return self.module.engine.step_order
+
+    def explain(self, n_steps=None):
+        """Which run strategy the last run took (or a run of ``n_steps`` would).
+
+        Returns an explanation that prints as text: the strategy (``windowed``,
+        ``in_place``, ``compiled`` or ``functional``), why it was taken and why
+        each faster one was not, and the operators that ran in a slower form
+        (stepped inside a window instead of over it, a ``CALL`` of their step
+        instead of in-place instructions) with the reason. ``run_steps`` runs
+        without autograd, and so does the run ``n_steps`` asks about. None
+        before the first run when ``n_steps`` is not given.
+        """
+        return self.module.explain(n_steps, grad=False if n_steps is not None else None)
+
+    def __repr__(self):
+        label = None if self.model.toplevel is None else self.model.toplevel.label
+        last = self.module.engine.last_run
+        strategy = "no run yet" if last is None else f"last run {last.strategy}"
+        return (
+            f"<Simulator network={label!r} dt={self.dt} n_steps={self.n_steps} "
+            f"({strategy})>"
+        )
 
     # -- nengo API
 

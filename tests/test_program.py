@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from snntorch_nengo import Simulator, configure_settings
-from snntorch_nengo.engine import program, runner
+from snntorch_nengo.engine import program
+from snntorch_nengo.engine.strategies import in_place as in_place_strategy
 
 
 def networks():
@@ -63,7 +64,7 @@ def networks():
 
 def run(net, in_place, batch=1, steps=(40, 23), feed=False, device=None):
     with net:
-        configure_settings(in_place=in_place, time_batched=False)
+        configure_settings(in_place=in_place, windowed=False)
     with Simulator(net, progress_bar=False, dtype="float64", minibatch_size=batch,
                    device=device) as sim:
         if not feed:
@@ -220,7 +221,7 @@ def test_parameter_changes_between_runs_are_seen():
     """The last run's merged values are reused only while nothing changed."""
     net = networks()[0]
     with net:
-        configure_settings(time_batched=False)
+        configure_settings(windowed=False)
     with Simulator(net, progress_bar=False, dtype="float64") as sim, Simulator(
         net, progress_bar=False, dtype="float64"
     ) as fresh:
@@ -245,7 +246,7 @@ def test_parameter_changes_between_runs_are_seen():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("net", networks(), ids=lambda n: n.label)
 def test_cuda_equals_functional_and_cpu(net, monkeypatch):
-    monkeypatch.setattr(runner, "IN_PLACE_DEVICES", ("cpu", "cuda"))
+    monkeypatch.setattr(in_place_strategy, "DEVICES", ("cpu", "cuda"))
     n, _ = lowered(net, 2, device="cuda")  # the program path runs on CUDA
     assert n > 5
     for batch in (1, 3):

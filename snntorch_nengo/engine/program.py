@@ -32,6 +32,7 @@ from .ops.core import as_index
 from .ops.neurons import fused_kernel
 from .schedule import NodeInput
 from .signals import SignalValues
+from .request import Fallback
 
 # opcodes, shared with csrc/program.h
 CALL, FILL, COPY, ADD, GATHER, INDEX_COPY, INDEX_ADD = 0, 1, 2, 3, 4, 5, 6
@@ -106,11 +107,12 @@ class Unlowerable(Exception):
 class InPlaceValues(SignalValues):
     """`SignalValues` whose reads are views of the buffers and writes go into them."""
 
-    def __init__(self, layout, values, batch_size, views):
-        super().__init__(layout, values, batch_size)
+    def __init__(self, layout, values: dict, batch_size: int, views: "Views",
+                 feeds: dict | None = None, training: bool = False) -> None:
+        super().__init__(layout, values, batch_size, feeds=feeds, training=training)
         self._views = views
 
-    def read(self, sig):
+    def read(self, sig) -> torch.Tensor:
         ref = self._views.ref(sig)
         if isinstance(ref, torch.Tensor):
             return ref
@@ -134,12 +136,12 @@ class InPlaceValues(SignalValues):
 class Views:
     """Fixed tensors for the signals of one run, over contiguous base buffers."""
 
-    def __init__(self, layout, values):
+    def __init__(self, layout, values: dict) -> None:
         self.layout = layout
         self.values = values
         self._refs = {}
 
-    def lead(self, base):
+    def lead(self, base) -> tuple:
         return self.values[base].shape[: self.values[base].dim() - base.ndim]
 
     def ref(self, sig):
@@ -159,48 +161,58 @@ class Views:
             self._refs[sig] = ref
         return self._refs[sig]
 
-    def batched(self, sig):
+    def batched(self, sig) -> bool:
         return self.layout.batched(sig.base)
 
 
 class Program:
-    """The instructions of one run: lowered operators over `Views`' buffers."""
+    """The instructions of one run: lowered operators over `Views`' buffers.
+
+    ``values`` are the run's buffers (contiguous, written in place);
+    ``fallbacks`` lists the operators that run as a ``CALL`` of their step.
+    """
 
     lowerings = TypeRegistry()
 
-    def __init__(self, engine, steps, values, batch_size, feeds, training):
-        self.layout = engine.layout
-        self.dt = engine.model.dt
+    def __init__(self, layout, dt: float, op_steps: list, values: dict, batch_size: int,
+                 feeds: dict, training: bool) -> None:
+        self.layout = layout
+        self.dt = dt
         self.batch_size = batch_size
         self.training = training
         self.feeds = feeds
         self.views = Views(self.layout, values)
-        self.sv = InPlaceValues(self.layout, values, batch_size, self.views)
-        self.sv.feeds = feeds
-        self.sv.training = training
+        self.sv = InPlaceValues(self.layout, values, batch_size, self.views,
+                                feeds=feeds, training=training)
         self.code = []  # (opcode, tensors, ints, floats)
         self.calls = []
+        self.fallbacks = []
         self.n_lowered = 0
-        for step in steps:
+        for step in op_steps:
             self.add_step(step)
 
     # -- building
 
-    def emit(self, opcode, tensors=(), ints=(), floats=()):
+    def emit(self, opcode: int, tensors=(), ints=(), floats=()) -> None:
         self.code.append((opcode, tuple(tensors), tuple(int(x) for x in ints),
                           tuple(float(x) for x in floats)))
 
-    def add_step(self, step):
+    def add_step(self, step) -> None:
+        """The instructions of one `.Step`: its lowering, else a CALL of it."""
         op = step.op
         lower = self.lowerings.lookup(op)
-        if lower is not None:
+        if lower is None:
+            reason = f"no instruction form for {type(op).__name__}"
+        else:
             mark = len(self.code)
             try:
                 lower(self, op, step)
                 self.n_lowered += 1
                 return
-            except Unlowerable:
+            except Unlowerable as e:
                 del self.code[mark:]
+                reason = str(e)
+        self.fallbacks.append(Fallback(op, "CALL", reason))
         self.emit(CALL, ints=(len(self.calls),))
         self.calls.append(self._call(step))
 
@@ -208,12 +220,11 @@ class Program:
         sv = self.sv
 
         def call(k):
-            sv.step_index = k
-            step(sv)
+            step(sv.at_step(k))
 
         return call
 
-    def read(self, sig):
+    def read(self, sig) -> torch.Tensor:
         """A tensor holding ``sig``'s value when the next instruction runs."""
         ref = self.views.ref(sig)
         if isinstance(ref, torch.Tensor):
@@ -223,7 +234,7 @@ class Program:
         self.emit(GATHER, (tmp, flat, index), (flat.dim() - 1,))
         return _view(tmp, flat.shape[:-1] + shape)
 
-    def write(self, sig, emit_into, inc):
+    def write(self, sig, emit_into, inc: bool) -> None:
         """Run ``emit_into(dst, accumulate)`` on ``sig``'s view, or via a scatter.
 
         ``emit_into`` emits instructions that write ``dst`` (``accumulate``:
@@ -238,14 +249,18 @@ class Program:
         emit_into(_view(tmp, flat.shape[:-1] + shape), False)
         self.emit(INDEX_ADD if inc else INDEX_COPY, (flat, index, tmp), (flat.dim() - 1,))
 
-    def record(self, probes, sig_of, periods, start_step, n_steps):
-        """RECORD instructions for the probes; ``{probe: buffer}``."""
+    def emit_probe_records(self, probes, sig_of, period, start_step: int,
+                           n_steps: int) -> dict:
+        """RECORD instructions for the probes; ``{probe: buffer they fill}``.
+
+        ``period(probe)``: steps per sample (Nengo's sample_every).
+        """
         data = {}
         for probe in probes:
             sig = sig_of(probe)
-            # Nengo's sample_every, as `Engine._record` applies it
+            # Nengo's sample_every, as `strategies.ProbeRecorder` applies it
             after = start_step + np.arange(1, n_steps + 1)  # steps done, after each
-            due = np.flatnonzero(after % periods[probe] < 1)
+            due = np.flatnonzero(after % period(probe) < 1)
             sched = np.full(n_steps, -1)
             sched[due] = np.arange(len(due))
             base = self.views.values[sig.base]
@@ -257,7 +272,8 @@ class Program:
 
     # -- running
 
-    def run(self, k0, k1):
+    def run(self, k0: int, k1: int) -> None:
+        """Steps ``k0 .. k1 - 1`` of the run."""
         if _native is not None:
             native = getattr(self, "_native", None)
             if native is None:
@@ -272,7 +288,7 @@ class Program:
             run_python(self.code, self.calls, k0, k1)
 
 
-def run_python(code, calls, k0, k1):
+def run_python(code: list, calls: list, k0: int, k1: int) -> None:
     """Steps ``k0 .. k1 - 1`` of a program, in Python (the C++ loop's reference)."""
     ex = _EXEC
     for k in range(k0, k1):

@@ -12,6 +12,8 @@ autograd sees an ordinary graph and the per-step semantics equal Nengo's in-plac
 updates as long as operators run in Nengo's dependency order.
 """
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 from nengo.builder.signal import is_sparse
@@ -24,7 +26,7 @@ class View:
 
     __slots__ = ("base", "shape", "kind", "start", "stop", "index", "same_shape")
 
-    def __init__(self, sig):
+    def __init__(self, sig) -> None:
         base = sig.base
         self.base = base
         self.shape = tuple(sig.shape)
@@ -60,7 +62,7 @@ def _element_indices(sig):
 class SignalLayout:
     """Static facts about the signals of a built model: bases, views, batching."""
 
-    def __init__(self, operators, dtype, shared=()):
+    def __init__(self, operators, dtype: torch.dtype, shared=()) -> None:
         self.dtype = dtype
         self.views = {}
         self.dynamic = set()
@@ -72,19 +74,19 @@ class SignalLayout:
             for sig in op.sets + op.incs + op.updates:
                 self.dynamic.add(sig.base)
 
-    def add(self, sig):
+    def add(self, sig) -> None:
         if sig not in self.views:
             self.views[sig] = View(sig)
             self.views.setdefault(sig.base, View(sig.base))
 
     @property
-    def bases(self):
+    def bases(self) -> list:
         return [sig for sig, view in self.views.items() if sig is view.base]
 
-    def batched(self, base):
+    def batched(self, base) -> bool:
         return base in self.dynamic and base not in self.shared
 
-    def initial_value(self, base, device=None):
+    def initial_value(self, base, device=None) -> torch.Tensor:
         """The unbatched initial tensor of a base signal."""
         value = base.initial_value
         if is_sparse(value):
@@ -95,14 +97,14 @@ class SignalLayout:
         return torch.tensor(value, dtype=dtype, device=device)
 
 
-def sparse_data(value):
+def sparse_data(value) -> np.ndarray:
     """Nonzero values of a sparse initial value (nengo.SparseMatrix or scipy)."""
     if hasattr(value, "tocoo"):
         return np.asarray(value.tocoo().data)
     return np.asarray(value.data)
 
 
-def sparse_indices(value):
+def sparse_indices(value) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) of a sparse initial value, ordered as `sparse_data`."""
     if hasattr(value, "tocoo"):
         coo = value.tocoo()
@@ -115,21 +117,43 @@ class SignalValues:
     """The live tensors of one run: read and write signals, views included.
 
     ``values`` maps each base signal to a tensor, batched (``(B, *shape)``) when
-    the layout says so.
+    the layout says so; writes replace its entries. What the steps may ask of
+    the run comes with it: ``feeds`` (input node -> data ``(B, n_steps, d)``),
+    ``training`` (training behaviour on) and ``step_index`` (the step within
+    this run that is being computed, advanced with `at_step`).
+
+    ``zeros`` names bases whose current value stands for zeros (a window's
+    increment-only bases, `window.WindowPlan`): the first increment of one is
+    taken as its new value instead of being added, so no zeros are summed.
     """
 
-    def __init__(self, layout, values, batch_size):
+    def __init__(
+        self,
+        layout: SignalLayout,
+        values: dict,
+        batch_size: int,
+        feeds: dict | None = None,
+        training: bool = False,
+        step_index: int = 0,
+        zeros: Iterable = (),
+    ) -> None:
         self.layout = layout
         self.values = values
         self.batch_size = batch_size
-        self.feeds = {}
-        self.step_index = 0
-        self.training = False
+        self.feeds = {} if feeds is None else feeds
+        self.training = bool(training)
+        self.step_index = step_index
+        self._zeros = set(zeros)
 
-    def is_batched(self, sig):
+    def at_step(self, k: int) -> "SignalValues":
+        """Make ``k`` the step being computed (indexes ``feeds``); returns self."""
+        self.step_index = k
+        return self
+
+    def is_batched(self, sig) -> bool:
         return self.layout.batched(sig.base)
 
-    def read(self, sig):
+    def read(self, sig) -> torch.Tensor:
         view = self.layout.views[sig]
         value = self.values[view.base]
         if view.same_shape or sig.sparse:
@@ -153,10 +177,12 @@ class SignalValues:
         if value.shape != current.shape or not view.same_shape:
             lead = current.shape[: current.dim() - base.ndim]
             value = value.broadcast_to(lead + view.shape)
+        zeros = base in self._zeros
+        self._zeros.discard(base)
         if view.kind == "full":
             value = value.reshape(current.shape)
-            if inc and not getattr(current, "zero_increments", False):
-                value = current + value  # (zeros from timebatch.zero_increments: skip)
+            if inc and not zeros:
+                value = current + value
             self.values[base] = value
             return
         flat = current.reshape(lead + (-1,))
@@ -175,8 +201,8 @@ class SignalValues:
                 flat = flat.index_copy(-1, index, value)
         self.values[base] = flat.reshape(current.shape)
 
-    def set(self, sig, value):
+    def set(self, sig, value: torch.Tensor) -> None:
         self._write(sig, value, inc=False)
 
-    def inc(self, sig, value):
+    def inc(self, sig, value: torch.Tensor) -> None:
         self._write(sig, value, inc=True)

@@ -3,10 +3,14 @@
 Nengo's builder turns every object into operators (`~nengo.builder.Operator`).
 Like `nengo.builder.Builder`, `OpRegistry` maps operator types to *makers*: a
 maker takes the operator and a `StepContext` and returns ``step(values)``, a
-function that advances the operator by one time step on a `.SignalValues`.
-Makers run again on every reset, as Nengo's ``make_step`` does, so operators with
-private state (numpy processes, node functions) start afresh.
+function that advances the operator by one time step on a `.SignalValues`, or a
+`Step` that says more about it. Makers run again on every reset, as Nengo's
+``make_step`` does, so operators with private state (numpy processes, node
+functions) start afresh.
 """
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from nengo.exceptions import BuildError
@@ -14,10 +18,33 @@ from nengo.exceptions import BuildError
 from ...utils import TypeRegistry
 
 
+@dataclass(frozen=True)
+class Step:
+    """One operator's step function, with what the run strategies may use.
+
+    ``fn(sv)`` advances ``op`` by one time step on a `.SignalValues`.
+    ``series(fold, start, B, T, training, private)``, where given, runs the
+    operator over a whole window (`engine.window`) and returns its outputs
+    ``{base: (T, B, ...)}``, or a string saying why it cannot here (then it is
+    stepped inside the window).
+    ``private_state``: the step keeps state outside the signals (numpy
+    processes), so it must be made afresh on every reset.
+    """
+
+    fn: Callable
+    op: object
+    series: Callable | None = None
+    private_state: bool = False
+
+    def __call__(self, sv) -> None:
+        self.fn(sv)
+
+
 class StepContext:
     """What makers may need: time step, random state, batch size, tensor options."""
 
-    def __init__(self, dt, rng, batch_size, layout, device, dtype, seed, settings=None):
+    def __init__(self, dt, rng, batch_size, layout, device, dtype, seed, settings=None,
+                 spike_bases=frozenset()) -> None:
         self.dt = dt
         self.rng = rng
         self.batch_size = batch_size
@@ -26,7 +53,7 @@ class StepContext:
         self.dtype = dtype
         self.seed = seed
         self.settings = settings or {}  # from `configure_settings`
-        self.spike_bases = set()  # bases spiking neurons write (set by the engine)
+        self.spike_bases = spike_bases  # bases that spiking neurons write
         # streams for batch items beyond the first, kept apart from `rng` so that
         # item 0 sees exactly the reference simulator's random numbers; seeded
         # from (seed, 1), as RandomState(seed) would replay `rng`'s draws and give
@@ -37,7 +64,7 @@ class StepContext:
             else np.random.SeedSequence([seed % 2**32, 1]).generate_state(1)[0]
         )
 
-    def batched(self, sig):
+    def batched(self, sig) -> bool:
         return self.layout.batched(sig.base)
 
 

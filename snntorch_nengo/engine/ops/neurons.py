@@ -4,7 +4,7 @@ In training mode (``sv.training``) spiking types run their training step
 instead (rate counterpart or surrogate gradient; see
 `snntorch_nengo.neurons.train_mode`), chosen from the network's settings.
 
-``step.series`` runs the operator over a whole window (`engine.timebatch`):
+Its `Step`'s ``series`` runs the operator over a whole window (`engine.window`):
 stateless updates (rate neurons, and spiking neurons swapped for their rates in
 training) once on ``(batch * T, N)``; LIF, AdaptiveLIF and
 SpikingRectifiedLinear through their fused multi-step kernels (`kernels.ops`).
@@ -14,9 +14,13 @@ import numpy as np
 from nengo.builder.neurons import SimNeurons
 
 from ...neurons import neuron_step, training_step
+<<<<<<< HEAD
 from ...neurons.streams import RowStreams
 from ...neurons.specs import kernel_spec
 from . import OpRegistry
+=======
+from . import OpRegistry, Step
+>>>>>>> d76340a (Engine: named run strategies (engine/strategies), chosen by one function and told by sim.explain(); Step objects; windowed/torch_compile names (old ones deprecated); window.py, engine.py)
 
 
 @OpRegistry.register(SimNeurons)
@@ -42,9 +46,8 @@ def make_sim_neurons(op, ctx):
         for name, sig in state_sigs.items():
             sv.set(sig, state[name])
 
-    if rng is None:
-        step_sim_neurons.series = _series(op, ctx, update, train_update)
-    return step_sim_neurons
+    series = _series(op, ctx, update, train_update) if rng is None else None
+    return Step(step_sim_neurons, op, series=series)
 
 
 def _series(op, ctx, update, train_update):
@@ -57,7 +60,7 @@ def _series(op, ctx, update, train_update):
     kernel = fused_kernel(neuron_type)
 
     def series(fold, start, B, T, training, private):
-        """{base: (T, B, ...)} over the window, or None to step it instead.
+        """{base: (T, B, ...)} over the window, or why not (it is stepped).
 
         ``fold`` holds the window's values step-major, ``(T * B, ...)``."""
         step = train_update if training else update
@@ -69,11 +72,18 @@ def _series(op, ctx, update, train_update):
             state = {name: start.read(sig) for name, sig in op.state.items()}
             output, _ = step(neuron_type, ctx.dt, J, state, None)
             return {out_base: output.reshape((T, B) + output.shape[1:])}
-        if training or kernel is None or not set(state_bases.values()) <= private:
-            return None
+        if training:
+            return "training: the spiking step with a surrogate gradient"
+        if kernel is None:
+            return f"no fused multi-step kernel for {type(neuron_type).__name__}"
+        if not set(state_bases.values()) <= private:
+            return "its state is probed or read elsewhere (the kernel keeps the last)"
         J = fold.read(op.J)
-        if J.dim() != 2 or _backend(J) == "reference":
-            return None  # the reference is a Python loop over time either way
+        if J.dim() != 2:
+            return "its input is not (batch, neurons)"
+        if _backend(J) == "reference":
+            # the reference is a Python loop over time either way
+            return "the kernels run their Python reference here"
         N = J.shape[1]
         J = J.reshape(T, B * N)  # time-major: a view of the step-major fold
         states = [start.read(op.state[name]).reshape(B * N) for name in kernel[1]]

@@ -6,7 +6,7 @@ from nengo.builder.processes import SimProcess
 
 from ...synapses import is_native_synapse, synapse_step
 from ...utils import to_numpy
-from . import OpRegistry
+from . import OpRegistry, Step
 
 
 @OpRegistry.register(SimProcess)
@@ -40,8 +40,7 @@ def _native_synapse(op, ctx):
             sv.set(sig, state[name])
         _write(sv, op, y)
 
-    step_synapse.series = _synapse_series(op, ctx, update)
-    return step_synapse
+    return Step(step_synapse, op, series=_synapse_series(op, ctx, update))
 
 
 def _synapse_series(op, ctx, update):
@@ -123,5 +122,5 @@ def _numpy_process(op, ctx, rng):
         y = torch.tensor(y, dtype=current.dtype, device=current.device)
         _write(sv, op, y if ctx.batched(op.output) else y[0])
 
-    step_process.private_state = True  # the numpy steps' own state: remake on reset
-    return step_process
+    # the numpy steps keep their own state: remade on reset
+    return Step(step_process, op, private_state=True)

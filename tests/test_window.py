@@ -1,4 +1,4 @@
-"""Time-batched (windowed) runs equal step-by-step runs (engine/timebatch.py)."""
+"""Windowed runs equal step-by-step runs (engine/window.py)."""
 
 import nengo
 import numpy as np
@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from snntorch_nengo import NengoModule, Simulator, TensorNode, configure_settings
-from snntorch_nengo.engine import runner, timebatch
+from snntorch_nengo.engine import window
+from snntorch_nengo.engine.strategies import windowed as windowed_strategy
 
 SPIKING = [nengo.LIF(), nengo.AdaptiveLIF(), nengo.SpikingRectifiedLinear(),
            nengo.RegularSpiking(nengo.Tanh())]
@@ -30,13 +31,13 @@ def feed_forward(neuron_type, synapse=0.005, seed=3, stim=None):
     return net
 
 
-def run(net, time_batched, steps=(120, 37), dtype="float64", **kwargs):
+def run(net, windowed, steps=(120, 37), dtype="float64", **kwargs):
     with net:
-        configure_settings(time_batched=time_batched)
+        configure_settings(windowed=windowed)
     with Simulator(net, progress_bar=False, dtype=dtype, **kwargs) as sim:
         for n in steps:  # two windows: state carries over between them
             sim.run_steps(n)
-        plan = sim.module.engine.series_plan
+        plan = sim.module.engine.window_plan
         return {p.label or i: sim.data[p] for i, p in enumerate(net.all_probes)}, plan
 
 
@@ -85,12 +86,12 @@ def test_fed_minibatch_and_fit_gradients_equal(held):
     if held:  # the same input at every step: its products run once per sample
         x = x[:, :1].expand(4, 30, 3)
     results = []
-    for time_batched in (False, True):
+    for windowed in (False, True):
         net = build()
         with net:
-            configure_settings(time_batched=time_batched)
+            configure_settings(windowed=windowed)
         module = NengoModule(net, dtype=torch.float64)
-        assert module.engine.series_plan.eligible or not time_batched
+        assert module.engine.window_plan.eligible or not windowed
         out = module({net.stim: x})[net.p]
         module.train()  # rate swap: gradients through LIFRate
         module.reset()
@@ -163,7 +164,7 @@ def test_float32_window_close_to_stepping():
 
 
 def test_compiled_step_equals_eager():
-    """Simulator(compile=True): the compiled step gives the eager step's results."""
+    """Simulator(torch_compile=True): the compiled step gives the eager step's results."""
     with nengo.Network(seed=4) as net:
         stim = nengo.Node([0.7])  # no Python code in the step: one graph
         a = nengo.Ensemble(20, 1, neuron_type=nengo.SpikingRectifiedLinear())
@@ -173,8 +174,8 @@ def test_compiled_step_equals_eager():
         net.ps = nengo.Probe(a.neurons)
     results = []
     for compile in (False, True):
-        with Simulator(net, progress_bar=False, compile=compile) as sim:
-            assert not sim.module.engine.series_plan.eligible
+        with Simulator(net, progress_bar=False, torch_compile=compile) as sim:
+            assert not sim.module.engine.window_plan.eligible
             sim.run_steps(30)
             sim.run_steps(20)
             results.append((sim.data[net.p], sim.data[net.ps]))
@@ -185,27 +186,27 @@ def test_compiled_step_equals_eager():
 def _windows(monkeypatch):
     """Record (steps, held inputs) of each window run."""
     calls = []
-    original = timebatch.SeriesPlan.run
-    same = timebatch._same_every_step
+    original = window.WindowPlan.run
+    same = window._same_every_step
 
-    def spy(self, values, steps, n_steps, *args, **kwargs):
+    def spy(self, values, op_steps, n_steps, *args, **kwargs):
         calls.append([n_steps, []])
-        return original(self, values, steps, n_steps, *args, **kwargs)
+        return original(self, values, op_steps, n_steps, *args, **kwargs)
 
     def spy_same(data):
         result = same(data)
         calls[-1][1].append(result)
         return result
 
-    monkeypatch.setattr(timebatch.SeriesPlan, "run", spy)
-    monkeypatch.setattr(timebatch, "_same_every_step", spy_same)
+    monkeypatch.setattr(window.WindowPlan, "run", spy)
+    monkeypatch.setattr(window, "_same_every_step", spy_same)
     return calls
 
 
 def test_long_windows_run_in_chunks(monkeypatch):
     """Chunks carry their state and probe schedule into the next one."""
     stepped, _ = run(feed_forward(nengo.LIF()), False)
-    monkeypatch.setattr(runner, "WINDOW_CHUNK_ROWS", 25)
+    monkeypatch.setattr(windowed_strategy, "CHUNK_ROWS", 25)
     calls = _windows(monkeypatch)
     chunked, plan = run(feed_forward(nengo.LIF()), True)
     assert plan.eligible
@@ -224,10 +225,10 @@ def test_inputs_held_over_the_window(monkeypatch, kind):
     }[kind]
     outs = []
     calls = _windows(monkeypatch)
-    for time_batched in (False, True):
+    for windowed in (False, True):
         net = feed_forward(nengo.SpikingRectifiedLinear())
         with net:
-            configure_settings(time_batched=time_batched)
+            configure_settings(windowed=windowed)
         with Simulator(net, progress_bar=False, dtype="float64", minibatch_size=3) as sim:
             outs.append(sim.predict({net.stim: x}, n_steps=50))
     assert calls == [[50, [kind != "varying"]]]
@@ -265,10 +266,10 @@ def test_spike_products_are_event_driven(monkeypatch):
 
     x = rng.uniform(-1, 1, (4, 100, 30))
     outs = []
-    for time_batched in (False, True):
+    for windowed in (False, True):
         net = build()
         with net:
-            configure_settings(time_batched=time_batched)
+            configure_settings(windowed=windowed)
         with Simulator(net, progress_bar=False, dtype="float64", minibatch_size=4) as sim:
             outs.append(sim.predict({net.stim: x}, n_steps=100)[net.p])
     assert len(calls) == 1 and 0 < calls[0] < ops.SPIKE_DENSITY  # the sparse branch

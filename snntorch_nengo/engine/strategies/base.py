@@ -1,0 +1,40 @@
+"""The probe sampling the stepping strategies share."""
+
+import torch
+
+from ..signals import SignalValues
+
+
+class ProbeRecorder:
+    """Collects the probes due after each step, as Nengo's ``sample_every`` says."""
+
+    def __init__(self, engine, batch_size: int) -> None:
+        self.engine = engine
+        self.batch_size = batch_size
+        self.records = {probe: [] for probe in engine.probes}
+
+    def after_step(self, sv: SignalValues, n: int) -> None:
+        """Append the probes due after the simulation's step ``n``."""
+        for probe in self.engine.probes:
+            if n % self.engine.probe_period(probe) < 1:
+                self.records[probe].append(self._value(sv, probe))
+
+    def data(self) -> dict:
+        data = {}
+        for probe, rec in self.records.items():
+            sig = self.engine.probe_signal(probe)
+            data[probe] = (
+                torch.stack(rec, dim=1)
+                if rec
+                else torch.zeros(
+                    (self.batch_size, 0) + tuple(sig.shape), dtype=self.engine.dtype
+                )
+            )
+        return data
+
+    def _value(self, sv: SignalValues, probe) -> torch.Tensor:
+        sig = self.engine.probe_signal(probe)
+        value = sv.read(sig)
+        if not sv.is_batched(sig):
+            value = value.expand((sv.batch_size,) + value.shape)
+        return value

@@ -1,0 +1,39 @@
+"""Functional stepping: every operator once per step, each write a new tensor.
+
+The strategy that always applies, and the only one autograd can record through
+(training, gradients of a run): `.SignalValues` replaces tensors instead of
+writing into them, so the run is an ordinary autograd graph.
+"""
+
+from ..signals import SignalValues
+from ..request import RunRequest, RunResult
+from .base import ProbeRecorder
+
+NAME = "functional"
+
+
+class Functional:
+    """Step by step on `.SignalValues`."""
+
+    name = NAME
+
+    def run(self, engine, request: RunRequest) -> RunResult:
+        sv = SignalValues(
+            engine.layout, dict(request.values), request.batch_size,
+            feeds=request.feeds, training=request.training,
+        )
+        recorder = ProbeRecorder(engine, request.batch_size)
+        for k in range(request.n_steps):
+            sv.at_step(k)
+            for step in request.op_steps:
+                step(sv)
+            recorder.after_step(sv, request.start_step + k + 1)
+            if request.on_step is not None:
+                request.on_step()
+        return RunResult(recorder.data(), sv)
+
+    def fallbacks(self, engine, request: RunRequest) -> list:
+        return []
+
+
+STRATEGY = Functional()
