@@ -5,12 +5,9 @@ to the network being built (and its subnetworks, unless they override them).
 ``trainable`` is also a per-object parameter: ``net.config[ens].trainable = False``.
 """
 
-<<<<<<< HEAD
 import logging
 import numbers
-=======
 import warnings
->>>>>>> d76340a (Engine: named run strategies (engine/strategies), chosen by one function and told by sim.explain(); Step objects; windowed/torch_compile names (old ones deprecated); window.py, engine.py)
 
 import nengo
 import numpy as np
@@ -56,7 +53,6 @@ SETTINGS = {
     ),
 }
 
-<<<<<<< HEAD
 # NengoDL settings that tune how TensorFlow builds its graph. There is no such
 # graph here (torch runs eagerly; see docs/coming_from_nengodl.md), so they are
 # accepted, so that NengoDL scripts run unchanged, and have no effect.
@@ -82,10 +78,8 @@ def note_ignored(names, where):
             ", ".join(new),
         )
 
-=======
 # old setting names, still accepted (with a DeprecationWarning) as the new ones
 DEPRECATED_SETTINGS = {"time_batched": "windowed"}
->>>>>>> d76340a (Engine: named run strategies (engine/strategies), chosen by one function and told by sim.explain(); Step objects; windowed/torch_compile names (old ones deprecated); window.py, engine.py)
 
 TRAINABLE_TYPES = (nengo.Ensemble, nengo.Connection, nengo.Node, nengo.Network)
 
@@ -100,15 +94,10 @@ def configure_settings(**settings):
         Networks (``net.config[obj].trainable = False`` freezes ``obj``). The value
         given becomes the network-wide default (None means trainable).
     stateful, keep_history, inference_only, lif_smoothing, dtype, learning_phase,
-<<<<<<< HEAD
-    time_batched, in_place, surrogate, check_finite
-        See `SETTINGS`.
-    use_loop, planner, sorter, simplifications
-        NengoDL's TensorFlow graph options: accepted, no effect (`IGNORED_SETTINGS`).
-=======
     windowed, in_place, surrogate, check_finite
         See `SETTINGS`. ``time_batched`` is the deprecated name of ``windowed``.
->>>>>>> d76340a (Engine: named run strategies (engine/strategies), chosen by one function and told by sim.explain(); Step objects; windowed/torch_compile names (old ones deprecated); window.py, engine.py)
+    use_loop, planner, sorter, simplifications
+        NengoDL's TensorFlow graph options: accepted, no effect (`IGNORED_SETTINGS`).
     """
     if len(nengo.Network.context) == 0:
         raise ConfigError(
@@ -116,9 +105,10 @@ def configure_settings(**settings):
             "(`with net: configure_settings(...)`)"
         )
     note_ignored([n for n in settings if n in IGNORED_SETTINGS], "configure_settings")
-    settings = {k: v for k, v in settings.items() if k not in IGNORED_SETTINGS}
+    settings = {
+        _current_name(k): v for k, v in settings.items() if k not in IGNORED_SETTINGS
+    }
     for name, value in settings.items():
-        name = _current_name(name)
         if name not in SETTINGS:
             raise ConfigError(
                 f"'{name}' is not a setting; settings are {sorted(SETTINGS)}"

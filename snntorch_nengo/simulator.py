@@ -56,17 +56,14 @@ class Simulator(TrainingMixin, ParamsMixin):
     torch_compile : bool
         Compile one step with `torch.compile` for runs that step without
         gradients (see `.NengoModule`); costs seconds to a minute on the first run.
-<<<<<<< HEAD
     unroll_simulation : int, optional
         NengoDL's TensorFlow loop unrolling: accepted, no effect (there is no
         graph to unroll; see docs/coming_from_nengodl.md).
-=======
         ``compile`` is its deprecated name (the method `compile`, which sets up
         training, is unrelated).
 
     `explain` tells which run strategy (windowed, in-place, compiled or
     functional) the last run took, and why.
->>>>>>> d76340a (Engine: named run strategies (engine/strategies), chosen by one function and told by sim.explain(); Step objects; windowed/torch_compile names (old ones deprecated); window.py, engine.py)
     """
 
     def __init__(
@@ -80,13 +77,9 @@ class Simulator(TrainingMixin, ParamsMixin):
         progress_bar=True,
         dtype=None,
         optimize=True,
-<<<<<<< HEAD
-        compile=False,  # noqa: A002
-        unroll_simulation=None,
-=======
-        torch_compile=False,
         compile=None,  # noqa: A002  (deprecated name of torch_compile)
->>>>>>> d76340a (Engine: named run strategies (engine/strategies), chosen by one function and told by sim.explain(); Step objects; windowed/torch_compile names (old ones deprecated); window.py, engine.py)
+        unroll_simulation=None,
+        torch_compile=False,
     ):
         self.closed = True  # until built (NengoModule checks network, dt and device)
         if unroll_simulation is not None:
