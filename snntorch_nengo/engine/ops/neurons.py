@@ -14,13 +14,9 @@ import numpy as np
 from nengo.builder.neurons import SimNeurons
 
 from ...neurons import neuron_step, training_step
-<<<<<<< HEAD
 from ...neurons.streams import RowStreams
 from ...neurons.specs import kernel_spec
-from . import OpRegistry
-=======
 from . import OpRegistry, Step
->>>>>>> d76340a (Engine: named run strategies (engine/strategies), chosen by one function and told by sim.explain(); Step objects; windowed/torch_compile names (old ones deprecated); window.py, engine.py)
 
 
 @OpRegistry.register(SimNeurons)
