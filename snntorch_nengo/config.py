@@ -210,7 +210,7 @@ _CHECKS = {
     "learning_phase": lambda n, v: _check_bool(
         n, v, "None (follow train()/eval()), True (training) or False (inference)"
     ),
-    "time_batched": _check_bool,
+    "windowed": _check_bool,
     "in_place": _check_bool,
     "check_finite": _check_bool,
     "surrogate": _check_surrogate,
