@@ -148,7 +148,7 @@ def as_tensor(value, name, dtype, device, check_finite=True, allow_nan=False, at
         tensor = torch.as_tensor(array)
     # broadcast dimensions (np.broadcast_to: stride 0) stay broadcast, so an
     # input repeated over n_steps costs one step's memory and is known to be
-    # the same at every step (engine/timebatch.py)
+    # the same at every step (engine/window.py)
     broadcast = [d for d in range(tensor.dim()) if tensor.stride(d) == 0 and tensor.shape[d] > 1]
     compact = tensor
     for d in broadcast:

@@ -17,8 +17,8 @@ from snntorch_nengo import Simulator
 PATHS = [
     {},
     {"in_place": False},
-    {"time_batched": False},
-    {"time_batched": False, "in_place": False},
+    {"windowed": False},
+    {"windowed": False, "in_place": False},
 ]
 
 

@@ -112,7 +112,7 @@ def test_unknown_setting():
     [
         # strings are truthy: each of these used to switch the feature on
         ("learning_phase", "False", ["learning_phase='False'", "None (follow train()/eval()), True", "type str"]),
-        ("time_batched", "no", ["time_batched='no'", "must be True or False"]),
+        ("windowed", "no", ["windowed='no'", "must be True or False"]),
         ("in_place", "false", ["in_place='false'", "must be True or False"]),
         ("keep_history", "False", ["keep_history='False'", "must be True or False"]),
         ("check_finite", "no", ["check_finite='no'", "must be True or False"]),
