@@ -282,6 +282,14 @@ def test_empty_batch(net, sim):
         sim.predict({net.a: zeros(0, 3, 1), net.b: zeros(0, 3, 2)})
 
 
+def test_empty_batch_in_fit_and_evaluate(net, compiled):
+    empty = {net.a: zeros(0, 3, 1), net.b: zeros(0, 3, 2)}
+    with pytest.raises(ValidationError, match=r"fit: the data hold no samples .their first axis is 0"):
+        fit(compiled, empty, {net.p: zeros(0, 3, 1)})
+    with pytest.raises(ValidationError, match=r"evaluate: the data hold no samples .their first axis is 0"):
+        compiled.evaluate(empty, {net.p: zeros(0, 3, 1)}, verbose=0)
+
+
 def test_targets_with_fewer_steps_blame_the_target(net, compiled):
     with pytest.raises(ValidationError, match=re.escape("y[out] must have shape (2, 3, 1), got (2, 2, 1)")):
         fit(compiled, inputs(net), {net.p: zeros(2, 2, 1)})

@@ -282,6 +282,13 @@ class TrainingMixin:
             for p, v in targets.items()
         }
         n = _common_length(list(inputs.values()) + list(targets.values()), where)
+        if n == 0:
+            # Lightning would fail deep in its sampler (fit) or its loop (evaluate)
+            raise ValidationError(
+                f"{where}: the data hold no samples (their first axis is 0); give at "
+                "least one sample, shaped (batch, n_steps, d)",
+                attr="x",
+            )
         for node, value in inputs.items():
             _check_shape(value, (n, None, node.size_out), f"x[{node}]", where)
         # with keep_history=False a probe's output, so its target, is one step
