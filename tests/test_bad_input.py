@@ -635,3 +635,16 @@ def test_tensor_node_raises():
         with pytest.raises(SimulationError, match="<TensorNode 'tn'>: tensor_func raised KeyError") as info:
             sim.run_steps(2)
     assert isinstance(info.value.__cause__, KeyError)  # the original stays attached
+
+
+def test_converter_output_that_is_a_tuple_is_named():
+    class LSTMOutput(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = torch.nn.LSTM(3, 4, batch_first=True)
+
+        def forward(self, x):
+            return self.lstm(x)  # (output, (h, c)), handed on whole
+
+    with pytest.raises(ValidationError, match=re.escape("model output 'lstm' is a tuple, not a tensor")):
+        snntorch_nengo.Converter(LSTMOutput(), input_shape=(5, 3))

@@ -779,7 +779,18 @@ class Converter:
                     attr="model",
                     obj=self,
                 )
-            value = self._values[leaf]
+            value = self._values.get(leaf)
+            if value is None or isinstance(value, list):
+                # a layer that returns a tuple (nn.LSTM: output, (h, c)) handed
+                # on whole: no one tensor to probe
+                recorded = self._recorded.get(leaf)
+                raise ValidationError(
+                    f"model output '{leaf.name}' is a {type(recorded).__name__}, not "
+                    "a tensor: return the tensors to probe from forward (e.g. "
+                    "`output, _ = self.lstm(x); return output`)",
+                    attr="model",
+                    obj=self,
+                )
             obj = self.materialize(value, label=f"{leaf.name}.out")
             if not value.plain:
                 self._objects.setdefault(leaf, obj)
