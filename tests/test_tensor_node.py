@@ -9,7 +9,7 @@ import pytest
 import torch
 from nengo.exceptions import NetworkContextError, SimulationError, ValidationError
 
-from snntorch_nengo import Layer, NengoModule, Simulator, TensorNode
+from snntorch_nengo import Layer, NengoModule, Simulator, TensorNode, configure_settings
 from snntorch_nengo.engine.operators import SimTensorNode
 
 
@@ -305,3 +305,19 @@ def test_input_less_tensor_node_is_not_fed():
         out = sim.predict(np.zeros((1, 3, 1)))[p]
     t = 0.001 * np.arange(1, 4)
     assert np.allclose(out[0, :, 0], np.sin(100 * t))
+
+
+@pytest.mark.parametrize("windowed", [True, False])
+@pytest.mark.parametrize("minibatch_size", [None, 2])
+def test_tensor_func_working_in_place_sees_a_copy(windowed, minibatch_size):
+    with nengo.Network() as net:
+        configure_settings(windowed=windowed)
+        a = nengo.Node([1.0])
+        doubled = TensorNode(lambda x: x.mul_(2), shape_in=(1,), pass_time=False)
+        nengo.Connection(a, doubled, synapse=None)
+        p_doubled = nengo.Probe(doubled)
+        p_input = nengo.Probe(a)  # another reader of the same signal
+    with Simulator(net, minibatch_size=minibatch_size, progress_bar=False) as sim:
+        sim.run_steps(5)
+    assert np.all(sim.data[p_doubled] == 2.0)
+    assert np.all(sim.data[p_input] == 1.0)

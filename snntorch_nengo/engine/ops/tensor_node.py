@@ -141,7 +141,9 @@ def make_sim_tensor_node(op: SimTensorNode, ctx):
         t = None if op.time is None else sv.read(op.time)
         x = None
         if op.input is not None:
-            x = sv.read(op.input)
+            # a copy: torch code often works in place (x.mul_(2)), and the
+            # signal it reads may be held for a whole window or read by others
+            x = sv.read(op.input).clone()
             if x_batched:
                 x = x.reshape((x.shape[0],) + shape_in)
             else:
