@@ -288,19 +288,44 @@ class Simulator(TrainingMixin, ParamsMixin):
             raise ValidationError(
                 f"Must be a non-negative integer (got {steps})", attr="steps", obj=self
             )
+        if type(self).step is not Simulator.step:
+            # a subclass that changes what one step does (nengo_extras'
+            # RealTimeSimulator sleeps in it) must see every step, as in nengo,
+            # whose run_steps calls step(): give up the multi-step engine calls
+            self._run_through_step(int(steps), data, progress_bar, probe_callback)
+            return
+        self._advance(int(steps), data, progress_bar, chunk_steps, probe_callback)
+
+    def step(self, **kwargs):
+        """Advance one step; ``kwargs`` (``data``, ``probe_callback``) as in `run_steps`."""
+        self._check_open("run")
+        self._advance(1, kwargs.pop("data", None), kwargs.pop("progress_bar", False),
+                      None, kwargs.pop("probe_callback", None), **kwargs)
+
+    def _advance(self, steps, data, progress_bar, chunk_steps, probe_callback, **kwargs):
+        if kwargs:
+            raise TypeError(f"unexpected keyword arguments {sorted(kwargs)}")
         streaming.run_chunked(
             self,
-            int(steps),
+            steps,
             data=data,
             progress_bar=progress_bar,
             chunk_steps=chunk_steps,
             probe_callback=probe_callback,
         )
 
-    def step(self, **kwargs):
-        """Advance one step; ``kwargs`` (e.g. ``data``) go to `run_steps`."""
-        kwargs.setdefault("progress_bar", False)
-        self.run_steps(1, **kwargs)
+    def _run_through_step(self, steps, data, progress_bar, probe_callback):
+        # validated for the whole run first, so a bad input fails before step 1
+        feeds = self.module.prepare_inputs(data, steps)[0] if data else None
+        kwargs = {} if probe_callback is None else {"probe_callback": probe_callback}
+        if progress_bar is None:
+            progress_bar = self.progress_bar
+        with ProgressTracker(progress_bar, Progress("Simulating", "Simulation", steps)) as pt:
+            for i in range(steps):
+                if feeds is not None:
+                    kwargs["data"] = {node: v[:, i : i + 1] for node, v in feeds.items()}
+                self.step(**kwargs)
+                pt.total_progress.step()
 
     def trange(self, dt=None, sample_every=None):
         """Times of the probed samples (starting at ``dt``, not 0)."""

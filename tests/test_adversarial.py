@@ -174,3 +174,117 @@ def test_stochastic_neurons_row_zero_is_the_reference(neuron_type, settings):
     np.testing.assert_array_equal(data[0], ref.data[net.p])
     assert not np.array_equal(data[1], data[0])
     assert not np.array_equal(data[2], data[1])
+
+
+class _CountingSimulator(Simulator):
+    """The pattern of nengo_extras' RealTimeSimulator: step() does more."""
+
+    def __init__(self, *args, **kwargs):
+        self.steps_seen = []
+        super().__init__(*args, **kwargs)
+
+    def step(self, **kwargs):
+        self.steps_seen.append(self.n_steps)
+        super().step(**kwargs)
+
+
+def test_overridden_step_sees_every_step_of_run_and_run_steps():
+    with nengo.Network(seed=3) as net:
+        stim = nengo.Node(np.sin)
+        ens = nengo.Ensemble(30, 1)
+        nengo.Connection(stim, ens)
+        probe = nengo.Probe(ens, synapse=0.01)
+    with _CountingSimulator(net, progress_bar=False) as sim:
+        sim.run_steps(25)
+        sim.run(0.01)
+        sim.step()
+    assert sim.steps_seen == list(range(36))
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(36)
+    np.testing.assert_allclose(sim.data[probe], ref.data[probe], atol=1e-6)
+
+
+def test_overridden_step_gets_each_steps_input_slice():
+    with nengo.Network(seed=4) as net:
+        inp = nengo.Node(np.zeros(2))
+        probe = nengo.Probe(inp)
+    x = np.arange(2 * 7 * 2, dtype=float).reshape(2, 7, 2)
+    with _CountingSimulator(net, minibatch_size=2, progress_bar=False) as sim:
+        sim.run_steps(7, data={inp: x})
+    assert sim.steps_seen == list(range(7))
+    np.testing.assert_allclose(sim.data[probe], x)
+    with _CountingSimulator(net, minibatch_size=2, progress_bar=False) as sim:
+        with pytest.raises(nengo.exceptions.ValidationError, match="steps"):
+            sim.run_steps(7, data={inp: x[:, :5]})
+        assert sim.steps_seen == []
+
+
+# A learning rule from outside the package, built the way nengo_extras' AML is:
+# its own LearningRuleType, build function and Operator subclass with a numpy
+# make_step, and nothing registered with snntorch_nengo.
+class _OuterRule(nengo.learning_rules.LearningRuleType):
+    modifies = "decoders"
+    probeable = ("delta",)
+    learning_rate = nengo.params.NumberParam("learning_rate", low=0, readonly=True)
+
+    def __init__(self, learning_rate=1e-3):
+        super().__init__(learning_rate, size_in="post_state")
+
+
+class _SimOuter(nengo.builder.Operator):
+    def __init__(self, pre, error, delta, learning_rate, tag=None):
+        super().__init__(tag=tag)
+        self.learning_rate = learning_rate
+        self.sets, self.incs, self.reads, self.updates = [], [], [pre, error], [delta]
+
+    def make_step(self, signals, dt, rng):
+        pre, error = signals[self.reads[0]], signals[self.reads[1]]
+        delta = signals[self.updates[0]]
+
+        def step_outer():
+            delta[...] = -self.learning_rate * dt * np.outer(error, pre)
+
+        return step_outer
+
+
+@nengo.builder.Builder.register(_OuterRule)
+def _build_outer(model, rule_type, rule):
+    error = nengo.builder.Signal(shape=rule.size_in, name="OuterRule:error")
+    model.add_op(nengo.builder.operator.Reset(error))
+    model.sig[rule]["in"] = error
+    pre = nengo.builder.learning_rules.build_or_passthrough(
+        model, nengo.Lowpass(0.005), model.sig[rule.connection.pre_obj]["out"]
+    )
+    model.add_op(_SimOuter(pre, error, model.sig[rule]["delta"], rule_type.learning_rate))
+
+
+def _outer_rule_net():
+    with nengo.Network(seed=2) as net:
+        stim = nengo.Node(lambda t: np.sin(6 * t))
+        a, b = nengo.Ensemble(50, 1), nengo.Ensemble(50, 1)
+        nengo.Connection(stim, a)
+        conn = nengo.Connection(a, b, function=lambda x: 0, learning_rule_type=_OuterRule())
+        error = nengo.Node(size_in=1)
+        nengo.Connection(b, error)
+        nengo.Connection(stim, error, transform=-1)
+        nengo.Connection(error, conn.learning_rule)
+        probe = nengo.Probe(b, synapse=0.01)
+    return net, probe
+
+
+@pytest.mark.parametrize("minibatch_size", [None, 3])
+def test_third_party_operator_runs_its_own_numpy_step(minibatch_size):
+    net, probe = _outer_rule_net()
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run(0.3)
+    with pytest.warns(UserWarning, match="no torch implementation of operator type '_SimOuter'"):
+        sim = Simulator(net, progress_bar=False, minibatch_size=minibatch_size)
+    with sim:
+        sim.run(0.3)
+        assert "_SimOuter" in str(sim.explain())
+    ours = sim.data[probe]
+    # the rule learns: the output moves well away from the untrained zero
+    assert np.abs(ref.data[probe]).max() > 0.5
+    for row in [ours] if minibatch_size is None else list(ours):
+        # every row learns on its own copy of the decoders, as one reference run
+        np.testing.assert_allclose(row, ref.data[probe], atol=1e-10)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from nengo.builder.operator import Operator
 from nengo.exceptions import BuildError
 
 from ...utils import TypeRegistry
@@ -79,6 +80,10 @@ class OpRegistry:
         maker = cls.makers.lookup(op)
         if maker is not None:
             return maker
+        if type(op).make_step is not Operator.make_step:
+            # an extension's operator: its own numpy step (`foreign`)
+            foreign.warn_foreign(op)
+            return foreign.make_foreign
         raise BuildError(
             f"{op}: snntorch_nengo has no torch implementation of operator type "
             f"'{type(op).__name__}'"
@@ -90,4 +95,4 @@ class OpRegistry:
 
 
 # register the makers
-from . import core, learning, neurons, processes, tensor_node, transforms  # noqa: E402,F401
+from . import core, foreign, learning, neurons, processes, tensor_node, transforms  # noqa: E402,F401
