@@ -39,10 +39,58 @@ constexpr int kVecs = 4;
 // Parallelise only when there is enough work per call (elements * steps).
 constexpr int64_t kParallelWork = 1 << 15;
 
+// The surrogate derivative of the spike threshold at x (the distance to it),
+// as snntorch_nengo/neurons/surrogates.py computes it; `kind` is a
+// kSurrogate* id (neuron_specs.h), the same for the whole call, so the switch
+// is always predicted.
+template <typename T>
+struct Surrogate {
+  using Vec = Vectorized<T>;
+  int kind;
+  Vec p, scaled, half, one, zero;
+
+  Surrogate(int kind_, double param)
+      : kind(kind_),
+        p(static_cast<T>(param)),
+        // ATan: (alpha / 2) / (1 + (pi / 2 * alpha * x)**2), Python floats first
+        scaled(static_cast<T>(1.5707963267948966 * param)),
+        half(static_cast<T>(param / 2)),
+        one(T(1)),
+        zero(T(0)) {}
+
+  bool active() const { return kind != kSurrogateNone; }
+
+  inline Vec operator()(const Vec& x) const {
+    switch (kind) {
+      case kSurrogateFastSigmoid: {  // 1 / (slope * |x| + 1)**2
+        const Vec y = p * x.abs() + one;
+        return one / (y * y);
+      }
+      case kSurrogateSigmoid: {  // slope * s * (1 - s), s = sigmoid(slope * x)
+        const Vec s = one / (one + (p * x).neg().exp());
+        return p * s * (one - s);
+      }
+      case kSurrogateATan: {
+        const Vec y = scaled * x;
+        return half / (one + y * y);
+      }
+      case kSurrogateTriangle:  // max(0, 1 - |x| / width) / width
+        return at::vec::clamp_min(one - x.abs() / p, zero) / p;
+      case kSurrogateStraightThrough:
+        return one;
+      default:
+        return zero;
+    }
+  }
+};
+
 template <typename T>
 struct Lif {
   using Vec = Vectorized<T>;
   static constexpr int kStates = 2;  // voltage, refractory_time
+  // per step, what the reverse step needs: J - v, e = expm1(...), the
+  // decremented refractory time, the voltage before the threshold, J
+  static constexpr int kSaved = 5;
   // zero_mask() of a vector with no lane set
   static constexpr int kNoLane = (1 << Vec::size()) - 1;
   Vec dt, tau_rc, tau_ref, min_voltage, amp_over_dt;
@@ -66,10 +114,22 @@ struct Lif {
   //   t_spike = dt + tau_rc * log1p(-(voltage - 1) / (J - 1))
   //   voltage[voltage < min_voltage] = min_voltage
   //   voltage[spiked] = 0; refractory_time[spiked] = tau_ref + t_spike
-  inline Vec step(const Vec& J, Vec& v, Vec& r) const {
+  // Save: also records what `reverse` needs (kSaved vectors); the arithmetic
+  // is the same either way, so a recomputed pass equals the forward one.
+  template <bool Save = false>
+  inline Vec step(const Vec& J, Vec& v, Vec& r, Vec* saved = nullptr) const {
     r = r - dt;
     Vec delta_t = at::vec::clamp(dt - r, zero, dt);
-    v = v - (J - v) * (delta_t.neg() / tau_rc).expm1();
+    const Vec d = J - v;
+    const Vec e = (delta_t.neg() / tau_rc).expm1();
+    v = v - d * e;
+    if constexpr (Save) {
+      saved[0] = d;
+      saved[1] = e;
+      saved[2] = r;
+      saved[3] = v;
+      saved[4] = J;
+    }
 
     Vec spiked = v > one;  // all-ones lanes where spiked
     Vec output = Vec::blendv(zero, one, spiked) * amp_over_dt;
@@ -88,13 +148,60 @@ struct Lif {
     return output;
   }
 
+  // The step's gradients, as torch's autograd of `step` (with the surrogate
+  // on the spikes): from those of the output and of the new voltage and
+  // refractory time (g_v, g_r, replaced by those of the old ones), returns
+  // the gradient of J.
+  inline Vec reverse(const Vec* saved, const Vec& g_out, Vec& g_v, Vec& g_r,
+                     const Surrogate<T>& surrogate) const {
+    const Vec d = saved[0], e = saved[1], r1 = saved[2], v1 = saved[3], J = saved[4];
+    const Vec spiked = v1 > one;
+    // reset to zero where spiked, floor at min_voltage elsewhere
+    Vec g_v1 = Vec::blendv(g_v, zero, spiked);
+    g_v1 = Vec::blendv(g_v1, zero, v1 < min_voltage);
+    if (surrogate.active()) g_v1 = g_v1 + g_out * amp_over_dt * surrogate(v1 - one);
+    Vec g_J = zero;
+    Vec g_r1 = Vec::blendv(g_r, zero, spiked);
+    if (spiked.zero_mask() != kNoLane) {
+      // refractory_time = tau_ref + dt + tau_rc * log1p(q), q = num / den,
+      // num = -(v1 - 1), den = J - 1 (safe values where no spike: g_t = 0)
+      const Vec g_t = Vec::blendv(zero, g_r, spiked);
+      const Vec num = (Vec::blendv(one, v1, spiked) - one).neg();
+      const Vec den = Vec::blendv(two, J, spiked) - one;
+      const Vec q = num / den;
+      const Vec g_q = g_t * tau_rc / (q + one);
+      g_v1 = g_v1 - g_q / den;
+      g_J = (g_q * q).neg() / den;
+    }
+    // v1 = v - d * e, d = J - v
+    const Vec g_ve = g_v1 * e;
+    g_v = g_v1 + g_ve;
+    g_J = g_J - g_ve;
+    // e = expm1(-delta_t / tau_rc), delta_t = clip(dt - r1, 0, dt): torch's
+    // clamp passes the gradient on the closed interval
+    const Vec g_delta = (g_v1 * d * (e + one) / tau_rc);  // -(-g_v1 d) (e + 1) / tau_rc
+    const Vec x = dt - r1;
+    const Vec inside = (x >= zero) & (x <= dt);
+    // d(delta_t)/d(r1) = -1 inside
+    g_r = g_r1 - Vec::blendv(zero, g_delta, inside);
+    return g_J;
+  }
+
   inline Vec operator()(const Vec& J, Vec* s) const { return step(J, s[0], s[1]); }
+  inline Vec save(const Vec& J, Vec* s, Vec* saved) const {
+    return step<true>(J, s[0], s[1], saved);
+  }
+  inline Vec back(const Vec* saved, const Vec& g_out, Vec* g,
+                  const Surrogate<T>& surrogate) const {
+    return reverse(saved, g_out, g[0], g[1], surrogate);
+  }
 };
 
 template <typename T>
 struct AdaptiveLif {
   using Vec = Vectorized<T>;
   static constexpr int kStates = 3;  // voltage, refractory_time, adaptation
+  static constexpr int kSaved = Lif<T>::kSaved;
   Lif<T> lif;
   Vec dt_over_tau_n, inc_n;
 
@@ -105,11 +212,24 @@ struct AdaptiveLif {
 
   // nengo.AdaptiveLIF.step: LIF on J - n, then
   //   n += (dt / tau_n) * (inc_n * output - n)
-  inline Vec operator()(const Vec& J, Vec* s) const {
+  template <bool Save = false>
+  inline Vec step(const Vec& J, Vec* s, Vec* saved = nullptr) const {
     Vec& n = s[2];
-    Vec output = lif.step(J - n, s[0], s[1]);
+    Vec output = lif.template step<Save>(J - n, s[0], s[1], saved);
     n = n + dt_over_tau_n * (inc_n * output - n);
     return output;
+  }
+
+  inline Vec operator()(const Vec& J, Vec* s) const { return step(J, s); }
+  inline Vec save(const Vec& J, Vec* s, Vec* saved) const { return step<true>(J, s, saved); }
+
+  inline Vec back(const Vec* saved, const Vec& g_out, Vec* g,
+                  const Surrogate<T>& surrogate) const {
+    Vec& g_n = g[2];
+    const Vec g_inner = g_n * dt_over_tau_n;
+    const Vec g_J = lif.reverse(saved, g_out + g_inner * inc_n, g[0], g[1], surrogate);
+    g_n = g_n - g_inner - g_J;  // J - n feeds the LIF step
+    return g_J;
   }
 };
 
@@ -117,22 +237,49 @@ template <typename T>
 struct SpikingRelu {
   using Vec = Vectorized<T>;
   static constexpr int kStates = 1;  // voltage
-  Vec dt, amp_over_dt, zero;
+  static constexpr int kSaved = 2;   // the voltage before the spike count, J
+  Vec dt, amp_over_dt, zero, one;
 
   explicit SpikingRelu(const SpikingReluParams& p)
       : dt(static_cast<T>(p.dt)),
         amp_over_dt(static_cast<T>(p.amplitude / p.dt)),
-        zero(T(0)) {}
+        zero(T(0)),
+        one(T(1)) {}
 
   // nengo.SpikingRectifiedLinear.step:
   //   voltage += max(J, 0) * dt; n = floor(voltage)
   //   output = (amplitude / dt) * n; voltage -= n
-  inline Vec operator()(const Vec& J, Vec* s) const {
+  template <bool Save = false>
+  inline Vec step(const Vec& J, Vec* s, Vec* saved = nullptr) const {
     Vec& v = s[0];
     v = v + at::vec::clamp_min(J, zero) * dt;
+    if constexpr (Save) {
+      saved[0] = v;
+      saved[1] = J;
+    }
     Vec n_spikes = v.floor();
     v = v - n_spikes;
     return amp_over_dt * n_spikes;
+  }
+
+  inline Vec operator()(const Vec& J, Vec* s) const { return step(J, s); }
+  inline Vec save(const Vec& J, Vec* s, Vec* saved) const { return step<true>(J, s, saved); }
+
+  // The spike count's surrogate is that of the distance to the nearest step
+  // (Surrogate.staircase: steps at +-max(round(|v|), 1)); the subtracted count
+  // has no gradient.
+  inline Vec back(const Vec* saved, const Vec& g_out, Vec* g,
+                  const Surrogate<T>& surrogate) const {
+    const Vec v1 = saved[0], J = saved[1];
+    Vec g_v1 = g[0];
+    if (surrogate.active()) {
+      const Vec k = at::vec::clamp_min(v1.abs().round(), one);
+      const Vec threshold = Vec::blendv(k.neg(), k, v1 >= zero);
+      g_v1 = g_v1 + g_out * amp_over_dt * surrogate(v1 - threshold);
+    }
+    g[0] = g_v1;
+    // torch's clamp_min passes the gradient where J >= 0
+    return Vec::blendv(zero, g_v1 * dt, J >= zero);
   }
 };
 
@@ -236,6 +383,176 @@ void relu_entry(const FusedArgs<T>& a, const SpikingReluParams& p) {
   run_fused(a, SpikingRelu<T>(p), p.decay);
 }
 
+// --- backward ---
+
+// Steps per segment of the backward pass: a block recomputes one segment's
+// forward steps into a buffer, then runs back through them. Longer windows are
+// first run forward once to checkpoint the states at each segment's start, so
+// the buffer stays small (kSegment * kVecs * kSaved vectors, in L1/L2) for any T.
+constexpr int64_t kSegment = 64;
+
+template <typename T, typename Neuron>
+struct BackwardBuffers {
+  std::vector<Vectorized<T>> saved, checkpoints;
+  explicit BackwardBuffers(int64_t steps) {
+    const int64_t segments = (steps + kSegment - 1) / kSegment;
+    saved.resize(std::min(steps, kSegment) * kVecs * Neuron::kSaved);
+    checkpoints.resize(segments > 1 ? segments * kVecs * Neuron::kStates : 0);
+  }
+};
+
+template <bool Full, typename T, typename Neuron>
+inline void run_block_backward(
+    const BackwardArgs<T>& a,
+    const Neuron& neuron,
+    const Surrogate<T>& surrogate,
+    const Vectorized<T>& decay,
+    const Vectorized<T>& one_minus_decay,
+    int64_t n0,
+    int count,
+    BackwardBuffers<T, Neuron>& buffers) {
+  using Vec = Vectorized<T>;
+  constexpr int W = Vec::size();
+  constexpr int S = Neuron::kStates;
+  constexpr int K = Neuron::kSaved;
+  const int n_vecs = Full ? kVecs : (count + W - 1) / W;
+  int lanes[kVecs];
+  for (int k = 0; k < kVecs; ++k) {
+    lanes[k] = Full ? W : std::max(0, std::min(W, count - k * W));
+  }
+  // padding lanes load zeros: harmless values (no spike, no NaN), never stored
+  auto load = [&](const T* p, int k) {
+    return Full || lanes[k] == W ? Vec::loadu(p) : Vec::loadu(p, lanes[k]);
+  };
+  auto store = [&](const Vec& x, T* p, int k) {
+    if (Full || lanes[k] == W) {
+      x.store(p);
+    } else {
+      x.store(p, lanes[k]);
+    }
+  };
+  const int64_t T_ = a.steps;
+  const int64_t segments = (T_ + kSegment - 1) / kSegment;
+
+  Vec state[kVecs][kMaxStates];
+  for (int k = 0; k < n_vecs; ++k) {
+    for (int s = 0; s < S; ++s) state[k][s] = load(a.state_in[s] + n0 + k * W, k);
+  }
+  Vec* checkpoints = buffers.checkpoints.data();
+  if (segments > 1) {
+    for (int64_t seg = 0; seg < segments; ++seg) {
+      for (int k = 0; k < n_vecs; ++k) {
+        for (int s = 0; s < S; ++s) checkpoints[(seg * kVecs + k) * S + s] = state[k][s];
+      }
+      if (seg == segments - 1) break;
+      for (int64_t t = seg * kSegment; t < (seg + 1) * kSegment; ++t) {
+        for (int k = 0; k < n_vecs; ++k) neuron(load(a.J + t * a.n + n0 + k * W, k), state[k]);
+      }
+    }
+  }
+
+  // the gradients flowing back: of the states and of the filtered output
+  Vec g[kVecs][kMaxStates];
+  Vec g_f[kVecs];
+  const Vec zero(T(0));
+  for (int k = 0; k < n_vecs; ++k) {
+    const int64_t off = n0 + k * W;
+    for (int s = 0; s < S; ++s) {
+      g[k][s] = a.grad_state[s] ? load(a.grad_state[s] + off, k) : zero;
+    }
+    g_f[k] = a.grad_filtered ? load(a.grad_filtered + off, k) : zero;
+  }
+
+  Vec* saved = buffers.saved.data();
+  for (int64_t seg = segments - 1; seg >= 0; --seg) {
+    const int64_t t0 = seg * kSegment;
+    const int64_t t1 = std::min(T_, t0 + kSegment);
+    if (segments > 1) {
+      for (int k = 0; k < n_vecs; ++k) {
+        for (int s = 0; s < S; ++s) state[k][s] = checkpoints[(seg * kVecs + k) * S + s];
+      }
+    }
+    for (int64_t t = t0; t < t1; ++t) {
+      for (int k = 0; k < n_vecs; ++k) {
+        neuron.save(load(a.J + t * a.n + n0 + k * W, k), state[k],
+                    saved + ((t - t0) * kVecs + k) * K);
+      }
+    }
+    for (int64_t t = t1 - 1; t >= t0; --t) {
+      const int64_t row = t * a.n + n0;
+      for (int k = 0; k < n_vecs; ++k) {
+        const int64_t off = row + k * W;
+        // the lowpass: filtered_t = decay * filtered_{t-1} + (1 - decay) * output_t
+        if (a.grad_filtered_seq) g_f[k] = g_f[k] + load(a.grad_filtered_seq + off, k);
+        Vec g_out = one_minus_decay * g_f[k];
+        if (a.grad_output) g_out = load(a.grad_output + off, k) + g_out;
+        g_f[k] = decay * g_f[k];
+        const Vec g_J = neuron.back(saved + ((t - t0) * kVecs + k) * K, g_out, g[k], surrogate);
+        store(g_J, a.grad_J + off, k);
+      }
+    }
+  }
+  for (int k = 0; k < n_vecs; ++k) {
+    const int64_t off = n0 + k * W;
+    for (int s = 0; s < S; ++s) store(g[k][s], a.grad_state_in[s] + off, k);
+    store(g_f[k], a.grad_filtered_in + off, k);
+  }
+}
+
+template <typename T, typename Neuron>
+void run_backward(const BackwardArgs<T>& a, const Neuron& neuron, double decay_) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t block = kVecs * Vec::size();
+  const Vec decay(static_cast<T>(decay_));
+  const Vec one_minus_decay(static_cast<T>(1.0 - decay_));
+  const Surrogate<T> surrogate(a.surrogate, a.surrogate_param);
+  const int64_t n_full = a.n / block;
+  const int64_t rest = a.n - n_full * block;
+  const int64_t n_blocks = n_full + (rest > 0 ? 1 : 0);
+
+  auto body = [&](int64_t b, BackwardBuffers<T, Neuron>& buffers) {
+    if (b < n_full) {
+      run_block_backward<true>(a, neuron, surrogate, decay, one_minus_decay, b * block,
+                               int(block), buffers);
+    } else {
+      run_block_backward<false>(a, neuron, surrogate, decay, one_minus_decay, b * block,
+                                int(rest), buffers);
+    }
+  };
+
+#ifdef _OPENMP
+  const bool parallel = a.num_threads > 1 && n_blocks > 1 &&
+      a.n * std::max<int64_t>(a.steps, 1) >= kParallelWork && !omp_in_parallel();
+  if (parallel) {
+    const int threads = int(std::min<int64_t>(a.num_threads, n_blocks));
+#pragma omp parallel num_threads(threads)
+    {
+      BackwardBuffers<T, Neuron> buffers(a.steps);
+#pragma omp for schedule(static)
+      for (int64_t b = 0; b < n_blocks; ++b) body(b, buffers);
+    }
+    return;
+  }
+#endif
+  BackwardBuffers<T, Neuron> buffers(a.steps);
+  for (int64_t b = 0; b < n_blocks; ++b) body(b, buffers);
+}
+
+template <typename T>
+void lif_backward_entry(const BackwardArgs<T>& a, const LifParams& p) {
+  run_backward(a, Lif<T>(p), p.decay);
+}
+
+template <typename T>
+void alif_backward_entry(const BackwardArgs<T>& a, const AdaptiveLifParams& p) {
+  run_backward(a, AdaptiveLif<T>(p), p.decay);
+}
+
+template <typename T>
+void relu_backward_entry(const BackwardArgs<T>& a, const SpikingReluParams& p) {
+  run_backward(a, SpikingRelu<T>(p), p.decay);
+}
+
 // Event-driven product: each row of Y sums the rows of Wt picked by the
 // nonzero entries of X's row (spikes: most entries are zero), scaled by them,
 // in order of k. A first pass counts X's nonzeros; above max_density of
@@ -312,6 +629,12 @@ const KernelTable& SNN_TABLE_FN() {
       &CPU_CAPABILITY::relu_entry<double>,
       &CPU_CAPABILITY::spike_matmul<float>,
       &CPU_CAPABILITY::spike_matmul<double>,
+      &CPU_CAPABILITY::lif_backward_entry<float>,
+      &CPU_CAPABILITY::lif_backward_entry<double>,
+      &CPU_CAPABILITY::alif_backward_entry<float>,
+      &CPU_CAPABILITY::alif_backward_entry<double>,
+      &CPU_CAPABILITY::relu_backward_entry<float>,
+      &CPU_CAPABILITY::relu_backward_entry<double>,
   };
   return table;
 }

@@ -35,6 +35,30 @@ constexpr const char* kNeuronSchemas[kNeuronKinds] = {
     "spiking_relu_lowpass(Tensor J, Tensor voltage, Tensor filtered, float dt, float amplitude, float decay) -> (Tensor, Tensor, Tensor, Tensor)",
 };
 
+// per kind: the backward op's name and schema: the forward inputs, an
+// optional gradient per output (undefined: zero), the floats and the
+// surrogate; returns the gradients of J, the states and filtered
+constexpr const char* kNeuronBackwardOps[kNeuronKinds] = {
+    "lif_lowpass_backward",
+    "adaptive_lif_lowpass_backward",
+    "spiking_relu_lowpass_backward",
+};
+constexpr const char* kNeuronBackwardSchemas[kNeuronKinds] = {
+    "lif_lowpass_backward(Tensor J, Tensor voltage, Tensor refractory_time, Tensor filtered, Tensor? grad_output, Tensor? grad_filtered_seq, Tensor? grad_voltage, Tensor? grad_refractory_time, Tensor? grad_filtered, float dt, float tau_rc, float tau_ref, float min_voltage, float amplitude, float decay, int surrogate, float surrogate_param) -> (Tensor, Tensor, Tensor, Tensor)",
+    "adaptive_lif_lowpass_backward(Tensor J, Tensor voltage, Tensor refractory_time, Tensor adaptation, Tensor filtered, Tensor? grad_output, Tensor? grad_filtered_seq, Tensor? grad_voltage, Tensor? grad_refractory_time, Tensor? grad_adaptation, Tensor? grad_filtered, float dt, float tau_rc, float tau_ref, float min_voltage, float amplitude, float tau_n, float inc_n, float decay, int surrogate, float surrogate_param) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
+    "spiking_relu_lowpass_backward(Tensor J, Tensor voltage, Tensor filtered, Tensor? grad_output, Tensor? grad_filtered_seq, Tensor? grad_voltage, Tensor? grad_filtered, float dt, float amplitude, float decay, int surrogate, float surrogate_param) -> (Tensor, Tensor, Tensor)",
+};
+
+// the surrogate derivatives of the backward kernels, by id
+// (snntorch_nengo/neurons/surrogates.py: KERNEL_SURROGATES)
+constexpr int kSurrogateNone = 0;
+constexpr int kSurrogateFastSigmoid = 1;
+constexpr int kSurrogateSigmoid = 2;
+constexpr int kSurrogateATan = 3;
+constexpr int kSurrogateTriangle = 4;
+constexpr int kSurrogateStraightThrough = 5;
+constexpr int kSurrogates = 6;
+
 // LIF: voltage, refractory_time
 struct LifParams {
   double dt, tau_rc, tau_ref, min_voltage, amplitude, decay;
@@ -85,6 +109,33 @@ void run_kind(const Table& table, int kind, const Args& a, const double* f,
       const auto p = SpikingReluParams::from(f, decay);
       if constexpr (f64) table.relu_f64(a, p);
       else table.relu_f32(a, p);
+      return;
+    }
+  }
+}
+
+// The same for kind `kind`'s backward kernel (`a`: BackwardArgs).
+template <typename Table, typename Args>
+void run_backward_kind(const Table& table, int kind, const Args& a,
+                       const double* f, double decay) {
+  constexpr bool f64 = std::is_same_v<decltype(a.J), const double*>;
+  switch (kind) {
+    case kLifLowpass: {
+      const auto p = LifParams::from(f, decay);
+      if constexpr (f64) table.lif_backward_f64(a, p);
+      else table.lif_backward_f32(a, p);
+      return;
+    }
+    case kAdaptiveLifLowpass: {
+      const auto p = AdaptiveLifParams::from(f, decay);
+      if constexpr (f64) table.alif_backward_f64(a, p);
+      else table.alif_backward_f32(a, p);
+      return;
+    }
+    case kSpikingReluLowpass: {
+      const auto p = SpikingReluParams::from(f, decay);
+      if constexpr (f64) table.relu_backward_f64(a, p);
+      else table.relu_backward_f32(a, p);
       return;
     }
   }

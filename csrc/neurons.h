@@ -45,6 +45,32 @@ struct FusedArgs {
   int num_threads = 1;
 };
 
+// Pointers of one backward call (the gradients of a fused call's inputs from
+// those of its outputs), states in their spec's order. The forward inputs as
+// in FusedArgs; a null gradient of an output means zero. The kernel recomputes
+// the forward pass from the inputs (only they are saved between the passes)
+// and runs back through time: BPTT through the membrane, refractory and
+// adaptation states, with `surrogate`'s derivative (kSurrogate*, of parameter
+// `surrogate_param`) at the spike threshold.
+template <typename T>
+struct BackwardArgs {
+  const T* J = nullptr;
+  int64_t steps = 0;  // T
+  int64_t n = 0;      // N
+  const T* state_in[kMaxStates] = {};
+  const T* filtered_in = nullptr;
+  const T* grad_output = nullptr;        // [T, N] or null
+  const T* grad_filtered_seq = nullptr;  // [T, N] or null
+  const T* grad_state[kMaxStates] = {};  // [N] or null
+  const T* grad_filtered = nullptr;      // [N] or null
+  T* grad_J = nullptr;                   // [T, N]
+  T* grad_state_in[kMaxStates] = {};     // [N]
+  T* grad_filtered_in = nullptr;         // [N]
+  int surrogate = 0;
+  double surrogate_param = 0.0;
+  int num_threads = 1;
+};
+
 // One table per compiled CPU capability.
 struct KernelTable {
   const char* name;
@@ -60,6 +86,12 @@ struct KernelTable {
                        int64_t N, double max_density, int num_threads);
   bool (*spike_mm_f64)(const double* X, const double* Wt, double* Y, int64_t M, int64_t K,
                        int64_t N, double max_density, int num_threads);
+  void (*lif_backward_f32)(const BackwardArgs<float>&, const LifParams&);
+  void (*lif_backward_f64)(const BackwardArgs<double>&, const LifParams&);
+  void (*alif_backward_f32)(const BackwardArgs<float>&, const AdaptiveLifParams&);
+  void (*alif_backward_f64)(const BackwardArgs<double>&, const AdaptiveLifParams&);
+  void (*relu_backward_f32)(const BackwardArgs<float>&, const SpikingReluParams&);
+  void (*relu_backward_f64)(const BackwardArgs<double>&, const SpikingReluParams&);
 };
 
 const KernelTable& kernels_DEFAULT();

@@ -4,12 +4,17 @@
 //     -> (output, filtered_seq, *states, filtered)
 //       one op per neuron kind: names and schemas in neuron_specs.h (generated
 //       from snntorch_nengo/neurons/specs.py), e.g. lif_lowpass
+//   torch.ops.snntorch_nengo_cpp.<name>_backward(J, *states, filtered,
+//       grad_output?, grad_filtered_seq?, *grad_states?, grad_filtered?, dt,
+//       *params, decay, surrogate, surrogate_param) -> (grad_J, *grad_states,
+//       grad_filtered): the gradients of the inputs (BPTT, recomputing the
+//       forward pass; see BackwardArgs in neurons.h)
 //   torch.ops.snntorch_nengo_cpp.spike_matmul(X, Wt, max_density) -> X @ Wt,
 //       visiting only X's nonzero entries (spikes: mostly zero); a dense
 //       product when more than max_density of X is nonzero
 //   torch.ops.snntorch_nengo_cpp.kernel_isa() -> str
 //
-// Forward only, CPU only, float32/float64; J is [T, N], states [N]. The
+// CPU only, float32/float64; J is [T, N], states [N]. The
 // differentiable, device-generic ops are snntorch_nengo::* in
 // snntorch_nengo/kernels/ops.py, which call these on CPU.
 #include <ATen/Dispatch.h>
@@ -122,9 +127,87 @@ void fused_op(const c10::OperatorHandle&, torch::jit::Stack* stack) {
   for (auto& r : result) torch::jit::push(*stack, std::move(r));
 }
 
+// The backward op of neuron kind `Kind`, boxed (schema in neuron_specs.h):
+// (J, the states, filtered, an optional gradient per output, dt, the
+// parameters, decay, surrogate, surrogate_param) -> (grad J, grad states,
+// grad filtered).
+template <int Kind>
+void backward_op(const c10::OperatorHandle&, torch::jit::Stack* stack) {
+  constexpr int S = kNeuronStates[Kind];
+  constexpr int F = kNeuronFloats[Kind];
+  constexpr int n_in = 2 + S;       // J, states, filtered
+  constexpr int n_grads = 3 + S;    // output, filtered_seq, states, filtered
+  constexpr int n_args = n_in + n_grads + F + 3;
+  const char* op = kNeuronBackwardOps[Kind];
+  auto args = torch::jit::last(*stack, n_args);
+  std::vector<at::Tensor> inputs;
+  for (int i = 0; i < n_in; ++i) inputs.push_back(args[i].toTensor().contiguous());
+  std::vector<at::Tensor> grads;  // undefined: zero
+  for (int i = 0; i < n_grads; ++i) {
+    const auto& g = args[n_in + i];
+    grads.push_back(g.isNone() ? at::Tensor() : g.toTensor().contiguous());
+  }
+  double f[F];
+  for (int i = 0; i < F; ++i) f[i] = args[n_in + n_grads + i].toDouble();
+  const double decay = args[n_in + n_grads + F].toDouble();
+  const int64_t surrogate = args[n_in + n_grads + F + 1].toInt();
+  const double surrogate_param = args[n_in + n_grads + F + 2].toDouble();
+  torch::jit::drop(*stack, n_args);
+
+  const at::Tensor& J = inputs[0];
+  check_inputs(op, J, std::vector<at::Tensor>(inputs.begin() + 1, inputs.end()));
+  TORCH_CHECK(surrogate >= 0 && surrogate < kSurrogates, op, ": unknown surrogate id ",
+              surrogate, " (0 to ", kSurrogates - 1, ")");
+  for (int i = 0; i < n_grads; ++i) {
+    if (!grads[i].defined()) continue;
+    const bool sequence = i < 2;
+    TORCH_CHECK(sequence ? grads[i].sizes() == J.sizes()
+                         : (grads[i].dim() == 1 && grads[i].size(0) == J.size(1)),
+                op, ": gradient ", i, " must have shape ",
+                sequence ? J.sizes() : at::IntArrayRef{J.size(1)}, ", got ", grads[i].sizes());
+    TORCH_CHECK(grads[i].scalar_type() == J.scalar_type() && grads[i].device().is_cpu(),
+                op, ": gradients must be CPU tensors of J's dtype ", J.scalar_type());
+  }
+
+  auto opts = J.options();
+  std::vector<at::Tensor> result;
+  result.push_back(at::empty(J.sizes(), opts));
+  for (int i = 1; i < n_in; ++i) result.push_back(at::empty({J.size(1)}, opts));
+
+  const KernelTable& table = active_kernels();
+  AT_DISPATCH_FLOATING_TYPES(J.scalar_type(), "snntorch_nengo_cpp_backward", [&] {
+    auto ptr = [](const at::Tensor& t) {
+      return t.defined() ? t.const_data_ptr<scalar_t>() : nullptr;
+    };
+    BackwardArgs<scalar_t> a;
+    a.J = J.const_data_ptr<scalar_t>();
+    a.steps = J.size(0);
+    a.n = J.size(1);
+    for (int s = 0; s < S; ++s) {
+      a.state_in[s] = inputs[1 + s].const_data_ptr<scalar_t>();
+      a.grad_state[s] = ptr(grads[2 + s]);
+      a.grad_state_in[s] = result[1 + s].mutable_data_ptr<scalar_t>();
+    }
+    a.filtered_in = inputs[1 + S].const_data_ptr<scalar_t>();
+    a.grad_output = ptr(grads[0]);
+    a.grad_filtered_seq = ptr(grads[1]);
+    a.grad_filtered = ptr(grads[2 + S]);
+    a.grad_J = result[0].mutable_data_ptr<scalar_t>();
+    a.grad_filtered_in = result[1 + S].mutable_data_ptr<scalar_t>();
+    a.surrogate = int(surrogate);
+    a.surrogate_param = surrogate_param;
+    a.num_threads = at::get_num_threads();
+    run_backward_kind(table, Kind, a, f, decay);
+  });
+  for (auto& r : result) torch::jit::push(*stack, std::move(r));
+}
+
 template <int... Kinds>
 void register_fused(torch::Library& m, std::integer_sequence<int, Kinds...>) {
   (m.impl(kNeuronOps[Kinds], torch::CppFunction::makeFromBoxedFunction<&fused_op<Kinds>>()),
+   ...);
+  (m.impl(kNeuronBackwardOps[Kinds],
+          torch::CppFunction::makeFromBoxedFunction<&backward_op<Kinds>>()),
    ...);
 }
 
@@ -161,6 +244,7 @@ std::string kernel_isa() { return active_kernels().name; }
 
 TORCH_LIBRARY(snntorch_nengo_cpp, m) {
   for (const char* schema : snntorch_nengo::kNeuronSchemas) m.def(schema);
+  for (const char* schema : snntorch_nengo::kNeuronBackwardSchemas) m.def(schema);
   m.def("spike_matmul(Tensor X, Tensor Wt, float max_density) -> Tensor");
   m.def("kernel_isa() -> str", &snntorch_nengo::kernel_isa);
 }

@@ -4,9 +4,9 @@
   Lowpass synapse (float64, 1000 steps, spikes identical);
 - the C++ kernels (`snntorch_nengo._C`, skipped when it was not built) against
   the reference (float64 bitwise; float32 spikes identical, values close);
-- the custom ops `snntorch_nengo::*`: gradients equal to the reference's
-  autograd, gradcheck, the fallback without the extension, torch.compile and
-  torch.library.opcheck.
+- the custom ops `snntorch_nengo::*`: the backward kernels' gradients equal
+  to the reference's autograd with every surrogate, gradcheck, the fallback
+  without the extension, torch.compile and torch.library.opcheck.
 
 The C++ unit tests of csrc/ run under ctest (``make test-cpp``).
 """
@@ -22,6 +22,7 @@ import pytest
 import torch
 
 from snntorch_nengo.kernels import cpp, ops, reference
+from snntorch_nengo.neurons.surrogates import SURROGATES, FastSigmoid, kernel_surrogate
 
 DT = 0.001
 TAU = 0.012  # lowpass time constant
@@ -250,9 +251,15 @@ def kind_name(kind):
     return {"lif": "lif_lowpass", "alif": "adaptive_lif_lowpass", "relu": "spiking_relu_lowpass"}[kind]
 
 
-def op_params(kind, slope=None):
-    p = params(kind)
-    return p if kind == "relu" or slope is None else p + (slope,)
+# (kernel id, parameter) of every surrogate the kernels compute, and a second
+# slope of the fast sigmoid
+SURROGATE_ARGS = [
+    kernel_surrogate(s) for s in (None, *(cls() for cls in SURROGATES.values()))
+] + [kernel_surrogate(FastSigmoid(slope=4.0))]
+
+
+def surrogate_id(args):
+    return f"{args[0]}-{args[1]:g}"
 
 
 @pytest.mark.parametrize("kind", ALL)
@@ -263,62 +270,148 @@ def test_op_forward_matches_reference(kind):
     assert ops.backend(J) == ("cpp" if cpp.AVAILABLE else "reference")
     for a, e in zip(actual, expected):
         assert torch.equal(a, e)
+    # the surrogate only shapes the backward pass
+    for a, e in zip(KINDS[kind][1](J, *states, *params(kind), 1, 25.0), expected):
+        assert torch.equal(a, e)
 
 
-def _grads(fn, kind, J, states, slope, seed):
-    """Gradients of a random linear function of all outputs w.r.t. all inputs."""
+def _grads(fn, kind, J, states, surrogate, seed, outputs=None):
+    """Gradients of a random linear function of the outputs (all, or those
+    indexed by ``outputs``) w.r.t. all inputs."""
     leaves = [x.detach().clone().requires_grad_(True) for x in (J, *states)]
-    outs = fn(*leaves, *op_params(kind, slope))
+    outs = fn(*leaves, *params(kind), *surrogate)
     g = torch.Generator().manual_seed(seed)
-    loss = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() for o in outs)
-    return torch.autograd.grad(loss, leaves)
+    picked = range(len(outs)) if outputs is None else outputs
+    loss = sum(
+        (outs[i] * torch.randn(outs[i].shape, generator=g, dtype=torch.float64).to(
+            outs[i].dtype)).sum()
+        for i in picked
+    )
+    return torch.autograd.grad(loss, leaves, allow_unused=True, materialize_grads=True)
+
+
+def _assert_grads_close(actual, expected, rtol):
+    for a, e in zip(actual, expected):
+        scale = float(e.abs().max()) if e.numel() else 0.0
+        torch.testing.assert_close(a, e, rtol=rtol, atol=rtol * scale)
 
 
 @pytest.mark.parametrize("kind", ALL)
-@pytest.mark.parametrize("slope", [None, 4.0])
-def test_op_backward_equals_reference_autograd(kind, slope):
+@pytest.mark.parametrize("surrogate", SURROGATE_ARGS, ids=surrogate_id)
+def test_op_backward_equals_reference_autograd(kind, surrogate):
+    """The backward kernels give the gradients of the torch reference (autograd
+    through the steps training mode runs), to rounding: 150 steps (three
+    backward segments) of 21 neurons (a ragged block), float64."""
     J, states = inputs(kind, 150, 21, seed=6)
-    expected = _grads(KINDS[kind][0], kind, J, states, slope, seed=1)
-    actual = _grads(KINDS[kind][1], kind, J, states, slope, seed=1)
-    for a, e in zip(actual, expected):
-        assert torch.equal(a, e)
+    expected = _grads(KINDS[kind][0], kind, J, states, surrogate, seed=1)
+    actual = _grads(KINDS[kind][1], kind, J, states, surrogate, seed=1)
+    _assert_grads_close(actual, expected, rtol=1e-10)
     assert expected[0].abs().sum() > 0  # gradients do reach J
-    if slope is not None and kind != "relu":  # and the slope matters
-        default = _grads(KINDS[kind][0], kind, J, states, None, seed=1)
-        assert not torch.equal(default[0], expected[0])
+    if surrogate[0] != 0:  # and the surrogate matters
+        default = _grads(KINDS[kind][0], kind, J, states, (0, 0.0), seed=1)
+        assert not torch.allclose(default[0], expected[0])
 
 
-def test_op_backward_partial_inputs_and_outputs():
+@pytest.mark.parametrize("kind", ALL)
+def test_op_backward_float32_and_threads(kind):
+    J, states = inputs(kind, 70, 300, seed=16, dtype=torch.float32)
+    surrogate = kernel_surrogate(FastSigmoid())
+    expected = _grads(KINDS[kind][0], kind, J, states, surrogate, seed=3)
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            actual = _grads(KINDS[kind][1], kind, J, states, surrogate, seed=3)
+            _assert_grads_close(actual, expected, rtol=1e-4)
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("kind", ALL)
+@pytest.mark.parametrize("outputs", [(0,), (1,), (2, 3), (-1,)], ids=str)
+def test_op_backward_partial_outputs(kind, outputs):
+    """Outputs without a gradient (None to the backward kernel) count as zero."""
+    J, states = inputs(kind, 30, 10, seed=7)
+    surrogate = (1, 25.0)
+    expected = _grads(KINDS[kind][0], kind, J, states, surrogate, 2, outputs)
+    actual = _grads(KINDS[kind][1], kind, J, states, surrogate, 2, outputs)
+    _assert_grads_close(actual, expected, rtol=1e-10)
+
+
+def test_op_backward_partial_inputs():
     J, states = inputs("lif", 50, 6, seed=7)
     J = J.clone().requires_grad_(True)
-    out, fseq, v, r, f = ops.lif_lowpass(J, *states, *params("lif"))
-    (gJ,) = torch.autograd.grad(fseq[-1].sum(), J)
+    out, fseq, v, r, f = ops.lif_lowpass(J, *states, *params("lif"), 1, 25.0)
+    (gJ,) = torch.autograd.grad(fseq[-1].sum() + out.sum(), J)
     J2 = J.detach().clone().requires_grad_(True)
-    out2, fseq2, *_ = reference.lif_lowpass(J2, *states, *params("lif"))
-    (gJ2,) = torch.autograd.grad(fseq2[-1].sum(), J2)
-    assert torch.equal(gJ, gJ2)
+    out2, fseq2, *_ = reference.lif_lowpass(J2, *states, *params("lif"), 1, 25.0)
+    (gJ2,) = torch.autograd.grad(fseq2[-1].sum() + out2.sum(), J2)
+    torch.testing.assert_close(gJ, gJ2, rtol=1e-10, atol=1e-12)
+
+
+@needs_cpp
+@pytest.mark.parametrize("kind", ALL)
+def test_cpp_backward_kernel(kind):
+    """The C++ backward op directly: non-contiguous inputs, a long window (many
+    segments), and bad arguments."""
+    name = kind_name(kind)
+    J, states = inputs(kind, 300, 45, seed=9)
+    J = J.t().contiguous().t()  # column-major
+    rng = torch.Generator().manual_seed(0)
+    grads = [torch.randn(J.shape, generator=rng, dtype=J.dtype) for _ in range(2)]
+    grads += [torch.randn(J.shape[1], generator=rng, dtype=J.dtype) for _ in states]
+    p = params(kind)
+    expected = ops.reference_grads(name, [J, *states], grads, p, 3, 2.0)
+    actual = cpp.backward(name, [J, *states], grads, p, 3, 2.0)
+    _assert_grads_close(actual, expected, rtol=1e-10)
+    with pytest.raises(RuntimeError, match="surrogate"):
+        cpp.backward(name, [J, *states], grads, p, 9, 0.0)
+    with pytest.raises(RuntimeError, match="gradient"):
+        cpp.backward(name, [J, *states], [grads[0][:-1]] + grads[1:], p, 1, 25.0)
+    # no steps: the states' gradients pass through, fresh tensors
+    empty = cpp.backward(name, [J[:0], *states], [None, None, *grads[2:]], p, 1, 25.0)
+    assert empty[0].shape == (0, J.shape[1])
+    for a, b in zip(empty[1:], grads[2:]):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
 
 
 @pytest.mark.parametrize("kind", ALL)
 def test_op_gradcheck(kind):
-    """Finite differences agree where the gradient is the true derivative: the
-    neuron states (LIF and relu states do not see the surrogate; AdaptiveLIF
-    with inc_n=0), and the lowpass w.r.t. its initial state."""
+    """Finite differences agree where the gradient is the true derivative:
+    without a surrogate (the spikes' derivative is zero, as finite differences
+    see it away from a threshold), every output w.r.t. every input (LIF and
+    AdaptiveLIF through the refractory and adaptation states too)."""
     op = KINDS[kind][1]
     J, states = inputs(kind, 12, 4, seed=8)
-    p = params(kind, inc_n=0.0) if kind == "alif" else params(kind)
+    p = params(kind)
     leaves = [x.clone().requires_grad_(True) for x in (J, *states)]
 
-    def neuron_states(*xs):
-        return tuple(op(*xs, *p)[2:-1])
+    def all_outputs(*xs):
+        return tuple(op(*xs, *p, 0, 0.0))
 
-    assert torch.autograd.gradcheck(neuron_states, leaves, eps=1e-7, atol=1e-6)
+    assert torch.autograd.gradcheck(all_outputs, leaves, eps=1e-7, atol=1e-6)
 
     def lowpass(filtered):
         out = op(J, *states[:-1], filtered, *p)
         return out[1], out[-1]
 
     assert torch.autograd.gradcheck(lowpass, (states[-1].clone().requires_grad_(True),))
+
+
+@pytest.mark.parametrize("kind", ALL)
+def test_backward_op_is_linear_in_the_gradients(kind):
+    name = kind_name(kind)
+    J, states = inputs(kind, 8, 3, seed=14)
+    rng = torch.Generator().manual_seed(1)
+    grads = [torch.randn(J.shape, generator=rng, dtype=J.dtype) for _ in range(2)]
+    grads += [torch.randn(J.shape[1], generator=rng, dtype=J.dtype) for _ in states]
+    for surrogate in SURROGATE_ARGS:
+        a = ops.fused_lowpass_backward(name, [J, *states], grads, list(params(kind)),
+                                       *surrogate)
+        b = ops.fused_lowpass_backward(name, [J, *states], [2 * g for g in grads],
+                                       list(params(kind)), *surrogate)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(2 * x, y, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ALL)
@@ -330,10 +423,11 @@ def test_op_without_extension(kind, monkeypatch):
     actual = KINDS[kind][1](J, *states, *params(kind))
     for a, e in zip(actual, expected):
         assert torch.equal(a, e)
-    ga = _grads(KINDS[kind][1], kind, J, states, None, seed=2)
-    ge = _grads(KINDS[kind][0], kind, J, states, None, seed=2)
-    for a, e in zip(ga, ge):
-        assert torch.equal(a, e)
+    for surrogate in [(0, 0.0), (1, 25.0)]:
+        ga = _grads(KINDS[kind][1], kind, J, states, surrogate, seed=2)
+        ge = _grads(KINDS[kind][0], kind, J, states, surrogate, seed=2)
+        for a, e in zip(ga, ge):
+            assert torch.equal(a, e)
 
 
 def test_package_works_when_extension_fails_to_import():
@@ -381,7 +475,7 @@ def _network(J, v, r, a, f):
     """Two fused layers and an adaptive one, as a compiled model would call them."""
     out, fseq, v1, r1, f1 = ops.lif_lowpass(J * 3.0, v, r, f, *params("lif"))
     s, fs, v2, f2 = ops.spiking_relu_lowpass(fseq * 0.5, v1, f1, *params("relu"))
-    o3, fs3, *_ = ops.adaptive_lif_lowpass(fs * 0.01, v, r, a, f, *params("alif"), 5.0)
+    o3, fs3, *_ = ops.adaptive_lif_lowpass(fs * 0.01, v, r, a, f, *params("alif"), 1, 5.0)
     return fs.sum() + fs3.sum() + v2.sum() + r1.sum()
 
 
@@ -418,21 +512,23 @@ def test_torch_compile_fullgraph_inductor():
 
 
 @pytest.mark.parametrize("kind", ALL)
-def test_opcheck(kind):
+@pytest.mark.parametrize("surrogate", [(0, 0.0), (1, 25.0), (4, 0.5)], ids=surrogate_id)
+def test_opcheck(kind, surrogate):
     J, states = inputs(kind, 6, 5, seed=12)
     J.requires_grad_(True)
     for s in states:
         s.requires_grad_(True)
-    torch.library.opcheck(KINDS[kind][1], (J, *states, *params(kind)))
+    torch.library.opcheck(KINDS[kind][1], (J, *states, *params(kind), *surrogate))
 
 
-def test_opcheck_backward_op():
-    J, states = inputs("lif", 6, 5, seed=13)
-    outs = ops.lif_lowpass(J, *states, *params("lif"))
-    grads = [torch.ones_like(outs[0]), None, torch.ones_like(outs[2]), None, torch.ones_like(outs[4])]
+@pytest.mark.parametrize("kind", ALL)
+def test_opcheck_backward_op(kind):
+    J, states = inputs(kind, 6, 5, seed=13)
+    outs = KINDS[kind][1](J, *states, *params(kind))
+    grads = [torch.ones_like(o) if i % 2 == 0 else None for i, o in enumerate(outs)]
     torch.library.opcheck(
         ops.fused_lowpass_backward,
-        ("lif_lowpass", [J, *states], grads, list(params("lif")) + [25.0]),
+        (kind_name(kind), [J, *states], grads, list(params(kind)), 1, 25.0),
     )
 
 

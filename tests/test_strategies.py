@@ -12,6 +12,7 @@ from snntorch_nengo import NengoModule, Simulator, configure_settings
 from snntorch_nengo.engine import program, window
 from snntorch_nengo.engine.request import RunRequest
 from snntorch_nengo.engine.strategies import choose, in_place, windowed
+from snntorch_nengo.neurons.surrogates import Surrogate
 
 
 def feed_forward(python_node=False, **settings):
@@ -137,7 +138,9 @@ def test_explain_lists_in_place_calls(monkeypatch):
     assert any("SimPyFunc" in f.reason for f in last.fallbacks)
 
 
-def test_training_steps_neurons_in_the_window():
+def test_training_runs_neurons_fused_in_the_window():
+    """With a surrogate the kernels know, training calls the fused kernel; with
+    a user's own surrogate, the group steps in the window and says why."""
     net = feed_forward()
     with net:
         configure_settings(surrogate="fast_sigmoid")
@@ -145,8 +148,21 @@ def test_training_steps_neurons_in_the_window():
     module(n_steps=10)
     last = module.explain()
     assert last.strategy == "windowed"
+    assert last.fallbacks == []
+
+    class Bump(Surrogate):
+        def derivative(self, x):
+            return torch.exp(-x * x)
+
+    net = feed_forward()
+    with net:
+        configure_settings(surrogate=Bump())
+    module = NengoModule(net, dtype=torch.float64).train()
+    module(n_steps=10)
+    last = module.explain()
+    assert last.strategy == "windowed"
     assert [f.reason for f in last.fallbacks] == [
-        "training: the spiking step with a surrogate gradient"]
+        "training: the kernels have no form of the surrogate Bump()"]
 
 
 def test_deprecated_names_still_work():

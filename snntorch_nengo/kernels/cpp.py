@@ -1,10 +1,11 @@
 """The C++ CPU kernels (`snntorch_nengo._C`), when they were built.
 
-Importing the extension module registers one forward-only torch op
-``torch.ops.snntorch_nengo_cpp.<name>`` per neuron spec with a fused kernel
-(`snntorch_nengo.neurons.specs`; sources in ``csrc/``, built by ``pip install
---no-build-isolation -e .``). They take the arguments of the functions in
-`snntorch_nengo.kernels.reference` (without ``surrogate_slope``) for
+Importing the extension module registers a forward torch op
+``torch.ops.snntorch_nengo_cpp.<name>`` and its backward op ``<name>_backward``
+per neuron spec with a fused kernel (`snntorch_nengo.neurons.specs`; sources
+in ``csrc/``, built by ``pip install --no-build-isolation -e .``). The forward
+ops take the arguments of the functions in `snntorch_nengo.kernels.reference`
+(without the backward-only surrogate) for
 float32/float64 CPU tensors and return the same tuples, bitwise equal to the
 reference (the kernels use the expm1/log1p that torch's own CPU kernels use
 on this machine: Sleef on AVX2/AVX512, the C library otherwise).
@@ -69,6 +70,16 @@ KERNELS: dict[str, Callable] = {s.kernel.name: _wrapper(s) for s in KERNEL_SPECS
 globals().update(KERNELS)
 
 
+def backward(name: str, inputs, grads, params, surrogate: int, surrogate_param: float):
+    """``torch.ops.snntorch_nengo_cpp.<name>_backward``: the gradients of the
+    fused kernel ``name``'s tensor ``inputs`` from those of its outputs
+    (``grads``, None for zero); ``params`` are its forward floats."""
+    op = getattr(torch.ops.snntorch_nengo_cpp, f"{name}_backward")
+    return op(
+        *inputs, *grads, *(float(p) for p in params), int(surrogate), float(surrogate_param)
+    )
+
+
 def spike_matmul(X: torch.Tensor, Wt: torch.Tensor, max_density: float) -> torch.Tensor:
     return torch.ops.snntorch_nengo_cpp.spike_matmul(X, Wt, float(max_density))
 
@@ -80,5 +91,6 @@ __all__ = [
     "kernel_isa",
     "KERNELS",
     *KERNELS,
+    "backward",
     "spike_matmul",
 ]

@@ -20,15 +20,18 @@ forward pass runs, by device:
   they import, else the torch reference;
 - other devices: the torch reference.
 
-The backward pass recomputes the forward pass through the torch reference
-under autograd (checkpointing: between forward and backward only the inputs,
-J and the initial states, are saved, so memory is O(inputs) rather than
-O(T * N) of intermediate states), so its gradients are exactly the
-reference's: fast-sigmoid surrogate spikes (``surrogate_slope``) for LIF and
-AdaptiveLIF, a straight-through floor for SpikingRectifiedLinear, gradients
-to J and to the initial states. The recomputation is itself an opaque custom
-op (``snntorch_nengo::*_backward``), so ``torch.compile(fullgraph=True)``
-traces both passes. Double backward is not supported.
+Each op's backward pass (``fused_lowpass_backward``, itself an opaque custom
+op, so ``torch.compile(fullgraph=True)`` traces both passes) gives the
+gradients of the torch step that training mode steps: BPTT through the
+membrane, refractory and adaptation states and the lowpass, with the surrogate
+of kernel id ``surrogate`` (`snntorch_nengo.neurons.surrogates.kernel_surrogate`;
+0, the default, is none: the spikes' derivative is zero, as in eval mode) on
+the spike threshold. Between the passes only the inputs, J and the initial
+states, are saved; the backward kernels recompute the forward steps they need
+(so memory is O(inputs) rather than O(T * N) of intermediate states). By
+device, as the forward pass: the C++ backward kernels, the Triton ones, else
+`reference_grads` (autograd through the torch reference). Double backward is
+not supported.
 """
 
 import contextlib
@@ -38,7 +41,12 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from snntorch_nengo.kernels import cpp, reference
-from snntorch_nengo.neurons.specs import KERNEL_SPECS, NeuronSpec, kernel_spec_named
+from snntorch_nengo.neurons.specs import (
+    BACKWARD_ARGS,
+    KERNEL_SPECS,
+    NeuronSpec,
+    kernel_spec_named,
+)
 
 Tensor = torch.Tensor
 
@@ -49,11 +57,24 @@ _SIGNATURES = {s.kernel.name: s.kernel_signature() for s in KERNEL_SPECS}
 @functools.lru_cache(maxsize=None)
 def triton_functions() -> Optional[dict[str, Callable]]:
     """The Triton kernels by op name, or None when they can't be imported."""
+    module = _triton_module()
+    return None if module is None else dict(module.KERNELS)
+
+
+def triton_backward_functions() -> Optional[dict[str, Callable]]:
+    """The Triton backward kernels by op name, or None (no triton)."""
+    module = _triton_module()
+    backward = None if module is None else getattr(module, "BACKWARD", None)
+    return None if backward is None else dict(backward)
+
+
+@functools.lru_cache(maxsize=None)
+def _triton_module():
     try:
         from snntorch_nengo.kernels import triton_kernels
     except Exception:  # noqa: BLE001 (no triton, or a broken install)
         return None
-    return dict(triton_kernels.KERNELS)
+    return triton_kernels if triton_kernels.available else None
 
 
 def _split(name, args, kwargs=None):
@@ -80,11 +101,17 @@ def _check(name, tensors):
         )
 
 
+_N_BACKWARD_ARGS = len(BACKWARD_ARGS)
+
+
 def _forward_params(name, params):
-    """The forward kernels' floats: without the backward-only ``surrogate_slope``."""
-    n = len(kernel_spec_named(name).kernel_args(backward=False))
-    n -= kernel_spec_named(name).n_tensors()
-    return tuple(float(p) for p in params[:n])
+    """The forward kernels' floats: without the backward-only surrogate."""
+    return tuple(float(p) for p in params[:-_N_BACKWARD_ARGS])
+
+
+def _surrogate_args(params):
+    surrogate, param = params[-_N_BACKWARD_ARGS:]
+    return int(surrogate), float(param)
 
 
 def _reference_forward(name, tensors, params):
@@ -145,17 +172,20 @@ def reference_grads(
     inputs: Sequence[Tensor],
     grads: Sequence[Optional[Tensor]],
     params: Sequence[float],
+    surrogate: int = 0,
+    surrogate_param: float = 0.0,
 ) -> list[Tensor]:
     """Gradients w.r.t. ``inputs`` by recomputing the reference under autograd.
 
     ``grads`` holds one gradient (or None) per output of the op ``name``;
-    ``params`` are its float arguments (``surrogate_slope`` last where it has
-    one). Inputs whose gradient is not connected get zeros.
+    ``params`` are its forward floats (dt, the parameters, decay), ``surrogate``
+    and ``surrogate_param`` its surrogate. Inputs whose gradient is not
+    connected get zeros. The backward kernels' definition (and their fallback).
     """
     fn = reference.KERNELS[name]
     with _autograd_dispatch(), torch.enable_grad():
         leaves = [x.detach().requires_grad_(True) for x in inputs]
-        outs = fn(*leaves, *params)
+        outs = fn(*leaves, *params, surrogate, surrogate_param)
         pairs = [
             (o, g) for o, g in zip(outs, grads) if g is not None and o.requires_grad
         ]
@@ -179,19 +209,67 @@ def reference_grads(
     ]
 
 
-# --- backward ops: opaque recomputation through the reference ---
+def _check_grads(name, inputs, grads):
+    J = inputs[0]
+    n_out = kernel_spec_named(name).n_tensors() + 1
+    torch._check(
+        len(grads) == n_out and len(inputs) == n_out - 1,
+        lambda: f"{name}_backward: {n_out - 1} inputs and {n_out} gradients expected, "
+        f"got {len(inputs)} and {len(grads)}",
+    )
+    for i, g in enumerate(grads):
+        if g is None:
+            continue
+        shape = J.shape if i < 2 else J.shape[1:]
+        torch._check(
+            g.shape == shape and g.dtype == J.dtype and g.device == J.device,
+            lambda: f"{name}_backward: gradient {i} must be {tuple(shape)} of J's dtype "
+            f"and device ({J.dtype}, {J.device}), got {tuple(g.shape)} ({g.dtype}, "
+            f"{g.device})",
+        )
+
+
+# --- the backward op: the backward kernels, by device ---
 
 
 @torch.library.custom_op("snntorch_nengo::fused_lowpass_backward", mutates_args=())
 def fused_lowpass_backward(
-    name: str, inputs: list[Tensor], grads: list[Optional[Tensor]], params: list[float]
+    name: str,
+    inputs: list[Tensor],
+    grads: list[Optional[Tensor]],
+    params: list[float],
+    surrogate: int,
+    surrogate_param: float,
 ) -> list[Tensor]:
-    """Gradients of the op ``name`` w.r.t. its tensor ``inputs`` (reference)."""
-    return reference_grads(name, inputs, grads, params)
+    """Gradients of the op ``name`` w.r.t. its tensor ``inputs`` (see the module
+    docstring); ``params`` are its forward floats."""
+    _check(name, inputs)
+    _check_grads(name, inputs, grads)
+    return reference_grads(name, inputs, grads, params, surrogate, surrogate_param)
+
+
+@fused_lowpass_backward.register_kernel("cpu")
+def _(name, inputs, grads, params, surrogate, surrogate_param):
+    _check(name, inputs)
+    _check_grads(name, inputs, grads)
+    if cpp.supports(*inputs):
+        return list(cpp.backward(name, inputs, grads, params, surrogate, surrogate_param))
+    return reference_grads(name, inputs, grads, params, surrogate, surrogate_param)
+
+
+@fused_lowpass_backward.register_kernel("cuda")
+def _(name, inputs, grads, params, surrogate, surrogate_param):
+    _check(name, inputs)
+    _check_grads(name, inputs, grads)
+    backward = triton_backward_functions()
+    if backward is not None:
+        return list(backward[name](inputs, grads, params, surrogate, surrogate_param))
+    return reference_grads(name, inputs, grads, params, surrogate, surrogate_param)
 
 
 @fused_lowpass_backward.register_fake
-def _(name, inputs, grads, params):
+def _(name, inputs, grads, params, surrogate, surrogate_param):
+    _check(name, inputs)
     return [torch.empty_like(x) for x in inputs]
 
 
@@ -199,15 +277,19 @@ def _make_autograd(name):
     def setup_context(ctx, inputs, output):
         tensors, params = _split(name, inputs)
         ctx.save_for_backward(*tensors)
-        ctx.params = [float(p) for p in params]
+        ctx.params = list(_forward_params(name, params))
+        ctx.surrogate = _surrogate_args(params)
+        ctx.n_args = len(params)
 
     def backward(ctx, *grads):
         inputs = list(ctx.saved_tensors)
-        grads_in = fused_lowpass_backward(name, inputs, list(grads), ctx.params)
+        grads_in = fused_lowpass_backward(
+            name, inputs, list(grads), ctx.params, *ctx.surrogate
+        )
         grads_in = [
             g if ctx.needs_input_grad[i] else None for i, g in enumerate(grads_in)
         ]
-        return tuple(grads_in) + (None,) * len(ctx.params)
+        return tuple(grads_in) + (None,) * ctx.n_args
 
     return setup_context, backward
 
@@ -305,5 +387,6 @@ __all__ = [
     "spike_matmul",
     "reference_grads",
     "triton_functions",
+    "triton_backward_functions",
     "backend",
 ]

@@ -12,28 +12,28 @@ batch * neurons, flattened) and every state is ``[N]``. There is one function
 per neuron spec with a fused kernel (`snntorch_nengo.neurons.specs`), named
 after the kernel (``lif_lowpass``, ``adaptive_lif_lowpass``,
 ``spiking_relu_lowpass``) with the argument list the spec lays out
-(``J, *states, filtered, dt, *params, decay[, surrogate_slope]``); each is
-`fused_lowpass`, which loops the spec's torch step, so the
-forward pass equals Nengo spike for spike (bitwise in float64), and these
-functions *define* the fused kernels' semantics and gradients:
-
-- LIF / AdaptiveLIF spike thresholds get the fast-sigmoid surrogate derivative
-  ``1 / (slope * |v - 1| + 1) ** 2`` (`FastSigmoid` with ``surrogate_slope``);
-- SpikingRectifiedLinear's ``floor`` is straight-through for the output;
-- gradients reach ``J`` and the initial states through autograd.
+(``J, *states, filtered, dt, *params, decay, surrogate=0,
+surrogate_param=0.0``); each is `fused_lowpass`, which loops the spec's torch
+step, so the forward pass equals Nengo spike for spike (bitwise in float64),
+and these functions *define* the fused kernels' semantics and gradients: those
+of the torch step that training mode steps (`snntorch_nengo.neurons.train_mode`),
+with the surrogate of kernel id ``surrogate`` (`surrogates.kernel_surrogate`;
+0: none, so the spikes' derivative is zero) on the spike threshold, and
+gradients reaching ``J`` and the initial states.
 
 The C++ (`snntorch_nengo._C`) and Triton kernels implement the same forward
-passes; `snntorch_nengo.kernels.ops` differentiates them by recomputing these
-functions under autograd. Scalar parameters are Python floats.
+passes and hand-derived backward passes; `snntorch_nengo.kernels.ops` falls
+back to differentiating these functions under autograd where neither runs.
+Scalar parameters are Python floats.
 """
 
 from types import SimpleNamespace
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
 import torch
 
 from snntorch_nengo.neurons.specs import KERNEL_SPECS, NeuronSpec
-from snntorch_nengo.neurons.surrogates import FastSigmoid, StraightThrough
+from snntorch_nengo.neurons.surrogates import from_kernel_surrogate
 
 
 def lowpass_step(
@@ -67,22 +67,20 @@ def fused_lowpass(
     dt: float,
     params: Sequence[float],
     decay: float,
-    surrogate_slope: Optional[float] = None,
+    surrogate: int = 0,
+    surrogate_param: float = 0.0,
 ) -> tuple[torch.Tensor, ...]:
     """T steps of ``spec``'s neuron type + ``Lowpass``: its fused kernel's semantics.
 
-    ``states`` and ``params`` are in the spec's order; ``surrogate_slope``
-    (kernels with a fast-sigmoid backward pass) defaults to the spec's. Returns
+    ``states`` and ``params`` are in the spec's order; ``surrogate`` is the
+    kernel id of the spike threshold's surrogate derivative, of parameter
+    ``surrogate_param``. Returns
     ``(output[T, N], filtered_seq[T, N], *states[N], filtered[N])``.
     """
     _check(J, *states, filtered)
     neuron = SimpleNamespace(**dict(zip(spec.params, map(float, params))))
     dt, decay = float(dt), float(decay)
-    slope = spec.kernel.surrogate_slope
-    if slope is None:
-        surrogate = StraightThrough()
-    else:
-        surrogate = FastSigmoid(slope if surrogate_slope is None else surrogate_slope)
+    surrogate = from_kernel_surrogate(surrogate, surrogate_param)
     state = dict(zip(spec.states, states))
     outputs, filtereds = [], []
     for t in range(J.shape[0]):

@@ -512,7 +512,7 @@ _LAUNCHES = {
 
 def _wrapper(spec: NeuronSpec, backward: bool, block: bool) -> Callable:
     """``spec``'s kernel with the reference's arguments (``backward``: with the
-    ignored ``surrogate_slope``; ``block``: with a keyword-only BLOCK)."""
+    ignored surrogate; ``block``: with a keyword-only BLOCK)."""
     name, n = spec.kernel.name, spec.n_tensors()
     signature = spec.kernel_signature(backward)
     launch = _LAUNCHES[name]
@@ -537,9 +537,8 @@ def _wrapper(spec: NeuronSpec, backward: bool, block: bool) -> Callable:
         f"T steps of nengo ``{spec.nengo_type.__name__}`` + ``Lowpass`` (see "
         f"`reference.{name}`).\n\nReturns ``{spec.kernel_returns()}``, all new "
         "tensors."
-        + (" ``surrogate_slope`` only shapes the reference's backward pass; it is "
-           "accepted for the same signature." if "surrogate_slope" in signature.parameters
-           else "")
+        + (" ``surrogate`` and ``surrogate_param`` only shape the backward pass; "
+           "they are accepted for the same signature." if backward else "")
     )
     return kernel
 

@@ -18,11 +18,18 @@ package needs to know about it:
 A fused kernel runs ``T`` steps of the neuron and a Lowpass on its output. Its
 arguments are always laid out from the spec (`NeuronSpec.kernel_args`)::
 
-    J[T, N], *states[N], filtered[N], dt, *params, decay[, surrogate_slope]
+    J[T, N], *states[N], filtered[N], dt, *params, decay, surrogate, surrogate_param
 
 ``decay`` is the Lowpass's ``exp(-dt / tau)``; it comes last among the
 forward parameters, and the in-place program's NEURON instruction passes the
-floats without it (``dt, *params``, `NeuronSpec.instruction_floats`). The
+floats without it (``dt, *params``, `NeuronSpec.instruction_floats`).
+``surrogate`` and ``surrogate_param`` (`BACKWARD_ARGS`) only shape the
+backward pass: the derivative the spike threshold gets
+(`snntorch_nengo.neurons.surrogates.kernel_surrogate`; 0, the default, is
+none: the exact spikes' zero derivative). Its backward kernel
+(`NeuronSpec.backward_schema`) takes the forward inputs, one optional gradient
+per output and the same floats, and returns the gradients of the tensor
+inputs. The
 kernel's name is that of its torch reference (`snntorch_nengo.kernels.reference`),
 its custom op (``torch.ops.snntorch_nengo.<name>``), its C++ op
 (``torch.ops.snntorch_nengo_cpp.<name>``) and its Triton wrapper
@@ -61,6 +68,7 @@ from snntorch_nengo.neurons.rate import (
     sigmoid_step,
     tanh_step,
 )
+from snntorch_nengo.neurons.surrogates import KERNEL_SURROGATES
 from snntorch_nengo.neurons.spiking import (
     adaptive_lif_step,
     izhikevich_step,
@@ -82,17 +90,17 @@ class FusedKernel:
     its NEURON kind id in the in-place program (``csrc/program.cpp``);
     ``cpp_params`` and ``cpp_table`` name its C++ parameter struct and its
     entries (``<cpp_table>_f32``, ``<cpp_table>_f64``) in ``KernelTable``
-    (``csrc/neurons.h``). ``surrogate_slope`` is the default slope of the
-    fast-sigmoid surrogate its backward pass puts on the spike threshold (the
-    op then takes a last, backward-only ``surrogate_slope`` argument); None:
-    the backward pass is straight-through (a spike-count floor).
+    (``csrc/neurons.h``).
     """
 
     name: str
     kind: int
     cpp_params: str
     cpp_table: str
-    surrogate_slope: Optional[float] = None
+
+
+#: the fused kernels' backward-only arguments, their schema types and defaults
+BACKWARD_ARGS = (("surrogate", "int", 0), ("surrogate_param", "float", 0.0))
 
 
 @dataclass(frozen=True)
@@ -119,14 +127,13 @@ class NeuronSpec:
     def kernel_args(self, backward: bool = True) -> tuple[str, ...]:
         """Names of the fused kernel's arguments, in order.
 
-        ``backward=False``: without the backward-only ``surrogate_slope`` (the
+        ``backward=False``: without the backward-only `BACKWARD_ARGS` (the
         forward kernels' arguments: C++ and Triton).
         """
-        slope = ("surrogate_slope",) if backward and self._slope() is not None else ()
-        return (
-            ("J",) + self.states + ("filtered",)
-            + self.instruction_floats() + ("decay",) + slope
-        )
+        extra = tuple(name for name, _, _ in BACKWARD_ARGS) if backward else ()
+        return ("J",) + self.states + ("filtered",) + self.instruction_floats() + (
+            "decay",
+        ) + extra
 
     def n_tensors(self) -> int:
         """Number of tensor arguments of the fused kernel (J, states, filtered)."""
@@ -135,14 +142,14 @@ class NeuronSpec:
     def kernel_signature(self, backward: bool = True) -> inspect.Signature:
         """The fused kernel's Python signature (see `kernel_args`)."""
         n = self.n_tensors()
+        extra = {name: (int if kind == "int" else float, default)
+                 for name, kind, default in BACKWARD_ARGS}
         parameters = [
             inspect.Parameter(
                 name,
                 inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                annotation=torch.Tensor if i < n else float,
-                default=(
-                    self._slope() if name == "surrogate_slope" else inspect.Parameter.empty
-                ),
+                annotation=torch.Tensor if i < n else extra.get(name, (float,))[0],
+                default=extra[name][1] if name in extra else inspect.Parameter.empty,
             )
             for i, name in enumerate(self.kernel_args(backward))
         ]
@@ -153,26 +160,42 @@ class NeuronSpec:
         """The fused kernel's torch op schema (without a namespace; ``named=False``:
         without its name either, as `torch.library.custom_op` takes it)."""
         n = self.n_tensors()
+        extra = {name: (kind, default) for name, kind, default in BACKWARD_ARGS}
         args = []
         for i, name in enumerate(self.kernel_args(backward)):
             if i < n:
                 args.append(f"Tensor {name}")
-            elif name == "surrogate_slope":
-                args.append(f"float {name}={self._slope()!r}")
+            elif name in extra:
+                kind, default = extra[name]
+                args.append(f"{kind} {name}={default!r}")
             else:
                 args.append(f"float {name}")
         outs = ", ".join(["Tensor"] * (n + 1))
         name = self.kernel.name if named else ""
         return f"{name}({', '.join(args)}) -> ({outs})"
 
+    def output_names(self) -> tuple[str, ...]:
+        """Names of the fused kernel's outputs, in order."""
+        return ("output", "filtered_seq") + self.states + ("filtered",)
+
+    def backward_schema(self) -> str:
+        """The C++ backward kernel's schema (``<name>_backward``): the forward
+        inputs, an optional gradient per output, then the floats and the
+        surrogate; it returns the gradients of the tensor inputs."""
+        inputs = self.kernel_args(backward=False)
+        n = self.n_tensors()
+        args = [f"Tensor {name}" for name in inputs[:n]]
+        args += [f"Tensor? grad_{name}" for name in self.output_names()]
+        args += [f"float {name}" for name in inputs[n:]]
+        args += [f"{kind} {name}" for name, kind, _ in BACKWARD_ARGS]
+        outs = ", ".join(["Tensor"] * n)
+        return f"{self.kernel.name}_backward({', '.join(args)}) -> ({outs})"
+
     def kernel_returns(self) -> str:
         """The fused kernel's return tuple, for docstrings."""
         names = ("output[T, N]", "filtered_seq[T, N]")
         names += tuple(f"{s}[N]" for s in self.states) + ("filtered[N]",)
         return "(" + ", ".join(names) + ")"
-
-    def _slope(self) -> Optional[float]:
-        return None if self.kernel is None else self.kernel.surrogate_slope
 
 
 # --- rate counterparts (training mode) ---
@@ -239,7 +262,7 @@ SPECS: dict[type, NeuronSpec] = {
             lif_step,
             rate=_lif_rate,
             surrogate="voltage > 1",
-            kernel=FusedKernel("lif_lowpass", 0, "LifParams", "lif", surrogate_slope=25.0),
+            kernel=FusedKernel("lif_lowpass", 0, "LifParams", "lif"),
         ),
         NeuronSpec(
             nengo.AdaptiveLIF,
@@ -248,9 +271,7 @@ SPECS: dict[type, NeuronSpec] = {
             adaptive_lif_step,
             rate=_adaptive_lif_rate,
             surrogate="voltage > 1",
-            kernel=FusedKernel(
-                "adaptive_lif_lowpass", 1, "AdaptiveLifParams", "alif", surrogate_slope=25.0
-            ),
+            kernel=FusedKernel("adaptive_lif_lowpass", 1, "AdaptiveLifParams", "alif"),
         ),
         NeuronSpec(
             nengo.SpikingRectifiedLinear,
@@ -378,7 +399,27 @@ def cpp_header() -> str:
     lines += ["};", "constexpr const char* kNeuronSchemas[kNeuronKinds] = {"]
     for spec in KERNEL_SPECS:
         lines.append(f'    "{spec.kernel_schema(backward=False)}",')
-    lines += ["};", ""]
+    lines += [
+        "};",
+        "",
+        "// per kind: the backward op's name and schema: the forward inputs, an",
+        "// optional gradient per output (undefined: zero), the floats and the",
+        "// surrogate; returns the gradients of J, the states and filtered",
+        "constexpr const char* kNeuronBackwardOps[kNeuronKinds] = {",
+    ]
+    lines += [f'    "{s.kernel.name}_backward",' for s in KERNEL_SPECS]
+    lines += ["};", "constexpr const char* kNeuronBackwardSchemas[kNeuronKinds] = {"]
+    lines += [f'    "{s.backward_schema()}",' for s in KERNEL_SPECS]
+    lines += [
+        "};",
+        "",
+        "// the surrogate derivatives of the backward kernels, by id",
+        "// (snntorch_nengo/neurons/surrogates.py: KERNEL_SURROGATES)",
+    ]
+    for i, cls in enumerate(KERNEL_SURROGATES):
+        name = "None" if cls is None else cls.__name__
+        lines.append(f"constexpr int kSurrogate{name} = {i};")
+    lines += [f"constexpr int kSurrogates = {len(KERNEL_SURROGATES)};", ""]
     for spec in KERNEL_SPECS:
         fields = spec.instruction_floats() + ("decay",)
         values = ", ".join(f"f[{i}]" for i in range(len(fields) - 1))
@@ -412,11 +453,33 @@ def cpp_header() -> str:
             "      return;",
             "    }",
         ]
+    lines += [
+        "  }",
+        "}",
+        "",
+        "// The same for kind `kind`'s backward kernel (`a`: BackwardArgs).",
+        "template <typename Table, typename Args>",
+        "void run_backward_kind(const Table& table, int kind, const Args& a,",
+        "                       const double* f, double decay) {",
+        "  constexpr bool f64 = std::is_same_v<decltype(a.J), const double*>;",
+        "  switch (kind) {",
+    ]
+    for spec in KERNEL_SPECS:
+        k = spec.kernel
+        lines += [
+            f"    case k{_camel(k.name)}: {{",
+            f"      const auto p = {k.cpp_params}::from(f, decay);",
+            f"      if constexpr (f64) table.{k.cpp_table}_backward_f64(a, p);",
+            f"      else table.{k.cpp_table}_backward_f32(a, p);",
+            "      return;",
+            "    }",
+        ]
     lines += ["  }", "}", "", "}  // namespace snntorch_nengo", ""]
     return "\n".join(lines)
 
 
 __all__ = [
+    "BACKWARD_ARGS",
     "FusedKernel",
     "NeuronSpec",
     "SPECS",

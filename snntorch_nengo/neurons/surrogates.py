@@ -27,6 +27,12 @@ name                   derivative ``surrogate'(x)``
 ``sigmoid``, ``atan`` and ``triangle`` integrate to one (they are the
 derivatives of a smooth step from 0 to 1); ``fast_sigmoid`` integrates to
 ``2 / slope``, as in snnTorch.
+
+The fused neuron kernels (`snntorch_nengo.kernels`) compute these derivatives
+themselves: each built-in class has a kernel id (`kernel_surrogate`, and
+``kSurrogate*`` in the generated ``csrc/neuron_specs.h``), 0 meaning no
+surrogate (the exact spikes, whose derivative is zero). A user's own
+`Surrogate` subclass has none, and trains through the stepped torch path.
 """
 
 import math
@@ -61,6 +67,8 @@ class Surrogate:
     """
 
     name = None
+    #: its id in the fused kernels (`kernel_surrogate`); None: it has no kernel form
+    kernel_id = None
 
     def derivative(self, x):
         """The surrogate derivative of the step at ``x`` (a tensor)."""
@@ -95,6 +103,10 @@ class Surrogate:
     def _params(self):
         return {}
 
+    def _kernel_param(self):
+        """The one float the kernels take with `kernel_id`."""
+        return 0.0
+
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
         return f"{type(self).__name__}({args})"
@@ -110,6 +122,7 @@ class FastSigmoid(Surrogate):
     """Derivative of a fast sigmoid: ``1 / (slope * |x| + 1)**2``."""
 
     name = "fast_sigmoid"
+    kernel_id = 1
 
     def __init__(self, slope=25.0):
         self.slope = float(slope)
@@ -120,11 +133,15 @@ class FastSigmoid(Surrogate):
     def _params(self):
         return {"slope": self.slope}
 
+    def _kernel_param(self):
+        return self.slope
+
 
 class Sigmoid(Surrogate):
     """Derivative of ``sigmoid(slope * x)``: ``slope * s * (1 - s)``."""
 
     name = "sigmoid"
+    kernel_id = 2
 
     def __init__(self, slope=25.0):
         self.slope = float(slope)
@@ -136,11 +153,15 @@ class Sigmoid(Surrogate):
     def _params(self):
         return {"slope": self.slope}
 
+    def _kernel_param(self):
+        return self.slope
+
 
 class ATan(Surrogate):
     """Derivative of ``atan(pi / 2 * alpha * x) / pi + 1 / 2``."""
 
     name = "atan"
+    kernel_id = 3
 
     def __init__(self, alpha=2.0):
         self.alpha = float(alpha)
@@ -151,11 +172,15 @@ class ATan(Surrogate):
     def _params(self):
         return {"alpha": self.alpha}
 
+    def _kernel_param(self):
+        return self.alpha
+
 
 class Triangle(Surrogate):
     """A triangle of half-width ``width`` and area one: ``max(0, 1 - |x|/w) / w``."""
 
     name = "triangle"
+    kernel_id = 4
 
     def __init__(self, width=1.0):
         if width <= 0:
@@ -168,11 +193,15 @@ class Triangle(Surrogate):
     def _params(self):
         return {"width": self.width}
 
+    def _kernel_param(self):
+        return self.width
+
 
 class StraightThrough(Surrogate):
     """The straight-through estimator: the gradient passes through unchanged."""
 
     name = "straight_through"
+    kernel_id = 5
 
     def derivative(self, x):
         return torch.ones_like(x)
@@ -187,6 +216,42 @@ _ALIASES = {
     "ste": "straight_through",
     "straight_through_estimator": "straight_through",
 }
+
+
+#: the kernels' surrogates by id (0: none, the exact spikes)
+KERNEL_SURROGATES = (None, FastSigmoid, Sigmoid, ATan, Triangle, StraightThrough)
+assert all(c.kernel_id == i for i, c in enumerate(KERNEL_SURROGATES) if c is not None)
+
+
+def kernel_surrogate(surrogate):
+    """``(kernel id, parameter)`` of ``surrogate`` (None: ``(0, 0.0)``), or None
+    when the kernels cannot compute its derivative.
+
+    Only the built-in classes themselves: a subclass may change `derivative`.
+    """
+    if surrogate is None:
+        return (0, 0.0)
+    cls = type(surrogate)
+    if cls.kernel_id is None or KERNEL_SURROGATES[cls.kernel_id] is not cls:
+        return None
+    return (cls.kernel_id, float(surrogate._kernel_param()))
+
+
+def from_kernel_surrogate(kernel_id, param):
+    """The `Surrogate` of a kernel id and parameter (None for id 0)."""
+    kernel_id = int(kernel_id)
+    if not 0 <= kernel_id < len(KERNEL_SURROGATES):
+        raise ValidationError(
+            f"unknown surrogate kernel id {kernel_id}; ids are 0 (none) to "
+            f"{len(KERNEL_SURROGATES) - 1}",
+            attr="surrogate",
+        )
+    cls = KERNEL_SURROGATES[kernel_id]
+    if cls is None:
+        return None
+    if cls is StraightThrough:
+        return cls()
+    return cls(param)
 
 
 def get_surrogate(spec):
@@ -215,5 +280,8 @@ __all__ = [
     "Triangle",
     "StraightThrough",
     "SURROGATES",
+    "KERNEL_SURROGATES",
     "get_surrogate",
+    "kernel_surrogate",
+    "from_kernel_surrogate",
 ]

@@ -7,7 +7,9 @@ instead (rate counterpart or surrogate gradient; see
 Its `Step`'s ``series`` runs the operator over a whole window (`engine.window`):
 stateless updates (rate neurons, and spiking neurons swapped for their rates in
 training) once on ``(batch * T, N)``; LIF, AdaptiveLIF and
-SpikingRectifiedLinear through their fused multi-step kernels (`kernels.ops`).
+SpikingRectifiedLinear through their fused multi-step kernels (`kernels.ops`),
+in eval mode and when training with a surrogate gradient (the kernels' backward
+pass computes the surrogate the training step would).
 """
 
 import numpy as np
@@ -16,6 +18,7 @@ from nengo.builder.neurons import SimNeurons
 from ...neurons import neuron_step, training_step
 from ...neurons.streams import RowStreams
 from ...neurons.specs import kernel_spec
+from ...neurons.surrogates import kernel_surrogate
 from . import OpRegistry, Step
 
 
@@ -68,10 +71,15 @@ def _series(op, ctx, update, train_update):
             state = {name: start.read(sig) for name, sig in op.state.items()}
             output, _ = step(neuron_type, ctx.dt, J, state, None)
             return {out_base: output.reshape((T, B) + output.shape[1:])}
-        if training:
-            return "training: the spiking step with a surrogate gradient"
         if kernel is None:
             return f"no fused multi-step kernel for {type(neuron_type).__name__}"
+        # the kernels' backward pass puts the training step's surrogate on the
+        # threshold (none in eval mode: the exact spikes' zero derivative)
+        surrogate = kernel_surrogate(getattr(step, "surrogate", None))
+        if training and not hasattr(step, "surrogate"):
+            return f"training: {_describe(step)} has no fused kernel"
+        if surrogate is None:
+            return f"training: the kernels have no form of the surrogate {step.surrogate!r}"
         if not set(state_bases.values()) <= private:
             return "its state is probed or read elsewhere (the kernel keeps the last)"
         J = fold.read(op.J)
@@ -84,7 +92,9 @@ def _series(op, ctx, update, train_update):
         J = J.reshape(T, B * N)  # time-major: a view of the step-major fold
         states = [start.read(op.state[name]).reshape(B * N) for name in kernel[1]]
         unused_filter = J.new_zeros(B * N)
-        result = kernel[0](J, *states, unused_filter, ctx.dt, *kernel[2](neuron_type))
+        result = kernel[0](
+            J, *states, unused_filter, ctx.dt, *kernel[2](neuron_type), *surrogate
+        )
         output, finals = result[0], result[2 : 2 + len(kernel[1])]
         out = {out_base: output.reshape(T, B, N)}
         for name, final in zip(kernel[1], finals):
@@ -93,6 +103,13 @@ def _series(op, ctx, update, train_update):
         return out
 
     return series
+
+
+def _describe(step):
+    rate = getattr(step, "rate_type", None)
+    if rate is not None:
+        return f"its rate counterpart {type(rate).__name__} (stateful)"
+    return "its training step"
 
 
 def _backend(J):
