@@ -430,6 +430,19 @@ def test_op_without_extension(kind, monkeypatch):
             assert torch.equal(a, e)
 
 
+def test_extension_without_backward_kernels(monkeypatch):
+    """An extension built from older sources (forward ops only): the backward
+    pass is the reference's, and training steps instead of calling the op."""
+    monkeypatch.setattr(cpp, "HAS_BACKWARD", False)
+    J, states = inputs("lif", 40, 9, seed=10)
+    assert ops.backend(J) == ("cpp" if cpp.AVAILABLE else "reference")
+    assert ops.backend(J, backward=True) == "reference"
+    ga = _grads(ops.lif_lowpass, "lif", J, states, (1, 25.0), seed=2)
+    ge = _grads(reference.lif_lowpass, "lif", J, states, (1, 25.0), seed=2)
+    for a, e in zip(ga, ge):
+        assert torch.equal(a, e)
+
+
 def test_package_works_when_extension_fails_to_import():
     """A missing or broken _C (e.g. built for another torch) falls back."""
     code = (

@@ -33,11 +33,19 @@ except (ImportError, OSError) as e:  # not built, or built for another torch
 
 DTYPES = (torch.float32, torch.float64)
 
+# an extension built from older sources has the forward ops only: its ops
+# then differentiate through the reference (rebuild to get the backward kernels)
+HAS_BACKWARD = AVAILABLE and all(
+    hasattr(torch.ops.snntorch_nengo_cpp, f"{s.kernel.name}_backward") for s in KERNEL_SPECS
+)
 
-def supports(J: torch.Tensor, *states: torch.Tensor) -> bool:
-    """Whether the C++ kernels can run these tensors (and were loaded)."""
+
+def supports(J: torch.Tensor, *states: torch.Tensor, backward: bool = False) -> bool:
+    """Whether the C++ kernels (``backward``: the backward kernels) can run
+    these tensors (and were loaded)."""
     return (
         AVAILABLE
+        and (HAS_BACKWARD or not backward)
         and J.device.type == "cpu"
         and J.dtype in DTYPES
         and all(s.device.type == "cpu" and s.dtype == J.dtype for s in states)
@@ -87,6 +95,7 @@ def spike_matmul(X: torch.Tensor, Wt: torch.Tensor, max_density: float) -> torch
 __all__ = [
     "AVAILABLE",
     "IMPORT_ERROR",
+    "HAS_BACKWARD",
     "supports",
     "kernel_isa",
     "KERNELS",

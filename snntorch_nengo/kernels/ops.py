@@ -252,7 +252,7 @@ def fused_lowpass_backward(
 def _(name, inputs, grads, params, surrogate, surrogate_param):
     _check(name, inputs)
     _check_grads(name, inputs, grads)
-    if cpp.supports(*inputs):
+    if cpp.supports(*inputs, backward=True):
         return list(cpp.backward(name, inputs, grads, params, surrogate, surrogate_param))
     return reference_grads(name, inputs, grads, params, surrogate, surrogate_param)
 
@@ -371,12 +371,14 @@ def _spike_matmul_backward(ctx, grad):
 spike_matmul.register_autograd(_spike_matmul_backward, setup_context=_spike_matmul_setup)
 
 
-def backend(J: Tensor) -> str:
-    """Which forward implementation the ops use for tensors like ``J``."""
+def backend(J: Tensor, backward: bool = False) -> str:
+    """Which forward (``backward``: backward) implementation the ops use for
+    tensors like ``J``."""
     if J.device.type == "cpu":
-        return "cpp" if cpp.supports(J) else "reference"
+        return "cpp" if cpp.supports(J, backward=backward) else "reference"
     if J.device.type == "cuda":
-        return "triton" if triton_functions() is not None else "reference"
+        fns = triton_backward_functions() if backward else triton_functions()
+        return "triton" if fns is not None else "reference"
     return "reference"
 
 

@@ -85,7 +85,7 @@ def _series(op, ctx, update, train_update):
         J = fold.read(op.J)
         if J.dim() != 2:
             return "its input is not (batch, neurons)"
-        if _backend(J) == "reference":
+        if _backend(J, backward=training) == "reference":
             # the reference is a Python loop over time either way
             return "the kernels run their Python reference here"
         N = J.shape[1]
@@ -112,10 +112,10 @@ def _describe(step):
     return "its training step"
 
 
-def _backend(J):
+def _backend(J, backward=False):
     from ...kernels import ops
 
-    return ops.backend(J)
+    return ops.backend(J, backward)
 
 
 def fused_kernel(neuron_type):
