@@ -270,6 +270,9 @@ def test_import_without_triton():
         ("_lif_lowpass_body", "fp32", True),
         ("_lif_lowpass_body", "fp64", False),
         ("_spiking_relu_lowpass_body", "fp32", None),
+        ("_lif_lowpass_backward_body", "fp32", True),
+        ("_lif_lowpass_backward_body", "fp64", False),
+        ("_spiking_relu_lowpass_backward_body", "fp32", None),
     ],
 )
 def test_compiles_for_cuda(body, dtype, adaptive):
@@ -281,13 +284,22 @@ def test_compiles_for_cuda(body, dtype, adaptive):
         pytest.skip("this triton has no ahead-of-time compile API")
     kernel = tk._kernel(getattr(tk, body), interpret=False)
     names = list(kernel.arg_names)
+    backward = "backward" in body
     constexprs = {"BLOCK": 256}
-    if adaptive is not None:
-        constexprs.update(
-            ADAPTIVE=adaptive, LIBDEVICE=True, RECIP_DIV=True, IS_F64=dtype == "fp64"
-        )
+    if backward:
+        # a surrogate with exp (sigmoid) and one with divisions (fast sigmoid)
+        constexprs.update(SURROGATE=2 if adaptive else 1, HAS_GO=True, HAS_GFS=False)
+        if adaptive is not None:
+            constexprs.update(ADAPTIVE=adaptive)
+    else:
+        constexprs["SAVE"] = adaptive is not False  # with and without the record
+        if adaptive is not None:
+            constexprs.update(
+                ADAPTIVE=adaptive, LIBDEVICE=True, RECIP_DIV=True, IS_F64=dtype == "fp64"
+            )
     signature = {
-        n: "constexpr" if n in constexprs else "i32" if n in ("T", "N") else "*" + dtype
+        n: "constexpr" if n in constexprs
+        else "i32" if n in ("T", "N", "TN", "LAST") else "*" + dtype
         for n in names
     }
     try:
@@ -302,6 +314,8 @@ def test_compiles_for_cuda(body, dtype, adaptive):
         raise
     ptx = compiled.asm["ptx"]
     assert ".entry" in ptx
+    if backward:  # (gradients need no bitwise equality: plain divisions)
+        return
     # divisions are IEEE-rounded (Triton's plain float32 `/` would be div.full)
     assert "div.full" not in ptx and "div.approx" not in ptx
     if adaptive is not None:
@@ -343,3 +357,124 @@ def test_cuda_matches_reference(kind, dtype, impl):
     # only ~4 significant digits) spiked one step apart over 300 steps. Allow
     # 0.1% of neurons to differ; every other neuron's states agree to 1e-4.
     _assert_close_float32(expected, actual)
+
+
+# --- backward kernels (BACKWARD) against autograd through the reference ---
+
+NAMES = {"lif": "lif_lowpass", "alif": "adaptive_lif_lowpass", "relu": "spiking_relu_lowpass"}
+# every surrogate id the kernels compute, with a parameter
+SURROGATE_ARGS = [(0, 0.0), (1, 25.0), (2, 5.0), (3, 2.0), (4, 0.5), (5, 0.0)]
+
+
+def _backward_case(kind, T, N, dtype, seed=3, device="cpu"):
+    J, states = make_inputs(kind, T, N, dtype, seed=seed, device=device)
+    g = torch.Generator().manual_seed(seed + 1)
+    shapes = [J.shape, J.shape] + [s.shape for s in states]
+    grads = [torch.randn(shape, generator=g, dtype=torch.float64).to(dtype=dtype, device=device)
+             for shape in shapes]
+    return [J, *states], grads
+
+
+def _assert_grads_close(actual, expected, rtol):
+    assert len(actual) == len(expected)
+    for a, e in zip(actual, expected):
+        assert a.shape == e.shape and a.dtype == e.dtype
+        scale = float(e.abs().max()) if e.numel() else 0.0
+        torch.testing.assert_close(a, e, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("surrogate", SURROGATE_ARGS, ids=lambda a: f"{a[0]}-{a[1]:g}")
+def test_backward_float64_equals_reference_autograd(kind, surrogate):
+    """40 steps of 37 neurons in programs of 16 (ragged), all output gradients
+    given, then only the output's."""
+    from snntorch_nengo.kernels import ops
+
+    name = NAMES[kind]
+    inputs, grads = _backward_case(kind, 40, 37, torch.float64)
+    p = _param_args(kind)
+    for given in (grads, [grads[0]] + [None] * (len(grads) - 1)):
+        expected = ops.reference_grads(name, inputs, given, p, *surrogate)
+        actual = tk.BACKWARD[name](inputs, given, p, *surrogate, block=16)
+        _assert_grads_close(actual, expected, rtol=1e-10)
+        # gradients reach J (from the spikes only through a surrogate)
+        assert (float(expected[0].abs().sum()) > 0) == (given is grads or surrogate[0] != 0)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_backward_float32_and_edges(kind):
+    from snntorch_nengo.kernels import ops
+
+    name = NAMES[kind]
+    inputs, grads = _backward_case(kind, 25, 20, torch.float32, seed=5)
+    p = _param_args(kind)
+    expected = ops.reference_grads(name, inputs, grads, p, 1, 25.0)
+    _assert_grads_close(tk.BACKWARD[name](inputs, grads, p, 1, 25.0), expected, rtol=1e-4)
+    # no steps: the states' gradients pass through, as fresh tensors
+    empty = tk.BACKWARD[name]([inputs[0][:0], *inputs[1:]], [None, None, *grads[2:]],
+                              p, 1, 25.0)
+    assert empty[0].shape == (0, 20)
+    for a, b in zip(empty[1:], grads[2:]):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
+
+
+class _TritonFunction(torch.autograd.Function):
+    """The Triton forward and backward kernels as one differentiable function."""
+
+    @staticmethod
+    def forward(ctx, name, p, surrogate, *inputs):
+        ctx.name, ctx.p, ctx.surrogate = name, p, surrogate
+        ctx.save_for_backward(*inputs)
+        return tuple(tk.KERNELS[name](*inputs, *p))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        grads_in = tk.BACKWARD[ctx.name](list(ctx.saved_tensors), list(grads), ctx.p,
+                                         *ctx.surrogate)
+        return (None, None, None, *grads_in)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_backward_gradcheck(kind):
+    """Finite differences of the Triton forward kernel agree with its backward
+    kernel where the gradient is the true derivative (no surrogate)."""
+    J, states = make_inputs(kind, 8, 6, torch.float64, seed=11)
+    if kind == "relu":
+        J = J.abs() + 1.0  # away from max(J, 0)'s kink
+    leaves = [x.clone().requires_grad_(True) for x in (J, *states)]
+    name, p = NAMES[kind], _param_args(kind)
+    assert torch.autograd.gradcheck(
+        lambda *xs: _TritonFunction.apply(name, p, (0, 0.0), *xs), leaves,
+        eps=1e-7, atol=1e-6, fast_mode=True,  # (the interpreter is slow)
+    )
+
+
+@needs_cuda
+@pytest.mark.gpu
+@pytest.mark.parametrize("kind", ["lif", "alif", "relu"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_backward_matches_reference(kind, dtype):
+    from snntorch_nengo.kernels import ops
+
+    name = NAMES[kind]
+    inputs, grads = _backward_case(kind, 200, 3001, dtype, device="cuda")
+    p = _param_args(kind)
+    expected = ops.reference_grads(name, inputs, grads, p, 1, 25.0)
+    actual = tk.BACKWARD[name](inputs, grads, p, 1, 25.0)
+    if dtype == torch.float64:
+        _assert_grads_close(actual, expected, rtol=1e-9)
+    else:
+        # a neuron spiking a step apart (see test_cuda_matches_reference) changes
+        # its gradients entirely: compare the neurons whose spikes agree
+        with torch.no_grad():
+            spikes = KINDS[kind][0](*inputs, *p)[0]
+            same = (spikes == KINDS[kind][1](*inputs, *p)[0]).all(dim=0)
+        assert float(same.float().mean()) >= 0.999
+        for a, e in zip(actual, expected):
+            torch.testing.assert_close(a[..., same], e[..., same], rtol=1e-3, atol=1e-3)
+    # the op on CUDA runs these kernels; opcheck its registrations there
+    J, *states = (x.detach().clone().requires_grad_(True) for x in inputs)
+    out = _ops_fn(kind)(J, *states, *p, 1, 25.0)
+    sum(o.sum() for o in out).backward()
+    torch.library.opcheck(_ops_fn(kind), (J.detach()[:20, :50].requires_grad_(True),
+                          *(s.detach()[:50].requires_grad_(True) for s in states), *p, 1, 25.0))

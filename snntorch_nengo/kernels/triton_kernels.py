@@ -44,10 +44,20 @@ kernel runs:
 
 CPU tensors always run through Triton's interpreter (slow: meant for tests);
 compiled Triton needs CUDA tensors. ``available`` tells whether triton imports.
+
+Backward (`BACKWARD`). Each kernel's backward pass reruns its forward body with
+``SAVE`` (it also stores, per step, what the reverse step needs: for LIF the
+voltage before the threshold, ``J - v``, the ``expm1`` factor, the decremented
+refractory time and the LIF's input; for SpikingRectifiedLinear the voltage
+and ``J``), then a backward body walks the steps from the last to the first
+with the gradients torch's autograd gives the training step (the same
+transcription as the C++ backward kernels, ``csrc/kernels_impl.h``). The
+recorded steps live only during the backward call.
 """
 
 import functools
 import inspect
+import math
 import os
 import types
 from typing import Callable
@@ -70,12 +80,16 @@ except ImportError:  # pragma: no cover - depends on the environment
     tl = types.SimpleNamespace(constexpr=None)  # lets the kernel bodies be defined
     available = False
 
-__all__ = ["available", "KERNELS", *(f"{s.kernel.name}_triton" for s in KERNEL_SPECS)]
+__all__ = [
+    "available", "KERNELS", "BACKWARD", *(f"{s.kernel.name}_triton" for s in KERNEL_SPECS)
+]
 
 #: parameter slots in the per-launch parameter tensor (of the data's dtype)
 _P_DT, _P_TAU_RC, _P_INV_TAU_RC, _P_TAU_REF, _P_MIN_V = 0, 1, 2, 3, 4
 _P_AMP_DT, _P_DECAY, _P_ONE_M_DECAY, _P_DT_TAU_N, _P_INC_N = 5, 6, 7, 8, 9
-_N_PARAMS = 10
+# the surrogate's parameter, and ATan's pi / 2 * alpha and alpha / 2
+_P_SG, _P_SG_SCALED, _P_SG_HALF = 10, 11, 12
+_N_PARAMS = 13
 
 
 # --------------------------------------------------------------------------
@@ -99,13 +113,16 @@ def _lif_lowpass_body(
     a_ptr,
     f_ptr,
     p_ptr,
+    sv_ptr,
     T,
     N,
+    TN,
     BLOCK: tl.constexpr,
     ADAPTIVE: tl.constexpr,
     LIBDEVICE: tl.constexpr,
     RECIP_DIV: tl.constexpr,
     IS_F64: tl.constexpr,
+    SAVE: tl.constexpr,
 ):
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
@@ -160,6 +177,7 @@ def _lif_lowpass_body(
     j_ptrs = J_ptr + offs  # pointer arithmetic is 64-bit: T * N may exceed 2**31
     o_ptrs = out_ptr + offs
     s_ptrs = fseq_ptr + offs
+    sv_ptrs = sv_ptr + offs  # SAVE: [5, T, N], planes TN apart
     j_next = tl.load(j_ptrs, mask=mask, other=0.0)  # the wrapper ensures T >= 1
     for t in range(T):
         J = j_next
@@ -204,7 +222,15 @@ def _lif_lowpass_body(
             lu = tl.log(tl.where(regular, u, 2.0))
             e_big = tl.where(regular, um1 * xd / lu, tl.where(u == 1.0, xd, -1.0))
             e = tl.where(tl.abs(xd) < 0.25, e_small, e_big).to(x.dtype)
-        v = v - (J - v) * e
+        d = J - v
+        v = v - d * e
+        if SAVE:  # what the backward kernel needs (the arithmetic is unchanged)
+            tl.store(sv_ptrs, d, mask=mask)
+            tl.store(sv_ptrs + TN, e, mask=mask)
+            tl.store(sv_ptrs + 2 * TN, r, mask=mask)
+            tl.store(sv_ptrs + 3 * TN, v, mask=mask)
+            tl.store(sv_ptrs + 4 * TN, J, mask=mask)
+            sv_ptrs += N
 
         spiked = v > 1.0
         out = spiked.to(v.dtype) * amp_dt
@@ -278,9 +304,12 @@ def _spiking_relu_lowpass_body(
     v_ptr,
     f_ptr,
     p_ptr,
+    sv_ptr,
     T,
     N,
+    TN,
     BLOCK: tl.constexpr,
+    SAVE: tl.constexpr,
 ):
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
@@ -297,6 +326,7 @@ def _spiking_relu_lowpass_body(
     j_ptrs = J_ptr + offs
     o_ptrs = out_ptr + offs
     s_ptrs = fseq_ptr + offs
+    sv_ptrs = sv_ptr + offs  # SAVE: [2, T, N], planes TN apart
     j_next = tl.load(j_ptrs, mask=mask, other=0.0)  # the wrapper ensures T >= 1
     for t in range(T):
         J = j_next
@@ -306,6 +336,10 @@ def _spiking_relu_lowpass_body(
 
         # --- nengo SpikingRectifiedLinear.step ---
         v = v + tl.maximum(J, 0.0) * dt
+        if SAVE:
+            tl.store(sv_ptrs, v, mask=mask)
+            tl.store(sv_ptrs + TN, J, mask=mask)
+            sv_ptrs += N
         n_spikes = tl.floor(v)
         out = amp_dt * n_spikes
         v = v - n_spikes
@@ -320,6 +354,224 @@ def _spiking_relu_lowpass_body(
 
     tl.store(v_ptr + offs, v, mask=mask)
     tl.store(f_ptr + offs, f, mask=mask)
+
+
+# --------------------------------------------------------------------------
+# Backward bodies: run back through the steps a SAVE forward pass recorded,
+# with the gradients torch's autograd gives the training step (see
+# csrc/kernels_impl.h, whose C++ reverse steps these transcribe). SURROGATE is
+# the surrogate's kernel id (`neurons.surrogates.kernel_surrogate`), a
+# compile-time switch; its parameter is in the parameter tensor.
+# --------------------------------------------------------------------------
+
+
+def _lif_lowpass_backward_body(
+    sv_ptr,
+    go_ptr,
+    gfs_ptr,
+    gv_ptr,
+    gr_ptr,
+    ga_ptr,
+    gf_ptr,
+    gJ_ptr,
+    gv0_ptr,
+    gr0_ptr,
+    ga0_ptr,
+    gf0_ptr,
+    p_ptr,
+    T,
+    N,
+    TN,
+    LAST,
+    BLOCK: tl.constexpr,
+    ADAPTIVE: tl.constexpr,
+    SURROGATE: tl.constexpr,
+    HAS_GO: tl.constexpr,
+    HAS_GFS: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+
+    dt = tl.load(p_ptr + 0)
+    tau_rc = tl.load(p_ptr + 1)
+    min_voltage = tl.load(p_ptr + 4)
+    amp_dt = tl.load(p_ptr + 5)
+    decay = tl.load(p_ptr + 6)
+    one_m_decay = tl.load(p_ptr + 7)
+    dt_tau_n = tl.load(p_ptr + 8)
+    inc_n = tl.load(p_ptr + 9)
+    sp = tl.load(p_ptr + 10)
+    sp_scaled = tl.load(p_ptr + 11)
+    sp_half = tl.load(p_ptr + 12)
+
+    g_v = tl.load(gv_ptr + offs, mask=mask, other=0.0)
+    g_r = tl.load(gr_ptr + offs, mask=mask, other=0.0)
+    g_f = tl.load(gf_ptr + offs, mask=mask, other=0.0)
+    if ADAPTIVE:
+        g_a = tl.load(ga_ptr + offs, mask=mask, other=0.0)
+
+    # from the last step back; LAST = (T - 1) * N (64-bit when it needs to be)
+    sv_ptrs = sv_ptr + offs + LAST
+    go_ptrs = go_ptr + offs + LAST
+    gfs_ptrs = gfs_ptr + offs + LAST
+    gJ_ptrs = gJ_ptr + offs + LAST
+    for _ in range(T):
+        # padding lanes: d = e = r1 = v1 = J = 0 (no spike, no NaN), never stored
+        d = tl.load(sv_ptrs, mask=mask, other=0.0)
+        e = tl.load(sv_ptrs + TN, mask=mask, other=0.0)
+        r1 = tl.load(sv_ptrs + 2 * TN, mask=mask, other=0.0)
+        v1 = tl.load(sv_ptrs + 3 * TN, mask=mask, other=0.0)
+        J = tl.load(sv_ptrs + 4 * TN, mask=mask, other=0.0)
+
+        # --- the lowpass ---
+        if HAS_GFS:
+            g_f = g_f + tl.load(gfs_ptrs, mask=mask, other=0.0)
+        g_out = one_m_decay * g_f
+        if HAS_GO:
+            g_out = tl.load(go_ptrs, mask=mask, other=0.0) + g_out
+        g_f = decay * g_f
+        if ADAPTIVE:  # n += (dt / tau_n) * (inc_n * output - n)
+            g_inner = g_a * dt_tau_n
+            g_out = g_out + g_inner * inc_n
+
+        # --- the LIF step ---
+        spiked = v1 > 1.0
+        g_v1 = tl.where(spiked, 0.0, g_v)
+        g_v1 = tl.where(v1 < min_voltage, 0.0, g_v1)
+        if SURROGATE != 0:
+            x = v1 - 1.0
+            if SURROGATE == 1:  # fast sigmoid
+                y = sp * tl.abs(x) + 1.0
+                sg = 1.0 / (y * y)
+            elif SURROGATE == 2:  # sigmoid
+                sig = 1.0 / (1.0 + tl.exp(-(sp * x)))
+                sg = sp * sig * (1.0 - sig)
+            elif SURROGATE == 3:  # atan
+                y = sp_scaled * x
+                sg = sp_half / (1.0 + y * y)
+            elif SURROGATE == 4:  # triangle
+                sg = tl.maximum(1.0 - tl.abs(x) / sp, 0.0) / sp
+            else:  # straight through
+                sg = x * 0.0 + 1.0
+            g_v1 = g_v1 + g_out * amp_dt * sg
+        # refractory_time = tau_ref + dt + tau_rc * log1p(num / den)
+        g_t = tl.where(spiked, g_r, 0.0)
+        g_r1 = tl.where(spiked, 0.0, g_r)
+        num = -(tl.where(spiked, v1, 1.0) - 1.0)
+        den = tl.where(spiked, J, 2.0) - 1.0
+        q = num / den
+        g_q = g_t * tau_rc / (q + 1.0)
+        g_v1 = g_v1 - g_q / den
+        g_J = -(g_q * q) / den
+        # v1 = v - d * e, d = J - v
+        g_ve = g_v1 * e
+        g_v = g_v1 + g_ve
+        g_J = g_J - g_ve
+        # e = expm1(-delta_t / tau_rc), delta_t = clip(dt - r1, 0, dt)
+        g_delta = g_v1 * d * (e + 1.0) / tau_rc
+        xr = dt - r1
+        inside = (xr >= 0.0) & (xr <= dt)
+        g_r = g_r1 - tl.where(inside, g_delta, 0.0)
+        if ADAPTIVE:
+            g_a = g_a - g_inner - g_J
+
+        tl.store(gJ_ptrs, g_J, mask=mask)
+        sv_ptrs -= N
+        go_ptrs -= N
+        gfs_ptrs -= N
+        gJ_ptrs -= N
+
+    tl.store(gv0_ptr + offs, g_v, mask=mask)
+    tl.store(gr0_ptr + offs, g_r, mask=mask)
+    tl.store(gf0_ptr + offs, g_f, mask=mask)
+    if ADAPTIVE:
+        tl.store(ga0_ptr + offs, g_a, mask=mask)
+
+
+def _spiking_relu_lowpass_backward_body(
+    sv_ptr,
+    go_ptr,
+    gfs_ptr,
+    gv_ptr,
+    gf_ptr,
+    gJ_ptr,
+    gv0_ptr,
+    gf0_ptr,
+    p_ptr,
+    T,
+    N,
+    TN,
+    LAST,
+    BLOCK: tl.constexpr,
+    SURROGATE: tl.constexpr,
+    HAS_GO: tl.constexpr,
+    HAS_GFS: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+
+    dt = tl.load(p_ptr + 0)
+    amp_dt = tl.load(p_ptr + 5)
+    decay = tl.load(p_ptr + 6)
+    one_m_decay = tl.load(p_ptr + 7)
+    sp = tl.load(p_ptr + 10)
+    sp_scaled = tl.load(p_ptr + 11)
+    sp_half = tl.load(p_ptr + 12)
+
+    g_v = tl.load(gv_ptr + offs, mask=mask, other=0.0)
+    g_f = tl.load(gf_ptr + offs, mask=mask, other=0.0)
+
+    sv_ptrs = sv_ptr + offs + LAST
+    go_ptrs = go_ptr + offs + LAST
+    gfs_ptrs = gfs_ptr + offs + LAST
+    gJ_ptrs = gJ_ptr + offs + LAST
+    for _ in range(T):
+        v1 = tl.load(sv_ptrs, mask=mask, other=0.0)
+        J = tl.load(sv_ptrs + TN, mask=mask, other=0.0)
+
+        if HAS_GFS:
+            g_f = g_f + tl.load(gfs_ptrs, mask=mask, other=0.0)
+        g_out = one_m_decay * g_f
+        if HAS_GO:
+            g_out = tl.load(go_ptrs, mask=mask, other=0.0) + g_out
+        g_f = decay * g_f
+
+        # the spike count's surrogate: of the distance to the nearest step at
+        # +-max(round(|v|), 1) (Surrogate.staircase; floor(a + 0.5) differs from
+        # torch's round-half-even only at ties, where both steps are 0.5 away
+        # and the symmetric surrogates agree)
+        g_v1 = g_v
+        if SURROGATE != 0:
+            k = tl.maximum(tl.floor(tl.abs(v1) + 0.5), 1.0)
+            x = v1 - tl.where(v1 >= 0.0, k, -k)
+            if SURROGATE == 1:
+                y = sp * tl.abs(x) + 1.0
+                sg = 1.0 / (y * y)
+            elif SURROGATE == 2:
+                sig = 1.0 / (1.0 + tl.exp(-(sp * x)))
+                sg = sp * sig * (1.0 - sig)
+            elif SURROGATE == 3:
+                y = sp_scaled * x
+                sg = sp_half / (1.0 + y * y)
+            elif SURROGATE == 4:
+                sg = tl.maximum(1.0 - tl.abs(x) / sp, 0.0) / sp
+            else:
+                sg = x * 0.0 + 1.0
+            g_v1 = g_v1 + g_out * amp_dt * sg
+        g_v = g_v1
+        # voltage += max(J, 0) * dt: torch's clamp passes the gradient at J >= 0
+        g_J = tl.where(J >= 0.0, g_v1 * dt, 0.0)
+
+        tl.store(gJ_ptrs, g_J, mask=mask)
+        sv_ptrs -= N
+        go_ptrs -= N
+        gfs_ptrs -= N
+        gJ_ptrs -= N
+
+    tl.store(gv0_ptr + offs, g_v, mask=mask)
+    tl.store(gf0_ptr + offs, g_f, mask=mask)
 
 
 # --------------------------------------------------------------------------
@@ -386,7 +638,7 @@ def _check_inputs(name, J, *states):
 
 
 def _params(J, dt, tau_rc=1.0, tau_ref=0.0, min_voltage=0.0, amplitude=1.0,
-            decay=0.0, tau_n=1.0, inc_n=0.0):
+            decay=0.0, tau_n=1.0, inc_n=0.0, surrogate_param=0.0):
     """The kernels' scalar parameters, rounded to J's dtype like torch's scalars.
 
     Python-float arithmetic (``amplitude / dt``, ``1 - decay``, ``dt / tau_n``) is
@@ -404,6 +656,9 @@ def _params(J, dt, tau_rc=1.0, tau_ref=0.0, min_voltage=0.0, amplitude=1.0,
     values[_P_ONE_M_DECAY] = 1.0 - float(decay)
     values[_P_DT_TAU_N] = dt / float(tau_n)
     values[_P_INC_N] = float(inc_n)
+    values[_P_SG] = float(surrogate_param)
+    values[_P_SG_SCALED] = math.pi / 2 * float(surrogate_param)
+    values[_P_SG_HALF] = float(surrogate_param) / 2
     return _params_tensor(tuple(values), J.dtype, J.device)
 
 
@@ -417,7 +672,7 @@ def _params_tensor(values, dtype, device):
 
 
 def _launch_lif(J, voltage, refractory_time, adaptation, filtered, params,
-                adaptive, block=None):
+                adaptive, block=None, saved=None):
     T, N = J.shape
     interpret = _interpreting(J.device)
     J = J.contiguous()
@@ -444,12 +699,13 @@ def _launch_lif(J, voltage, refractory_time, adaptation, filtered, params,
     kernel = _kernel(_lif_lowpass_body, interpret)
     kernel[(triton.cdiv(N, block),)](
         J, v0, refractory_time.contiguous(), a0, filtered.contiguous(),
-        out, fseq, v, r, a, f, params, T, N,
+        out, fseq, v, r, a, f, params, J if saved is None else saved, T, N, T * N,
         BLOCK=block,
         ADAPTIVE=adaptive,
         LIBDEVICE=not interpret,
         RECIP_DIV=J.device.type == "cuda",
         IS_F64=J.dtype == torch.float64,
+        SAVE=saved is not None,
         num_warps=max(1, min(8, block // 64)),
         enable_fp_fusion=False,
     )
@@ -471,7 +727,7 @@ def _run_adaptive_lif(tensors, params, block):
     )
 
 
-def _run_spiking_relu(tensors, params, block):
+def _run_spiking_relu(tensors, params, block, saved=None):
     J, voltage, filtered = tensors
     T, N = J.shape
     interpret = _interpreting(J.device)
@@ -488,8 +744,9 @@ def _run_spiking_relu(tensors, params, block):
     kernel = _kernel(_spiking_relu_lowpass_body, interpret)
     kernel[(triton.cdiv(N, block),)](
         J, voltage.contiguous(), filtered.contiguous(),
-        out, fseq, v, f, params, T, N,
+        out, fseq, v, f, params, J if saved is None else saved, T, N, T * N,
         BLOCK=block,
+        SAVE=saved is not None,
         num_warps=max(1, min(8, block // 64)),
         enable_fp_fusion=False,
     )
@@ -503,6 +760,85 @@ _LAUNCHES = {
     "adaptive_lif_lowpass": _run_adaptive_lif,
     "spiking_relu_lowpass": _run_spiking_relu,
 }
+
+
+def _grad_or_zeros(g, like):
+    return torch.zeros_like(like) if g is None else g.contiguous()
+
+
+def _backward(spec, inputs, grads, params, surrogate, block):
+    """The gradients of ``spec``'s kernel's tensor inputs (see `BACKWARD`)."""
+    name = spec.kernel.name
+    J = inputs[0].contiguous()
+    T, N = J.shape
+    states = [x.contiguous() for x in inputs[1:]]
+    state_grads = [_grad_or_zeros(g, x) for g, x in zip(grads[2:], states)]
+    gJ = torch.empty_like(J)
+    if T == 0 or N == 0:  # nothing to run back through: fresh copies
+        return [gJ] + [g.clone() for g in state_grads]
+    interpret = _interpreting(J.device)
+    block = block or _default_block(N, interpret)
+    relu = name == "spiking_relu_lowpass"
+    saved = torch.empty((2 if relu else 5, T, N), dtype=J.dtype, device=J.device)
+    # the forward pass again, recording what the reverse steps need
+    if relu:
+        _run_spiking_relu([J, *states], params, block, saved=saved)
+    else:
+        adaptive = name == "adaptive_lif_lowpass"
+        v0, r0 = states[0], states[1]
+        a0 = states[2] if adaptive else None
+        _launch_lif(J, v0, r0, a0, states[-1], params, adaptive, block, saved=saved)
+    go, gfs = grads[0], grads[1]
+    flags = dict(SURROGATE=int(surrogate), HAS_GO=go is not None, HAS_GFS=gfs is not None)
+    go = J if go is None else go.contiguous()  # (unread when absent)
+    gfs = J if gfs is None else gfs.contiguous()
+    out = [torch.empty_like(x) for x in states]
+    common = dict(num_warps=max(1, min(8, block // 64)))
+    grid = (triton.cdiv(N, block),)
+    if relu:
+        kernel = _kernel(_spiking_relu_lowpass_backward_body, interpret)
+        kernel[grid](
+            saved, go, gfs, state_grads[0], state_grads[1],
+            gJ, out[0], out[1], params, T, N, T * N, (T - 1) * N,
+            BLOCK=block, **flags, **common,
+        )
+    else:
+        adaptive = name == "adaptive_lif_lowpass"
+        ga, ga0 = (state_grads[2], out[2]) if adaptive else (state_grads[0], out[0])
+        kernel = _kernel(_lif_lowpass_backward_body, interpret)
+        kernel[grid](
+            saved, go, gfs, state_grads[0], state_grads[1], ga, state_grads[-1],
+            gJ, out[0], out[1], ga0, out[-1], params, T, N, T * N, (T - 1) * N,
+            BLOCK=block, ADAPTIVE=adaptive, **flags, **common,
+        )
+    return [gJ] + out
+
+
+def _backward_wrapper(spec: NeuronSpec) -> Callable:
+    n = spec.n_tensors()
+    names = spec.kernel_args(backward=False)[n:]
+
+    def backward(inputs, grads, params, surrogate, surrogate_param, block=None):
+        _check_inputs(f"{spec.kernel.name}_backward_triton", *inputs)
+        floats = dict(zip(names, params))
+        p = _params(inputs[0], surrogate_param=surrogate_param, **floats)
+        return _backward(spec, inputs, grads, p, surrogate, block)
+
+    backward.__name__ = backward.__qualname__ = f"{spec.kernel.name}_backward_triton"
+    backward.__doc__ = (
+        f"Gradients of ``{spec.kernel.name}``'s tensor inputs (J, the states, "
+        "filtered) from those of its outputs (``grads``, None for zero), with the "
+        "surrogate of kernel id ``surrogate``; ``params`` are its forward floats. "
+        "Recomputes the forward pass, recording what the reverse steps need "
+        "([5, T, N] for LIF and AdaptiveLIF, [2, T, N] for SpikingRectifiedLinear), "
+        "then runs back through time."
+    )
+    return backward
+
+
+#: the Triton backward kernels by name: ``(inputs, grads, params, surrogate,
+#: surrogate_param[, block]) -> [grad J, *grad states, grad filtered]``
+BACKWARD: dict[str, Callable] = {s.kernel.name: _backward_wrapper(s) for s in KERNEL_SPECS}
 
 
 # --------------------------------------------------------------------------
