@@ -64,8 +64,7 @@ def triton_functions() -> Optional[dict[str, Callable]]:
 def triton_backward_functions() -> Optional[dict[str, Callable]]:
     """The Triton backward kernels by op name, or None (no triton)."""
     module = _triton_module()
-    backward = None if module is None else getattr(module, "BACKWARD", None)
-    return None if backward is None else dict(backward)
+    return None if module is None else dict(module.BACKWARD)
 
 
 @functools.lru_cache(maxsize=None)
