@@ -82,3 +82,30 @@ def test_to_device_moves_engine_constants():
     m.to(torch.device("cpu")).to("cpu", torch.float32)
     assert m.device == torch.device("cpu")
     torch.testing.assert_close(m(x)[net.p], ref, rtol=0, atol=0)
+
+
+class _Wrapped(torch.nn.Module):
+    """A torch model around a NengoModule: what a user exports."""
+
+    def __init__(self, module, node, probe, n_steps):
+        super().__init__()
+        self.nengo, self.node, self.probe, self.n_steps = module, node, probe, n_steps
+
+    def forward(self, x):
+        return self.nengo(inputs={self.node: x}, n_steps=self.n_steps)[self.probe]
+
+
+@pytest.mark.parametrize("make", [feed_forward, recurrent])
+@pytest.mark.parametrize("neuron_type", [nengo.LIF(), nengo.RectifiedLinear()])
+def test_torch_export_runs_like_the_module(make, neuron_type):
+    net = make(neuron_type=neuron_type) if make is feed_forward else make()
+    node = next(n for n in net.all_nodes if n.label == "a")
+    module = NengoModule(net)
+    model = _Wrapped(module, node, net.p, n_steps=6)
+    x = torch.randn(2, 6, 3 if make is feed_forward else 2, dtype=module.dtype,
+                    generator=torch.Generator().manual_seed(1))
+    exported = torch.export.export(model, (x,))
+    module.reset()
+    expected = model(x)
+    assert expected.abs().max() > 0
+    torch.testing.assert_close(exported.module()(x), expected, rtol=1e-12, atol=1e-12)

@@ -1,5 +1,6 @@
 """The torch view of a Nengo object: its signals as parameters and buffers."""
 
+import keyword
 import re
 
 from torch import nn
@@ -10,6 +11,9 @@ def attribute_name(text):
     # "<Ensemble (unlabeled) at 0x7f...>": addresses differ between processes
     text = re.sub(r"\s*at 0x[0-9a-fA-F]+", "", str(text))
     name = re.sub(r"\W+", "_", text).strip("_").lower()
+    if keyword.iskeyword(name):
+        # ("in"): torch.export writes attribute accesses as Python code
+        name += "_"
     return name or "signal"
 
 

@@ -316,7 +316,9 @@ class _WindowRun:
         step(sv)
         for base in self.plan.written_by.get(op, ()):
             value = sv.values[base]
-            if base in held and bool(held[base].any()):
+            # adding zeros is skipped in eager runs; a traced run (torch.export)
+            # cannot branch on values, and adds them
+            if base in held and (torch.compiler.is_compiling() or bool(held[base].any())):
                 value = (value.reshape((T,) + held[base].shape) + held[base]).reshape(
                     value.shape
                 )

@@ -36,6 +36,7 @@ appended.
 import hashlib
 import glob
 import os
+import keyword
 import re
 import tempfile
 
@@ -235,8 +236,16 @@ class ParamsMixin:
 
 
 def stable_name(name):
-    """``name`` without the memory addresses of unlabelled objects."""
-    return re.sub(r"0x[0-9a-fA-F]+", "0x", name)
+    """``name`` without the memory addresses of unlabelled objects.
+
+    Attributes named after a Python keyword carry a trailing ``_`` (``in_``,
+    `build.base.attribute_name`); files name them without it, as files saved
+    before that rename do."""
+    name = re.sub(r"0x[0-9a-fA-F]+", "0x", name)
+    return ".".join(
+        part[:-1] if part.endswith("_") and keyword.iskeyword(part[:-1]) else part
+        for part in name.split(".")
+    )
 
 
 def _stable_names(items):
