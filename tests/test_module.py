@@ -198,16 +198,14 @@ def test_error_batch_mismatch_with_state():
 
 
 def test_error_unsupported_operator():
-    """A custom object whose builder adds an operator we cannot run."""
+    """A custom object whose builder adds an operator nobody can run: it has no
+    make_step of its own (one with a make_step runs it: test_adversarial.py)."""
     from nengo.builder import Builder, Operator
 
     class Blink(Operator):
         def __init__(self, sig):
             super().__init__(tag="blink")
             self.sets, self.incs, self.reads, self.updates = [sig], [], [], []
-
-        def make_step(self, signals, dt, rng):
-            return lambda: None
 
     class BlinkNode(nengo.Node):
         pass
