@@ -180,7 +180,8 @@ def test_dtype_setting_honoured_by_simulator():
     with nengo.Network() as plain:
         nengo.Probe(nengo.Node([0.1]))
     with Simulator(plain, progress_bar=False) as sim:
-        assert sim.dtype == torch.float64  # nengo.rc's float_dtype without a setting
+        # the repository's nengorc sets [snntorch_nengo] dtype: float64 for tests
+        assert sim.dtype == torch.float64
 
 
 # --- inputs to predict / run_steps
