@@ -212,6 +212,14 @@ with snntorch_nengo.Simulator(net, minibatch_size=100, unroll_simulation=16) as 
     print(f"Final test accuracy: {final:.2%}")
     print(f"fit: {epochs} epochs in {fit_time:.0f} s")
 
+    sim.save_params(OUT / "lmu_params")
+
+# NengoDL's tutorial loads trained parameters into a new simulator this way
+with snntorch_nengo.Simulator(net, minibatch_size=100) as sim:
+    sim.compile(loss=torch.nn.CrossEntropyLoss(), metrics=["accuracy"])
+    sim.load_params(OUT / "lmu_params")
+    loaded = sim.evaluate(test_images, test_labels, verbose=0)["probe_accuracy"]
+    print(f"Test accuracy with loaded parameters: {loaded:.2%}")
     # the last step's logits, one per test image
     logits = sim.predict(test_images)[p]
 print("predict output:", logits.shape)

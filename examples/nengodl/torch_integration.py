@@ -189,14 +189,16 @@ with snntorch_nengo.Simulator(net, minibatch_size=50, seed=seed) as sim:
 node_acc = float(np.mean(out[cnn_p][:, -1].argmax(-1) == y_test[:n_test]))
 readout = out[classes_p][:, steps // 2 :].mean(1)
 spiking_acc = float(np.mean(readout.argmax(-1) == y_test[:n_test]))
-# how long until the spiking readout's answer is its final one for good
-agree = out[classes_p].argmax(-1) == readout.argmax(-1)[:, None]
-trailing = np.where(agree.all(1), steps, np.argmin(agree[:, ::-1], axis=1))
-latency = (steps - trailing) * sim.dt
+# the spiking readout needs time: how long until the winning class's decoded
+# value first reaches 90% of its settled level (synapses and neurons, not torch)
+winner = readout.argmax(-1)
+rising = out[classes_p][np.arange(n_test), :, winner]
+reached = rising >= 0.9 * readout[np.arange(n_test), winner][:, None]
+latency = (np.argmax(reached, axis=1) + 1) * sim.dt
 print(f"test images: {n_test}")
 print(f"Layer accuracy (sim.predict): {node_acc:.4f}")
 print(f"spiking readout accuracy: {spiking_acc:.4f}")
-print(f"spiking readout settles after {1000 * np.median(latency):.0f} ms (median)")
+print(f"spiking readout rise time (to 90%): {1000 * np.median(latency):.0f} ms (median)")
 print(
     f"FIGURE accuracy on {n_test} test digits (8x8, scikit-learn): torch model "
     f"{torch_acc:.2%}, the model inside Nengo {node_acc:.2%}, spiking readout "
@@ -206,7 +208,7 @@ print(
 
 plt.figure(figsize=(6, 4))
 plt.hist(1000 * latency, bins=20)
-plt.xlabel("time until the spiking readout settles on its answer (ms)")
+plt.xlabel("rise time of the winning class's spiking readout, to 90% (ms)")
 plt.ylabel("test images")
 save("torch_integration_latency.png")
 print(f"total time: {time.perf_counter() - start:.0f} s")
