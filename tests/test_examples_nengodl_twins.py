@@ -30,6 +30,8 @@ def test_lmu(tmp_path):
     final = number(r"Final test accuracy: (\S+)%", out)
     assert final > 50 and final > initial + 30  # chance is 10%
     assert number(r"with loaded parameters: (\S+)%", out) == final
+    # fit's validation figure is evaluate's on the same data (no pooling)
+    assert number(r"last epoch's validation accuracy: (\S+)%", out) == final
     # keep_history=False: one step out, and predict agrees with evaluate
     assert "predict output: (300, 1, 10)" in out
     assert number(r"predict accuracy: (\S+)%", out) == final

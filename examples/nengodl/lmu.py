@@ -205,12 +205,20 @@ with snntorch_nengo.Simulator(net, minibatch_size=100, unroll_simulation=16) as 
     print(f"Initial test accuracy: {initial:.2%}")
 
     t0 = time.perf_counter()
-    history = sim.fit(train_images, train_labels, epochs=epochs, verbose=0)
+    history = sim.fit(
+        train_images,
+        train_labels,
+        epochs=epochs,
+        validation_data=(test_images, test_labels),
+        verbose=0,
+    )
     fit_time = time.perf_counter() - t0
+    hist = history.history
 
     final = sim.evaluate(test_images, test_labels, verbose=0)["probe_accuracy"]
     print(f"Final test accuracy: {final:.2%}")
     print(f"fit: {epochs} epochs in {fit_time:.0f} s")
+    print(f"last epoch's validation accuracy: {hist['val_probe_accuracy'][-1]:.2%}")
 
     sim.save_params(OUT / "lmu_params")
 
@@ -233,13 +241,12 @@ print(
     "point for point"
 )
 
-hist = history.history
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
 axes[0].plot(hist["loss"])
 axes[0].set_xlabel("epoch")
 axes[0].set_ylabel("training loss")
 axes[1].plot(hist["probe_accuracy"], label="training")
-axes[1].axhline(final, color="k", linestyle="--", label="test (after training)")
+axes[1].plot(hist["val_probe_accuracy"], label="test")
 axes[1].axhline(0.1, color="gray", linestyle=":", label="chance")
 axes[1].set_xlabel("epoch")
 axes[1].set_ylabel("accuracy")
