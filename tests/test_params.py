@@ -613,6 +613,39 @@ def test_probe_connections_do_not_train():
 
 
 
+def test_torch_module_tensors_are_saved(tmp_path):
+    """A Layer's torch module: its parameters and its running statistics (a
+    BatchNorm's) are trained values, saved and loaded; the file still loads
+    into the network built with other neurons."""
+
+    def net_with(neuron_type):
+        with nengo.Network(seed=0) as net:
+            inp = nengo.Node(np.zeros(4))
+            x = snntorch_nengo.Layer(torch.nn.Linear(4, 6))(inp)
+            x = snntorch_nengo.Layer(torch.nn.BatchNorm1d(6))(x)
+            x = snntorch_nengo.Layer(neuron_type)(x)
+            net.p = nengo.Probe(x)
+        return net
+
+    sim = make_sim(net_with(nengo.RectifiedLinear()))
+    names = set(params_mod.trained_tensors(sim.module))
+    bn = [n for n in names if n.endswith("running_mean")]
+    assert len(bn) == 1 and any(n.endswith("num_batches_tracked") for n in names)
+    with torch.no_grad():
+        for name, tensor in params_mod.trained_tensors(sim.module).items():
+            if tensor.is_floating_point():
+                tensor.add_(torch.arange(tensor.numel()).reshape(tensor.shape) * 0.01)
+    sim.save_params(tmp_path / "p.pt")
+
+    sim2 = make_sim(net_with(nengo.SpikingRectifiedLinear()))
+    sim2.load_params(tmp_path / "p.pt")
+    saved = params_mod.trained_tensors(sim.module)
+    loaded = params_mod.trained_tensors(sim2.module)
+    assert saved.keys() == loaded.keys()
+    for name in saved:
+        assert torch.equal(saved[name], loaded[name]), name
+
+
 # -- get_nengo_params
 
 
