@@ -52,3 +52,18 @@ def test_from_nengo(tmp_path):
     check_plots(tmp_path, "from_nengo_snntorch_nengo.png", "from_nengo_batch.png",
                 "from_nengo_ramps.png", "from_nengo_trained.png",
                 "from_nengo_tensornode.png")
+
+
+def test_spiking_mnist(tmp_path):
+    out = run_tutorial("spiking_mnist.py", tmp_path)
+    before = number(r"Accuracy before training: (\S+)", out)
+    rate = number(r"Accuracy after training, rate neurons \(SoftLIFRate\): (\S+)", out)
+    spiking = number(r"Accuracy after training, spiking neurons \(LIF, 30 steps, "
+                     r"synapse 0.1\): (\S+)", out)
+    assert before < 0.3  # ten classes: chance is 0.1
+    assert rate > 0.75
+    # the file trained with rate neurons works in the spiking network
+    assert spiking > 0.7 and spiking > rate - 0.15
+    assert "spikes are whole counts: True" in out
+    assert number(r"first layer: (\S+) Hz", out) > 1
+    check_plots(tmp_path, "spiking_mnist_outputs.png")
