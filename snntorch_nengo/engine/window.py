@@ -316,9 +316,11 @@ class _WindowRun:
         step(sv)
         for base in self.plan.written_by.get(op, ()):
             value = sv.values[base]
-            # adding zeros is skipped in eager runs; a traced run (torch.export)
+            # adding zeros is skipped in eager runs unless they carry a gradient
+            # (a trained bias initialised to zero); a traced run (torch.export)
             # cannot branch on values, and adds them
-            if base in held and (torch.compiler.is_compiling() or bool(held[base].any())):
+            if base in held and (torch.compiler.is_compiling() or held[base].requires_grad
+                                 or bool(held[base].any())):
                 value = (value.reshape((T,) + held[base].shape) + held[base]).reshape(
                     value.shape
                 )
