@@ -122,6 +122,46 @@ def autoencoder(n_in=784, n_hidden=64, seed=0):
     return net, [stim], probe
 
 
+def surrogate_mlp(sizes=(784, 256, 256, 10), seed=0, surrogate="fast_sigmoid", scale=100):
+    """The spiking-training case: LIF hidden layers, a linear readout of spikes.
+
+    LIF with ``tau_rc=0.02``, ``tau_ref=0``, no voltage floor and spikes of
+    height 1 (``amplitude = dt``), starting at voltage 0: the neuron snnTorch's
+    ``Leaky`` and
+    SpikingJelly's ``LIFNode`` implement; gains 1 and biases 0, so the input
+    to each layer is ``W x + b`` as in a torch ``Linear``; Glorot weights; no
+    synapses. The hidden layers' weights are Glorot's times ``sqrt(scale)`` (10
+    by default: about what torch's default ``Linear`` gives snnTorch's
+    ``Leaky``, which does not scale its input by ``1 - beta``), so that both
+    layers spike from the start.
+    Returns ``(net, stim, probe, (layers, connections))``.
+    """
+    lif = nengo.LIF(
+        tau_rc=0.02, tau_ref=0.0, min_voltage=-np.inf, amplitude=0.001,
+        # Nengo starts LIF voltages uniform in [0, 1); the peers start at 0
+        initial_state={"voltage": nengo.dists.Choice([0])},
+    )
+    with nengo.Network(seed=seed, label="surrogate_mlp") as net:
+        if surrogate is not None:
+            import snntorch_nengo
+
+            snntorch_nengo.configure_settings(surrogate=surrogate)
+        net.config[nengo.Ensemble].gain = nengo.dists.Choice([1])
+        net.config[nengo.Ensemble].bias = nengo.dists.Choice([0])
+        stim = nengo.Node(np.zeros(sizes[0]), label="input")
+        layers, conns, pre = [], [], stim
+        for k, n in enumerate(sizes[1:-1]):
+            layer = nengo.Ensemble(n, 1, neuron_type=lif, label=f"layer{k + 1}")
+            conns.append(nengo.Connection(pre, layer.neurons, transform=Glorot(scale),
+                                          synapse=None))
+            layers.append(layer)
+            pre = layer.neurons
+        readout = nengo.Node(size_in=sizes[-1], label="readout")
+        conns.append(nengo.Connection(pre, readout, transform=Glorot(), synapse=None))
+        probe = nengo.Probe(readout, label="logits")
+    return net, stim, probe, (layers, conns)
+
+
 SIMULATION = {
     "integrator": integrator,
     "cconv": cconv,
