@@ -387,6 +387,12 @@ class _WindowRun:
         T, B = self.T, self.B
         self.steady.pop(base, None)
         if base not in self.plan.updated:
+            if T > 1 and value.stride(0) == 0 and self.layout.batched(base):
+                # the same at every step (a kernel's final state, see
+                # ops/neurons.py): held, so that no copy of it is made per step
+                self.series.pop(base, None)
+                self.steady[base] = value[0]
+                return
             self.series[base] = value.reshape((T * B,) + value.shape[2:])
             return
         self.ended[base] = value
