@@ -7,6 +7,8 @@
 #   make test-cpp    only the C++ kernel tests (CMake + ctest, csrc/tests/)
 #   make test-nengo  only Nengo's suite (nengo-suite.ini)
 #   make test-loihi  only tests/loihi/: nengo_loihi's emulator, in .venv-loihi
+#   make bench-venv  .venv-bench: ours plus snnTorch and SpikingJelly, for benchmarks
+#   make bench-spiking  spiking training/inference against snnTorch and SpikingJelly
 #   make clean       remove build/test leftovers (keeps the venv)
 #   make distclean   clean + remove the venv
 #
@@ -21,7 +23,8 @@ STAMP = $(VENV)/.installed
 NENGO_WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: install test test-layers test-ours test-cpp test-nengo test-loihi demo clean distclean
+.PHONY: install test test-layers test-ours test-cpp test-nengo test-loihi demo clean distclean \
+	bench-venv bench-spiking
 
 install: $(STAMP)
 
@@ -100,6 +103,32 @@ test-loihi: $(LOIHI_STAMP)
 	PYTHONPATH=$(CURDIR) OMP_NUM_THREADS=1 $(LOIHI_PY) -m pytest -c tests/loihi/pytest.ini \
 		--rootdir=. tests/loihi -q $(PYTEST_ARGS)
 
+# The peers of benchmarks/spiking_training.py, in their own venv: torch FIRST
+# (pinned, as above), then our package as in the main venv, then snnTorch and
+# SpikingJelly with --no-deps (their requirements would fetch another torch)
+# and the few pure-Python packages they import.
+BENCH_VENV ?= .venv-bench
+BENCH_PY = $(BENCH_VENV)/bin/python
+BENCH_STAMP = $(BENCH_VENV)/.installed
+# what the peers import that --no-deps leaves out (SpikingJelly: loguru)
+BENCH_PEER_DEPS = "loguru>=0.7,<1"
+
+$(BENCH_STAMP): setup.py pyproject.toml $(CSRC)
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_PY) -m pip install torch==2.13.0
+	$(BENCH_PY) -m pip install "setuptools>=70.1,<81"
+	$(BENCH_PY) -m pip install --no-build-isolation -e ".[examples]"
+	$(BENCH_PY) -m pip install --no-deps snntorch==1.0.0 spikingjelly==2.0.0
+	$(BENCH_PY) -m pip install $(BENCH_PEER_DEPS)
+	touch $@
+
+bench-venv: $(BENCH_STAMP)
+
+# one torch thread, as benchmarks/run.py; SPIKING_ARGS e.g. --quick
+SPIKING_ARGS ?=
+bench-spiking: $(BENCH_STAMP)
+	OMP_NUM_THREADS=1 $(BENCH_PY) benchmarks/spiking_training.py $(SPIKING_ARGS)
+
 demo: $(STAMP)
 	MPLBACKEND=Agg $(PY) examples/coming_from_torch.py outputs
 	MPLBACKEND=Agg $(PY) examples/spiking_digits.py outputs
@@ -109,4 +138,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(LOIHI_VENV)
+	rm -rf $(VENV) $(LOIHI_VENV) $(BENCH_VENV)

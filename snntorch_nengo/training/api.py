@@ -403,8 +403,25 @@ class TensorBatches(TensorDataset):
         picked = {}
         for tensor in self.tensors:
             if id(tensor) not in picked:
-                picked[id(tensor)] = tensor[index]
+                picked[id(tensor)] = _take(tensor, index)
         return tuple(picked[id(tensor)] for tensor in self.tensors)
+
+
+def _take(tensor, index):
+    """``tensor[index]``, with the dimensions it broadcasts (stride 0) kept so.
+
+    An image held for ``n_steps`` (``np.broadcast_to``) then costs one step per
+    sample, not a copy of every step, and the engine sees that it is held
+    without comparing the steps.
+    """
+    broadcast = [d for d in range(1, tensor.dim())
+                 if tensor.stride(d) == 0 and tensor.shape[d] > 1]
+    if not broadcast:
+        return tensor[index]
+    compact = tensor
+    for d in broadcast:
+        compact = compact.narrow(d, 0, 1)
+    return compact[index].expand((len(index),) + tuple(tensor.shape[1:]))
 
 
 def _as_batch(batch):
