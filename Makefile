@@ -34,12 +34,13 @@ install: $(STAMP)
 # CUDA build instead.
 #
 # The package builds the C++ extension snntorch_nengo._C (csrc/) against that
-# torch, so it installs with --no-build-isolation (an isolated build env would
-# fetch another torch); the build tools come first for the same reason
+# torch. A plain `pip install -e .` does too (setup.py finds the venv's torch
+# from pip's isolated build environment); --no-build-isolation only saves
+# setting up that environment, with the build tools installed first
 # (setuptools>=70.1 builds editable wheels without `wheel`; <81 for nengo's
 # test suite). If the extension fails to compile, setup.py warns and the
-# package installs without it (the kernels then run in torch).
-CSRC = $(wildcard csrc/*.cpp csrc/*.h)
+# package builds it on first use instead (snntorch_nengo/kernels/jit.py).
+CSRC = $(wildcard csrc/*.cpp csrc/*.h) csrc/sources.txt
 
 $(STAMP): setup.py pyproject.toml $(CSRC)
 	python3 -m venv $(VENV)

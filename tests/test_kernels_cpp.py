@@ -35,7 +35,7 @@ RELU = dict(amplitude=0.8)
 needs_cpp = pytest.mark.skipif(
     not cpp.AVAILABLE,
     reason=f"C++ extension snntorch_nengo._C not built ({cpp.IMPORT_ERROR}); "
-    "build it with `pip install --no-build-isolation -e .`",
+    "build it with `python -m snntorch_nengo --build` or `pip install -e .`",
 )
 
 # kind: (reference fn, op, number of [N] states incl. filtered, nengo type, params)
