@@ -166,7 +166,7 @@ def test_bias_in_the_input_current():
     assert [type(nodes[s]) for s, d in graph.edges if d == "b_bias"] == [nir.LI]
     with pytest.raises(ValidationError, match="bias='x'.*'input'.*'v_leak'"):
         export_nir(net, bias="x")
-    with pytest.raises(ValidationError, match="spike_scale must be a positive"):
+    with pytest.raises(ValidationError, match="spike_scale=0 must be a positive"):
         export_nir(net, spike_scale=0)
 
 

@@ -101,8 +101,13 @@ def _dense(conn, weights):
 
 
 class _Exporter:
-    def __init__(self, values, use_names, bias="input", spike_scale=1.0):
+    def __init__(
+        self, values, use_names, bias="input", spike_scale=1.0, tau_scale=1.0,
+        euler_dt=None,
+    ):
         self.v = values
+        self.euler_dt = euler_dt
+        self.tau_scale = tau_scale
         self.bias_mode = bias
         self.spike_scale = spike_scale
         self.pending_bias = {}  # LIF node name -> bias to put in front of it
@@ -154,6 +159,13 @@ class _Exporter:
 
     def edge(self, src, dst):
         self.edges.append((src, dst))
+
+    def tau(self, tau):
+        """A time constant as written (``euler_dt``, ``tau_scale``)."""
+        if self.euler_dt is not None:
+            # Euler's decay 1 - h / tau' equals Nengo's exact exp(-h / tau)
+            tau = self.euler_dt / -np.expm1(-self.euler_dt / tau)
+        return tau * self.tau_scale
 
     def amplitude(self, ens):
         """What one spike of ``ens`` weighs in the graph (see ``spike_scale``)."""
@@ -235,8 +247,8 @@ class _Exporter:
                 synapse = None
             if synapse is not None:
                 node = nir.CubaLIF(
-                    tau_syn=ones * synapse,
-                    tau_mem=ones * nt.tau_rc,
+                    tau_syn=ones * self.tau(synapse),
+                    tau_mem=ones * self.tau(nt.tau_rc),
                     r=ones,
                     v_leak=bias.copy(),
                     v_threshold=ones.copy(),
@@ -245,7 +257,7 @@ class _Exporter:
                 )
             else:
                 node = nir.LIF(
-                    tau=ones * nt.tau_rc,
+                    tau=ones * self.tau(nt.tau_rc),
                     r=ones,
                     v_leak=bias.copy(),
                     v_threshold=ones.copy(),
@@ -303,7 +315,14 @@ class _Exporter:
 
 
 def export_nir(
-    net_or_sim, strict=False, dt=None, use_names=True, bias="input", spike_scale=1.0
+    net_or_sim,
+    strict=False,
+    dt=None,
+    use_names=True,
+    bias="input",
+    spike_scale=1.0,
+    tau_scale=1.0,
+    euler_dt=None,
 ):
     """A `nir.NIRGraph` of a Nengo network.
 
@@ -333,6 +352,16 @@ def export_nir(
         impulse (1, the default). Simulators that count a spike as 1 in a step
         of length ``dt`` (Norse, snnTorch, SpikingJelly, sinabs) need
         ``1 / dt`` of *their* step (docs/nir.md lists each one's).
+    tau_scale : float
+        Factor on every time constant written (1: seconds, NIR's unit; sinabs
+        reads time constants in steps: ``1 / dt``).
+    euler_dt : float, optional
+        For simulators that integrate NIR's equations with forward Euler at
+        this step (all four above): time constants ``tau' = h / (1 -
+        exp(-h / tau))``, so that their decay per step ``1 - h / tau'`` is
+        Nengo's exact ``exp(-h / tau)`` and, at ``h = dt``, their membranes
+        and synapses follow Nengo's step for step (the graph then means,
+        in continuous time, taus longer by about ``h / 2``).
 
     Returns
     -------
@@ -358,19 +387,16 @@ def export_nir(
             "front of each LIF node, v_leak = 0) or 'v_leak'",
             attr="bias",
         )
-    try:
-        spike_scale = float(spike_scale)
-    except (TypeError, ValueError):
-        spike_scale = None
-    if spike_scale is None or not np.isfinite(spike_scale) or spike_scale <= 0:
-        raise ValidationError(
-            "export_nir: spike_scale must be a positive number (1 for NIR's unit "
-            "impulse, 1 / dt for a simulator that counts a spike as 1 per step)",
-            attr="spike_scale",
-        )
+    spike_scale = _positive("export_nir", "spike_scale", spike_scale)
+    tau_scale = _positive("export_nir", "tau_scale", tau_scale)
     values = BuiltValues(net_or_sim, dt)
     net = values.net
-    ex = _Exporter(values, use_names, bias=bias, spike_scale=spike_scale)
+    if euler_dt is not None:
+        euler_dt = _positive("export_nir", "euler_dt", euler_dt)
+    ex = _Exporter(
+        values, use_names, bias=bias, spike_scale=spike_scale, tau_scale=tau_scale,
+        euler_dt=euler_dt,
+    )
     for conn in net.all_connections:
         if isinstance(conn.transform, nengo.Convolution):
             _conv_shapes(ex, conn)
@@ -424,6 +450,8 @@ def export_nir(
             "issues": [str(i) for i in ex.issues],
             "dt": float(dt),
             "spike_scale": spike_scale,
+            "tau_scale": tau_scale,
+            "euler_dt": float(euler_dt or 0),
         },
         # NIR infers types from the Output nodes: a graph without any (nothing
         # probed, or only what NIR cannot express) cannot be type-checked
@@ -432,6 +460,22 @@ def export_nir(
     graph.issues = ex.issues
     _report(ex.issues, strict, "not expressible in NIR")
     return graph
+
+
+def _positive(func, name, value):
+    why = (
+        "1 for NIR's unit impulse, 1 / dt for a simulator that counts a spike as 1 "
+        "per step" if name == "spike_scale" else "seconds"
+    )
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        out = None
+    if out is None or not np.isfinite(out) or out <= 0:
+        raise ValidationError(
+            f"{func}: {name}={value!r} must be a positive number ({why})", attr=name
+        )
+    return out
 
 
 def _synapse_node(ex, obj, synapse, size, suffix):
@@ -448,7 +492,9 @@ def _synapse_node(ex, obj, synapse, size, suffix):
     ones = np.ones(size)  # size may be a shape
     return ex.add(
         ex.name(obj, suffix),
-        nir.LI(tau=ones * synapse.tau, r=ones.copy(), v_leak=np.zeros_like(ones)),
+        nir.LI(
+            tau=ones * ex.tau(synapse.tau), r=ones.copy(), v_leak=np.zeros_like(ones)
+        ),
     )
 
 
@@ -771,7 +817,13 @@ def _broadcast(name, node, size):
 
 
 def import_nir(
-    graph, strict=False, use_metadata=True, label="nir", spike_scale=None
+    graph,
+    strict=False,
+    use_metadata=True,
+    label="nir",
+    spike_scale=None,
+    tau_scale=None,
+    euler_dt=None,
 ):
     """A `nengo.Network` from a `nir.NIRGraph` (or a file written by ``nir.write``).
 
@@ -800,24 +852,51 @@ def import_nir(
         neurons get ``amplitude = 1 / spike_scale``. Default: the graph's
         ``metadata["spike_scale"]`` (written by `export_nir`) with
         ``use_metadata``, else 1.
+    tau_scale : float, optional
+        What the graph's time constants are in seconds times: imported time
+        constants are divided by it (Norse 1.1's ``to_nir`` writes ``dt`` times
+        its time constants: ``dt``; sinabs writes steps: ``1 / dt``). Default:
+        ``metadata["tau_scale"]`` with ``use_metadata``, else 1.
+    euler_dt : float, optional
+        The graph is for a simulator that integrates it with forward Euler at
+        this step (snnTorch, Norse, SpikingJelly): each time constant becomes
+        ``tau_rc = -h / log(1 - h / tau)``, so that Nengo's exact step
+        (``exp(-h / tau_rc) = 1 - h / tau``) equals theirs when run at ``dt =
+        h``; only spike timing within a step then differs. Default:
+        ``metadata["euler_dt"]`` with ``use_metadata`` (0: none).
     """
     _need_nir()
     if not isinstance(graph, nir.NIRGraph):
         graph = nir.read(graph)
+    meta = graph.metadata if use_metadata and graph.metadata else {}
     if spike_scale is None:
-        meta = graph.metadata if use_metadata and graph.metadata else {}
-        spike_scale = float(np.asarray(meta.get("spike_scale", 1.0)))
-    spike_scale = float(spike_scale)
-    if not np.isfinite(spike_scale) or spike_scale <= 0:
-        raise ValidationError(
-            f"import_nir: spike_scale={spike_scale} must be a positive number",
-            attr="spike_scale",
-        )
+        spike_scale = np.asarray(meta.get("spike_scale", 1.0)).item()
+    if tau_scale is None:
+        tau_scale = np.asarray(meta.get("tau_scale", 1.0)).item()
+    if euler_dt is None:
+        euler_dt = np.asarray(meta.get("euler_dt", 0.0)).item() or None
+    spike_scale = _positive("import_nir", "spike_scale", spike_scale)
+    tau_scale = _positive("import_nir", "tau_scale", tau_scale)
+    if euler_dt is not None:
+        euler_dt = _positive("import_nir", "euler_dt", euler_dt)
     nodes = {name: _as_numpy(node) for name, node in graph.nodes.items()}
     sizes = _Sizes(nodes, graph.edges)
     for name, node in nodes.items():
         if type(node).__name__ in _NEURON_FIELDS:
             _broadcast(name, node, sizes(name))
+            for f in ("tau", "tau_syn", "tau_mem"):
+                if hasattr(node, f):
+                    tau = np.asarray(getattr(node, f), dtype=float) / tau_scale
+                    if euler_dt is not None:
+                        if np.any(tau <= euler_dt):
+                            raise ValidationError(
+                                f"NIR node {name!r}: {f} = {tau.min()} is not above "
+                                f"euler_dt = {euler_dt} (forward Euler decays to "
+                                "zero or below in one step)",
+                                attr="euler_dt",
+                            )
+                        tau = -euler_dt / np.log1p(-euler_dt / tau)
+                    setattr(node, f, tau)
     issues = []
     objs = {}
     ports = {}  # name -> (input: (obj, transform, synapse) or None, output obj)
