@@ -109,7 +109,7 @@ def trained():
     ours = y.sum(axis=1).argmax(axis=-1)
     accuracy = (ours == y_test).mean()
     assert accuracy > 0.9, accuracy  # else the comparison below says little
-    return {"export": export, "x": x_test, "y": y_test, "ours": ours}
+    return {"export": export, "x": x_test, "y": y_test, "ours": ours, "sum": y.sum(axis=1)}
 
 
 def classes_of(module, x, n_steps):
@@ -121,14 +121,23 @@ def classes_of(module, x, n_steps):
         for _ in range(n_steps):
             out, state = module(xt, state)
             total = total + out
-    return total.numpy().argmax(axis=-1)
+    return total.numpy()
 
 
-def check_classes(tool, theirs, trained, min_agree):
+def check_classes(tool, out, trained, min_agree, dt=DT, max_rel=None):
+    """Their classes (and, with ``max_rel``, their summed outputs) against ours."""
+    theirs = out.argmax(axis=-1)
     agree = (theirs == trained["ours"]).mean()
+    # the time integral of the readout: the same in both when spikes agree
+    rel = np.abs(out * dt - trained["sum"] * DT).sum() / np.abs(trained["sum"] * DT).sum()
     acc, ours_acc = (theirs == trained["y"]).mean(), (trained["ours"] == trained["y"]).mean()
-    print(f"{tool}: {agree:.1%} the same classes; accuracy {acc:.1%} (ours {ours_acc:.1%})")
+    print(
+        f"{tool}: {agree:.1%} the same classes; accuracy {acc:.1%} (ours "
+        f"{ours_acc:.1%}); summed output differs by {rel:.2%}"
+    )
     assert agree >= min_agree, (tool, agree)
+    if max_rel is not None:
+        assert rel < max_rel, (tool, rel)
     assert abs(acc - ours_acc) < 0.02, (tool, acc, ours_acc)
 
 
@@ -147,10 +156,10 @@ def test_norse_runs_our_export(trained):
         logging.disable(logging.NOTSET)
     x = trained["x"]
     wrong = classes_of(plain, x, N_STEPS)
-    assert (wrong == trained["y"]).mean() < 0.5  # the finding of issue 15
+    assert (wrong.argmax(-1) == trained["y"]).mean() < 0.5  # the finding of issue 15
     # euler_dt: Norse's Euler step is then Nengo's exact one; what differs is
     # where a spike falls within a step (Nengo integrates the rest of the step)
-    check_classes("Norse", classes_of(fitted, x, N_STEPS), trained, 0.97)
+    check_classes("Norse", classes_of(fitted, x, N_STEPS), trained, 0.99, max_rel=0.01)
     # without: tau_rc read by Euler at dt (a 2.5 % shorter effective time constant)
     check_classes("Norse, no euler_dt", classes_of(scaled, x, N_STEPS), trained, 0.95)
 
@@ -166,7 +175,10 @@ def test_spikingjelly_runs_our_export(trained):
         trained["export"](spike_scale=1 / DT, euler_dt=DT), dt=DT,
         dtype=torch.float32,
     )
-    check_classes("SpikingJelly", classes_of(module, trained["x"], N_STEPS), trained, 0.97)
+    check_classes(
+        "SpikingJelly", classes_of(module, trained["x"], N_STEPS), trained, 0.99,
+        max_rel=0.01,
+    )
 
 
 def test_snntorch_runs_our_export(trained):
@@ -178,4 +190,149 @@ def test_snntorch_runs_our_export(trained):
     # snnTorch's importer steps at dt = 1e-4 (fixed): 10 of its steps per ours
     module = import_from_nir(trained["export"](spike_scale=1e4, euler_dt=1e-4))
     theirs = classes_of(lambda x, s: (module(x)[0], None), trained["x"], N_STEPS * 10)
-    check_classes("snnTorch", theirs, trained, 0.97)
+    # a finer step than ours (1e-4, not 1e-3): the same equations discretized
+    # differently (rates near 1 / dt are capped at 1e-3), the same classes
+    check_classes("snnTorch", theirs, trained, 0.97, dt=1e-4)
+    # our network at snnTorch's step: the same spikes, so the same outputs
+    ours = run_imported(trained["export"](), trained["x"], N_STEPS * 10, 1e-4)
+    rel = np.abs(theirs - ours).sum() / np.abs(ours).sum()
+    print(f"snnTorch: summed output within {rel:.2%} of ours at dt = 1e-4")
+    assert rel < 0.01 and (theirs.argmax(-1) == ours.argmax(-1)).mean() > 0.99
+
+
+# -- their exports, our simulator
+
+
+def run_imported(graph, x, n_steps, dt, **kwargs):
+    """The graph's output summed over time, imported with `import_nir`."""
+    net = import_nir(graph, **kwargs)
+    ((_, inp),) = net.inputs.items()
+    ((_, probe),) = net.outputs.items()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # max_rates of imported populations
+        with snntorch_nengo.Simulator(net, dt=dt, progress_bar=False) as sim:
+            out = sim.predict({inp: np.repeat(x[:, None], n_steps, axis=1)})[probe]
+    return out.sum(axis=1)
+
+
+def check_counts(tool, theirs, ours):
+    """Spike counts per output neuron and digit."""
+    rel = np.abs(ours - theirs).sum() / theirs.sum()
+    same = (theirs.argmax(-1) == ours.argmax(-1)).mean()
+    print(
+        f"{tool}: {theirs.mean():.2f} spikes per neuron (ours {ours.mean():.2f}), "
+        f"total |difference| {rel:.1%} of their spikes, {(ours == theirs).mean():.1%} "
+        f"counts equal, {same:.1%} the same most active neuron"
+    )
+    assert theirs.mean() > 2, "too few spikes: the comparison would be vacuous"
+    return rel, same
+
+
+def digits(n=64):
+    return load_digits(seed=0)[2][:n]
+
+
+def test_norse_export_imported():
+    norse = need("norse.torch")
+    torch.manual_seed(0)
+    net = norse.SequentialState(
+        torch.nn.Linear(64, 32), norse.LIFBoxCell(),
+        torch.nn.Linear(32, 10), norse.LIFBoxCell(),
+    )
+    with torch.no_grad():
+        net[0].weight *= 20
+        net[2].weight *= 30
+    x, n_steps = digits(), 200
+    graph = norse.to_nir(net, torch.as_tensor(x[:1]), dt=DT)
+    # Norse 1.1 writes tau = dt / tau_mem_inv: dt times its time constant
+    np.testing.assert_allclose(graph.nodes["1"].tau, DT * 0.01, rtol=1e-6)
+    state, theirs = None, 0
+    with torch.no_grad():
+        for _ in range(n_steps):
+            z, state = net(torch.as_tensor(x), state)
+            theirs = theirs + z
+    theirs = theirs.numpy()
+    ours = run_imported(graph, x, n_steps, DT, spike_scale=1 / DT, tau_scale=DT, euler_dt=DT)
+    rel, same = check_counts("Norse", theirs, ours)
+    # Euler steps at their dt (euler_dt) and reset to v_reset: Nengo's LIF
+    # without refractory period takes the same steps; float32 (theirs) against
+    # float64 (ours) may move a spike at a tie
+    assert rel < 0.01 and same > 0.98
+
+
+def test_spikingjelly_export_imported():
+    need("spikingjelly.activation_based.nir_exchange")
+    from loguru import logger
+    from spikingjelly.activation_based import functional, layer, neuron
+    from spikingjelly.activation_based.nir_exchange import export_to_nir
+
+    logger.disable("spikingjelly")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        layer.Linear(64, 32), neuron.LIFNode(tau=20.0, v_reset=0.0),
+        layer.Linear(32, 10), neuron.LIFNode(tau=20.0, v_reset=0.0),
+    )
+    with torch.no_grad():
+        net[0].weight *= 30
+        net[2].weight *= 40
+    x, n_steps = digits(), 200
+    graph = export_to_nir(net, torch.as_tensor(x[:1]), dt=DT)
+    functional.reset_net(net)
+    theirs = 0
+    with torch.no_grad():
+        for _ in range(n_steps):
+            theirs = theirs + net(torch.as_tensor(x))
+    theirs = theirs.numpy()
+    ours = run_imported(graph, x, n_steps, DT, spike_scale=1 / DT, euler_dt=DT)
+    rel, same = check_counts("SpikingJelly", theirs, ours)
+    # Euler steps at their dt (euler_dt) and reset to v_reset: Nengo's LIF
+    # without refractory period takes the same steps; float32 (theirs) against
+    # float64 (ours) may move a spike at a tie
+    assert rel < 0.01 and same > 0.98
+
+
+@pytest.mark.parametrize("per_neuron", [False, True])
+def test_snntorch_export_imported(per_neuron):
+    snn = need("snntorch")
+    import nirtorch
+    from snntorch import utils
+    from snntorch.export_nir import _extract_snntorch_module, export_to_nir
+
+    torch.manual_seed(0)
+
+    def leaky(n, **kwargs):
+        if per_neuron:
+            kwargs.update(beta=torch.full((n,), 0.95), threshold=torch.ones(n))
+        else:
+            kwargs.update(beta=0.95)
+        return snn.Leaky(init_hidden=True, reset_mechanism="zero", **kwargs)
+
+    net = torch.nn.Sequential(
+        torch.nn.Linear(64, 32), leaky(32), torch.nn.Linear(32, 10), leaky(10, output=True)
+    )
+    with torch.no_grad():
+        net[0].weight *= 2
+        net[2].weight *= 3
+    x, dt, n_steps = digits(), 1e-4, 500  # snnTorch's dt is 1e-4, fixed
+    if per_neuron:
+        graph = export_to_nir(net, torch.as_tensor(x[0]))
+    else:
+        # snnTorch 1.0's export_to_nir fails its own type check on scalar
+        # parameters (LIF input type []); the graph before that check
+        graph = nirtorch.extract_nir_graph(
+            net, _extract_snntorch_module, torch.as_tensor(x[:1]), model_name="snntorch"
+        )
+        assert np.asarray(graph.nodes["1"].tau).shape == ()
+    utils.reset(net)
+    theirs = 0
+    with torch.no_grad():
+        for _ in range(n_steps):
+            spk, _ = net(torch.as_tensor(x))
+            theirs = theirs + spk
+    theirs = theirs.numpy()
+    ours = run_imported(graph, x, n_steps, dt, spike_scale=1 / dt, euler_dt=dt)
+    rel, same = check_counts(f"snnTorch (per_neuron={per_neuron})", theirs, ours)
+    # Euler steps at their dt (euler_dt) and reset to v_reset: Nengo's LIF
+    # without refractory period takes the same steps; float32 (theirs) against
+    # float64 (ours) may move a spike at a tie
+    assert rel < 0.01 and same > 0.98
