@@ -197,6 +197,69 @@ def test_spike_scale_round_trip():
             np.testing.assert_allclose(b, a, atol=1e-9 * np.abs(a).max(), err_msg=name)
 
 
+def test_time_constant_options_round_trip():
+    """tau_scale and euler_dt change the time constants written; import_nir
+    (reading them from the graph's metadata) undoes them exactly."""
+    net = mixed_net()
+    plain = exported(net)
+    scaled = exported(net, tau_scale=1000.0, euler_dt=0.001)
+    h = 0.001
+    for name in ("a", "b", "b_out_synapse"):
+        tau = plain.nodes[name].tau
+        np.testing.assert_allclose(
+            scaled.nodes[name].tau, 1000.0 * h / -np.expm1(-h / tau), err_msg=name
+        )
+    x = signal(200)
+    names = [p.label for p in net.my_probes]
+    ref = run_ours(net, net.inp, net.my_probes, x)
+    back = import_nir(scaled)
+    assert back.nir_objects["b"].neuron_type.tau_rc == pytest.approx(0.02, rel=1e-12)
+    got = run_ours(back, back.inputs["x"], [back.outputs[n] for n in names], x)
+    for name, a, b in zip(names, ref, got):
+        np.testing.assert_allclose(b, a, atol=1e-9 * np.abs(a).max(), err_msg=name)
+    with pytest.raises(ValidationError, match="'a': tau = .* not above euler_dt"):
+        import_nir(plain, euler_dt=0.05)
+
+
+def test_import_torch_tensors_and_scalar_parameters():
+    """As Norse (torch tensors) and snnTorch (one scalar per layer) write them:
+    the same network as numpy arrays per neuron."""
+    rng = np.random.RandomState(0)
+    w1, b1, w2 = rng.randn(5, 3), rng.rand(5), rng.randn(2, 5)
+
+    def graph(param, lif):
+        n = 5
+        return nir.NIRGraph.from_list(
+            nir.Input(np.array([3])),
+            nir.Affine(weight=param(w1), bias=param(b1)),
+            nir.LIF(tau=lif(np.full(n, 0.02)), r=lif(np.full(n, 2.0)),
+                    v_leak=lif(np.zeros(n)), v_threshold=lif(np.full(n, 1.5)),
+                    v_reset=lif(np.zeros(n))),
+            nir.Linear(weight=param(w2)),
+            nir.Output(np.array([2])),
+            type_check=False,
+        )
+
+    x = np.abs(np.sin(np.arange(300)[:, None] * [0.01, 0.02, 0.03])) * 2
+    outs = []
+    for param, lif in (
+        (np.asarray, np.asarray),
+        (torch.as_tensor, torch.as_tensor),  # Norse
+        (np.asarray, lambda v: v[0]),  # snnTorch: 0-d arrays
+        (torch.as_tensor, lambda v: torch.as_tensor(v[:1])),
+    ):
+        net = import_nir(graph(param, lif))
+        (inp,), (probe,) = net.inputs.values(), net.outputs.values()
+        outs.append(run_ours(net, inp, [probe], x)[0])
+    assert np.abs(outs[0]).max() > 0
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+    bad = graph(np.asarray, np.asarray)
+    bad.nodes["lif"].tau = np.full(3, 0.02)
+    with pytest.raises(ValidationError, match="'lif': LIF.tau has 3 values for 5"):
+        import_nir(bad)
+
+
 def test_what_nir_cannot_express_is_reported():
     with nengo.Network() as net:
         stim = nengo.Node(np.sin, label="stim")
