@@ -112,12 +112,12 @@ def trained():
     return {"export": export, "x": x_test, "y": y_test, "ours": ours, "sum": y.sum(axis=1)}
 
 
-def classes_of(module, x, n_steps):
+def classes_of(module, x, n_steps, dtype=torch.float32):
     """Run a torch module ``(input, state) -> (output, state)`` for ``n_steps``
     steps on a constant input; the class with the largest summed output."""
     state, total = None, 0
     with torch.no_grad():
-        xt = torch.as_tensor(x, dtype=torch.float32)
+        xt = torch.as_tensor(x, dtype=dtype)
         for _ in range(n_steps):
             out, state = module(xt, state)
             total = total + out
@@ -198,6 +198,47 @@ def test_snntorch_runs_our_export(trained):
     rel = np.abs(theirs - ours).sum() / np.abs(ours).sum()
     print(f"snnTorch: summed output within {rel:.2%} of ours at dt = 1e-4")
     assert rel < 0.01 and (theirs.argmax(-1) == ours.argmax(-1)).mean() > 0.99
+
+
+def test_nirtorch_with_nirs_own_lif_runs_our_export(trained):
+    """The default export (NIR's conventions: unit-impulse spikes, time
+    constants in seconds) under nirtorch with a LIF written from NIR's
+    definition, integrated exactly over each step of DT."""
+    nirtorch = need("nirtorch")
+
+    class LIF(torch.nn.Module):
+        def __init__(self, node):
+            super().__init__()
+            for f in ("tau", "r", "v_leak", "v_threshold", "v_reset"):
+                self.register_buffer(f, torch.as_tensor(getattr(node, f), dtype=torch.float64))
+
+        def forward(self, x, state=None):
+            v = torch.zeros_like(x) if state is None else state
+            # tau v' = (v_leak - v) + r I, I constant over the step
+            target = self.v_leak + self.r * x
+            v = target + (v - target) * torch.exp(-DT / self.tau)
+            spiked = v > self.v_threshold
+            v = torch.where(spiked, self.v_reset, v)
+            return spiked.double() / DT, v  # a unit impulse per spike
+
+    def affine(node):
+        module = torch.nn.Linear(*node.weight.shape[::-1]).double()
+        module.weight.data = torch.as_tensor(node.weight, dtype=torch.float64)
+        module.bias.data = torch.as_tensor(node.bias, dtype=torch.float64)
+        return module
+
+    # nirtorch 2.6's own Affine mapping drops the bias (it sets
+    # `weight.bias`, leaving torch's random one): the default export needs
+    # the Affine above, bias="v_leak" does not
+    for kwargs, node_map in (
+        ({}, {nir.LIF: LIF, nir.Affine: affine}),
+        ({"bias": "v_leak"}, {nir.LIF: LIF}),
+    ):
+        graph = trained["export"](**kwargs)
+        module = nirtorch.nir_to_torch(graph, node_map, dtype=torch.float64)
+        out = classes_of(module.double(), trained["x"], N_STEPS, dtype=torch.float64)
+        # the same arithmetic as Nengo's LIF in float64: equal but for rounding
+        check_classes(f"nirtorch + NIR's LIF {kwargs}", out, trained, 1.0, max_rel=1e-6)
 
 
 # -- their exports, our simulator
