@@ -57,6 +57,28 @@ def need(module):
         )
 
 
+# the tool fixtures come first in each test's arguments: a missing tool skips
+# before the classifier is trained
+@pytest.fixture(scope="module")
+def norse():
+    return need("norse.torch")
+
+
+@pytest.fixture(scope="module")
+def spikingjelly():
+    return need("spikingjelly.activation_based.nir_exchange")
+
+
+@pytest.fixture(scope="module")
+def snntorch():
+    return need("snntorch")
+
+
+@pytest.fixture(scope="module")
+def nirtorch():
+    return need("nirtorch")
+
+
 @pytest.fixture(scope="module")
 def trained():
     """A 64-64-64-10 LIF classifier (NIR's LIF: no refractory period, no
@@ -144,8 +166,7 @@ def check_classes(tool, out, trained, min_agree, dt=DT, max_rel=None):
 # -- our export, their simulators
 
 
-def test_norse_runs_our_export(trained):
-    norse = need("norse.torch")
+def test_norse_runs_our_export(norse, trained):
     logging.disable(logging.WARNING)  # Norse logs that it ignores r (ours is 1)
     try:
         # NIR's own convention loads but counts each spike dt times too weakly
@@ -164,8 +185,8 @@ def test_norse_runs_our_export(trained):
     check_classes("Norse, no euler_dt", classes_of(scaled, x, N_STEPS), trained, 0.95)
 
 
-def test_spikingjelly_runs_our_export(trained):
-    sj = need("spikingjelly.activation_based.nir_exchange")
+def test_spikingjelly_runs_our_export(spikingjelly, trained):
+    sj = spikingjelly
     from loguru import logger
 
     logger.disable("spikingjelly")
@@ -181,8 +202,7 @@ def test_spikingjelly_runs_our_export(trained):
     )
 
 
-def test_snntorch_runs_our_export(trained):
-    need("snntorch")
+def test_snntorch_runs_our_export(snntorch, trained):
     from snntorch.import_nir import import_from_nir
 
     with pytest.raises(AssertionError, match="v_leak not supported"):
@@ -200,11 +220,10 @@ def test_snntorch_runs_our_export(trained):
     assert rel < 0.01 and (theirs.argmax(-1) == ours.argmax(-1)).mean() > 0.99
 
 
-def test_nirtorch_with_nirs_own_lif_runs_our_export(trained):
+def test_nirtorch_with_nirs_own_lif_runs_our_export(nirtorch, trained):
     """The default export (NIR's conventions: unit-impulse spikes, time
     constants in seconds) under nirtorch with a LIF written from NIR's
     definition, integrated exactly over each step of DT."""
-    nirtorch = need("nirtorch")
 
     class LIF(torch.nn.Module):
         def __init__(self, node):
@@ -273,8 +292,7 @@ def digits(n=64):
     return load_digits(seed=0)[2][:n]
 
 
-def test_norse_export_imported():
-    norse = need("norse.torch")
+def test_norse_export_imported(norse):
     torch.manual_seed(0)
     net = norse.SequentialState(
         torch.nn.Linear(64, 32), norse.LIFBoxCell(),
@@ -301,8 +319,7 @@ def test_norse_export_imported():
     assert rel < 0.01 and same > 0.98
 
 
-def test_spikingjelly_export_imported():
-    need("spikingjelly.activation_based.nir_exchange")
+def test_spikingjelly_export_imported(spikingjelly):
     from loguru import logger
     from spikingjelly.activation_based import functional, layer, neuron
     from spikingjelly.activation_based.nir_exchange import export_to_nir
@@ -333,9 +350,8 @@ def test_spikingjelly_export_imported():
 
 
 @pytest.mark.parametrize("per_neuron", [False, True])
-def test_snntorch_export_imported(per_neuron):
-    snn = need("snntorch")
-    import nirtorch
+def test_snntorch_export_imported(snntorch, nirtorch, per_neuron):
+    snn = snntorch
     from snntorch import utils
     from snntorch.export_nir import _extract_snntorch_module, export_to_nir
 
