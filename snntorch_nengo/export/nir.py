@@ -8,6 +8,9 @@ time; Nengo steps with ``dt``).
 Spikes: a NIR spike is a unit impulse (area 1); a Nengo spike is one step of
 height ``amplitude / dt`` (area ``amplitude``). Weights therefore carry over
 unchanged and amplitudes are folded into the weights after the neurons.
+Simulators that read NIR their own way (a spike counts 1 per step, forward
+Euler, time constants in steps) are served by ``spike_scale``, ``euler_dt``
+and ``tau_scale`` on both sides; docs/nir.md lists what each tool needs.
 
 Everything a NIR graph cannot hold (refractory periods, voltage floors, Node
 functions, learning rules, other synapses, ...) is listed as a `NIRIssue`
@@ -371,8 +374,9 @@ def export_nir(
         ``"issues"``: one string per problem (object: reason).
 
     Mapping: an Ensemble's neurons become a LIF (or CubaLIF, when all its input
-    connections share one Lowpass synapse; IF for SpikingRectifiedLinear) node
-    with ``r=1``, threshold 1, reset 0 and its bias as ``v_leak``; a connection
+    connections share one Lowpass synapse and the bias is not in the way; IF
+    for SpikingRectifiedLinear) node with ``r=1``, threshold 1, reset 0 and
+    its bias as chosen by ``bias``; a connection
     becomes a Linear node holding its full weights (decoders, transform,
     the post encoders and gains); a 1-D/2-D Convolution (channels first) a
     Conv1d/Conv2d and a Scale (post gains); a Lowpass synapse an LI node; a
