@@ -47,6 +47,13 @@ $(STAMP): setup.py pyproject.toml $(CSRC)
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install "setuptools>=70.1,<81"
 	$(PY) -m pip install --no-build-isolation -e ".[tests,examples]"
+	# Other NIR tools, for tests/test_nir_consumers.py (each of its tests skips
+	# when its tool is missing). --no-deps: their requirements name torch,
+	# torchvision and torchaudio, which would replace the local CPU torch with a
+	# CUDA build; what they import is installed above, but SpikingJelly's
+	# logger (loguru). Pinned: the tests check these versions' conventions.
+	$(PY) -m pip install --no-deps snntorch==1.0.0 norse==1.1.0 spikingjelly==2.0.0 \
+		nirtorch==2.6 "loguru>=0.7,<1"
 	touch $@
 
 # All suites always run (reported separately); fails if any failed.
