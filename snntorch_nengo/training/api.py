@@ -152,14 +152,14 @@ class TrainingMixin:
         if reason is None:
             history.loop = "fabric"
             runner = fabric_loop.Loop(lightning_module, trainer_kwargs, verbose)
-            with self._preserving_state(), self._quiet_lightning():
+            with self._preserving_state(), self._quiet_lightning(), self._checked_inputs():
                 runner.fit(train, val, epochs, history, callbacks=list(callbacks or []))
             return history
         history.loop = "trainer"
         trainer = self._trainer(
             callbacks, verbose, history, max_epochs=epochs, **trainer_kwargs
         )
-        with self._preserving_state(), self._quiet_lightning():
+        with self._preserving_state(), self._quiet_lightning(), self._checked_inputs():
             trainer.fit(
                 lightning_module,
                 train_dataloaders=train,
@@ -193,11 +193,11 @@ class TrainingMixin:
         if reason is None:
             self.last_loop = ("fabric", None)
             runner = fabric_loop.Loop(lightning_module, kw, verbose)
-            with self._preserving_state(), self._quiet_lightning():
+            with self._preserving_state(), self._quiet_lightning(), self._checked_inputs():
                 return runner.evaluate(loader)
         self.last_loop = ("trainer", reason)
         trainer = self._trainer(callbacks, verbose, None, **kw)
-        with self._preserving_state(), self._quiet_lightning():
+        with self._preserving_state(), self._quiet_lightning(), self._checked_inputs():
             results = trainer.test(lightning_module, dataloaders=loader, verbose=False)
         return {k: float(v) for k, v in results[0].items()}
 
@@ -291,6 +291,10 @@ class TrainingMixin:
 
     def _preserving_state(self):
         return self.module.preserved_state()
+
+    def _checked_inputs(self):
+        # `_loader` checked the data as a whole: batches need no check each
+        return self.module.checked_inputs()
 
     @staticmethod
     @contextlib.contextmanager
