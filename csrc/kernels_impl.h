@@ -95,6 +95,9 @@ struct Lif {
   static constexpr int kNoLane = (1 << Vec::size()) - 1;
   Vec dt, tau_rc, tau_ref, min_voltage, amp_over_dt;
   Vec zero, one, two;
+  // expm1(-dt / tau_rc): the decay of a step with no refractory time left,
+  // computed as `step` computes it for delta_t = dt (the same bits)
+  Vec e_full;
 
   explicit Lif(const LifParams& p)
       : dt(static_cast<T>(p.dt)),
@@ -104,7 +107,8 @@ struct Lif {
         amp_over_dt(static_cast<T>(p.amplitude / p.dt)),
         zero(T(0)),
         one(T(1)),
-        two(T(2)) {}
+        two(T(2)),
+        e_full((dt.neg() / tau_rc).expm1()) {}
 
   // nengo.LIF.step, as snntorch_nengo.neurons.spiking.lif:
   //   refractory_time -= dt
@@ -121,7 +125,10 @@ struct Lif {
     r = r - dt;
     Vec delta_t = at::vec::clamp(dt - r, zero, dt);
     const Vec d = J - v;
-    const Vec e = (delta_t.neg() / tau_rc).expm1();
+    // most steps of most neurons are outside the refractory period: then the
+    // decay is e_full, and expm1 (the costliest operation here) is skipped
+    const Vec e = (delta_t != dt).zero_mask() == kNoLane
+        ? e_full : (delta_t.neg() / tau_rc).expm1();
     v = v - d * e;
     if constexpr (Save) {
       saved[0] = d;
