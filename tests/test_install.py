@@ -106,6 +106,13 @@ def test_cache_key_names_torch_abi_machine_and_the_sources(tmp_path):
     assert changed != key
     (copy / "sources.txt").write_text((copy / "sources.txt").read_text() + "# more\n")
     assert jit.cache_key(copy) not in (key, changed)
+    # so do the recipe's own flags
+    original = extension.CXX_FLAGS
+    try:
+        extension.CXX_FLAGS = original + ("-DEXTRA",)
+        assert jit.cache_key(copy) not in (key, changed)
+    finally:
+        extension.CXX_FLAGS = original
     # files the build does not read don't count
     before = jit.cache_key(copy)
     (copy / "notes.md").write_text("not a source")
@@ -341,6 +348,38 @@ def test_python_m_snntorch_nengo_prints_info():
 def test_python_m_snntorch_nengo_rejects_unknown_options():
     proc = run_python("from snntorch_nengo.sysinfo import main; main(['--bogus'])", timeout=300)
     assert proc.returncode == 2 and "unrecognized arguments: --bogus" in proc.stderr
+
+
+def test_the_build_finds_the_torch_of_the_environment_it_installs_into():
+    """As in pip's isolated build environment: the environment's site-packages
+    are taken off the path (pip's sitecustomize does so), the build still finds
+    their torch (and nothing else of theirs: it is appended, not a site dir)."""
+    code = textwrap.dedent(
+        f"""
+        import importlib.util, sys
+        sys.path[:] = [p for p in sys.path if "-packages" not in p]
+        try:
+            import torch
+            raise SystemExit("torch still importable")
+        except ImportError:
+            pass
+        spec = importlib.util.spec_from_file_location("recipe", {str(extension.__file__)!r})
+        recipe = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(recipe)
+        messages = []
+        torch = recipe.import_torch(log=messages.append)
+        print(torch.__version__)
+        print(messages[0])
+        print(sys.path[-1])
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd="/", env={"PATH": os.environ.get("PATH", "")})
+    assert proc.returncode == 0, proc.stderr
+    version, message, appended = proc.stdout.strip().splitlines()
+    assert version == torch.__version__
+    assert f"against torch {torch.__version__} of the target environment" in message
+    assert pathlib.Path(appended) == pathlib.Path(torch.__file__).parent.parent
 
 
 # -- setup.py ships the sources ----------------------------------------------------
