@@ -4,9 +4,7 @@ import importlib.util
 import os
 import pathlib
 import re
-import site
 import sys
-import sysconfig
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
@@ -64,7 +62,7 @@ tests_require = [
 # torch (a multi-GB CUDA build by default) into its isolated build
 # environment, and an extension built against it would not load with the
 # user's torch anyway. Instead the build uses the torch of the environment
-# being installed into (see _import_torch), with or without build isolation.
+# being installed into (extension.import_torch), with or without build isolation.
 ext_modules = []
 cmdclass = {}
 CSRC = root / "csrc"
@@ -88,42 +86,12 @@ def _warn(message):
     print(f"\n{bar}\nWARNING: {message}\n{bar}\n", file=sys.stderr)
 
 
-def _import_torch():
-    """torch, from the build environment or else from the environment that
-    pip installs into (pip's isolated build hides its site-packages)."""
-    try:
-        import torch
-
-        return torch
-    except ImportError:
-        pass
-    paths = sysconfig.get_paths()
-    for folder in dict.fromkeys([paths["purelib"], paths["platlib"], *site.getsitepackages()]):
-        if not (pathlib.Path(folder) / "torch" / "__init__.py").is_file():
-            continue
-        # appended, not added as a site dir: the build environment's setuptools
-        # stays first, and that environment's .pth files are not run
-        sys.path.append(folder)
-        try:
-            import torch
-        except Exception:  # noqa: BLE001
-            sys.path.remove(folder)
-            raise
-        print(
-            f"snntorch_nengo: building the C++ kernels against torch {torch.__version__} "
-            f"of the target environment ({folder})",
-            file=sys.stderr,
-        )
-        return torch
-    raise ImportError("no torch in the build environment nor in " + paths["purelib"])
-
-
 def _torch_extension():
     """The extension and its build command, or (None, None) without torch."""
     if os.environ.get("SNNTORCH_NENGO_NO_EXTENSION", "") not in ("", "0"):
         return None, None
     try:
-        _import_torch()
+        recipe.import_torch(log=lambda m: print(m, file=sys.stderr))
         r = recipe.recipe(CSRC)
         return recipe.extension(r), recipe.build_ext_class(r, optional=True, warn=_warn)
     except Exception as e:  # noqa: BLE001 (torch missing or broken)

@@ -106,6 +106,13 @@ def test_cache_key_names_torch_abi_machine_and_the_sources(tmp_path):
     assert changed != key
     (copy / "sources.txt").write_text((copy / "sources.txt").read_text() + "# more\n")
     assert jit.cache_key(copy) not in (key, changed)
+    # so do the recipe's own flags
+    original = extension.CXX_FLAGS
+    try:
+        extension.CXX_FLAGS = original + ("-DEXTRA",)
+        assert jit.cache_key(copy) not in (key, changed)
+    finally:
+        extension.CXX_FLAGS = original
     # files the build does not read don't count
     before = jit.cache_key(copy)
     (copy / "notes.md").write_text("not a source")
@@ -133,7 +140,10 @@ def _fake_build(folder, counter, delay):
         out.write_text("module")
         return out
 
-    return str(jit.build_once(folder, builder, timeout=60))
+    messages = []
+    path = jit.build_once(folder, builder, timeout=60,
+                          progress=lambda m, end="\n": messages.append(m))
+    return str(path), messages
 
 
 def _race(args):
@@ -143,15 +153,20 @@ def _race(args):
 def test_processes_that_start_together_build_once(tmp_path):
     folder, counter = tmp_path / "cpp" / "key", tmp_path / "counter"
     with multiprocessing.get_context("fork").Pool(3) as pool:
-        paths = pool.map(_race, [(folder, counter, 1.5)] * 3)
+        paths, messages = zip(*pool.map(_race, [(folder, counter, 1.5)] * 3))
     assert counter.read_text().count("\n") == 1
+    # the one that built said so (start, then done); the others that waited, that they wait
+    builders = [m for m in messages if m and m[0] == jit.PROGRESS]
+    assert len(builders) == 1 and builders[0][1].startswith(" done (")
+    assert all(m == [] or m[0].startswith("waiting for another process") for m in messages
+               if m not in builders)
     assert len(set(paths)) == 1 and pathlib.Path(paths[0]) == jit.module_file(folder)
     assert jit.module_file(folder).read_text() == "module"
     # what the build left besides the module is gone, and so is the staging folder
     assert sorted(p.name for p in folder.iterdir()) == [jit.module_file(folder).name]
     assert sorted(p.name for p in folder.parent.iterdir()) == ["key", "key.lock"]
-    # built: later calls don't build
-    assert _fake_build(folder, counter, 0) == paths[0]
+    # built: later calls don't build, and say nothing
+    assert _fake_build(folder, counter, 0) == (paths[0], [])
     assert counter.read_text().count("\n") == 1
 
 
@@ -171,6 +186,24 @@ def test_a_failed_build_is_not_retried_until_asked(tmp_path):
     with pytest.raises(jit.BuildError, match=r"an earlier build failed .*key.failed"):
         jit.build_once(folder, failing, timeout=10)
     assert len(calls) == 1
+
+
+def test_a_killed_build_is_retried(tmp_path):
+    folder, calls = tmp_path / "key", []
+
+    def killed(staging):
+        calls.append(staging)
+        if len(calls) == 1:
+            raise jit.BuildError("the build exited with status -9", lasting=False)
+        out = staging / "built.so"
+        out.write_text("module")
+        return out
+
+    with pytest.raises(jit.BuildError, match="status -9"):
+        jit.build_once(folder, killed, timeout=10)
+    assert not (tmp_path / "key.failed").exists()
+    assert jit.build_once(folder, killed, timeout=10).read_text() == "module"
+    assert len(calls) == 2
 
 
 def test_a_held_lock_times_out_with_a_clear_error(tmp_path):
@@ -315,6 +348,38 @@ def test_python_m_snntorch_nengo_prints_info():
 def test_python_m_snntorch_nengo_rejects_unknown_options():
     proc = run_python("from snntorch_nengo.sysinfo import main; main(['--bogus'])", timeout=300)
     assert proc.returncode == 2 and "unrecognized arguments: --bogus" in proc.stderr
+
+
+def test_the_build_finds_the_torch_of_the_environment_it_installs_into():
+    """As in pip's isolated build environment: the environment's site-packages
+    are taken off the path (pip's sitecustomize does so), the build still finds
+    their torch (and nothing else of theirs: it is appended, not a site dir)."""
+    code = textwrap.dedent(
+        f"""
+        import importlib.util, sys
+        sys.path[:] = [p for p in sys.path if "-packages" not in p]
+        try:
+            import torch
+            raise SystemExit("torch still importable")
+        except ImportError:
+            pass
+        spec = importlib.util.spec_from_file_location("recipe", {str(extension.__file__)!r})
+        recipe = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(recipe)
+        messages = []
+        torch = recipe.import_torch(log=messages.append)
+        print(torch.__version__)
+        print(messages[0])
+        print(sys.path[-1])
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd="/", env={"PATH": os.environ.get("PATH", "")})
+    assert proc.returncode == 0, proc.stderr
+    version, message, appended = proc.stdout.strip().splitlines()
+    assert version == torch.__version__
+    assert f"against torch {torch.__version__} of the target environment" in message
+    assert pathlib.Path(appended) == pathlib.Path(torch.__file__).parent.parent
 
 
 # -- setup.py ships the sources ----------------------------------------------------

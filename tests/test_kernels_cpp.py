@@ -444,7 +444,8 @@ def test_extension_without_backward_kernels(monkeypatch):
 
 
 def test_package_works_when_extension_fails_to_import():
-    """A missing or broken _C (e.g. built for another torch) falls back."""
+    """A missing or broken _C (e.g. built for another torch), and no
+    just-in-time build (tests/test_install.py tests that one), falls back."""
     code = (
         "import sys\n"
         "sys.modules['snntorch_nengo._C'] = None  # import fails\n"
@@ -460,10 +461,12 @@ def test_package_works_when_extension_fails_to_import():
         "print('ok')\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, SNNTORCH_NENGO_JIT="0"),
     )
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
+    assert "KernelsWarning: snntorch_nengo's C++ kernels are not loaded" in result.stderr
 
 
 def test_op_input_checks():

@@ -33,6 +33,9 @@ SOURCE_LIST = "sources.txt"
 #: optimisation level and finds OpenMP itself)
 CXX_FLAGS = ("-O3", "-g0", "-fopenmp")
 LINK_FLAGS = ("-fopenmp",)
+#: part of the JIT cache key with the sources and the flags above: raise it
+#: when a change to how `build` compiles makes older builds unfit
+RECIPE_VERSION = 1
 
 _X86 = ("x86_64", "amd64", "i386", "i486", "i586", "i686", "x86")
 
@@ -135,13 +138,50 @@ def source_files(csrc) -> list:
 
 
 def source_hash(csrc) -> str:
-    """A hash of the sources in ``csrc`` and of this recipe (hex): a build from
-    other sources or flags has another hash."""
-    h = hashlib.sha256()
+    """A hash of the sources in ``csrc`` (with their list and flags) and of this
+    recipe's flags (hex): a build from other sources or flags has another hash."""
+    h = hashlib.sha256(repr((RECIPE_VERSION, MODULE, CXX_FLAGS, LINK_FLAGS)).encode())
     for p in source_files(csrc):
         h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
-    h.update(pathlib.Path(__file__).read_bytes())
     return h.hexdigest()
+
+
+def import_torch(log=None):
+    """torch, from this interpreter's path or else from the site-packages of
+    its environment (``log(message)`` says so).
+
+    pip's isolated build environment hides that environment's site-packages,
+    but the torch installed there is the one the package will run with: the
+    build uses it, rather than a requirement that would make pip fetch another
+    torch (a multi-GB CUDA build by default) whose extension may not load with
+    the user's.
+    """
+    try:
+        import torch
+
+        return torch
+    except ImportError:
+        pass
+    import site
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    for folder in dict.fromkeys([paths["purelib"], paths["platlib"], *site.getsitepackages()]):
+        if not (pathlib.Path(folder) / "torch" / "__init__.py").is_file():
+            continue
+        # appended, not added as a site dir: the build environment's setuptools
+        # stays first, and that environment's .pth files are not run
+        sys.path.append(folder)
+        try:
+            import torch
+        except Exception:
+            sys.path.remove(folder)
+            raise
+        if log is not None:
+            log(f"snntorch_nengo: building the C++ kernels against torch {torch.__version__} "
+                f"of the target environment ({folder})")
+        return torch
+    raise ImportError(f"no torch in the build environment nor in {paths['purelib']}")
 
 
 def extension(r: Recipe, name: str = MODULE):

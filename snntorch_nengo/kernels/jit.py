@@ -52,7 +52,15 @@ class KernelsWarning(UserWarning):
 
 
 class BuildError(RuntimeError):
-    """The just-in-time build failed (the message says why and where its log is)."""
+    """The just-in-time build failed (the message says why and where its log is).
+
+    ``lasting``: whether a retry would fail the same way (not for a compiler
+    killed by a signal: out of memory, interrupted).
+    """
+
+    def __init__(self, message: str, lasting: bool = True):
+        super().__init__(message)
+        self.lasting = lasting
 
 
 def enabled() -> bool:
@@ -102,13 +110,19 @@ def module_file(folder) -> pathlib.Path:
 
 
 @contextlib.contextmanager
-def locked(path, timeout: float = LOCK_TIMEOUT):
-    """Hold the file lock at ``path`` (waiting at most ``timeout`` seconds)."""
+def locked(path, timeout: float = LOCK_TIMEOUT, on_wait: Optional[Callable[[], None]] = None):
+    """Hold the file lock at ``path`` (waiting at most ``timeout`` seconds;
+    ``on_wait()`` is called first if another process holds it)."""
     from filelock import FileLock, Timeout  # a dependency of torch
 
     lock = FileLock(str(path))
     try:
-        lock.acquire(timeout=timeout)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if on_wait is not None:
+                on_wait()
+            lock.acquire(timeout=timeout)
     except Timeout:
         raise BuildError(
             f"another process has held {path} for {timeout:.0f} s (a build that hangs?); "
@@ -136,7 +150,8 @@ def compile_into(csrc, staging: pathlib.Path) -> pathlib.Path:
         text = log.read_text(encoding="utf-8", errors="replace")
         tail = "\n".join(text.strip().splitlines()[-15:])
         raise BuildError(
-            f"the build exited with status {proc.returncode} (log: {log}):\n{tail}"
+            f"the build exited with status {proc.returncode} (log: {log}):\n{tail}",
+            lasting=proc.returncode >= 0,
         )
     return pathlib.Path(result.read_text(encoding="utf-8").strip())
 
@@ -159,8 +174,9 @@ def build_once(folder, builder: Callable[[pathlib.Path], pathlib.Path],
     Under a file lock: of processes that call this together one builds, the
     others wait and find it built. The build goes to a staging folder renamed
     into place when done, so an interrupted build leaves no half folder. A
-    failing build writes ``<folder>.failed`` and raises `BuildError`; while that
-    file exists later calls raise at once.
+    failing build writes ``<folder>.failed`` (unless the error is not
+    ``lasting``) and raises `BuildError`; while that file exists later calls
+    raise at once.
     """
     folder = pathlib.Path(folder)
     target = module_file(folder)
@@ -168,7 +184,11 @@ def build_once(folder, builder: Callable[[pathlib.Path], pathlib.Path],
         return target
     failed = folder.with_name(folder.name + ".failed")
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with locked(folder.with_name(folder.name + ".lock"), timeout):
+    def waiting():
+        if progress is not None:
+            progress("waiting for another process's build of the snntorch_nengo C++ kernels...")
+
+    with locked(folder.with_name(folder.name + ".lock"), timeout, on_wait=waiting):
         if target.is_file():
             return target
         if failed.is_file():
@@ -187,7 +207,7 @@ def build_once(folder, builder: Callable[[pathlib.Path], pathlib.Path],
         except BaseException as e:
             if progress is not None:
                 progress(" failed")
-            if isinstance(e, Exception):
+            if isinstance(e, Exception) and getattr(e, "lasting", True):
                 log = staging / "build.log"
                 failed.write_text(
                     f"{e}\n\n" + (log.read_text(errors="replace") if log.is_file() else ""),
