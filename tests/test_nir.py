@@ -267,7 +267,7 @@ def test_scalar_lif_after_a_convolution(padding):
     rng = np.random.RandomState(0)
     weight = rng.randn(3, 2, 3, 3)
     size = torch.nn.functional.conv2d(
-        torch.zeros(1, 2, 6, 6), torch.as_tensor(weight), padding=padding
+        torch.zeros(1, 2, 6, 6, dtype=torch.float64), torch.as_tensor(weight), padding=padding
     ).numel()
     scalar = np.array(1.0)
     graph = nir.NIRGraph(
