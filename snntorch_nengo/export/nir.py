@@ -791,10 +791,13 @@ class _Sizes:
             k = np.array(w.shape[2:])
             size = np.broadcast_to(np.atleast_1d(node.input_shape), (dims,))
             pad = node.padding
-            if isinstance(pad, (str, bytes)):
-                pad = k // 2 if (pad.decode() if isinstance(pad, bytes) else pad) == "same" else 0
+            if isinstance(pad, bytes):
+                pad = pad.decode()
+            if isinstance(pad, str):
+                pad = k // 2 if pad == "same" else 0
             pad, stride, dil = (
-                np.broadcast_to(np.atleast_1d(v), (dims,)) for v in (pad, node.stride, node.dilation)
+                np.broadcast_to(np.atleast_1d(v), (dims,))
+                for v in (pad, node.stride, node.dilation)
             )
             out = (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
             return int(w.shape[0] * np.prod(out))
