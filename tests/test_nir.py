@@ -260,6 +260,32 @@ def test_import_torch_tensors_and_scalar_parameters():
         import_nir(bad)
 
 
+@pytest.mark.parametrize("padding", [0, 1])
+def test_scalar_lif_after_a_convolution(padding):
+    """A LIF with scalar parameters takes its size from the Conv2d feeding it
+    (as snnTorch writes convolutional networks)."""
+    rng = np.random.RandomState(0)
+    weight = rng.randn(3, 2, 3, 3)
+    size = torch.nn.functional.conv2d(
+        torch.zeros(1, 2, 6, 6, dtype=torch.float64), torch.as_tensor(weight), padding=padding
+    ).numel()
+    scalar = np.array(1.0)
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(np.array([2, 6, 6])),
+            "conv": nir.Conv2d(input_shape=(6, 6), weight=weight, stride=1,
+                               padding=padding, dilation=1, groups=1, bias=np.zeros(3)),
+            "lif": nir.LIF(tau=np.array(0.02), r=scalar, v_leak=0 * scalar,
+                           v_threshold=scalar, v_reset=0 * scalar),
+            "output": nir.Output(np.array([size])),
+        },
+        edges=[("input", "conv"), ("conv", "lif"), ("lif", "output")],
+        type_check=False,
+    )
+    net = import_nir(graph)
+    assert net.nir_objects["lif"].n_neurons == size
+
+
 def test_what_nir_cannot_express_is_reported():
     with nengo.Network() as net:
         stim = nengo.Node(np.sin, label="stim")

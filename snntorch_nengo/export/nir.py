@@ -113,7 +113,7 @@ class _Exporter:
         self.tau_scale = tau_scale
         self.bias_mode = bias
         self.spike_scale = spike_scale
-        self.pending_bias = {}  # LIF node name -> bias to put in front of it
+        self.pending_bias = {}  # LIF node name -> (ensemble, bias in front of it)
         self.nodes = {}
         self.edges = []
         self.issues = []
@@ -360,7 +360,7 @@ def export_nir(
         reads time constants in steps: ``1 / dt``).
     euler_dt : float, optional
         For simulators that integrate NIR's equations with forward Euler at
-        this step (all four above): time constants ``tau' = h / (1 -
+        this step (Norse, snnTorch, SpikingJelly): time constants ``tau' = h / (1 -
         exp(-h / tau))``, so that their decay per step ``1 - h / tau'`` is
         Nengo's exact ``exp(-h / tau)`` and, at ``h = dt``, their membranes
         and synapses follow Nengo's step for step (the graph then means,
@@ -785,6 +785,25 @@ class _Sizes:
         if t in _NEURON_FIELDS:
             n = max(np.asarray(getattr(node, f)).size for f in _NEURON_FIELDS[t])
             return n if n > 1 else None
+        if t in ("Conv1d", "Conv2d") and node.input_shape is not None:
+            w = np.asarray(node.weight)
+            dims = w.ndim - 2
+            k = np.array(w.shape[2:])
+            size = np.broadcast_to(np.atleast_1d(node.input_shape), (dims,))
+            pad = node.padding
+            if isinstance(pad, bytes):
+                pad = pad.decode()
+            if isinstance(pad, str):
+                pad = k // 2 if pad == "same" else 0
+            pad, stride, dil = (
+                np.broadcast_to(np.atleast_1d(v), (dims,))
+                for v in (pad, node.stride, node.dilation)
+            )
+            out = (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
+            return int(w.shape[0] * np.prod(out))
+        out = (getattr(node, "output_type", None) or {}).get("output")
+        if out is not None and np.size(out) > 0 and np.all(np.asarray(out) > 0):
+            return int(np.prod(out))
         return None
 
     def __call__(self, name, seen=()):
