@@ -121,6 +121,16 @@ class NengoModule(nn.Module):
         self.eval()
         self.reset()
 
+    # plain values set at every reset and run: nn.Module.__setattr__'s checks
+    # (is it a parameter, buffer or module?) cost more than the rest of a reset
+    _PLAIN = frozenset({"n_steps", "_fresh", "_steps", "_steps_key", "batch_size"})
+
+    def __setattr__(self, name, value):
+        if name in NengoModule._PLAIN and not isinstance(value, (torch.Tensor, nn.Module)):
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
+
     # -- the Nengo objects' modules
 
     def module_of(self, obj):
@@ -343,7 +353,7 @@ class NengoModule(nn.Module):
                     attr="inputs",
                     obj=self,
                 )
-            value = self._input_tensor(value, f"input for {node}")
+            value = self._input_tensor(value, node)
             if value.dim() != 3 or value.shape[2] != node.size_out:
                 raise ValidationError(
                     f"input for {node} must have shape (batch, n_steps, "
@@ -381,7 +391,7 @@ class NengoModule(nn.Module):
         n_steps = check_steps(n_steps)
         return feeds, batch_size or self.batch_size, n_steps
 
-    def _input_tensor(self, value, name):
+    def _input_tensor(self, value, node):
         """``value`` as a checked tensor of this module's dtype, on its device."""
         check = self.settings["check_finite"] is not False
         if not (
@@ -390,12 +400,13 @@ class NengoModule(nn.Module):
             and value.device == self.device
         ):
             return validation.as_tensor(
-                value, name, self.dtype, self.device, check_finite=check, attr="inputs"
+                value, f"input for {node}", self.dtype, self.device,
+                check_finite=check, attr="inputs",
             )
         # already a tensor as it runs (e.g. a training batch): only the finiteness
         # check is left, unless the data were checked as a whole before
         if check and not self.__dict__.get("_inputs_checked"):
-            validation.check_finite_values(value, name, attr="inputs")
+            validation.check_finite_values(value, f"input for {node}", attr="inputs")
         return value
 
     @contextlib.contextmanager

@@ -312,12 +312,15 @@ class NengoLightningModule(L.LightningModule):
 
     def weighted_losses(self, outputs, targets):
         """``(weighted sum, {probe: loss})`` of the trained probes' losses."""
-        total, losses = 0.0, {}
+        total, losses = None, {}
         for probe, target in targets.items():
             value = self.losses[probe](outputs[probe], target.to(outputs[probe].dtype))
             losses[probe] = value
-            total = total + self.loss_weights.get(probe, 1.0) * value
-        return total, losses
+            weight = self.loss_weights.get(probe, 1.0)
+            # the numbers of 0.0 + 1.0 * value, without the two operations
+            term = value if weight == 1 else weight * value
+            total = term if total is None else total + term
+        return (0.0 if total is None else total), losses
 
     def _step(self, batch, stage, on_step):
         prefix = STAGES[stage]
