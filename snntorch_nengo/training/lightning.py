@@ -266,8 +266,9 @@ class NengoLightningModule(L.LightningModule):
     def split_batch(self, batch):
         """``(inputs by node, targets by probe)`` from a batch tuple."""
         batch = list(batch)
-        n_in = len(self.input_nodes) if len(batch) > len(self.target_probes) else 0
-        inputs = dict(zip(self.input_nodes, batch[:n_in]))
+        nodes = self.input_nodes
+        n_in = len(nodes) if len(batch) > len(self.target_probes) else 0
+        inputs = dict(zip(nodes, batch[:n_in]))
         targets = dict(zip(self.target_probes, batch[n_in:]))
         return inputs, targets
 
