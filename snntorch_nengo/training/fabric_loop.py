@@ -286,6 +286,8 @@ class _Means:
         self.lm, self.prefix = lm, prefix
         self.means = {}
         self.same = {}  # name -> the name whose sum it shares
+        self._names = {}  # probe -> the name of its loss
+        self._total_name = f"{prefix}loss"
 
     def _mean(self, name):
         mean = self.means.get(name)
@@ -294,11 +296,14 @@ class _Means:
         return mean
 
     def add(self, result):
-        names = self.lm.names
+        names = self._names
         added = {}
         for probe, value in result.losses.items():
-            self._add(f"{self.prefix}{names[probe]}_loss", value, result, added)
-        self._add(f"{self.prefix}loss", result.total, result, added)
+            name = names.get(probe)
+            if name is None:
+                name = names[probe] = f"{self.prefix}{self.lm.names[probe]}_loss"
+            self._add(name, value, result, added)
+        self._add(self._total_name, result.total, result, added)
 
     def _add(self, name, value, result, added):
         mean = self._mean(name)

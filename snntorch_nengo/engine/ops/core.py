@@ -249,7 +249,8 @@ def make_dot_inc(op, ctx):
             y = kernel_ops().spike_matmul(x, a.t())
         elif matvec:
             # the common case: a weight matrix times a batch of vectors
-            y = torch.matmul(x, a.t()) if x_batched else torch.matmul(a, x)
+            # (linear without a bias is matmul(x, a.t()), in one call)
+            y = torch.nn.functional.linear(x, a) if x_batched else torch.matmul(a, x)
         elif a_batched or x_batched:
             y = batched_dot(a, x)
         else:
