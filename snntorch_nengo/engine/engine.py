@@ -38,7 +38,7 @@ class Engine:
         self.settings = dict(settings or {})
         self.torch_compile = bool(torch_compile)
         self.strategy_cache = {}  # strategy name -> what it keeps between runs
-        self.last_run = None  # Explanation of the last run
+        self._last_run = None  # what makes the Explanation of the last run
         self.input_nodes = input_nodes(model)
         self.probes = list(model.probes)
         self._set_operators(with_input_ops(model, self.input_nodes))
@@ -251,8 +251,22 @@ class Engine:
             choice.reason,
         )
         result = choice.strategy.run(self, request)
-        self.last_run = Explanation(choice, n_steps, result.fallbacks, ran=True)
+        # made into an Explanation when asked for, not at every run
+        self._last_run = (choice, n_steps, result.fallbacks)
         return result.data, result.values
+
+    @property
+    def last_run(self) -> "Explanation | None":
+        """The `Explanation` of the last run (None before any)."""
+        last = self._last_run
+        if last is None or isinstance(last, Explanation):
+            return last
+        self._last_run = Explanation(*last, ran=True)
+        return self._last_run
+
+    @last_run.setter
+    def last_run(self, value) -> None:
+        self._last_run = value
 
     def explain(self, request: RunRequest | None = None) -> "Explanation":
         """Which strategy a run takes and why, with the operators that fall back.
