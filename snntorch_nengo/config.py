@@ -17,6 +17,7 @@ from nengo.params import BoolParam, Parameter
 
 from .neurons.surrogates import get_surrogate
 from .utils import torch_dtype
+from .validation import check_dtype
 
 SETTINGS = {
     # name: (default, description)
@@ -27,8 +28,9 @@ SETTINGS = {
     "lif_smoothing": (None, "train LIF through SoftLIFRate with this smoothing"),
     "dtype": (
         None,
-        "float type of the simulation (by default torch.float32 in NengoModule, "
-        "nengo.rc's float_dtype (float64) in Simulator; an explicit dtype= wins)",
+        "float type of the simulation (default float32, as NengoDL; an nengorc "
+        "section [snntorch_nengo] dtype: float64 changes the default; an explicit "
+        "dtype= wins)",
     ),
     "learning_phase": (None, "force training (True) or inference (False) behaviour"),
     "windowed": (
@@ -177,8 +179,6 @@ def _check_lif_smoothing(name, value):
 
 
 def _check_dtype(name, value):
-    from .validation import check_dtype
-
     try:
         return check_dtype(value)
     except ValidationError as e:
@@ -227,6 +227,32 @@ def check_setting(name, value):
     if value is None:
         return None
     return _CHECKS[name](name, value)
+
+
+# NengoDL's default precision. Nengo's own `rc` float_dtype (float64 unless a
+# file says otherwise) is not used: it cannot tell an explicit choice from its
+# default, and NengoDL users expect float32.
+DEFAULT_DTYPE = "float32"
+
+
+def default_dtype(network=None):
+    """The float type a simulation gets without ``dtype=``.
+
+    The network's ``configure_settings(dtype=)``, else an nengorc file's
+    ``[snntorch_nengo] dtype`` (a project-wide default; nengo reads nengorc from
+    the working directory and the user's config folders), else float32.
+    """
+    dtype = get_setting(network, "dtype") if network is not None else None
+    if dtype is None:
+        dtype = nengo.rc.get("snntorch_nengo", "dtype", fallback=None)
+        if dtype is not None:
+            try:
+                check_dtype(dtype)
+            except ValidationError as e:
+                raise ValidationError(
+                    f"nengorc [snntorch_nengo] dtype: {dtype!r}: {e.args[0]}", attr="dtype"
+                ) from None
+    return dtype or DEFAULT_DTYPE
 
 
 def get_setting(network, name, default=None):

@@ -133,9 +133,15 @@ class NengoModule(nn.Module):
 
     @property
     def device(self):
-        for tensor in self._tensors():
-            return tensor.device
-        return torch.device("cpu")
+        # asked several times per batch; moves go through `_apply`, which forgets it
+        device = self.__dict__.get("_device")
+        if device is None:
+            device = torch.device("cpu")
+            for tensor in self._tensors():
+                device = tensor.device
+                break
+            self.__dict__["_device"] = device
+        return device
 
     def _apply(self, fn, *args, **kwargs):
         # `.to(dtype/device)`, `.double()`, `.cuda()` convert the module tree's
@@ -143,6 +149,7 @@ class NengoModule(nn.Module):
         # for one dtype and device) must follow them
         before = (self.device, self.dtype)
         out = super()._apply(fn, *args, **kwargs)
+        self.__dict__.pop("_device", None)
         floats = [t for t in self._tensors() if t.is_floating_point()]
         dtype = floats[0].dtype if floats else self.dtype
         if (self.device, dtype) != before and getattr(self, "_steps", None) is not None:
@@ -173,13 +180,20 @@ class NengoModule(nn.Module):
         steps = getattr(self, "_steps", None)
         # step functions are pure except those with private state (numpy
         # processes): remake only when they or the batch, seed or device change
-        if steps is None or self._steps_key != key or any(
-            step.private_state for step in steps
-        ):
+        if steps is None or self._steps_key != key or self._private_state(steps):
             self._steps = self.engine.make_steps(self.batch_size, self.seed, self.device)
             self._steps_key = key
         self.n_steps = 0
         self._fresh = True
+
+    def _private_state(self, steps):
+        # asked at every reset: remembered for the list of steps last asked about
+        known = self.__dict__.get("_private")
+        if known is None or known[0] is not steps:
+            known = self.__dict__["_private"] = (
+                steps, any(step.private_state for step in steps)
+            )
+        return known[1]
 
     def state(self):
         """The current simulation state: ``{base signal: tensor}``."""
@@ -270,7 +284,9 @@ class NengoModule(nn.Module):
             data = {probe: value[:, -1:] for probe, value in data.items()}
         dynamic = self.engine.module_layout.dynamic
         for base, value in self.engine.merged.split(sv, dynamic).items():
-            self._slots[base].set_signal(base, value.detach())
+            self._slots[base].set_signal(
+                base, value.detach() if value.requires_grad else value
+            )
         if not grad:
             values = {base: module.signal(base) for base, module in self._slots.items()}
             self.engine.merged.remember(values, sv.values, self.batch_size)
@@ -377,10 +393,23 @@ class NengoModule(nn.Module):
                 value, name, self.dtype, self.device, check_finite=check, attr="inputs"
             )
         # already a tensor as it runs (e.g. a training batch): only the finiteness
-        # check is left
-        if check:
+        # check is left, unless the data were checked as a whole before
+        if check and not self.__dict__.get("_inputs_checked"):
             validation.check_finite_values(value, name, attr="inputs")
         return value
+
+    @contextlib.contextmanager
+    def checked_inputs(self):
+        """Inputs given as tensors inside need no finiteness check per call.
+
+        For loops over data checked as a whole beforehand (``sim.fit``'s).
+        """
+        before = self.__dict__.get("_inputs_checked", False)
+        self.__dict__["_inputs_checked"] = True
+        try:
+            yield self
+        finally:
+            self.__dict__["_inputs_checked"] = before
 
     def find_node(self, key):
         """An input Node from itself or its label."""

@@ -13,7 +13,7 @@ from nengo.exceptions import ReadonlyError, SimulatorClosed, ValidationError
 from nengo.utils.progress import Progress, ProgressTracker
 
 from . import streaming, validation
-from .config import get_setting, note_ignored
+from .config import default_dtype, note_ignored
 from .export.params import ParamsMixin
 from .module import NengoModule, deprecated_compile
 from .training.api import TrainingMixin
@@ -49,7 +49,8 @@ class Simulator(TrainingMixin, ParamsMixin):
         Show build and run progress.
     dtype : torch.dtype or str, optional
         Float precision; defaults to the network's ``configure_settings(dtype=)``,
-        else Nengo's ``rc`` ``float_dtype`` (float64).
+        else an nengorc's ``[snntorch_nengo] dtype``, else float32 (NengoDL's
+        default; ``dtype="float64"`` for Nengo's precision).
     optimize : bool
         Merge operators with Nengo's optimizer (feed-forward models, which run
         window by window, stay unmerged).
@@ -88,7 +89,7 @@ class Simulator(TrainingMixin, ParamsMixin):
         self.optimize = optimize  # merge operators (see NengoModule)
         validation.check_network(network, model)
         if dtype is None:
-            dtype = get_setting(network, "dtype") or nengo.rc.float_dtype
+            dtype = default_dtype(network)
         self.dtype = validation.check_dtype(dtype)
         self.minibatch_size = minibatch_size
         with ProgressTracker(progress_bar, Progress("Building", "Build")):

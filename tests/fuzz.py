@@ -76,11 +76,6 @@ class Generated:
     random_at_run_time: bool = False
     # has spiking neurons (a spike may move by a step: see RTOL)
     spiking: bool = False
-    # Poisson/StochasticSpiking: nengo's optimizer merges their operators
-    # and with them their random streams (it warns "Extra state has been
-    # modified"), which we keep per ensemble (engine/merge.py); these networks
-    # are compared with nengo.Simulator(optimize=False), whose streams are ours
-    stochastic_neurons: bool = False
     description: list = field(default_factory=list)
 
 
@@ -106,7 +101,7 @@ def _neuron_type(r, g):
         g.spiking = True
         return _SPIKING_TYPES[r.randint(len(_SPIKING_TYPES))](r)
     g.spiking = True
-    g.random_at_run_time = g.stochastic_neurons = True
+    g.random_at_run_time = True
     return _STOCHASTIC_TYPES[r.randint(len(_STOCHASTIC_TYPES))](r)
 
 
@@ -274,9 +269,8 @@ class Disagreement:
 def _reference(seed: int, nudge: bool = False):
     """Probe data of the reference run of ``seed``, biases nudged if asked."""
     g = random_network(seed)
-    optimize = not g.stochastic_neurons
     if not nudge:
-        sim = nengo.Simulator(g.net, progress_bar=False, optimize=optimize)
+        sim = nengo.Simulator(g.net, progress_bar=False)
     else:
         model = nengo.builder.Model(dt=0.001)
         model.build(g.net)
@@ -284,7 +278,7 @@ def _reference(seed: int, nudge: bool = False):
             bias = model.sig[ens.neurons]["bias"]
             # test-only: Signal keeps its initial value read-only
             bias._initial_value = np.nextafter(bias.initial_value, np.inf)
-        sim = nengo.Simulator(None, model=model, progress_bar=False, optimize=optimize)
+        sim = nengo.Simulator(None, model=model, progress_bar=False)
     try:
         with sim:
             sim.run_steps(g.n_steps)

@@ -601,3 +601,24 @@ def test_spike_matmul_op_gradients_and_opcheck():
     torch.testing.assert_close(ops.spike_matmul(X, Wt), X.detach() @ Wt.detach())
     torch.autograd.gradcheck(ops.spike_matmul, (X, Wt))
     torch.library.opcheck(ops.spike_matmul, (X.detach(), Wt.detach()))
+
+
+@needs_cpp
+def test_spike_matmul_weight_gradient_is_event_driven(monkeypatch):
+    """``Wt``'s gradient, ``X.t() @ grad``, runs event-driven like the forward."""
+    X = spikes(300, 40, 0.1, seed=6).requires_grad_()
+    Wt = torch.randn(40, 7, dtype=torch.float64, requires_grad=True)
+    G = torch.randn(300, 7, dtype=torch.float64)
+    calls = []
+    real = cpp.spike_matmul
+
+    def spy(A, B, max_density):
+        calls.append(tuple(A.shape))
+        return real(A, B, max_density)
+
+    monkeypatch.setattr(cpp, "spike_matmul", spy)
+    ops.spike_matmul(X, Wt).backward(G)
+    assert calls == [(300, 40), (40, 300)]
+    torch.testing.assert_close(Wt.grad, X.detach().t() @ G, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(X.grad, G @ Wt.detach().t(), rtol=1e-12, atol=1e-12)
+    torch.autograd.gradgradcheck(ops.spike_matmul, (X, Wt))

@@ -9,7 +9,6 @@ import snntorch_nengo
 from snntorch_nengo.build.model import build_model
 from snntorch_nengo.engine.merge import (
     MergedSignals,
-    Unmerged,
     merge_operators,
     resolve,
 )
@@ -47,16 +46,16 @@ def test_ensemble_array_neurons_merge_into_one_operator():
             assert resolve(op.J, replacements).base is neurons[0].J.base
 
 
-def test_neurons_with_their_own_random_state_stay_apart():
+def test_neurons_with_their_own_random_state_merge_as_nengo_merges_them():
     model = build_model(array_net(neuron_type=nengo.PoissonSpiking(nengo.LIFRate())), dt=0.001)
     random = [op for op in model.operators if isinstance(op, SimNeurons) and op.state_extra]
     assert len(random) == 8
+    first_rng = random[0].state_extra["rng"]
     merged, _ = merge_operators(model.operators)
-    # one random stream each, as nengo.Simulator keeps them: the same operators
+    # nengo's merged operator keeps its first operator's stream for all of them
     kept = [op for op in merged if isinstance(op, SimNeurons) and op.state_extra]
-    assert sorted(map(id, kept)) == sorted(map(id, random))
-    assert all(op.J.size == 10 for op in kept)
-    assert not any(isinstance(op, Unmerged) for op in merged)
+    assert len(kept) == 1 and kept[0].J.size == 80
+    assert kept[0].state_extra["rng"] is first_rng
 
 
 def test_resolve_follows_chains_of_replacements():

@@ -355,3 +355,54 @@ def test_predict_shows_progress_over_batches():
         sim.predict(x[:20], progress_bar=one)  # a single batch: no bar
         assert one.updates == []
     assert np.array_equal(out[net.p], again[net.p])
+
+
+@pytest.fixture
+def no_rc_dtype():
+    """nengo.rc without the repository nengorc's [snntorch_nengo] section."""
+    saved = dict(nengo.rc["snntorch_nengo"]) if nengo.rc.has_section("snntorch_nengo") else None
+    nengo.rc.remove_section("snntorch_nengo")
+    yield
+    nengo.rc.remove_section("snntorch_nengo")
+    if saved is not None:
+        nengo.rc.add_section("snntorch_nengo")
+        for key, value in saved.items():
+            nengo.rc.set("snntorch_nengo", key, value)
+
+
+def test_simulator_defaults_to_float32_as_nengodl(no_rc_dtype):
+    with nengo.Network(seed=1) as net:
+        stim = nengo.Node(np.sin)
+        ens = nengo.Ensemble(50, 1)
+        nengo.Connection(stim, ens)
+        probe = nengo.Probe(ens, synapse=0.01)
+    with Simulator(net, progress_bar=False) as sim:
+        assert sim.dtype == torch.float32
+        sim.run_steps(200)
+        ours = sim.data[probe]
+    assert ours.dtype == np.float32
+    with nengo.Simulator(net, progress_bar=False) as ref:
+        ref.run_steps(200)
+    # float32 rounding only: the same model, not a different one
+    np.testing.assert_allclose(ours, ref.data[probe], atol=2e-3)
+    assert np.abs(ours - ref.data[probe]).max() > 0  # really float32
+    # float64 is one argument away, and equals the reference
+    with Simulator(net, progress_bar=False, dtype="float64") as sim:
+        sim.run_steps(200)
+        np.testing.assert_allclose(sim.data[probe], ref.data[probe], atol=1e-12)
+
+
+def test_nengorc_sets_the_default_dtype(no_rc_dtype):
+    with nengo.Network() as net:
+        nengo.Probe(nengo.Node([0.1]))
+    nengo.rc.add_section("snntorch_nengo")
+    nengo.rc.set("snntorch_nengo", "dtype", "float64")
+    with Simulator(net, progress_bar=False) as sim:
+        assert sim.dtype == torch.float64
+    with net:  # the network's setting wins over the rc file
+        snntorch_nengo.configure_settings(dtype="float32")
+    with Simulator(net, progress_bar=False) as sim:
+        assert sim.dtype == torch.float32
+    nengo.rc.set("snntorch_nengo", "dtype", "double-ish")
+    with pytest.raises(nengo.exceptions.ValidationError, match=r"nengorc \[snntorch_nengo\] dtype"):
+        Simulator(nengo.Network(), progress_bar=False)

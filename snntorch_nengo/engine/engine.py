@@ -191,14 +191,26 @@ class Engine:
 
     def initial_state(self, batch_size: int, device=None) -> dict:
         """Initial values of the modules' dynamic signals, batched as they run."""
-        layout = self.module_layout
-        state = {}
-        for base in layout.dynamic:
-            value = self._initial(base, device)
-            if layout.batched(base):
-                value = value.expand((batch_size,) + value.shape)
-            state[base] = value.clone()
-        return state
+        # made once per batch size and device: every write is functional (a new
+        # tensor), and the in-place strategy copies what it writes into, so
+        # each reset may hand out the same initial tensors
+        cache = self.__dict__.setdefault("_initial_cache", {})
+        key = ("state", batch_size, str(device))
+        # tensors made while tracing (torch.export) are the trace's: never kept
+        tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting()
+        state = None if tracing else cache.get(key)
+        if state is None:
+            layout = self.module_layout
+            state = {}
+            with torch.inference_mode(False):  # usable by autograd later
+                for base in layout.dynamic:
+                    value = self._initial(base, device)
+                    if layout.batched(base):
+                        value = value.expand((batch_size,) + value.shape)
+                    state[base] = value.clone()
+            if not tracing:
+                cache[key] = state
+        return dict(state)
 
     def _initial(self, base, device):
         """A base's initial tensor, converted from numpy once per device."""

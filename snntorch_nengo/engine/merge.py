@@ -15,34 +15,12 @@ from nengo.builder.optimizer import OpMergePass
 from nengo.utils.simulator import operator_dependency_graph
 
 
-class Unmerged(Operator):
-    """Hides an operator from the merger, which would otherwise join it to others.
-
-    Used for neurons with their own random state (Poisson/StochasticSpiking):
-    merged, they would share one ensemble's random stream, and which one depends
-    on the merge order, which varies between builds.
-    """
-
-    def __init__(self, op):
-        super().__init__(tag=op.tag)
-        self.op = op
-        self.sets, self.incs = list(op.sets), list(op.incs)
-        self.reads, self.updates = list(op.reads), list(op.updates)
-
-    def unwrap(self):
-        """The hidden operator, on the signals the merger moved it to."""
-        op = self.op
-        op.sets, op.incs = list(self.sets), list(self.incs)
-        op.reads, op.updates = list(self.reads), list(self.updates)
-        return op
-
-
 def merge_operators(operators):
     """``(merged operators, replacements)``: ``replacements[old] = new`` signal."""
-    operators = [
-        Unmerged(op) if isinstance(op, SimNeurons) and op.state_extra else op
-        for op in operators
-    ]
+    # Neurons with their own random state (Poisson/StochasticSpiking) merge too:
+    # nengo's merged operator draws for all of them from its first operator's
+    # stream (nengo warns "Extra state has been modified"), and drawing the same
+    # numbers as nengo.Simulator needs the same merge.
     merge_pass = OpMergePass(operator_dependency_graph(operators))
     only_views = True
     while True:
@@ -52,10 +30,7 @@ def merge_operators(operators):
             if not only_views:
                 break
             only_views = False  # then merge operators without views too
-    merged = [
-        op.unwrap() if isinstance(op, Unmerged) else op for op in merge_pass.dg.forward
-    ]
-    return merged, merge_pass.sig_replacements
+    return list(merge_pass.dg.forward), merge_pass.sig_replacements
 
 
 def resolve(sig, replacements):

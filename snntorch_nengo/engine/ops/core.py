@@ -60,11 +60,47 @@ def make_reset(op, ctx):
     value = torch.full(
         op.dst.shape, float(op.value), dtype=ctx.dtype, device=ctx.device
     )
+    zeros = None
+    if float(op.value) == 0:
+        # a reset to zeros marks them (`SignalValues.set_zeros`): products of
+        # them are skipped, and the first increment is the new value
+        shape = tuple(op.dst.base.shape)
+        if ctx.batched(op.dst):
+            shape = (ctx.batch_size,) + shape
+        zeros = torch.zeros(shape, dtype=ctx.dtype, device=ctx.device)
 
     def step_reset(sv):
-        sv.set(op.dst, value)
+        if zeros is None or not sv.set_zeros(op.dst, zeros):
+            sv.set(op.dst, value)
 
     return step_reset
+
+
+class _ZeroGradient(torch.autograd.Function):
+    """``y`` unchanged, and a zero gradient for ``a``.
+
+    What a product ``y + a @ 0`` gives autograd, without the product: ``a``
+    still gets its (zero) gradient, as optimizers and DDP expect of a
+    parameter the loss reaches.
+    """
+
+    @staticmethod
+    def forward(ctx, y, a):
+        ctx.a_shape = a.shape
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, grad.new_zeros(ctx.a_shape)
+
+
+def skip_zero_product(sv, a, y_sig):
+    """``y_sig += a @ 0`` without the product: only ``a``'s zero gradient."""
+    if not (a.requires_grad and torch.is_grad_enabled()):
+        return
+    base = sv.layout.views[y_sig].base
+    sv._zeros.discard(base)
+    sv.values[base] = _ZeroGradient.apply(sv.values[base], a)
 
 
 @OpRegistry.register(Copy)
@@ -126,18 +162,47 @@ def make_elementwise_inc(op, ctx):
             )
     a_batched, x_batched = ctx.batched(op.A), ctx.batched(op.X)
     ndim = max(op.A.ndim, op.X.ndim, op.Y.ndim)
+    # constant gains of 1 (Nengo's neuron gains on a connection to neurons with
+    # gain 1) add x as it is: the same numbers and gradients as 1 * x
+    may_be_ones = not a_batched and tuple(op.X.shape) == tuple(op.Y.shape)
+    ones = _OnesCheck()
 
     def step_elementwise_inc(sv):
-        a = per_sample(sv.read(op.A), a_batched, ndim)
+        a = sv.read(op.A)
+        if may_be_ones and ones(a):
+            sv.inc(op.Y, sv.read(op.X))
+            return
+        a = per_sample(a, a_batched, ndim)
         x = per_sample(sv.read(op.X), x_batched, ndim)
         sv.inc(op.Y, _reshape_to(a * x, op.Y.shape, a_batched or x_batched))
 
     return step_elementwise_inc
 
 
+class _OnesCheck:
+    """Whether a constant tensor is all ones, checked once per tensor version.
+
+    Never under tracing (torch.compile/export: no branch on values), and never
+    for a tensor autograd records (a trained gain needs its product).
+    """
+
+    def __init__(self):
+        self.tensor = self.version = self.result = None
+
+    def __call__(self, a):
+        if a.requires_grad or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return False
+        if a is not self.tensor or a._version != self.version:
+            self.tensor, self.version = a, a._version
+            self.result = bool((a == 1).all())
+        return self.result
+
+
 def _reshape_to(value, shape, batched):
     shape = tuple(shape)
-    return value.reshape((value.shape[0],) + shape if batched else shape)
+    shape = (value.shape[0],) + shape if batched else shape
+    # an unneeded reshape would still be an autograd node
+    return value if value.shape == shape else value.reshape(shape)
 
 
 def sample_dot(a, x):
@@ -164,6 +229,10 @@ def make_dot_inc(op, ctx):
     )
 
     def step_dot_inc(sv):
+        if sv.is_zeros(op.X):
+            # e.g. an ensemble's input when only its neurons are connected
+            skip_zero_product(sv, sv.read(op.A), op.Y)
+            return
         a, x = sv.read(op.A), sv.read(op.X)
         if spikes and x.shape[0] >= SPIKE_ROWS and x.device.type == "cpu":
             y = kernel_ops().spike_matmul(x, a.t())

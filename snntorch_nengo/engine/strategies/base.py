@@ -24,7 +24,7 @@ class ProbeRecorder:
         for probe, rec in self.records.items():
             sig = self.engine.probe_signal(probe)
             data[probe] = (
-                torch.stack(rec, dim=1)
+                _stacked(rec)
                 if rec
                 else torch.zeros(
                     (self.batch_size, 0) + tuple(sig.shape), dtype=self.engine.dtype
@@ -38,3 +38,12 @@ class ProbeRecorder:
         if not sv.is_batched(sig):
             value = value.expand((sv.batch_size,) + value.shape)
         return value
+
+
+def _stacked(records):
+    """The records stacked on a time axis (dim 1)."""
+    if len(records) == 1 and records[0].requires_grad:
+        # one training step: a view instead of a copy (the output is the graph's;
+        # outside autograd the copy keeps outputs apart from the kept state)
+        return records[0].unsqueeze(1)
+    return torch.stack(records, dim=1)

@@ -6,6 +6,7 @@ not too many operators. Works with and without autograd.
 """
 
 import torch
+from nengo.builder.neurons import SimNeurons
 
 from ..request import RunRequest, RunResult
 
@@ -33,6 +34,17 @@ def unavailable(engine) -> str | None:
         return (
             f"{len(engine.operators)} operators (more than {MAX_OPERATORS}): "
             "merged and stepped in place instead"
+        )
+    stochastic = [
+        op for op in engine.operators if isinstance(op, SimNeurons) and op.state_extra
+    ]
+    if len(stochastic) > 1:
+        # windows run unmerged, and nengo's merged stochastic neurons share one
+        # random stream: only the merged form draws the reference's numbers
+        return (
+            f"{len(stochastic)} neuron operators with their own random state "
+            f"({type(stochastic[0].neurons).__name__}): stepped, where optimize=True "
+            "merges them as nengo's optimizer does, to draw nengo.Simulator's random numbers"
         )
     return engine.window_plan.reason
 
