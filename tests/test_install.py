@@ -188,6 +188,33 @@ def test_a_failed_build_is_not_retried_until_asked(tmp_path):
     assert len(calls) == 1
 
 
+def test_build_force_retries_a_failed_build(monkeypatch, tmp_path):
+    """`jit.build` (what ``python -m snntorch_nengo --build`` calls) refuses
+    while a failed build's marker is there, and ``force`` retries it."""
+    monkeypatch.setenv(jit.ENV_CACHE, str(tmp_path))
+    folder = jit.cache_dir()
+    assert folder.parent == tmp_path / "cpp"
+    folder.parent.mkdir(parents=True)
+    failed = folder.with_name(folder.name + ".failed")
+    failed.write_text("g++: error\n")
+    calls = []
+
+    def fake_compile(csrc, staging):
+        calls.append(pathlib.Path(csrc))
+        out = staging / "lib" / "built.so"
+        out.parent.mkdir()
+        out.write_text("module")
+        return out
+
+    monkeypatch.setattr(jit, "compile_into", fake_compile)
+    with pytest.raises(jit.BuildError, match="an earlier build failed"):
+        jit.build()
+    assert calls == []
+    path = jit.build(force=True)
+    assert path == jit.module_file(folder) and path.read_text() == "module"
+    assert calls == [jit.find_sources()] and not failed.exists()
+
+
 def test_a_killed_build_is_retried(tmp_path):
     folder, calls = tmp_path / "key", []
 
