@@ -111,7 +111,13 @@ class NengoModule(nn.Module):
             network=network,
         )
         if optimize:
-            self.engine.merge()
+            self.engine.merge(
+                trainable={
+                    base
+                    for base, owner in self._slots.items()
+                    if owner.signal_names[base] in owner._parameters
+                }
+            )
         for kind, modules in tree.items():
             setattr(self, kind, nn.ModuleDict(modules))
         self.signals = network_module

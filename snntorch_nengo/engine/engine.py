@@ -86,12 +86,13 @@ class Engine:
             self._window_plan = plan
         return self._window_plan
 
-    def merge(self) -> None:
+    def merge(self, trainable=()) -> None:
         """Merge operators with Nengo's optimizer (call after the module tree exists).
 
         Afterwards `layout` describes the merged signals the steps run on, while
         `module_layout` still has the original ones the modules own. Models that
-        run window by window (`window`) stay unmerged.
+        run window by window (`window`) stay unmerged. ``trainable``: the base
+        signals that are parameters (see `merge_operators`' ``keep_apart``).
         """
         if self.windowed:
             # feed-forward: runs of several steps go window by window, where a
@@ -100,7 +101,7 @@ class Engine:
             # across time steps (spiking_classifier)
             return
         originals = self.module_layout.bases
-        operators, replacements = merge_operators(self.operators)
+        operators, replacements = merge_operators(self.operators, keep_apart=trainable)
         for sigs in self.model.sig.values():
             for key, sig in sigs.items():
                 if sig is not None:
