@@ -13,6 +13,7 @@ from nengo.builder.neurons import SimNeurons
 from nengo.builder.operator import ElementwiseInc, Operator
 from nengo.builder.optimizer import OpMergePass
 from nengo.utils.simulator import operator_dependency_graph
+from nengo.utils.stdlib import OrderedSet
 
 
 class _KeptApart(ElementwiseInc):
@@ -51,6 +52,14 @@ def _merge(operators):
     # stream (nengo warns "Extra state has been modified"), and drawing the same
     # numbers as nengo.Simulator needs the same merge.
     merge_pass = OpMergePass(operator_dependency_graph(operators))
+    # nengo keeps the candidates in a set, which iterates in the order of the
+    # operators' ids: operators whose signals are not views of one base (two
+    # separate stochastic Ensembles) then merge in an order that changes from
+    # build to build, in nengo.Simulator too, and so does whose random stream
+    # the merged operator draws from. The same candidates in build order merge
+    # the same way every build; merges ordered by view offsets (an
+    # EnsembleArray) stay nengo's.
+    merge_pass.might_merge = OrderedSet(merge_pass.dg.forward)
     only_views = True
     while True:
         before = len(merge_pass.dg.forward)
