@@ -198,9 +198,15 @@ struct Lif {
     g_J = g_J - g_ve;
     // e = expm1(-delta_t / tau_rc), delta_t = clip(dt - r1, 0, dt): torch's
     // clamp passes the gradient on the closed interval
-    const Vec g_delta = (g_v1 * d * (e + one) / tau_rc);  // -(-g_v1 d) (e + 1) / tau_rc
     const Vec x = dt - r1;
     const Vec inside = (x >= zero) & (x <= dt);
+    if (inside.zero_mask() == kNoLane) {
+      // no lane inside (the usual case out of the refractory period):
+      // g_r1 - 0, the same bits
+      g_r = g_r1;
+      return g_J;
+    }
+    const Vec g_delta = (g_v1 * d * (e + one) / tau_rc);  // -(-g_v1 d) (e + 1) / tau_rc
     // d(delta_t)/d(r1) = -1 inside
     g_r = g_r1 - Vec::blendv(zero, g_delta, inside);
     return g_J;
