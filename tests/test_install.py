@@ -360,7 +360,9 @@ def test_info_says_what_runs_here():
         "windowed", "in_place", "compiled", "functional"]
     loop = "the C++ loop" if cpp.AVAILABLE else "the Python loop"
     assert loop in text
-    facts = snntorch_nengo.sysinfo.collect()
+    from snntorch_nengo import sysinfo
+
+    facts = sysinfo.collect()
     assert facts["cpp"]["active"] == cpp.AVAILABLE and facts["cpp"]["source"] == cpp.SOURCE
 
 
