@@ -37,6 +37,8 @@ tests_require = [
     "scipy",
     "matplotlib",
     "scikit-learn",
+    # tests/test_examples_nengodl_cognitive.py runs the nengo_spa twins
+    "nengo-spa",
     # the Triton kernels are tested on the CPU through its interpreter
     "triton",
     # NIR export/import (snntorch_nengo.export.nir) is tested in the main venv
@@ -135,8 +137,10 @@ setup(
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require={
-        # scikit-learn ships the digits data set the examples train on
-        "examples": ["matplotlib", "scikit-learn"],
+        # scikit-learn ships the digits data set the examples train on;
+        # nengo_spa makes the semantic pointers of the cognitive-model twins
+        # (examples/nengodl/spa_*.py), as NengoDL's tutorials use nengo.spa
+        "examples": ["matplotlib", "scikit-learn", "nengo-spa"],
         # snntorch_nengo.export.nir (export_nir / import_nir)
         "nir": ["nir>=1.0"],
         "tests": tests_require,

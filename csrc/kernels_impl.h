@@ -649,6 +649,63 @@ bool spike_matmul(const T* X, const T* Wt, T* Y, int64_t M, int64_t K, int64_t N
   return true;
 }
 
+// Y[K, N] = X[R, K]^T @ G[R, N]: each row r of X scatters x[r, k] * G[r] into
+// the rows k of Y its nonzero entries pick. Every Y[k, j] sums its terms over
+// r in increasing order starting from zero, as spike_matmul of the transposed
+// X does (the same bits), but X is read once in place and G streamed once.
+// Threads split the columns of Y (each keeps the order over r).
+template <typename T>
+bool spike_matmul_tn(const T* X, const T* G, T* Y, int64_t R, int64_t K, int64_t N,
+                     double max_density, int num_threads) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  int64_t nnz = 0;
+  for (int64_t i = 0; i < R * K; ++i) nnz += X[i] != T(0);
+  if (static_cast<double>(nnz) > max_density * static_cast<double>(R * K)) return false;
+
+  auto columns = [&](int64_t j0, int64_t j1, int64_t* idx) {
+    for (int64_t k = 0; k < K; ++k) std::fill(Y + k * N + j0, Y + k * N + j1, T(0));
+    for (int64_t r = 0; r < R; ++r) {
+      const T* x = X + r * K;
+      int64_t n = 0;
+      for (int64_t k = 0; k < K; ++k) {  // branch-free list of the nonzero k
+        idx[n] = k;
+        n += x[k] != T(0);
+      }
+      const T* g = G + r * N;
+      for (int64_t i = 0; i < n; ++i) {
+        const Vec xv(x[idx[i]]);
+        T* y = Y + idx[i] * N;
+        int64_t j = j0;
+        for (; j + W <= j1; j += W) (Vec::loadu(y + j) + xv * Vec::loadu(g + j)).store(y + j);
+        if (j < j1) {
+          const int lanes = int(j1 - j);
+          (Vec::loadu(y + j, lanes) + xv * Vec::loadu(g + j, lanes)).store(y + j, lanes);
+        }
+      }
+    }
+  };
+#ifdef _OPENMP
+  const int64_t n_vecs = (N + W - 1) / W;
+  if (num_threads > 1 && n_vecs > 1 && R * K >= kParallelWork && !omp_in_parallel()) {
+    const int threads = int(std::min<int64_t>(num_threads, n_vecs));
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<int64_t> idx(K);
+      const int t = omp_get_thread_num();
+      // whole vectors per thread: the same lanes as one thread's pass
+      const int64_t j0 = std::min(N, (n_vecs * t / threads) * W);
+      const int64_t j1 = std::min(N, (n_vecs * (t + 1) / threads) * W);
+      if (j0 < j1) columns(j0, j1, idx.data());
+    }
+    return true;
+  }
+#endif
+  std::vector<int64_t> idx(K);
+  columns(0, N, idx.data());
+  return true;
+}
+
 }  // namespace CPU_CAPABILITY
 
 #define SNN_STR2(x) #x
@@ -671,6 +728,8 @@ const KernelTable& SNN_TABLE_FN() {
       &CPU_CAPABILITY::alif_backward_entry<double>,
       &CPU_CAPABILITY::relu_backward_entry<float>,
       &CPU_CAPABILITY::relu_backward_entry<double>,
+      &CPU_CAPABILITY::spike_matmul_tn<float>,
+      &CPU_CAPABILITY::spike_matmul_tn<double>,
   };
   return table;
 }

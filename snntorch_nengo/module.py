@@ -111,7 +111,13 @@ class NengoModule(nn.Module):
             network=network,
         )
         if optimize:
-            self.engine.merge()
+            self.engine.merge(
+                trainable={
+                    base
+                    for base, owner in self._slots.items()
+                    if owner.signal_names[base] in owner._parameters
+                }
+            )
         for kind, modules in tree.items():
             setattr(self, kind, nn.ModuleDict(modules))
         self.signals = network_module
@@ -120,6 +126,16 @@ class NengoModule(nn.Module):
         # Nengo semantics (spikes, no training behaviour) until `.train()`
         self.eval()
         self.reset()
+
+    # plain values set at every reset and run: nn.Module.__setattr__'s checks
+    # (is it a parameter, buffer or module?) cost more than the rest of a reset
+    _PLAIN = frozenset({"n_steps", "_fresh", "_steps", "_steps_key", "batch_size"})
+
+    def __setattr__(self, name, value):
+        if name in NengoModule._PLAIN and not isinstance(value, (torch.Tensor, nn.Module)):
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
 
     # -- the Nengo objects' modules
 
@@ -150,6 +166,7 @@ class NengoModule(nn.Module):
         before = (self.device, self.dtype)
         out = super()._apply(fn, *args, **kwargs)
         self.__dict__.pop("_device", None)
+        self.__dict__["_maybe_inference"] = True  # new tensors, made in any mode
         floats = [t for t in self._tensors() if t.is_floating_point()]
         dtype = floats[0].dtype if floats else self.dtype
         if (self.device, dtype) != before and getattr(self, "_steps", None) is not None:
@@ -173,9 +190,8 @@ class NengoModule(nn.Module):
             self.seed = seed
         if batch_size is not None:
             self.batch_size = int(batch_size)
-        state = self.engine.initial_state(self.batch_size, device=self.device)
-        for base, value in state.items():
-            self._slots[base].set_signal(base, value)
+        # never inference tensors (`Engine.initial_state`)
+        self._store_state(self.engine.initial_state(self.batch_size, device=self.device))
         key = (self.batch_size, self.seed, self.device)
         steps = getattr(self, "_steps", None)
         # step functions are pure except those with private state (numpy
@@ -207,9 +223,31 @@ class NengoModule(nn.Module):
 
         Signals are the ones the steps use (see `.Engine.resolve`).
         """
-        values = {base: module.signal(base) for base, module in self._slots.items()}
-        merged = self.engine.merged.assemble(values, self.batch_size)
+        merged = self.engine.merged.assemble(self._signal_dict(), self.batch_size)
         return SignalValues(self.engine.layout, merged, self.batch_size)
+
+    def _slot_table(self):
+        """``(base, slot module, attribute name)`` of every signal.
+
+        Reading the slot's dicts with these equals ``slot.signal(base)``, minus
+        the calls and the lookup of the name (done for every signal at every
+        run). The dicts are looked up each time: tracing (torch.export) may
+        swap them for its own while it runs.
+        """
+        table = self.__dict__.get("_slot_rows")
+        if table is None:
+            table = self.__dict__["_slot_rows"] = [
+                (base, slot, slot.signal_names[base])
+                for base, slot in self._slots.items()
+            ]
+        return table
+
+    def _signal_dict(self):
+        values = {}
+        for base, slot, name in self._slot_table():
+            value = slot._parameters.get(name)
+            values[base] = value if value is not None else slot._buffers[name]
+        return values
 
     @contextlib.contextmanager
     def preserved_state(self):
@@ -236,8 +274,24 @@ class NengoModule(nn.Module):
             self.train(mode)
 
     def load_state(self, state):
+        self._store_state(state)
+        # the tensors may come from a run in inference mode
+        self.__dict__["_maybe_inference"] = True
+
+    def _store_state(self, state):
+        rows = self.__dict__.get("_state_rows")
+        if rows is None:
+            rows = self.__dict__["_state_rows"] = {
+                base: (slot, name)
+                for base, slot, name in self._slot_table()
+                if name in slot._buffers and name not in slot._parameters
+            }
         for base, value in state.items():
-            self._slots[base].set_signal(base, value)
+            row = rows.get(base)
+            if row is None:
+                self._slots[base].set_signal(base, value)  # its error, if any
+            else:
+                row[0]._buffers[row[1]] = value
 
     # -- running
 
@@ -262,13 +316,17 @@ class NengoModule(nn.Module):
             self.reset(batch_size=batch_size)
         grad = not self.settings["inference_only"] and torch.is_grad_enabled()
         values = self.signal_values().values
-        if not torch.is_inference_mode_enabled():
+        inference = torch.is_inference_mode_enabled()
+        if not inference and self.__dict__.get("_maybe_inference", True):
             # state left by a run in inference mode (e.g. Lightning's validation)
             # cannot enter autograd: copy it out
-            values = {
-                base: value.clone() if value.is_inference() else value
-                for base, value in values.items()
-            }
+            found = [base for base, value in values.items() if value.is_inference()]
+            if found:
+                values = dict(values)
+            for base in found:
+                values[base] = values[base].clone()
+            # after a run outside inference mode, none of its state is one
+            self.__dict__["_maybe_inference"] = bool(found)
         with torch.set_grad_enabled(grad):
             data, sv = self.engine.run(
                 values,
@@ -283,13 +341,14 @@ class NengoModule(nn.Module):
         if self.settings["keep_history"] is False:
             data = {probe: value[:, -1:] for probe, value in data.items()}
         dynamic = self.engine.module_layout.dynamic
-        for base, value in self.engine.merged.split(sv, dynamic).items():
-            self._slots[base].set_signal(
-                base, value.detach() if value.requires_grad else value
-            )
+        self._store_state({
+            base: value.detach() if value.requires_grad else value
+            for base, value in self.engine.merged.split(sv, dynamic).items()
+        })
+        if inference:
+            self.__dict__["_maybe_inference"] = True
         if not grad:
-            values = {base: module.signal(base) for base, module in self._slots.items()}
-            self.engine.merged.remember(values, sv.values, self.batch_size)
+            self.engine.merged.remember(self._signal_dict(), sv.values, self.batch_size)
         self.n_steps += n_steps
         self._fresh = False
         return data
@@ -343,7 +402,7 @@ class NengoModule(nn.Module):
                     attr="inputs",
                     obj=self,
                 )
-            value = self._input_tensor(value, f"input for {node}")
+            value = self._input_tensor(value, node)
             if value.dim() != 3 or value.shape[2] != node.size_out:
                 raise ValidationError(
                     f"input for {node} must have shape (batch, n_steps, "
@@ -381,7 +440,7 @@ class NengoModule(nn.Module):
         n_steps = check_steps(n_steps)
         return feeds, batch_size or self.batch_size, n_steps
 
-    def _input_tensor(self, value, name):
+    def _input_tensor(self, value, node):
         """``value`` as a checked tensor of this module's dtype, on its device."""
         check = self.settings["check_finite"] is not False
         if not (
@@ -390,12 +449,13 @@ class NengoModule(nn.Module):
             and value.device == self.device
         ):
             return validation.as_tensor(
-                value, name, self.dtype, self.device, check_finite=check, attr="inputs"
+                value, f"input for {node}", self.dtype, self.device,
+                check_finite=check, attr="inputs",
             )
         # already a tensor as it runs (e.g. a training batch): only the finiteness
         # check is left, unless the data were checked as a whole before
         if check and not self.__dict__.get("_inputs_checked"):
-            validation.check_finite_values(value, name, attr="inputs")
+            validation.check_finite_values(value, f"input for {node}", attr="inputs")
         return value
 
     @contextlib.contextmanager

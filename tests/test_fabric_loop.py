@@ -228,3 +228,47 @@ def test_loss_without_gradient_is_an_error_in_the_fabric_loop():
         sim.compile(loss={p: "mse"})
         with pytest.raises(SimulationError, match="does not depend on any trainable"):
             sim.fit(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), verbose=0, loop="fabric")
+
+
+def test_training_step_equals_the_torch_model():
+    """The autoencoder's step (zeros skipped, gains of 1 added, ReLU without its
+    amplitude product) gives the outputs and gradients of the torch model."""
+    net = autoencoder()
+    x = torch.as_tensor(data(n=10), dtype=DTYPE)
+    with Simulator(net, minibatch_size=10, progress_bar=False, dtype=DTYPE) as sim:
+        module = sim.module
+        module.train()
+        for param in module.parameters():  # nonzero biases: they must count
+            if param.dim() == 1:
+                torch.nn.init.uniform_(param.data, -0.1, 0.1)
+        out = module({net.a: x}, n_steps=1)[net.p_c]
+        loss = torch.nn.functional.mse_loss(out, x)
+        loss.backward()
+        named = dict(module.named_parameters())
+        w1, w2 = (named[f"connections.connection_{i}.weights"] for i in (0, 1))
+        b1, b2 = (named[f"ensembles.ensemble_{i}.bias"] for i in (0, 1))
+        leaves = [t.detach().clone().requires_grad_() for t in (w1, w2, b1, b2)]
+        tw1, tw2, tb1, tb2 = leaves
+        expected = torch.relu(torch.relu(x[:, 0] @ tw1.T + tb1) @ tw2.T + tb2)
+        torch.nn.functional.mse_loss(expected[:, None], x).backward()
+        torch.testing.assert_close(out[:, 0], expected, rtol=0, atol=1e-14)
+        for mine, theirs in zip((w1, w2, b1, b2), leaves):
+            torch.testing.assert_close(mine.grad, theirs.grad, rtol=0, atol=1e-14)
+        # the encoders get no input, but still their gradient: zeros, not None
+        # (optimizers and DDP expect one for every parameter the loss reaches)
+        for i in (0, 1):
+            grad = named[f"ensembles.ensemble_{i}.encoders"].grad
+            assert grad is not None and not grad.any()
+
+
+def test_precision_goes_through_fabric():
+    """precision="64-true": Fabric converts the module and casts the batches."""
+    net = autoencoder()
+    x = data(n=20)
+    with Simulator(net, minibatch_size=10, progress_bar=False, dtype="float32") as sim:
+        sim.compile(loss="mse")
+        history = sim.fit(x, x, epochs=2, verbose=0, precision="64-true")
+        assert history.loop == "fabric"
+        assert sim.module.dtype == torch.float64
+        assert all(p.dtype == torch.float64 for p in sim.parameters())
+        assert history.history["loss"][1] < history.history["loss"][0]

@@ -622,3 +622,25 @@ def test_spike_matmul_weight_gradient_is_event_driven(monkeypatch):
     torch.testing.assert_close(Wt.grad, X.detach().t() @ G, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(X.grad, G @ Wt.detach().t(), rtol=1e-12, atol=1e-12)
     torch.autograd.gradgradcheck(ops.spike_matmul, (X, Wt))
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("R,K,N", [(300, 40, 7), (257, 33, 70), (64, 5, 16), (600, 64, 70)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_spike_matmul_of_a_transpose_reads_it_in_place(dtype, R, K, N, threads):
+    """``X.t()`` (a weight gradient's left factor) gives the bits of its copy."""
+    X = spikes(R, K, 0.1, seed=R + K, dtype=dtype)
+    G = torch.randn(R, N, dtype=dtype, generator=torch.Generator().manual_seed(N))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = cpp.spike_matmul(X.t(), G, 0.25)
+        copied = cpp.spike_matmul(X.t().contiguous(), G, 0.25)
+        dense = cpp.spike_matmul(X.t(), G, 0.01)  # above max_density: the dense product
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(got, copied)
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(got, X.t() @ G, rtol=tol, atol=tol * 1000)
+    torch.testing.assert_close(dense, X.t() @ G, rtol=tol, atol=tol * 1000)

@@ -112,3 +112,46 @@ def test_merged_run_equals_unmerged_and_nengo():
             assert len(merged_neurons) == (1 if optimize else 0)
     np.testing.assert_allclose(runs[True], runs[False], atol=1e-10)
     np.testing.assert_allclose(runs[True], ref.data[net.probe], atol=1e-8)
+
+
+def test_trainable_gains_equal_at_build_are_not_merged_into_one():
+    # nengo.networks.Product feeds its two arrays through four scalar gains of
+    # +-1/sqrt(2); nengo merges the operators of the equal ones and keeps one
+    # gain for them, so once training made them differ the run read only one
+    # of them (which one changed from build to build)
+    with nengo.Network(seed=0) as net:
+        # stepped, not windowed: windowed models are not merged
+        snntorch_nengo.configure_settings(windowed=False)
+        net.config[nengo.Ensemble].neuron_type = nengo.RectifiedLinear()
+        a = nengo.Node(np.linspace(-0.5, 0.5, 8))
+        b = nengo.Node(np.linspace(0.4, -0.3, 8))
+        product = nengo.networks.Product(10, 8)
+        nengo.Connection(a, product.input_a, synapse=None)
+        nengo.Connection(b, product.input_b, synapse=None)
+        probe = nengo.Probe(product.output, synapse=None)
+    gains = [
+        c for c in product.all_connections
+        if c.pre in (product.input_a, product.input_b) and np.ndim(c.transform.init) == 0
+    ]
+    assert len(gains) == 4
+    trained = [0.9, 0.5, 0.3, -0.6]
+    outputs = []
+    for _ in range(4):  # the merge order differs from build to build
+        with snntorch_nengo.Simulator(net, progress_bar=False, dtype=torch.float64) as sim:
+            assert sim.module.engine.replacements  # the network was merged
+            with torch.no_grad():
+                for conn, value in zip(gains, trained):
+                    sim.module._modules_by_obj[conn].weights.fill_(value)
+            sim.run_steps(2)
+            outputs.append(sim.data[probe])
+    initial = [c.transform for c in gains]
+    try:
+        for conn, value in zip(gains, trained):
+            conn.transform = value
+        with nengo.Simulator(net, progress_bar=False) as ref:
+            ref.run_steps(2)
+    finally:
+        for conn, transform in zip(gains, initial):
+            conn.transform = transform
+    for output in outputs:
+        np.testing.assert_allclose(output, ref.data[probe], atol=1e-10)

@@ -22,7 +22,8 @@ of ``nengo_dl``, a torch model in place of the Keras one):
 Test accuracy is printed for each run, and plotted against the number of time
 steps (accuracy of the output at each step). The digits are 8x8 (1797 of them)
 where NengoDL's tutorial uses 28x28 MNIST, so the figures are not comparable
-digit for digit; NengoDL's published figures are not stated here. Plots go to
+digit for digit; their pixels are scaled to 0-255, the range of the tutorial's
+raw MNIST pixels. NengoDL's published figures are not stated here. Plots go to
 the folder given as first argument (``outputs/nengodl/`` by default).
 ``--quick`` trains for fewer epochs, tests on fewer digits and runs fewer
 configurations (for the test suite).
@@ -69,10 +70,15 @@ np.random.seed(seed)
 torch.manual_seed(seed)
 
 # --- Data ------------------------------------------------------------------------
-# 8x8 images in [0, 1], flattened, with NengoDL's time axis: (n, 1, 64); labels
-# (n, 1, 1). 1348 training and 449 test digits (the first 400 are tested, as the
-# tutorial tests 400 images)
+# 8x8 images, flattened, with NengoDL's time axis: (n, 1, 64); labels (n, 1, 1).
+# 1348 training and 449 test digits (the first 400 are tested, as the tutorial
+# tests 400 images). The pixels go from 0 to 255, as the tutorial's raw MNIST
+# pixels do (it never divides by 255): the input range sets how fast the first
+# layer's firing rates can move (a rate is its bias plus weights times pixels,
+# and each RMSprop update moves a parameter by about the learning rate), so with
+# inputs in [0, 1] the rate regularisation towards 250 Hz barely lifts conv0
 train_images, train_labels, test_images, test_labels = load_digits(seed=seed)
+train_images, test_images = 255 * train_images, 255 * test_images
 if QUICK:
     train_images, train_labels = train_images[:600], train_labels[:600]
 minibatch_size = 50  # 200 in the tutorial, which has 45 times more images

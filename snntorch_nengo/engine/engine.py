@@ -38,7 +38,7 @@ class Engine:
         self.settings = dict(settings or {})
         self.torch_compile = bool(torch_compile)
         self.strategy_cache = {}  # strategy name -> what it keeps between runs
-        self.last_run = None  # Explanation of the last run
+        self._last_run = None  # what makes the Explanation of the last run
         self.input_nodes = input_nodes(model)
         self.probes = list(model.probes)
         self._set_operators(with_input_ops(model, self.input_nodes))
@@ -86,12 +86,13 @@ class Engine:
             self._window_plan = plan
         return self._window_plan
 
-    def merge(self) -> None:
+    def merge(self, trainable=()) -> None:
         """Merge operators with Nengo's optimizer (call after the module tree exists).
 
         Afterwards `layout` describes the merged signals the steps run on, while
         `module_layout` still has the original ones the modules own. Models that
-        run window by window (`window`) stay unmerged.
+        run window by window (`window`) stay unmerged. ``trainable``: the base
+        signals that are parameters (see `merge_operators`' ``keep_apart``).
         """
         if self.windowed:
             # feed-forward: runs of several steps go window by window, where a
@@ -100,7 +101,7 @@ class Engine:
             # across time steps (spiking_classifier)
             return
         originals = self.module_layout.bases
-        operators, replacements = merge_operators(self.operators)
+        operators, replacements = merge_operators(self.operators, keep_apart=trainable)
         for sigs in self.model.sig.values():
             for key, sig in sigs.items():
                 if sig is not None:
@@ -251,8 +252,22 @@ class Engine:
             choice.reason,
         )
         result = choice.strategy.run(self, request)
-        self.last_run = Explanation(choice, n_steps, result.fallbacks, ran=True)
+        # made into an Explanation when asked for, not at every run
+        self._last_run = (choice, n_steps, result.fallbacks)
         return result.data, result.values
+
+    @property
+    def last_run(self) -> "Explanation | None":
+        """The `Explanation` of the last run (None before any)."""
+        last = self._last_run
+        if last is None or isinstance(last, Explanation):
+            return last
+        self._last_run = Explanation(*last, ran=True)
+        return self._last_run
+
+    @last_run.setter
+    def last_run(self, value) -> None:
+        self._last_run = value
 
     def explain(self, request: RunRequest | None = None) -> "Explanation":
         """Which strategy a run takes and why, with the operators that fall back.

@@ -10,13 +10,42 @@ start of a run and splits the state back at the end.
 import numpy as np
 import torch
 from nengo.builder.neurons import SimNeurons
-from nengo.builder.operator import Operator
+from nengo.builder.operator import ElementwiseInc, Operator
 from nengo.builder.optimizer import OpMergePass
 from nengo.utils.simulator import operator_dependency_graph
 
 
-def merge_operators(operators):
-    """``(merged operators, replacements)``: ``replacements[old] = new`` signal."""
+class _KeptApart(ElementwiseInc):
+    """An ElementwiseInc the merger must leave alone (no merger is registered for it)."""
+
+
+def merge_operators(operators, keep_apart=()):
+    """``(merged operators, replacements)``: ``replacements[old] = new`` signal.
+
+    ``keep_apart`` holds base signals that must stay their own tensors
+    (the trainable parameters). nengo merges ElementwiseIncs whose gains are
+    single numbers of equal value into one operator with one gain (a 0-d gain
+    becomes one merged 0-d signal, a ``(1,)`` gain the first operator's): right
+    for constants, but trainable gains equal only at the start (the four
+    ``1/sqrt(2)`` connections of ``nengo.networks.Product``) would then train
+    and run as one, and which of them the run reads would depend on the merge
+    order, which changes from build to build. Those operators are not merged.
+    """
+    kept = [
+        op
+        for op in operators
+        if type(op) is ElementwiseInc and op.A.size == 1 and op.A.base in keep_apart
+    ]
+    for op in kept:
+        op.__class__ = _KeptApart
+    try:
+        return _merge(operators)
+    finally:
+        for op in kept:
+            op.__class__ = ElementwiseInc
+
+
+def _merge(operators):
     # Neurons with their own random state (Poisson/StochasticSpiking) merge too:
     # nengo's merged operator draws for all of them from its first operator's
     # stream (nengo warns "Extra state has been modified"), and drawing the same

@@ -6,7 +6,6 @@ Lightning's `Trainer` when asked for what only the Trainer does.
 """
 
 import contextlib
-import logging
 import warnings
 
 import numpy as np
@@ -284,9 +283,9 @@ class TrainingMixin:
         kwargs.setdefault("num_sanity_val_steps", 0)
         if "strategy" in kwargs:  # DDP keeps each process's simulation state
             kwargs["strategy"] = distributed.resolve_strategy(kwargs["strategy"])
-        quiet = logging.WARNING if verbose < 2 else logging.INFO
-        for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
-            logging.getLogger(name).setLevel(quiet)
+        from .fabric_loop import quiet_lightning
+
+        quiet_lightning(verbose)
         return L.Trainer(callbacks=callbacks, **kwargs)
 
     def _preserving_state(self):

@@ -91,11 +91,34 @@ def make_fabric(module, kwargs, verbose):
     kwargs.setdefault("devices", 1)
     if "strategy" in kwargs:  # DDP keeps each process's simulation state
         kwargs["strategy"] = distributed.resolve_strategy(kwargs["strategy"], fabric=True)
-    quiet = logging.WARNING if verbose < 2 else logging.INFO
-    logging.getLogger("lightning.fabric").setLevel(quiet)
-    fabric = Fabric(**kwargs)
-    fabric.launch()
+    quiet_lightning(verbose)
+    try:
+        key = tuple(sorted(kwargs.items()))
+        hash(key)
+    except TypeError:  # e.g. a strategy object: not kept
+        key = None
+    fabric = _FABRICS.get(key)
+    if fabric is None:
+        fabric = Fabric(**kwargs)
+        fabric.launch()
+        # making one costs more than an epoch of a small network (Fabric reads
+        # every installed package's entry points): one process's are kept
+        if key is not None and fabric.world_size == 1:
+            _FABRICS[key] = fabric
     return fabric
+
+
+_FABRICS = {}
+
+
+def quiet_lightning(verbose):
+    """Lightning's info messages only with ``verbose=2``."""
+    quiet = logging.WARNING if verbose < 2 else logging.INFO
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        # setting a level clears every logger's cache: only when it changes
+        if logger.level != quiet:
+            logger.setLevel(quiet)
 
 
 class Loop:
@@ -154,17 +177,23 @@ class Loop:
     # -- running
 
     def fit(self, train, val, epochs, history, callbacks=()):
-        from .lightning import EpochMean
-
         lm, fabric = self.lm, self.fabric
         self._moved = {}
         module = lm.module
         optimizer = lm.configure_optimizers()
-        forward, optimizer = fabric.setup(module, optimizer)
+        if self.plain() and module.device == fabric.device:
+            # one device, full precision, the module already there: Fabric's
+            # wrappers would only pass the calls on (and hook every output)
+            forward, backward = module, _backward
+        else:
+            forward, optimizer = fabric.setup(module, optimizer)
+            backward = fabric.backward
+            if self.plain():
+                forward, optimizer, backward = module, optimizer.optimizer, _backward
         metrics = lm.stage_metrics("train")
         for epoch in range(epochs):
             module.train()
-            means = _Means(lm, "", EpochMean, fabric.device)
+            means = _Means(lm, "")
             for metric in metrics.values():
                 metric.reset()
             batches = self.batches(train, True, epoch)
@@ -181,7 +210,7 @@ class Loop:
                         "on the way are trainable"
                     )
                 optimizer.zero_grad()
-                fabric.backward(loss)
+                backward(loss)
                 optimizer.step()
                 means.add(result)
                 lm.update_metric_states(result.outputs, result.targets, "train")
@@ -200,20 +229,35 @@ class Loop:
                 history.history.setdefault(name, []).append(value)
         return history
 
+    def plain(self):
+        """One process and a precision plugin that changes nothing."""
+        from lightning.fabric.plugins import Precision
+
+        return (
+            not self.distributed
+            and type(self.fabric.strategy.precision) is Precision
+        )
+
     def evaluate(self, loader):
         self._moved = {}
-        forward = self.fabric.setup_module(self.lm.module)
+        module = self.lm.module
+        if self.plain() and module.device == self.fabric.device:
+            forward = module
+        else:
+            forward = self.fabric.setup_module(module)
+            if self.plain():
+                forward = module
         return self.run_eval(loader, "test", forward, 0)
 
     def run_eval(self, loader, stage, forward, epoch):
         """Losses and metrics of ``stage`` (``"val"``, ``"test"``) over ``loader``."""
-        from .lightning import STAGES, EpochMean
+        from .lightning import STAGES
 
         lm = self.lm
         module = lm.module
         training = module.training
         prefix = STAGES[stage]
-        means = _Means(lm, prefix, EpochMean, self.fabric.device)
+        means = _Means(lm, prefix)
         metrics = lm.stage_metrics(stage)
         for metric in metrics.values():
             metric.reset()
@@ -231,28 +275,74 @@ class Loop:
         return values
 
 
+def _backward(loss):
+    loss.backward()
+
+
 class _Means:
     """The epoch's batch-size-weighted mean losses, accumulated on the device."""
 
-    def __init__(self, lm, prefix, mean_type, device):
+    def __init__(self, lm, prefix):
         self.lm, self.prefix = lm, prefix
-        self.mean_type, self.device = mean_type, device
         self.means = {}
+        self.same = {}  # name -> the name whose sum it shares
+        self._names = {}  # probe -> the name of its loss
+        self._total_name = f"{prefix}loss"
 
     def _mean(self, name):
         mean = self.means.get(name)
         if mean is None:
-            mean = self.means[name] = self.mean_type().to(self.device)
+            mean = self.means[name] = _Sum()
         return mean
 
     def add(self, result):
-        names = self.lm.names
+        names = self._names
+        added = {}
         for probe, value in result.losses.items():
-            self._mean(f"{self.prefix}{names[probe]}_loss").update(value, result.batch_size)
-        self._mean(f"{self.prefix}loss").update(result.total, result.batch_size)
+            name = names.get(probe)
+            if name is None:
+                name = names[probe] = f"{self.prefix}{self.lm.names[probe]}_loss"
+            self._add(name, value, result, added)
+        self._add(self._total_name, result.total, result, added)
+
+    def _add(self, name, value, result, added):
+        mean = self._mean(name)
+        same = added.get(id(value))
+        if same is not None:
+            # one probe of weight 1: its loss is the total, summed once
+            self.same[name] = same
+            return
+        mean.update(value, result.batch_size)
+        added[id(value)] = name
 
     def compute(self):
-        return {name: float(mean.compute()) for name, mean in self.means.items()}
+        values = {}
+        for name, mean in self.means.items():
+            source = self.same.get(name)
+            values[name] = values[source] if source else float(mean.compute())
+        return values
+
+
+class _Sum:
+    """A batch-size-weighted mean: `.lightning.EpochMean`'s arithmetic, lighter.
+
+    The sum stays on the device; the count is a Python int.
+    """
+
+    def __init__(self):
+        self.total, self.count = None, 0
+
+    def update(self, value, batch_size):
+        value = value.detach()
+        if value.dtype not in (torch.float32, torch.float64):
+            value = value.to(torch.get_default_dtype())
+        # EpochMean starts from a zero; adding the first term to it is exact
+        term = value * batch_size
+        self.total = term if self.total is None else self.total + term
+        self.count += batch_size
+
+    def compute(self):
+        return self.total / self.count
 
 
 def _computed(metrics, prefix):

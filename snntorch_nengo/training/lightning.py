@@ -266,8 +266,9 @@ class NengoLightningModule(L.LightningModule):
     def split_batch(self, batch):
         """``(inputs by node, targets by probe)`` from a batch tuple."""
         batch = list(batch)
-        n_in = len(self.input_nodes) if len(batch) > len(self.target_probes) else 0
-        inputs = dict(zip(self.input_nodes, batch[:n_in]))
+        nodes = self.input_nodes
+        n_in = len(nodes) if len(batch) > len(self.target_probes) else 0
+        inputs = dict(zip(nodes, batch[:n_in]))
         targets = dict(zip(self.target_probes, batch[n_in:]))
         return inputs, targets
 
@@ -312,12 +313,15 @@ class NengoLightningModule(L.LightningModule):
 
     def weighted_losses(self, outputs, targets):
         """``(weighted sum, {probe: loss})`` of the trained probes' losses."""
-        total, losses = 0.0, {}
+        total, losses = None, {}
         for probe, target in targets.items():
             value = self.losses[probe](outputs[probe], target.to(outputs[probe].dtype))
             losses[probe] = value
-            total = total + self.loss_weights.get(probe, 1.0) * value
-        return total, losses
+            weight = self.loss_weights.get(probe, 1.0)
+            # the numbers of 0.0 + 1.0 * value, without the two operations
+            term = value if weight == 1 else weight * value
+            total = term if total is None else total + term
+        return (0.0 if total is None else total), losses
 
     def _step(self, batch, stage, on_step):
         prefix = STAGES[stage]
