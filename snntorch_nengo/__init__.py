@@ -10,7 +10,6 @@ from .converter import Converter
 from .neurons import LeakyReLU, SoftLIFRate, SpikingLeakyReLU
 from .training import losses
 from .version import version as __version__
-from .sysinfo import info
 
 __all__ = [
     "NengoLightningModule",
@@ -33,6 +32,12 @@ def __getattr__(name):
         from .training.lightning import NengoLightningModule
 
         return NengoLightningModule
+    # info() registers the custom ops (kernels.ops), which importing the
+    # package does not: loaded when asked for
+    if name == "info":
+        from .sysinfo import info
+
+        return info
     if name == "metrics":
         from .training import metrics
 

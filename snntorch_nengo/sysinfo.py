@@ -48,7 +48,8 @@ def collect() -> dict:
             "isa": cpp.kernel_isa(), "backward": cpp.HAS_BACKWARD,
             "summary": f"active, {kind} ({cpp.kernel_isa()}"
             f"{', with backward kernels' if cpp.HAS_BACKWARD else ', forward only: rebuild'}"
-            f"): {cpp.PATH}",
+            f"): {cpp.PATH}"
+            + (f" (not the prebuilt one: {cpp.PREBUILT_ERROR})" if cpp.SOURCE == "jit" else ""),
         }
     else:
         facts["cpp"] = {

@@ -127,6 +127,39 @@ def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
     assert jit.cache_root() == tmp_path / "xdg" / "snntorch_nengo"
 
 
+# -- a prebuilt module from other sources -----------------------------------------
+
+
+def test_a_module_built_from_other_sources_is_stale(tmp_path):
+    copy = tmp_path / "csrc"
+    shutil.copytree(CSRC, copy)
+    current = extension.source_hash(copy)
+    module = tmp_path / "_C.so"
+    module.write_bytes(b"\x7fELF..." + extension.HASH_MARKER + current.encode() + b"\0...")
+    assert extension.built_hash(module) == current
+    assert jit.stale_prebuilt(module, copy) is None
+
+    (copy / "ops.cpp").write_text((copy / "ops.cpp").read_text() + "\n// changed\n")
+    reason = jit.stale_prebuilt(module, copy)
+    assert reason is not None and "was built from other sources than" in reason
+
+    # a module built before hashes were recorded is taken as it is
+    old = tmp_path / "old.so"
+    old.write_bytes(b"\x7fELF no hash here")
+    assert extension.built_hash(old) is None and jit.stale_prebuilt(old, copy) is None
+
+
+def test_the_loaded_module_records_the_hash_of_its_sources():
+    if not cpp.AVAILABLE:
+        pytest.skip(f"no C++ kernels: {cpp.IMPORT_ERROR}")
+    recorded = extension.built_hash(cpp.PATH)
+    if recorded is None:
+        pytest.skip(f"{cpp.PATH} was built before modules recorded their sources")
+    assert cpp._C.SOURCE_HASH == recorded
+    # loaded only when it matches the package's sources (else the JIT build is)
+    assert recorded == extension.source_hash(jit.find_sources())
+
+
 # -- build_once: lock, staging, failure -------------------------------------------
 
 
@@ -360,7 +393,9 @@ def test_info_says_what_runs_here():
         "windowed", "in_place", "compiled", "functional"]
     loop = "the C++ loop" if cpp.AVAILABLE else "the Python loop"
     assert loop in text
-    facts = snntorch_nengo.sysinfo.collect()
+    from snntorch_nengo import sysinfo
+
+    facts = sysinfo.collect()
     assert facts["cpp"]["active"] == cpp.AVAILABLE and facts["cpp"]["source"] == cpp.SOURCE
 
 

@@ -29,11 +29,15 @@ from snntorch_nengo.kernels import jit
 #: "jit" (built on first use, `snntorch_nengo.kernels.jit`) or None
 SOURCE: Optional[str] = None
 try:
+    # not loaded when built from older sources: its ops could not be
+    # replaced by the current ones' once registered
+    PREBUILT_ERROR = jit.check_prebuilt()
+    if PREBUILT_ERROR is not None:
+        raise ImportError(PREBUILT_ERROR)
     from snntorch_nengo import _C  # noqa: F401  (registers the ops)
 
     SOURCE = "prebuilt"
-    PREBUILT_ERROR = None
-except (ImportError, OSError) as e:  # not built, or built for another torch
+except (ImportError, OSError) as e:  # not built, stale, or built for another torch
     _C = None
     PREBUILT_ERROR = f"{type(e).__name__}: {e}"
     _C = jit.load()

@@ -35,7 +35,7 @@ CXX_FLAGS = ("-O3", "-g0", "-fopenmp")
 LINK_FLAGS = ("-fopenmp",)
 #: part of the JIT cache key with the sources and the flags above: raise it
 #: when a change to how `build` compiles makes older builds unfit
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 _X86 = ("x86_64", "amd64", "i386", "i486", "i586", "i686", "x86")
 
@@ -184,15 +184,32 @@ def import_torch(log=None):
     raise ImportError(f"no torch in the build environment nor in {paths['purelib']}")
 
 
+#: what precedes the sources' hash in a built module (python_module.cpp)
+HASH_MARKER = b"snntorch_nengo sources sha256 "
+
+
+def built_hash(path) -> Optional[str]:
+    """The hash of the sources the module file at ``path`` was built from
+    (`source_hash`), read without loading it; None if it records none."""
+    data = pathlib.Path(path).read_bytes()
+    at = data.find(HASH_MARKER)
+    if at < 0:
+        return None
+    start = at + len(HASH_MARKER)
+    return data[start:start + 64].decode("ascii", errors="replace")
+
+
 def extension(r: Recipe, name: str = MODULE):
-    """The setuptools extension of recipe ``r`` (imports torch)."""
+    """The setuptools extension of recipe ``r`` (imports torch); the module
+    records the hash of its sources (`built_hash`)."""
     from torch.utils.cpp_extension import CppExtension
 
     return CppExtension(
         name,
         sources=r.paths,
         include_dirs=[str(r.csrc)],
-        define_macros=[(d, None) for d in r.defines],
+        define_macros=[(d, None) for d in r.defines]
+        + [("SNN_SOURCE_HASH", f'"{source_hash(r.csrc)}"')],
         extra_compile_args={"cxx": [*CXX_FLAGS, *r.common_flags]},
         extra_link_args=list(LINK_FLAGS),
     )

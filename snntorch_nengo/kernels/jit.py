@@ -17,7 +17,10 @@ there ever after.
 - The build runs in a subprocess, its compiler output in ``build.log``; a
   failed build leaves ``<folder>.failed`` (that log), so later processes don't
   retry it: delete it, or run ``python -m snntorch_nengo --build``.
-- ``SNNTORCH_NENGO_JIT=0`` turns the build off.
+- A prebuilt module built from other sources than the package's
+  (`check_prebuilt`: an editable install whose C++ sources changed since) is
+  not loaded; the current sources are built here instead.
+- ``SNNTORCH_NENGO_JIT=0`` turns the build off (and loads even such a module).
 
 When neither a prebuilt nor a just-in-time extension loads, `warn_missing`
 warns once per process, naming the fix.
@@ -241,6 +244,38 @@ def import_module(path):
     spec.loader.exec_module(module)
     sys.modules[extension.MODULE] = module
     return module
+
+
+def stale_prebuilt(origin, csrc) -> Optional[str]:
+    """Why the prebuilt module file ``origin`` must not be loaded: it records
+    sources other than those in ``csrc`` (an editable install whose sources
+    changed since); None if it records the same, or none (older builds)."""
+    built = extension.built_hash(origin)
+    if built is None or built == extension.source_hash(csrc):
+        return None
+    return (
+        f"{origin} was built from other sources than {csrc} (reinstall, or "
+        "the kernels are built from the current ones just in time)"
+    )
+
+
+def check_prebuilt() -> Optional[str]:
+    """`stale_prebuilt` for the ``snntorch_nengo._C`` that an import would
+    load (None also when there is none, or no sources, or the JIT build is off:
+    an older module is better than none)."""
+    if not enabled():
+        return None
+    csrc = find_sources()
+    try:
+        spec = importlib.util.find_spec(extension.MODULE)
+    except (ImportError, ValueError):
+        return None
+    if csrc is None or spec is None or not spec.origin or not os.path.isfile(spec.origin):
+        return None
+    try:
+        return stale_prebuilt(spec.origin, csrc)
+    except OSError:
+        return None
 
 
 #: the last outcome of `load`: the module file, or why there is none
