@@ -73,7 +73,7 @@ for mode in ("rate swap", "surrogate"):
             snntorch_nengo.configure_settings(surrogate="fast_sigmoid")
         h1_probe = nengo.Probe(net.ensembles[0].neurons, label="h1_spikes")
     if mode == "rate swap":
-        epochs = 8 if args.quick else 25
+        epochs = 16 if args.quick else 25
     else:
         epochs = 6 if args.quick else 12
     with snntorch_nengo.Simulator(
