@@ -213,7 +213,8 @@ class Loop:
                 backward(loss)
                 optimizer.step()
                 means.add(result)
-                lm.update_metric_states(result.outputs, result.targets, "train")
+                if metrics:
+                    lm.update_metric_states(result.outputs, result.targets, metrics=metrics)
                 bar.step(loss)
             values = means.compute()
             values.update(_computed(metrics, ""))
@@ -271,7 +272,10 @@ class Loop:
                 for batch in batches:
                     result = lm.batch_losses(batch, forward=forward)
                     means.add(result)
-                    lm.update_metric_states(result.outputs, result.targets, stage)
+                    if metrics:
+                        lm.update_metric_states(
+                            result.outputs, result.targets, metrics=metrics
+                        )
                     bar.step(result.total)
         finally:
             bar.close()
