@@ -204,6 +204,13 @@ def test_progress_bar_follows_verbose(verbose, capfd):
         assert "loss=" in shown
     else:
         assert shown == ""
+    with Simulator(net, minibatch_size=10, progress_bar=False) as sim:
+        sim.compile(loss="mse")
+        capfd.readouterr()
+        sim.evaluate(x, x, verbose=verbose)
+        assert sim.last_loop[0] == "fabric"
+    out, err = capfd.readouterr()
+    assert ("Testing" in out + err) == bool(verbose)
 
 
 def test_in_order_batches_are_views():

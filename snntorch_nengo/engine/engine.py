@@ -54,6 +54,7 @@ class Engine:
                 OpRegistry.maker_for(getattr(op, "original", op))
 
     def _set_operators(self, operators) -> None:
+        self.__dict__.pop("_probe_signals", None)
         self.operators = operators
         self.step_order = step_order(operators)
         self.layout = SignalLayout(
@@ -124,7 +125,12 @@ class Engine:
 
     def probe_signal(self, probe):
         """The signal ``probe`` records (after merging, a view of a merged base)."""
-        return self.model.sig[probe]["in"]
+        # asked at every run; `_set_operators` (after a merge) forgets them
+        known = self.__dict__.setdefault("_probe_signals", {})
+        sig = known.get(probe)
+        if sig is None:
+            sig = known[probe] = self.model.sig[probe]["in"]
+        return sig
 
     def resolve(self, sig):
         """The signal the steps use for ``sig`` (a view of a merged base, maybe)."""

@@ -213,7 +213,8 @@ class Loop:
                 backward(loss)
                 optimizer.step()
                 means.add(result)
-                lm.update_metric_states(result.outputs, result.targets, "train")
+                if metrics:
+                    lm.update_metric_states(result.outputs, result.targets, metrics=metrics)
                 bar.step(loss)
             values = means.compute()
             values.update(_computed(metrics, ""))
@@ -262,13 +263,22 @@ class Loop:
         for metric in metrics.values():
             metric.reset()
         module.eval()
+        batches = self.batches(loader, False, epoch)
+        # evaluate shows a bar, as the Trainer's test does (validation within
+        # fit does not add one)
+        bar = _Bar(self.verbose if stage == "test" else 0, len(batches), "Testing")
         try:
             with torch.no_grad():
-                for batch in self.batches(loader, False, epoch):
+                for batch in batches:
                     result = lm.batch_losses(batch, forward=forward)
                     means.add(result)
-                    lm.update_metric_states(result.outputs, result.targets, stage)
+                    if metrics:
+                        lm.update_metric_states(
+                            result.outputs, result.targets, metrics=metrics
+                        )
+                    bar.step(result.total)
         finally:
+            bar.close()
             module.train(training)
         values = means.compute()
         values.update(_computed(metrics, prefix))

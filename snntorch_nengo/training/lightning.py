@@ -210,7 +210,8 @@ class NengoLightningModule(L.LightningModule):
 
     @property
     def input_nodes(self):
-        return self.module.input_nodes
+        # read every batch: the child module straight from nn.Module's dict
+        return self._modules["module"].input_nodes
 
     def find_probe(self, key, where):
         if key in self.names:
@@ -388,9 +389,13 @@ class NengoLightningModule(L.LightningModule):
             stage, self.test_metrics
         )
 
-    def update_metric_states(self, outputs, targets, stage="train"):
-        """Update the metrics of ``stage`` with one batch (nothing logged)."""
-        metrics = self.stage_metrics(stage)
+    def update_metric_states(self, outputs, targets, stage="train", metrics=None):
+        """Update the metrics of ``stage`` (or ``metrics``) with one batch.
+
+        Nothing is logged.
+        """
+        if metrics is None:
+            metrics = self.stage_metrics(stage)
         for key, metric in metrics.items():
             probe = self.metric_probes[key]
             metric.update(outputs[probe].detach(), targets[probe])
