@@ -1,13 +1,13 @@
 """Packaging for snntorch_nengo (plain setuptools)."""
 
+import importlib.util
 import os
 import pathlib
-import platform
 import re
 import sys
-import traceback
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 root = pathlib.Path(__file__).parent
 version = re.search(
@@ -50,24 +50,37 @@ tests_require = [
 # The torch C++ extension snntorch_nengo._C built from csrc/: fused
 # multi-step spiking-neuron + lowpass CPU kernels, registered as the torch ops
 # torch.ops.snntorch_nengo_cpp.* when the module is imported (see
-# snntorch_nengo/kernels/cpp.py). It is optional: if torch is missing at build
-# time or the compilation fails, a warning is printed and the package installs
-# without it (snntorch_nengo.kernels then runs the torch reference instead).
-# Set SNNTORCH_NENGO_NO_EXTENSION=1 to skip it.
+# snntorch_nengo/kernels/cpp.py), and the in-place stepping loop. The build
+# recipe (sources, per-source flags, defines) is
+# snntorch_nengo/kernels/extension.py reading csrc/sources.txt, shared with the
+# just-in-time build (snntorch_nengo/kernels/jit.py) and CMake.
 #
-# torch must be importable when this runs, so install with
-#   pip install --no-build-isolation -e .
-# after installing torch (the Makefile does); with build isolation pip would
-# fetch another torch into the build environment.
+# It is optional: if torch is missing or the compilation fails, a warning is
+# printed and the package installs without it; the package then builds it on
+# first use from the sources it ships (snntorch_nengo/_csrc, copied by
+# build_py below) into a cache. Set SNNTORCH_NENGO_NO_EXTENSION=1 to skip it.
+#
+# torch is not a build requirement (pyproject.toml): pip would install another
+# torch (a multi-GB CUDA build by default) into its isolated build
+# environment, and an extension built against it would not load with the
+# user's torch anyway. Instead the build uses the torch of the environment
+# being installed into (extension.import_torch), with or without build isolation.
 ext_modules = []
 cmdclass = {}
+CSRC = root / "csrc"
 
-# kernels_impl.h is compiled once per torch CPU capability, with the matching
-# instruction-set flags (torch picks the same ones for its own kernels)
-_KERNEL_ISA_FLAGS = {
-    "kernels_avx2.cpp": ["-mavx2", "-mfma", "-mf16c"],
-    "kernels_avx512.cpp": ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mfma"],
-}
+
+def _load_recipe():
+    """snntorch_nengo/kernels/extension.py, by path: the package itself (and
+    its dependencies) need not be importable here."""
+    path = root / "snntorch_nengo" / "kernels" / "extension.py"
+    spec = importlib.util.spec_from_file_location("_snntorch_nengo_extension", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+recipe = _load_recipe()
 
 
 def _warn(message):
@@ -80,106 +93,34 @@ def _torch_extension():
     if os.environ.get("SNNTORCH_NENGO_NO_EXTENSION", "") not in ("", "0"):
         return None, None
     try:
-        from torch.utils.cpp_extension import BuildExtension, CppExtension
+        recipe.import_torch(log=lambda m: print(m, file=sys.stderr))
+        r = recipe.recipe(CSRC)
+        return recipe.extension(r), recipe.build_ext_class(r, optional=True, warn=_warn)
     except Exception as e:  # noqa: BLE001 (torch missing or broken)
         _warn(
-            f"torch is not importable ({e!r}): building snntorch_nengo without "
-            "its C++ kernels. Install torch first and use "
-            "`pip install --no-build-isolation` to build them."
+            f"torch is not importable ({e!r}): installing snntorch_nengo without its "
+            "prebuilt C++ kernels; they will be built on first use (or install torch "
+            "first, then this package)."
         )
         return None, None
 
-    sources = ["csrc/kernels_default.cpp"]  # first: see csrc/CMakeLists.txt
-    defines = []
-    if platform.machine().lower() in ("x86_64", "amd64", "i686", "i386"):
-        sources += ["csrc/kernels_avx2.cpp", "csrc/kernels_avx512.cpp"]
-        defines += [("SNN_HAVE_AVX2", None), ("SNN_HAVE_AVX512", None)]
-    sources += ["csrc/ops.cpp", "csrc/program.cpp", "csrc/python_module.cpp"]
-    extension = CppExtension(
-        "snntorch_nengo._C",
-        sources=sources,
-        include_dirs=[str(root / "csrc")],
-        define_macros=defines,
-        # -ffp-contract=off: no fused multiply-adds, so float64 results stay
-        # bitwise equal to the torch reference
-        extra_compile_args={"cxx": ["-O3", "-g0", "-fopenmp", "-ffp-contract=off"]},
-        extra_link_args=["-fopenmp"],
-    )
 
-    class OptionalBuildExtension(BuildExtension):
-        """BuildExtension that warns and goes on when compiling fails.
+class BuildPyWithSources(build_py):
+    """build_py that also ships the C++ sources, as snntorch_nengo/_csrc, for the
+    just-in-time build of an installed package (an editable install builds from
+    csrc/ itself)."""
 
-        Without ninja (per-source flags need distutils' per-file compile), and
-        compiling the sources in parallel threads.
-        """
-
-        def __init__(self, *args, **kwargs):
-            kwargs["use_ninja"] = False
-            super().__init__(*args, **kwargs)
-
-        def run(self):
-            try:
-                super().run()
-            except Exception:  # noqa: BLE001
-                _warn(
-                    "building the C++ extension snntorch_nengo._C failed; "
-                    "snntorch_nengo will use its (slower) torch kernels.\n"
-                    + traceback.format_exc()
-                )
-
-        def build_extension(self, ext):
-            compiler = self.compiler
-            single = compiler._compile  # torch's wrapper, set by build_extensions
-
-            def compile_one(obj, src, ext_, cc_args, extra_postargs, pp_opts):
-                flags = _KERNEL_ISA_FLAGS.get(os.path.basename(src), [])
-                if flags:
-                    if isinstance(extra_postargs, dict):
-                        extra_postargs = dict(extra_postargs)
-                        extra_postargs["cxx"] = list(extra_postargs.get("cxx", [])) + flags
-                    else:
-                        extra_postargs = list(extra_postargs or []) + flags
-                return single(obj, src, ext_, cc_args, extra_postargs, pp_opts)
-
-            def compile_parallel(
-                sources,
-                output_dir=None,
-                macros=None,
-                include_dirs=None,
-                debug=0,
-                extra_preargs=None,
-                extra_postargs=None,
-                depends=None,
-            ):
-                from concurrent.futures import ThreadPoolExecutor
-
-                macros, objects, extra_postargs, pp_opts, build = compiler._setup_compile(
-                    output_dir, macros, include_dirs, sources, depends, extra_postargs
-                )
-                cc_args = compiler._get_cc_args(pp_opts, debug, extra_preargs)
-                jobs = [(obj,) + tuple(build[obj]) for obj in objects if obj in build]
-                workers = max(1, min(len(jobs), os.cpu_count() or 1))
-                with ThreadPoolExecutor(workers) as pool:
-                    futures = [
-                        pool.submit(compile_one, obj, src, ext_, cc_args, extra_postargs, pp_opts)
-                        for obj, src, ext_ in jobs
-                    ]
-                    for f in futures:
-                        f.result()
-                return objects
-
-            compiler._compile = compile_one
-            original_compile = compiler.compile
-            compiler.compile = compile_parallel
-            try:
-                super().build_extension(ext)
-            finally:
-                compiler._compile = single
-                compiler.compile = original_compile
-
-    return extension, OptionalBuildExtension
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return
+        target = pathlib.Path(self.build_lib) / "snntorch_nengo" / "_csrc"
+        target.mkdir(parents=True, exist_ok=True)
+        for path in recipe.source_files(CSRC):
+            self.copy_file(str(path), str(target / path.name))
 
 
+cmdclass["build_py"] = BuildPyWithSources
 _extension, _build_ext = _torch_extension()
 if _extension is not None:
     ext_modules.append(_extension)

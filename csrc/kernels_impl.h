@@ -39,6 +39,18 @@ constexpr int kVecs = 4;
 // Parallelise only when there is enough work per call (elements * steps).
 constexpr int64_t kParallelWork = 1 << 15;
 
+// A block walks down the [T, N] rows: each step's few cache lines lie a whole
+// row (N elements) after the last, too far apart for the hardware prefetcher,
+// so every load and store would wait on memory. The block asks for its lines
+// this many steps ahead instead (it changes no result).
+constexpr int64_t kPrefetchSteps = 4;
+
+template <bool Write, typename T>
+inline void prefetch_lines(const T* p, int bytes) {
+  const char* c = reinterpret_cast<const char*>(p);
+  for (int b = 0; b < bytes; b += 64) __builtin_prefetch(c + b, Write ? 1 : 0, 3);
+}
+
 // The surrogate derivative of the spike threshold at x (the distance to it),
 // as snntorch_nengo/neurons/surrogates.py computes it; `kind` is a
 // kSurrogate* id (neuron_specs.h), the same for the whole call, so the switch
@@ -95,6 +107,9 @@ struct Lif {
   static constexpr int kNoLane = (1 << Vec::size()) - 1;
   Vec dt, tau_rc, tau_ref, min_voltage, amp_over_dt;
   Vec zero, one, two;
+  // expm1(-dt / tau_rc): the decay of a step with no refractory time left,
+  // computed as `step` computes it for delta_t = dt (the same bits)
+  Vec e_full;
 
   explicit Lif(const LifParams& p)
       : dt(static_cast<T>(p.dt)),
@@ -104,7 +119,8 @@ struct Lif {
         amp_over_dt(static_cast<T>(p.amplitude / p.dt)),
         zero(T(0)),
         one(T(1)),
-        two(T(2)) {}
+        two(T(2)),
+        e_full((dt.neg() / tau_rc).expm1()) {}
 
   // nengo.LIF.step, as snntorch_nengo.neurons.spiking.lif:
   //   refractory_time -= dt
@@ -121,7 +137,10 @@ struct Lif {
     r = r - dt;
     Vec delta_t = at::vec::clamp(dt - r, zero, dt);
     const Vec d = J - v;
-    const Vec e = (delta_t.neg() / tau_rc).expm1();
+    // most steps of most neurons are outside the refractory period: then the
+    // decay is e_full, and expm1 (the costliest operation here) is skipped
+    const Vec e = (delta_t != dt).zero_mask() == kNoLane
+        ? e_full : (delta_t.neg() / tau_rc).expm1();
     v = v - d * e;
     if constexpr (Save) {
       saved[0] = d;
@@ -319,8 +338,15 @@ inline void run_block(
     for (int s = 0; s < S; ++s) state[k][s] = load(a.state_in[s] + off, k);
     filtered[k] = load(a.filtered_in + off, k);
   }
+  constexpr int kBlockBytes = kVecs * W * int(sizeof(T));
   for (int64_t t = 0; t < a.steps; ++t) {
     const int64_t row = t * a.n + n0;
+    if (t + kPrefetchSteps < a.steps) {
+      const int64_t ahead = row + kPrefetchSteps * a.n;
+      prefetch_lines<false>(a.J + ahead, kBlockBytes);
+      prefetch_lines<true>(a.output + ahead, kBlockBytes);
+      prefetch_lines<true>(a.filtered_seq + ahead, kBlockBytes);
+    }
     for (int k = 0; k < n_vecs; ++k) {
       const int64_t off = row + k * W;
       Vec output = neuron(load(a.J + off, k), state[k]);
@@ -463,6 +489,7 @@ inline void run_block_backward(
     g_f[k] = a.grad_filtered ? load(a.grad_filtered + off, k) : zero;
   }
 
+  constexpr int kBlockBytes = kVecs * W * int(sizeof(T));
   Vec* saved = buffers.saved.data();
   for (int64_t seg = segments - 1; seg >= 0; --seg) {
     const int64_t t0 = seg * kSegment;
@@ -473,6 +500,9 @@ inline void run_block_backward(
       }
     }
     for (int64_t t = t0; t < t1; ++t) {
+      if (t + kPrefetchSteps < t1) {
+        prefetch_lines<false>(a.J + (t + kPrefetchSteps) * a.n + n0, kBlockBytes);
+      }
       for (int k = 0; k < n_vecs; ++k) {
         neuron.save(load(a.J + t * a.n + n0 + k * W, k), state[k],
                     saved + ((t - t0) * kVecs + k) * K);
@@ -480,6 +510,12 @@ inline void run_block_backward(
     }
     for (int64_t t = t1 - 1; t >= t0; --t) {
       const int64_t row = t * a.n + n0;
+      if (t - kPrefetchSteps >= t0) {
+        const int64_t ahead = row - kPrefetchSteps * a.n;
+        if (a.grad_output) prefetch_lines<false>(a.grad_output + ahead, kBlockBytes);
+        if (a.grad_filtered_seq) prefetch_lines<false>(a.grad_filtered_seq + ahead, kBlockBytes);
+        prefetch_lines<true>(a.grad_J + ahead, kBlockBytes);
+      }
       for (int k = 0; k < n_vecs; ++k) {
         const int64_t off = row + k * W;
         // the lowpass: filtered_t = decay * filtered_{t-1} + (1 - decay) * output_t
@@ -613,6 +649,63 @@ bool spike_matmul(const T* X, const T* Wt, T* Y, int64_t M, int64_t K, int64_t N
   return true;
 }
 
+// Y[K, N] = X[R, K]^T @ G[R, N]: each row r of X scatters x[r, k] * G[r] into
+// the rows k of Y its nonzero entries pick. Every Y[k, j] sums its terms over
+// r in increasing order starting from zero, as spike_matmul of the transposed
+// X does (the same bits), but X is read once in place and G streamed once.
+// Threads split the columns of Y (each keeps the order over r).
+template <typename T>
+bool spike_matmul_tn(const T* X, const T* G, T* Y, int64_t R, int64_t K, int64_t N,
+                     double max_density, int num_threads) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  int64_t nnz = 0;
+  for (int64_t i = 0; i < R * K; ++i) nnz += X[i] != T(0);
+  if (static_cast<double>(nnz) > max_density * static_cast<double>(R * K)) return false;
+
+  auto columns = [&](int64_t j0, int64_t j1, int64_t* idx) {
+    for (int64_t k = 0; k < K; ++k) std::fill(Y + k * N + j0, Y + k * N + j1, T(0));
+    for (int64_t r = 0; r < R; ++r) {
+      const T* x = X + r * K;
+      int64_t n = 0;
+      for (int64_t k = 0; k < K; ++k) {  // branch-free list of the nonzero k
+        idx[n] = k;
+        n += x[k] != T(0);
+      }
+      const T* g = G + r * N;
+      for (int64_t i = 0; i < n; ++i) {
+        const Vec xv(x[idx[i]]);
+        T* y = Y + idx[i] * N;
+        int64_t j = j0;
+        for (; j + W <= j1; j += W) (Vec::loadu(y + j) + xv * Vec::loadu(g + j)).store(y + j);
+        if (j < j1) {
+          const int lanes = int(j1 - j);
+          (Vec::loadu(y + j, lanes) + xv * Vec::loadu(g + j, lanes)).store(y + j, lanes);
+        }
+      }
+    }
+  };
+#ifdef _OPENMP
+  const int64_t n_vecs = (N + W - 1) / W;
+  if (num_threads > 1 && n_vecs > 1 && R * K >= kParallelWork && !omp_in_parallel()) {
+    const int threads = int(std::min<int64_t>(num_threads, n_vecs));
+#pragma omp parallel num_threads(threads)
+    {
+      std::vector<int64_t> idx(K);
+      const int t = omp_get_thread_num();
+      // whole vectors per thread: the same lanes as one thread's pass
+      const int64_t j0 = std::min(N, (n_vecs * t / threads) * W);
+      const int64_t j1 = std::min(N, (n_vecs * (t + 1) / threads) * W);
+      if (j0 < j1) columns(j0, j1, idx.data());
+    }
+    return true;
+  }
+#endif
+  std::vector<int64_t> idx(K);
+  columns(0, N, idx.data());
+  return true;
+}
+
 }  // namespace CPU_CAPABILITY
 
 #define SNN_STR2(x) #x
@@ -635,6 +728,8 @@ const KernelTable& SNN_TABLE_FN() {
       &CPU_CAPABILITY::alif_backward_entry<double>,
       &CPU_CAPABILITY::relu_backward_entry<float>,
       &CPU_CAPABILITY::relu_backward_entry<double>,
+      &CPU_CAPABILITY::spike_matmul_tn<float>,
+      &CPU_CAPABILITY::spike_matmul_tn<double>,
   };
   return table;
 }

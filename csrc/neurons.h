@@ -92,6 +92,13 @@ struct KernelTable {
   void (*alif_backward_f64)(const BackwardArgs<double>&, const AdaptiveLifParams&);
   void (*relu_backward_f32)(const BackwardArgs<float>&, const SpikingReluParams&);
   void (*relu_backward_f64)(const BackwardArgs<double>&, const SpikingReluParams&);
+  // Y[K, N] = X[R, K]^T @ G[R, N] (a weight gradient), visiting only X's
+  // nonzero entries, without transposing X; the sums run over r in order, as
+  // spike_mm of X^T does (the same bits); false (Y not written) as spike_mm
+  bool (*spike_mm_tn_f32)(const float* X, const float* G, float* Y, int64_t R, int64_t K,
+                          int64_t N, double max_density, int num_threads);
+  bool (*spike_mm_tn_f64)(const double* X, const double* G, double* Y, int64_t R, int64_t K,
+                          int64_t N, double max_density, int num_threads);
 };
 
 const KernelTable& kernels_DEFAULT();

@@ -11,7 +11,8 @@
 //       forward pass; see BackwardArgs in neurons.h)
 //   torch.ops.snntorch_nengo_cpp.spike_matmul(X, Wt, max_density) -> X @ Wt,
 //       visiting only X's nonzero entries (spikes: mostly zero); a dense
-//       product when more than max_density of X is nonzero
+//       product when more than max_density of X is nonzero; X may be the
+//       transpose of a contiguous tensor (read in place, not copied)
 //   torch.ops.snntorch_nengo_cpp.kernel_isa() -> str
 //
 // CPU only, float32/float64; J is [T, N], states [N]. The
@@ -223,11 +224,26 @@ at::Tensor spike_matmul(const at::Tensor& X_, const at::Tensor& Wt_, double max_
                   (X_.scalar_type() == at::kFloat || X_.scalar_type() == at::kDouble),
               "spike_matmul: X and Wt must both be float32 or float64, got ",
               X_.scalar_type(), " and ", Wt_.scalar_type());
+  const KernelTable& table = active_kernels();
+  const int threads = at::get_num_threads();
+  if (!X_.is_contiguous() && X_.t().is_contiguous()) {
+    // X is a transpose (a weight gradient, X.t() @ grad): scatter from it in
+    // place rather than copy it (the same sums, in the same order)
+    const at::Tensor A = X_.t();
+    const at::Tensor G = Wt_.contiguous();
+    at::Tensor Y = at::empty({A.size(1), G.size(1)}, A.options());
+    const bool done = A.scalar_type() == at::kFloat
+        ? table.spike_mm_tn_f32(A.const_data_ptr<float>(), G.const_data_ptr<float>(),
+                                Y.mutable_data_ptr<float>(), A.size(0), A.size(1), G.size(1),
+                                max_density, threads)
+        : table.spike_mm_tn_f64(A.const_data_ptr<double>(), G.const_data_ptr<double>(),
+                                Y.mutable_data_ptr<double>(), A.size(0), A.size(1), G.size(1),
+                                max_density, threads);
+    return done ? Y : at::mm_out(Y, X_, G);
+  }
   const at::Tensor X = X_.contiguous();
   const at::Tensor Wt = Wt_.contiguous();
   at::Tensor Y = at::empty({X.size(0), Wt.size(1)}, X.options());
-  const KernelTable& table = active_kernels();
-  const int threads = at::get_num_threads();
   const bool done = X.scalar_type() == at::kFloat
       ? table.spike_mm_f32(X.const_data_ptr<float>(), Wt.const_data_ptr<float>(),
                            Y.mutable_data_ptr<float>(), X.size(0), X.size(1), Wt.size(1),

@@ -10,6 +10,7 @@ from .converter import Converter
 from .neurons import LeakyReLU, SoftLIFRate, SpikingLeakyReLU
 from .training import losses
 from .version import version as __version__
+from .sysinfo import info
 
 __all__ = [
     "NengoLightningModule",
@@ -18,6 +19,7 @@ __all__ = [
     "Simulator",
     "configure_settings",
     "dists",
+    "info",
     "losses",
     "metrics",
     "__version__",

@@ -17,6 +17,7 @@ from nengo.params import BoolParam, Parameter
 
 from .neurons.surrogates import get_surrogate
 from .utils import torch_dtype
+from .validation import check_dtype
 
 SETTINGS = {
     # name: (default, description)
@@ -178,8 +179,6 @@ def _check_lif_smoothing(name, value):
 
 
 def _check_dtype(name, value):
-    from .validation import check_dtype
-
     try:
         return check_dtype(value)
     except ValidationError as e:
@@ -247,8 +246,6 @@ def default_dtype(network=None):
     if dtype is None:
         dtype = nengo.rc.get("snntorch_nengo", "dtype", fallback=None)
         if dtype is not None:
-            from .validation import check_dtype
-
             try:
                 check_dtype(dtype)
             except ValidationError as e:

@@ -127,6 +127,16 @@ class NengoModule(nn.Module):
         self.eval()
         self.reset()
 
+    # plain values set at every reset and run: nn.Module.__setattr__'s checks
+    # (is it a parameter, buffer or module?) cost more than the rest of a reset
+    _PLAIN = frozenset({"n_steps", "_fresh", "_steps", "_steps_key", "batch_size"})
+
+    def __setattr__(self, name, value):
+        if name in NengoModule._PLAIN and not isinstance(value, (torch.Tensor, nn.Module)):
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
+
     # -- the Nengo objects' modules
 
     def module_of(self, obj):
@@ -139,9 +149,15 @@ class NengoModule(nn.Module):
 
     @property
     def device(self):
-        for tensor in self._tensors():
-            return tensor.device
-        return torch.device("cpu")
+        # asked several times per batch; moves go through `_apply`, which forgets it
+        device = self.__dict__.get("_device")
+        if device is None:
+            device = torch.device("cpu")
+            for tensor in self._tensors():
+                device = tensor.device
+                break
+            self.__dict__["_device"] = device
+        return device
 
     def _apply(self, fn, *args, **kwargs):
         # `.to(dtype/device)`, `.double()`, `.cuda()` convert the module tree's
@@ -149,6 +165,8 @@ class NengoModule(nn.Module):
         # for one dtype and device) must follow them
         before = (self.device, self.dtype)
         out = super()._apply(fn, *args, **kwargs)
+        self.__dict__.pop("_device", None)
+        self.__dict__["_maybe_inference"] = True  # new tensors, made in any mode
         floats = [t for t in self._tensors() if t.is_floating_point()]
         dtype = floats[0].dtype if floats else self.dtype
         if (self.device, dtype) != before and getattr(self, "_steps", None) is not None:
@@ -172,20 +190,26 @@ class NengoModule(nn.Module):
             self.seed = seed
         if batch_size is not None:
             self.batch_size = int(batch_size)
-        state = self.engine.initial_state(self.batch_size, device=self.device)
-        for base, value in state.items():
-            self._slots[base].set_signal(base, value)
+        # never inference tensors (`Engine.initial_state`)
+        self._store_state(self.engine.initial_state(self.batch_size, device=self.device))
         key = (self.batch_size, self.seed, self.device)
         steps = getattr(self, "_steps", None)
         # step functions are pure except those with private state (numpy
         # processes): remake only when they or the batch, seed or device change
-        if steps is None or self._steps_key != key or any(
-            step.private_state for step in steps
-        ):
+        if steps is None or self._steps_key != key or self._private_state(steps):
             self._steps = self.engine.make_steps(self.batch_size, self.seed, self.device)
             self._steps_key = key
         self.n_steps = 0
         self._fresh = True
+
+    def _private_state(self, steps):
+        # asked at every reset: remembered for the list of steps last asked about
+        known = self.__dict__.get("_private")
+        if known is None or known[0] is not steps:
+            known = self.__dict__["_private"] = (
+                steps, any(step.private_state for step in steps)
+            )
+        return known[1]
 
     def state(self):
         """The current simulation state: ``{base signal: tensor}``."""
@@ -199,9 +223,31 @@ class NengoModule(nn.Module):
 
         Signals are the ones the steps use (see `.Engine.resolve`).
         """
-        values = {base: module.signal(base) for base, module in self._slots.items()}
-        merged = self.engine.merged.assemble(values, self.batch_size)
+        merged = self.engine.merged.assemble(self._signal_dict(), self.batch_size)
         return SignalValues(self.engine.layout, merged, self.batch_size)
+
+    def _slot_table(self):
+        """``(base, slot module, attribute name)`` of every signal.
+
+        Reading the slot's dicts with these equals ``slot.signal(base)``, minus
+        the calls and the lookup of the name (done for every signal at every
+        run). The dicts are looked up each time: tracing (torch.export) may
+        swap them for its own while it runs.
+        """
+        table = self.__dict__.get("_slot_rows")
+        if table is None:
+            table = self.__dict__["_slot_rows"] = [
+                (base, slot, slot.signal_names[base])
+                for base, slot in self._slots.items()
+            ]
+        return table
+
+    def _signal_dict(self):
+        values = {}
+        for base, slot, name in self._slot_table():
+            value = slot._parameters.get(name)
+            values[base] = value if value is not None else slot._buffers[name]
+        return values
 
     @contextlib.contextmanager
     def preserved_state(self):
@@ -228,8 +274,24 @@ class NengoModule(nn.Module):
             self.train(mode)
 
     def load_state(self, state):
+        self._store_state(state)
+        # the tensors may come from a run in inference mode
+        self.__dict__["_maybe_inference"] = True
+
+    def _store_state(self, state):
+        rows = self.__dict__.get("_state_rows")
+        if rows is None:
+            rows = self.__dict__["_state_rows"] = {
+                base: (slot, name)
+                for base, slot, name in self._slot_table()
+                if name in slot._buffers and name not in slot._parameters
+            }
         for base, value in state.items():
-            self._slots[base].set_signal(base, value)
+            row = rows.get(base)
+            if row is None:
+                self._slots[base].set_signal(base, value)  # its error, if any
+            else:
+                row[0]._buffers[row[1]] = value
 
     # -- running
 
@@ -254,13 +316,17 @@ class NengoModule(nn.Module):
             self.reset(batch_size=batch_size)
         grad = not self.settings["inference_only"] and torch.is_grad_enabled()
         values = self.signal_values().values
-        if not torch.is_inference_mode_enabled():
+        inference = torch.is_inference_mode_enabled()
+        if not inference and self.__dict__.get("_maybe_inference", True):
             # state left by a run in inference mode (e.g. Lightning's validation)
             # cannot enter autograd: copy it out
-            values = {
-                base: value.clone() if value.is_inference() else value
-                for base, value in values.items()
-            }
+            found = [base for base, value in values.items() if value.is_inference()]
+            if found:
+                values = dict(values)
+            for base in found:
+                values[base] = values[base].clone()
+            # after a run outside inference mode, none of its state is one
+            self.__dict__["_maybe_inference"] = bool(found)
         with torch.set_grad_enabled(grad):
             data, sv = self.engine.run(
                 values,
@@ -275,11 +341,14 @@ class NengoModule(nn.Module):
         if self.settings["keep_history"] is False:
             data = {probe: value[:, -1:] for probe, value in data.items()}
         dynamic = self.engine.module_layout.dynamic
-        for base, value in self.engine.merged.split(sv, dynamic).items():
-            self._slots[base].set_signal(base, value.detach())
+        self._store_state({
+            base: value.detach() if value.requires_grad else value
+            for base, value in self.engine.merged.split(sv, dynamic).items()
+        })
+        if inference:
+            self.__dict__["_maybe_inference"] = True
         if not grad:
-            values = {base: module.signal(base) for base, module in self._slots.items()}
-            self.engine.merged.remember(values, sv.values, self.batch_size)
+            self.engine.merged.remember(self._signal_dict(), sv.values, self.batch_size)
         self.n_steps += n_steps
         self._fresh = False
         return data
@@ -333,7 +402,7 @@ class NengoModule(nn.Module):
                     attr="inputs",
                     obj=self,
                 )
-            value = self._input_tensor(value, f"input for {node}")
+            value = self._input_tensor(value, node)
             if value.dim() != 3 or value.shape[2] != node.size_out:
                 raise ValidationError(
                     f"input for {node} must have shape (batch, n_steps, "
@@ -371,7 +440,7 @@ class NengoModule(nn.Module):
         n_steps = check_steps(n_steps)
         return feeds, batch_size or self.batch_size, n_steps
 
-    def _input_tensor(self, value, name):
+    def _input_tensor(self, value, node):
         """``value`` as a checked tensor of this module's dtype, on its device."""
         check = self.settings["check_finite"] is not False
         if not (
@@ -380,13 +449,27 @@ class NengoModule(nn.Module):
             and value.device == self.device
         ):
             return validation.as_tensor(
-                value, name, self.dtype, self.device, check_finite=check, attr="inputs"
+                value, f"input for {node}", self.dtype, self.device,
+                check_finite=check, attr="inputs",
             )
         # already a tensor as it runs (e.g. a training batch): only the finiteness
-        # check is left
-        if check:
-            validation.check_finite_values(value, name, attr="inputs")
+        # check is left, unless the data were checked as a whole before
+        if check and not self.__dict__.get("_inputs_checked"):
+            validation.check_finite_values(value, f"input for {node}", attr="inputs")
         return value
+
+    @contextlib.contextmanager
+    def checked_inputs(self):
+        """Inputs given as tensors inside need no finiteness check per call.
+
+        For loops over data checked as a whole beforehand (``sim.fit``'s).
+        """
+        before = self.__dict__.get("_inputs_checked", False)
+        self.__dict__["_inputs_checked"] = True
+        try:
+            yield self
+        finally:
+            self.__dict__["_inputs_checked"] = before
 
     def find_node(self, key):
         """An input Node from itself or its label."""

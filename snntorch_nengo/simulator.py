@@ -507,7 +507,9 @@ class SignalReader(Mapping):
         if sig not in self.layout.views:
             raise KeyError(sig)
         sv = self.module.signal_values()
-        value = to_numpy(sv.read(sig))
+        # a copy: the state tensors may be shared (resets hand out the same
+        # initial tensors), so writing into a view would change later runs
+        value = to_numpy(sv.read(sig)).copy()
         if sv.is_batched(sig) and not self.batched:
             value = value[0]
         return value

@@ -15,6 +15,7 @@ import sys
 
 import nengo
 import numpy as np
+import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
@@ -37,13 +38,14 @@ def make_data():
     return x, np.sin(np.cumsum(x, axis=1) * 0.1)
 
 
-def test_two_process_ddp_equals_one_process(tmp_path):
+@pytest.mark.parametrize("loop", ["fabric", "trainer"])
+def test_two_process_ddp_equals_one_process(loop, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
     run = subprocess.run(
         [
             sys.executable, "-m", "torch.distributed.run", "--standalone",
             "--nproc_per_node=2", os.path.join(ROOT, "tests", "ddp_worker.py"),
-            str(tmp_path),
+            str(tmp_path), loop,
         ],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=240,
     )
@@ -69,15 +71,19 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     assert any(not torch.allclose(single[n], v) for n, v in initial.items())
 
 
-def test_ddp_strategy_keeps_simulation_state_per_process():
+@pytest.mark.parametrize("fabric", [False, True])
+def test_ddp_strategy_keeps_simulation_state_per_process(fabric):
     """sim.fit(strategy="ddp") does not sync buffers (the simulation state)."""
-    from lightning.pytorch.strategies import DDPStrategy
+    if fabric:
+        from lightning.fabric.strategies import DDPStrategy
+    else:
+        from lightning.pytorch.strategies import DDPStrategy
 
     from snntorch_nengo.training.distributed import resolve_strategy
 
-    strategy = resolve_strategy("ddp")
+    strategy = resolve_strategy("ddp", fabric=fabric)
     assert isinstance(strategy, DDPStrategy)
     synced = {k: v for k, v in strategy._ddp_kwargs.items() if "buffers" in k}
     assert synced and not any(synced.values()), synced
-    assert resolve_strategy("ddp_spawn")._start_method == "spawn"
-    assert resolve_strategy("auto") == "auto"  # other strategies untouched
+    assert resolve_strategy("ddp_spawn", fabric=fabric)._start_method == "spawn"
+    assert resolve_strategy("auto", fabric=fabric) == "auto"  # others untouched

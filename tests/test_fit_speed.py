@@ -144,3 +144,35 @@ def test_batches_index_shared_data_once():
     batches = list(loader)
     assert [b[0].shape[0] for b in batches] == [4, 2]
     assert torch.equal(torch.cat([b[0] for b in batches]), x)
+
+
+def test_batches_keep_held_inputs_broadcast():
+    x = torch.arange(12.0).reshape(6, 1, 2).expand(6, 5, 2)
+    (batch,) = TensorBatches(x).__getitems__([4, 1])
+    assert batch.stride(1) == 0  # not a copy of every step
+    assert torch.equal(batch, x[[4, 1]])
+
+
+def test_held_inputs_fit_like_repeated_ones():
+    """Inputs broadcast over the steps train exactly as the same data repeated."""
+    from test_fused_training import NEURONS, feed_forward
+
+    rng = np.random.RandomState(0)
+    x = rng.uniform(-1, 2, (20, 1, 4))
+    y = rng.normal(0, 1, (20, 8, 3))
+    results = []
+    for held in (True, False):
+        net = feed_forward(NEURONS["lif"], surrogate="fast_sigmoid", zero_biases=True)
+        xs = np.broadcast_to(x, (20, 8, 4)) if held else np.repeat(x, 8, axis=1)
+        torch.manual_seed(0)  # the same shuffles
+        with Simulator(net, minibatch_size=10, progress_bar=False, dtype="float64") as sim:
+            sim.compile(optimizer=torch.optim.Adam(sim.parameters(), 1e-2),
+                        loss={net.p_out: "mse"})
+            history = sim.fit({net.inp: xs}, {net.p_out: y}, epochs=2, verbose=0)
+            assert sim.module.explain().strategy == "windowed"
+            params = [p.detach().clone() for p in sim.parameters()]
+        results.append((history.history["loss"], params))
+    (loss, params), (ref_loss, ref_params) = results
+    assert loss == ref_loss and loss[1] < loss[0]
+    for p, ref in zip(params, ref_params):
+        assert torch.equal(p, ref)

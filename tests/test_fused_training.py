@@ -28,7 +28,7 @@ NEURONS = {
 }
 
 
-def feed_forward(neuron_type, seed=0, **settings):
+def feed_forward(neuron_type, seed=0, zero_biases=False, **settings):
     """input -> a (neurons) -> b (neurons) -> readout; spikes probed.
 
     Neuron-to-neuron weights, no synapses: nothing crosses time but the
@@ -43,6 +43,8 @@ def feed_forward(neuron_type, seed=0, **settings):
                                bias=Uniform(0, 2), label="a")
         net.b = nengo.Ensemble(25, 1, neuron_type=neuron_type, gain=Uniform(0.5, 2),
                                bias=Uniform(0, 1), label="b")
+        if zero_biases:  # as deep nets initialise them (trained all the same)
+            net.a.bias = net.b.bias = nengo.dists.Choice([0])
         nengo.Connection(net.inp, net.a.neurons, transform=rng.normal(0, 1, (40, 4)))
         nengo.Connection(net.a.neurons, net.b.neurons,
                          transform=rng.normal(0, 0.02, (25, 40)))
@@ -53,9 +55,11 @@ def feed_forward(neuron_type, seed=0, **settings):
     return net
 
 
-def train_step(neuron_type, surrogate, windowed, dtype=torch.float64, steady=False):
+def train_step(neuron_type, surrogate, windowed, dtype=torch.float64, steady=False,
+               zero_biases=False):
     """One training step's loss, outputs, parameter gradients and last run."""
-    net = feed_forward(neuron_type, surrogate=surrogate, windowed=windowed)
+    net = feed_forward(neuron_type, surrogate=surrogate, windowed=windowed,
+                       zero_biases=zero_biases)
     module = NengoModule(net, minibatch_size=B, dtype=dtype)
     module.train()
     rng = np.random.RandomState(5)
@@ -112,6 +116,24 @@ def test_windowed_training_float32_and_steady_input(kind):
     for name, g in grads.items():
         scale = float(ref_grads[name].abs().max())
         torch.testing.assert_close(g, ref_grads[name], rtol=1e-3, atol=1e-3 * scale)
+
+
+@pytest.mark.parametrize("steady", [False, True], ids=["varying", "steady"])
+def test_zero_biases_get_gradients_windowed(steady):
+    """A bias that is all zeros is still a trained parameter: the window must not
+    skip adding it to the neurons' input (its gradient would be lost)."""
+    _, _, grads, last = train_step(NEURONS["lif"], "fast_sigmoid", True,
+                                   steady=steady, zero_biases=True)
+    assert last.strategy == "windowed"
+    _, _, ref_grads, _ = train_step(NEURONS["lif"], "fast_sigmoid", False,
+                                    steady=steady, zero_biases=True)
+    biases = [name for name in ref_grads if name.endswith("bias")]
+    assert len(biases) == 2, sorted(ref_grads)
+    for name in biases:
+        scale = float(ref_grads[name].abs().max())
+        assert scale > 0, name
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-8,
+                                   atol=1e-9 * scale)
 
 
 def test_fused_training_calls_the_kernels_once_per_window(monkeypatch):

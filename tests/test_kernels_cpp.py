@@ -35,7 +35,7 @@ RELU = dict(amplitude=0.8)
 needs_cpp = pytest.mark.skipif(
     not cpp.AVAILABLE,
     reason=f"C++ extension snntorch_nengo._C not built ({cpp.IMPORT_ERROR}); "
-    "build it with `pip install --no-build-isolation -e .`",
+    "build it with `python -m snntorch_nengo --build` or `pip install -e .`",
 )
 
 # kind: (reference fn, op, number of [N] states incl. filtered, nengo type, params)
@@ -444,7 +444,8 @@ def test_extension_without_backward_kernels(monkeypatch):
 
 
 def test_package_works_when_extension_fails_to_import():
-    """A missing or broken _C (e.g. built for another torch) falls back."""
+    """A missing or broken _C (e.g. built for another torch), and no
+    just-in-time build (tests/test_install.py tests that one), falls back."""
     code = (
         "import sys\n"
         "sys.modules['snntorch_nengo._C'] = None  # import fails\n"
@@ -460,10 +461,12 @@ def test_package_works_when_extension_fails_to_import():
         "print('ok')\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, SNNTORCH_NENGO_JIT="0"),
     )
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
+    assert "KernelsWarning: snntorch_nengo's C++ kernels are not loaded" in result.stderr
 
 
 def test_op_input_checks():
@@ -598,3 +601,46 @@ def test_spike_matmul_op_gradients_and_opcheck():
     torch.testing.assert_close(ops.spike_matmul(X, Wt), X.detach() @ Wt.detach())
     torch.autograd.gradcheck(ops.spike_matmul, (X, Wt))
     torch.library.opcheck(ops.spike_matmul, (X.detach(), Wt.detach()))
+
+
+@needs_cpp
+def test_spike_matmul_weight_gradient_is_event_driven(monkeypatch):
+    """``Wt``'s gradient, ``X.t() @ grad``, runs event-driven like the forward."""
+    X = spikes(300, 40, 0.1, seed=6).requires_grad_()
+    Wt = torch.randn(40, 7, dtype=torch.float64, requires_grad=True)
+    G = torch.randn(300, 7, dtype=torch.float64)
+    calls = []
+    real = cpp.spike_matmul
+
+    def spy(A, B, max_density):
+        calls.append(tuple(A.shape))
+        return real(A, B, max_density)
+
+    monkeypatch.setattr(cpp, "spike_matmul", spy)
+    ops.spike_matmul(X, Wt).backward(G)
+    assert calls == [(300, 40), (40, 300)]
+    torch.testing.assert_close(Wt.grad, X.detach().t() @ G, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(X.grad, G @ Wt.detach().t(), rtol=1e-12, atol=1e-12)
+    torch.autograd.gradgradcheck(ops.spike_matmul, (X, Wt))
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("R,K,N", [(300, 40, 7), (257, 33, 70), (64, 5, 16), (600, 64, 70)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_spike_matmul_of_a_transpose_reads_it_in_place(dtype, R, K, N, threads):
+    """``X.t()`` (a weight gradient's left factor) gives the bits of its copy."""
+    X = spikes(R, K, 0.1, seed=R + K, dtype=dtype)
+    G = torch.randn(R, N, dtype=dtype, generator=torch.Generator().manual_seed(N))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = cpp.spike_matmul(X.t(), G, 0.25)
+        copied = cpp.spike_matmul(X.t().contiguous(), G, 0.25)
+        dense = cpp.spike_matmul(X.t(), G, 0.01)  # above max_density: the dense product
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(got, copied)
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(got, X.t() @ G, rtol=tol, atol=tol * 1000)
+    torch.testing.assert_close(dense, X.t() @ G, rtol=tol, atol=tol * 1000)

@@ -115,7 +115,7 @@ def test_round_trip_through_a_file(tmp_path):
 
 def test_mapping():
     net = mixed_net()
-    graph = exported(net)
+    graph = exported(net, bias="v_leak")
     nodes = graph.nodes
     # b's only input has a Lowpass(0.01): the synapse is the CubaLIF's
     assert isinstance(nodes["b"], nir.CubaLIF)
@@ -142,6 +142,148 @@ def test_mapping():
     np.testing.assert_allclose(w, expected, rtol=1e-12)
     np.testing.assert_allclose(nodes["a"].v_leak, bias_a)
     assert nodes["a"].metadata["nengo"]["tau_ref"] == 0.002
+
+
+def test_bias_in_the_input_current():
+    """The default: v_leak = 0, the bias in the Affine in front of each LIF."""
+    net = mixed_net()
+    graph = exported(net)
+    nodes = graph.nodes
+    a, b = net.all_ensembles[:2]
+    with nengo.Simulator(net, progress_bar=False) as sim:
+        bias_a, bias_b = sim.data[a].bias, sim.data[b].bias
+    for name in ("a", "b"):
+        assert type(nodes[name]) is nir.LIF, name  # b: no CubaLIF (it would filter)
+        np.testing.assert_array_equal(nodes[name].v_leak, 0)
+    # a has one input without synapse: that connection's Linear became an Affine
+    (into_a,) = [s for s, d in graph.edges if d == "a"]
+    assert type(nodes[into_a]) is nir.Affine
+    np.testing.assert_allclose(nodes[into_a].bias, bias_a)
+    # b's input is filtered: LI (the synapse), then the bias, then the LIF
+    (into_b,) = [s for s, d in graph.edges if d == "b"]
+    assert into_b == "b_bias" and type(nodes[into_b]) is nir.Affine
+    np.testing.assert_allclose(nodes[into_b].bias, bias_b)
+    assert [type(nodes[s]) for s, d in graph.edges if d == "b_bias"] == [nir.LI]
+    with pytest.raises(ValidationError, match="bias='x'.*'input'.*'v_leak'"):
+        export_nir(net, bias="x")
+    with pytest.raises(ValidationError, match="spike_scale=0 must be a positive"):
+        export_nir(net, spike_scale=0)
+
+
+def test_spike_scale_round_trip():
+    """spike_scale multiplies every weight after neurons; import divides it out
+    (read from the graph's metadata, or given)."""
+    net = mixed_net()
+    plain, scaled = exported(net), exported(net, spike_scale=1000.0)
+    assert scaled.metadata["spike_scale"] == 1000.0
+    after = {d for s, d in plain.edges if s in ("a", "b", "c")}
+    after = {d for d in after if type(plain.nodes[d]) in (nir.Linear, nir.Affine, nir.Scale)}
+    assert len(after) >= 4  # a -> b, a.neurons -> c, a's probe, b's decoders
+    # c's spikes (amplitude 1) need a Scale only when scaled
+    assert [type(scaled.nodes[d]) for s, d in scaled.edges if s == "c"] == [nir.Scale]
+    for name in after:
+        w0, w1 = (
+            getattr(g.nodes[name], "weight", getattr(g.nodes[name], "scale", None))
+            for g in (plain, scaled)
+        )
+        np.testing.assert_allclose(w1, 1000.0 * w0, err_msg=name)
+    x = signal(200)
+    names = [p.label for p in net.my_probes]
+    ref = run_ours(net, net.inp, net.my_probes, x)
+    for back in (import_nir(scaled), import_nir(scaled, spike_scale=1000.0)):
+        assert back.nir_objects["b"].neuron_type.amplitude == 1e-3
+        got = run_ours(back, back.inputs["x"], [back.outputs[n] for n in names], x)
+        for name, a, b in zip(names, ref, got):
+            np.testing.assert_allclose(b, a, atol=1e-9 * np.abs(a).max(), err_msg=name)
+
+
+def test_time_constant_options_round_trip():
+    """tau_scale and euler_dt change the time constants written; import_nir
+    (reading them from the graph's metadata) undoes them exactly."""
+    net = mixed_net()
+    plain = exported(net)
+    scaled = exported(net, tau_scale=1000.0, euler_dt=0.001)
+    h = 0.001
+    for name in ("a", "b", "b_out_synapse"):
+        tau = plain.nodes[name].tau
+        np.testing.assert_allclose(
+            scaled.nodes[name].tau, 1000.0 * h / -np.expm1(-h / tau), err_msg=name
+        )
+    x = signal(200)
+    names = [p.label for p in net.my_probes]
+    ref = run_ours(net, net.inp, net.my_probes, x)
+    back = import_nir(scaled)
+    assert back.nir_objects["b"].neuron_type.tau_rc == pytest.approx(0.02, rel=1e-12)
+    got = run_ours(back, back.inputs["x"], [back.outputs[n] for n in names], x)
+    for name, a, b in zip(names, ref, got):
+        np.testing.assert_allclose(b, a, atol=1e-9 * np.abs(a).max(), err_msg=name)
+    with pytest.raises(ValidationError, match="'a': tau = .* not above euler_dt"):
+        import_nir(plain, euler_dt=0.05)
+
+
+def test_import_torch_tensors_and_scalar_parameters():
+    """As Norse (torch tensors) and snnTorch (one scalar per layer) write them:
+    the same network as numpy arrays per neuron."""
+    rng = np.random.RandomState(0)
+    w1, b1, w2 = rng.randn(5, 3), rng.rand(5), rng.randn(2, 5)
+
+    def graph(param, lif):
+        n = 5
+        return nir.NIRGraph.from_list(
+            nir.Input(np.array([3])),
+            nir.Affine(weight=param(w1), bias=param(b1)),
+            nir.LIF(tau=lif(np.full(n, 0.02)), r=lif(np.full(n, 2.0)),
+                    v_leak=lif(np.zeros(n)), v_threshold=lif(np.full(n, 1.5)),
+                    v_reset=lif(np.zeros(n))),
+            nir.Linear(weight=param(w2)),
+            nir.Output(np.array([2])),
+            type_check=False,
+        )
+
+    x = np.abs(np.sin(np.arange(300)[:, None] * [0.01, 0.02, 0.03])) * 2
+    outs = []
+    for param, lif in (
+        (np.asarray, np.asarray),
+        (torch.as_tensor, torch.as_tensor),  # Norse
+        (np.asarray, lambda v: v[0]),  # snnTorch: 0-d arrays
+        (torch.as_tensor, lambda v: torch.as_tensor(v[:1])),
+    ):
+        net = import_nir(graph(param, lif))
+        (inp,), (probe,) = net.inputs.values(), net.outputs.values()
+        outs.append(run_ours(net, inp, [probe], x)[0])
+    assert np.abs(outs[0]).max() > 0
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+    bad = graph(np.asarray, np.asarray)
+    bad.nodes["lif"].tau = np.full(3, 0.02)
+    with pytest.raises(ValidationError, match="'lif': LIF.tau has 3 values for 5"):
+        import_nir(bad)
+
+
+@pytest.mark.parametrize("padding", [0, 1])
+def test_scalar_lif_after_a_convolution(padding):
+    """A LIF with scalar parameters takes its size from the Conv2d feeding it
+    (as snnTorch writes convolutional networks)."""
+    rng = np.random.RandomState(0)
+    weight = rng.randn(3, 2, 3, 3)
+    size = torch.nn.functional.conv2d(
+        torch.zeros(1, 2, 6, 6, dtype=torch.float64), torch.as_tensor(weight), padding=padding
+    ).numel()
+    scalar = np.array(1.0)
+    graph = nir.NIRGraph(
+        nodes={
+            "input": nir.Input(np.array([2, 6, 6])),
+            "conv": nir.Conv2d(input_shape=(6, 6), weight=weight, stride=1,
+                               padding=padding, dilation=1, groups=1, bias=np.zeros(3)),
+            "lif": nir.LIF(tau=np.array(0.02), r=scalar, v_leak=0 * scalar,
+                           v_threshold=scalar, v_reset=0 * scalar),
+            "output": nir.Output(np.array([size])),
+        },
+        edges=[("input", "conv"), ("conv", "lif"), ("lif", "output")],
+        type_check=False,
+    )
+    net = import_nir(graph)
+    assert net.nir_objects["lif"].n_neurons == size
 
 
 def test_what_nir_cannot_express_is_reported():
@@ -293,8 +435,10 @@ def test_export_from_trained_simulator():
         with torch.no_grad():
             bias += 0.25
         trained = bias.detach().numpy().copy()
-        graph = exported(sim)
+        graph = exported(sim, bias="v_leak")
+        default = exported(sim)
     np.testing.assert_allclose(graph.nodes["b"].v_leak, trained)
+    np.testing.assert_allclose(default.nodes["b_bias"].bias, trained)
 
 
 def conv_net():

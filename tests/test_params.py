@@ -132,7 +132,7 @@ def test_file_names_every_tensor(tmp_path):
     sim.save_params(tmp_path / "p.pt", include_state=True)
     payload = torch.load(tmp_path / "p.pt", weights_only=True)
     assert payload["format"] == "snntorch_nengo.params"
-    assert payload["version"] == 1
+    assert payload["version"] == 2
     assert "ensembles.a.encoders" in payload["params"]
     assert "connections.connection_1.weights" in payload["params"]
     # memory addresses of unlabelled objects are not part of the names
@@ -140,7 +140,16 @@ def test_file_names_every_tensor(tmp_path):
     assert "ensembles.a.neuron_in" in payload["state"]
     assert "signals.time" in payload["state"]
     assert payload["n_steps"] == 0
-    assert len(payload["params"]) == len(sim.module.state_dict())
+    # the trainable parameters, in module order, and nothing else: probe
+    # decoders and other built constants are not saved
+    trainable = [
+        [name, list(p.shape)] for name, p in sim.module.named_parameters()
+    ]
+    assert payload["trainable"] == [
+        [params_mod.stable_name(name), shape] for name, shape in trainable
+    ]
+    assert list(payload["params"]) == [name for name, _ in payload["trainable"]]
+    assert len(payload["params"]) < len(sim.module.state_dict())
 
 
 def test_save_load_state(tmp_path):
@@ -219,19 +228,36 @@ def _edit(src, dst, edit):
     torch.save(payload, dst)
 
 
+def _set_param(payload, name, value):
+    """Edit a file's trainable parameter as save_params would have written it."""
+    payload["trainable"] = [e for e in payload["trainable"] if e[0] != name]
+    payload["params"].pop(name, None)
+    if value is not None:
+        payload["trainable"].append([name, list(value.shape)])
+        payload["params"][name] = value
+    payload["checksum"] = params_mod.checksum(payload)
+
+
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda p: p["params"].pop("ensembles.a.bias"), "missing.*ensembles.a.bias"),
         (
-            lambda p: p["params"].__setitem__("extra.tensor", torch.zeros(2)),
-            "unexpected.*extra.tensor",
+            lambda p: _set_param(p, "ensembles.a.bias", None),
+            "trainable here but not in the file: ensembles.a.bias",
         ),
         (
-            lambda p: p["params"].__setitem__(
-                "ensembles.c.encoders", torch.zeros(3, 3)
-            ),
-            r"mis-shaped.*ensembles.c.encoders \(shape \(3, 3\)",
+            lambda p: _set_param(p, "extra.tensor", torch.zeros(2)),
+            "in the file but not in this network: extra.tensor",
+        ),
+        (
+            lambda p: _set_param(p, "ensembles.c.encoders", torch.zeros(3, 3)),
+            r"another shape.*ensembles.c.encoders \(shape \(3, 3\) in the file, "
+            r"\(20, 2\) here",
+        ),
+        # a tensor the list does not name: a damaged file, not another network
+        (
+            lambda p: p["params"].__setitem__("extra.tensor", torch.zeros(2)),
+            "corrupted: its tensors are not the trainable parameters it lists",
         ),
         (lambda p: p.__setitem__("format", "other"), "not a parameter file"),
         (lambda p: p.__setitem__("version", 99), "version 99"),
@@ -307,6 +333,317 @@ def test_closed_simulator(tmp_path):
         sim.save_params(tmp_path / "p.pt")
     with pytest.raises(SimulatorClosed):
         sim.freeze_params(net)
+
+
+# -- matching by trainable parameters (NengoDL's rule, format version 2)
+
+
+def tutorial_net(neuron_type, more_probes=False):
+    """Two layers of ``neuron_type`` into an output Node, as NengoDL's spiking
+    MNIST tutorial builds one network for rate training and spiking testing."""
+    with nengo.Network(seed=5) as net:
+        net.config[nengo.Ensemble].max_rates = nengo.dists.Choice([100])
+        net.config[nengo.Ensemble].intercepts = nengo.dists.Choice([0])
+        net.config[nengo.Connection].synapse = None
+        net.inp = nengo.Node(np.zeros(3))
+        a = nengo.Ensemble(40, 3, neuron_type=neuron_type)
+        b = nengo.Ensemble(30, 1, neuron_type=neuron_type)
+        net.out = nengo.Node(size_in=2)
+        nengo.Connection(net.inp, a)
+        nengo.Connection(a, b, function=lambda x: x[0] * x[1] + x[2])
+        nengo.Connection(
+            a.neurons, net.out, transform=snntorch_nengo.dists.Glorot()
+        )
+        nengo.Connection(b, net.out[0])
+        net.p = nengo.Probe(net.out)
+        if more_probes:
+            # a filtered probe and a decoded one (with its hidden connection)
+            net.p_filt = nengo.Probe(net.out, synapse=0.1)
+            net.p_b = nengo.Probe(b, synapse=0.01)
+    return net
+
+
+def tutorial_data(n=40, n_steps=1, seed=0):
+    rng = np.random.RandomState(seed)
+    x = rng.uniform(-1, 1, size=(n, 1, 3))
+    y = np.stack([x[..., 0] * x[..., 1], x[..., 2] - x[..., 0]], axis=-1)
+    return np.tile(x, (1, n_steps, 1)), np.tile(y, (1, n_steps, 1))
+
+
+def copy_by_hand(src, dst):
+    """Every trainable parameter of ``src`` into ``dst``, by name."""
+    values = dict(src.module.named_parameters())
+    with torch.no_grad():
+        for name, param in dst.module.named_parameters():
+            param.copy_(values[name])
+
+
+def test_rate_trained_file_loads_into_spiking_network(tmp_path):
+    """NengoDL's spiking-MNIST workflow: train with rates, save, load into LIF."""
+    x, y = tutorial_data()
+    with make_sim(tutorial_net(nengo.LIFRate()), minibatch_size=20) as rate_sim:
+        rate_sim.compile(
+            optimizer=torch.optim.Adam(rate_sim.parameters(), 1e-2),
+            loss={rate_sim.model.toplevel.p: torch.nn.functional.mse_loss},
+        )
+        before = rate_sim.evaluate(x, y, verbose=0)["loss"]
+        rate_sim.fit(x, y, epochs=5, verbose=0)
+        assert rate_sim.evaluate(x, y, verbose=0)["loss"] < before
+        rate_sim.save_params(str(tmp_path / "rate_params"))
+        rate_out = rate_sim.predict(x[:20])[rate_sim.model.toplevel.p]
+
+    x_t, _ = tutorial_data(n_steps=200)
+    spiking = tutorial_net(nengo.LIF(), more_probes=True)
+    with make_sim(spiking, minibatch_size=20) as sim:
+        fresh = snapshot(sim)
+        sim.load_params(str(tmp_path / "rate_params"))
+        loaded = sim.predict(x_t[:20])
+        loaded_params = snapshot(sim)
+
+    # the same spiking network with the trained parameters copied by hand
+    hand = tutorial_net(nengo.LIF(), more_probes=True)
+    with make_sim(hand, minibatch_size=20) as ref, make_sim(
+        tutorial_net(nengo.LIFRate()), minibatch_size=20
+    ) as trained:
+        trained.load_params(str(tmp_path / "rate_params"))
+        copy_by_hand(trained, ref)
+        expected = ref.predict(x_t[:20])
+        blank = tutorial_net(nengo.LIF(), more_probes=True)
+        untrained = make_sim(blank, minibatch_size=20).predict(x_t[:20])
+    for probe, probe_ref in zip(spiking.probes, hand.probes):
+        np.testing.assert_allclose(loaded[probe], expected[probe_ref], rtol=0, atol=1e-12)
+    # training changed what the spiking network computes
+    assert not np.allclose(loaded[spiking.p], untrained[blank.p])
+
+    # trainable parameters came from the file; the built constants (the probe's
+    # decoders, solved for LIF) are the spiking network's own
+    trainable = {params_mod.stable_name(n) for n, _ in sim.module.named_parameters()}
+    assert "connections.connection_4.weights" not in trainable  # the probe's
+    for name in fresh:
+        if name not in trainable:
+            assert torch.equal(loaded_params[name], fresh[name]), name
+    assert any(not torch.equal(loaded_params[n], fresh[n]) for n in trainable)
+
+    # spiking, and close to the trained rate network once filtered (the figure
+    # the tutorial shows): within a fraction of the untrained error
+    assert np.any(loaded[spiking.p] != 0) and len(np.unique(loaded[spiking.p])) > 10
+    rate_target = rate_out[:, -1]
+    err = np.abs(loaded[spiking.p_filt][:, -1] - rate_target).mean()
+    err_untrained = np.abs(untrained[blank.p_filt][:, -1] - rate_target).mean()
+    assert err < 0.5 * err_untrained
+
+
+def test_converter_reconverted_loads_the_file(tmp_path):
+    """NengoDL's Converter tutorial: train the converted network, save, then
+    re-convert with other swap_activations, scale_firing_rates and synapse (and
+    another probe) and load the file into each."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 24), torch.nn.ReLU(), torch.nn.Linear(24, 2)
+    )
+    x, y = tutorial_data()
+    converter = snntorch_nengo.Converter(model)
+    with make_sim(converter.net, minibatch_size=20) as sim:
+        sim.compile(
+            optimizer=torch.optim.Adam(sim.parameters(), 1e-2),
+            loss={converter.outputs[0]: torch.nn.functional.mse_loss},
+        )
+        sim.fit({converter.inputs[0]: x}, {converter.outputs[0]: y}, epochs=5,
+                verbose=0)
+        sim.save_params(tmp_path / "keras_to_snn_params")
+        trained_out = sim.predict({converter.inputs[0]: x[:20]})[converter.outputs[0]]
+        trained = {n: p.detach().clone() for n, p in sim.module.named_parameters()}
+    with torch.no_grad():
+        torch_out = model(torch.as_tensor(x[:20, 0], dtype=torch.float32)).numpy()
+    assert not np.allclose(trained_out[:, 0], torch_out, atol=1e-3)  # it trained
+
+    def convert(**kwargs):
+        conv = snntorch_nengo.Converter(model, **kwargs)
+        # nengo draws the build seeds of an unseeded network at random: a seed
+        # makes both spiking networks start from the same neuron voltages
+        conv.net.seed = 1
+        with conv.net:
+            nengo.Probe(conv.outputs[0].target, synapse=0.05)
+        return conv
+
+    # the same conversion with only an extra probe: the trained outputs again
+    same = convert()
+    with make_sim(same.net, minibatch_size=20) as sim:
+        sim.load_params(tmp_path / "keras_to_snn_params")
+        out = sim.predict({same.inputs[0]: x[:20]})[same.outputs[0]]
+    np.testing.assert_allclose(out, trained_out, rtol=0, atol=1e-12)
+
+    x_t = np.tile(x[:20], (1, 50, 1))
+    options = dict(
+        swap_activations={torch.nn.ReLU: nengo.SpikingRectifiedLinear()},
+        scale_firing_rates=20,
+        synapse=0.005,
+    )
+    spiking = convert(**options)
+    hand = convert(**options)
+    with make_sim(spiking.net, minibatch_size=20) as sim, make_sim(
+        hand.net, minibatch_size=20
+    ) as ref:
+        sim.load_params(tmp_path / "keras_to_snn_params")
+        with torch.no_grad():
+            for name, param in ref.module.named_parameters():
+                param.copy_(trained[name])
+        out = sim.predict({spiking.inputs[0]: x_t})
+        expected = ref.predict({hand.inputs[0]: x_t})
+        ens = [e for e in spiking.net.all_ensembles]
+        assert isinstance(ens[0].neuron_type, nengo.SpikingRectifiedLinear)
+    for probe, probe_ref in zip(spiking.net.all_probes, hand.net.all_probes):
+        np.testing.assert_allclose(out[probe], expected[probe_ref], rtol=0, atol=1e-12)
+    assert len(np.unique(out[spiking.outputs[0]])) > 10
+
+
+def test_load_into_network_with_other_trainables(tmp_path):
+    net, _ = make_net()
+    sim = make_sim(net)
+    sim.save_params(tmp_path / "p.pt")
+
+    # an ensemble configured not to train: its parameters are constants here
+    frozen, _ = make_net()
+    with frozen:
+        snntorch_nengo.configure_settings(trainable=None)
+    frozen.config[frozen.ensembles[0]].trainable = False
+    sim2 = make_sim(frozen)
+    before = snapshot(sim2)
+    with pytest.raises(
+        ValidationError,
+        match=r"not trainable here \(configured trainable=False\?\): "
+        r"ensembles.a.bias, ensembles.a.encoders",
+    ):
+        sim2.load_params(tmp_path / "p.pt")
+    assert_same(before, snapshot(sim2))
+
+    # another ensemble size: the differing shapes and the first differing object
+    with nengo.Network(seed=3) as other:
+        nengo.Ensemble(31, 2, label="a")
+    with pytest.raises(ValidationError) as info:
+        make_sim(other).load_params(tmp_path / "p.pt")
+    text = str(info.value)
+    assert "ensembles.a.bias (shape (30,) in the file, (31,) here)" in text
+    assert "in the file but not in this network: connections.connection_0.weights, " in text
+    assert "ensembles.c.encoders and 2 more" in text  # long lists are cut
+    assert "Ensemble 'a' (label 'a') [30, 2, 'LIFRate'] in the file" in text
+
+
+def test_load_state_needs_the_same_network(tmp_path):
+    """The trainable parameters of LIFRate and LIF networks match; their state
+    does not, so include_state=True needs the network the file came from."""
+    net, _ = make_net(nengo.LIFRate())
+    sim = make_sim(net)
+    sim.save_params(tmp_path / "p.pt", include_state=True)
+    spiking = make_sim(make_net(nengo.LIF())[0])
+    spiking.load_params(tmp_path / "p.pt")
+    with pytest.raises(ValidationError, match="different network.*'LIFRate'.*'LIF'"):
+        spiking.load_params(tmp_path / "p.pt", include_state=True)
+
+
+def save_version_1(sim, path):
+    """A file as save_params wrote it before version 2: every state-dict tensor."""
+    payload = {
+        "format": "snntorch_nengo.params",
+        "version": 1,
+        "dtype": "float64",
+        "fingerprint": params_mod.fingerprint(sim.module),
+        "params": {
+            name: t.detach().clone()
+            for name, t in params_mod.param_tensors(sim.module).items()
+        },
+        "state": None,
+        "n_steps": None,
+    }
+    payload["checksum"] = params_mod.checksum(payload)
+    torch.save(payload, path)
+    return payload
+
+
+def test_version_1_files_load_as_before(tmp_path):
+    net, _ = make_net()
+    src = make_sim(net)
+    perturb(src)
+    payload = save_version_1(src, tmp_path / "v1.pt")
+    constants = set(payload["params"]) - {
+        params_mod.stable_name(n) for n, _ in src.module.named_parameters()
+    }
+    assert constants  # the file holds built constants too ...
+    name = sorted(constants)[0]
+    payload["params"][name] = payload["params"][name] + 1
+    payload["checksum"] = params_mod.checksum(payload)
+    torch.save(payload, tmp_path / "v1.pt")
+
+    sim = make_sim(make_net()[0])
+    sim.load_params(tmp_path / "v1.pt")
+    # ... and they all load, constants included, as version 1 always did
+    assert_same(snapshot(sim), {k: v for k, v in payload["params"].items()})
+
+    # only into the network with the same structure
+    for other in (make_net(nengo.LIF())[0], tutorial_net(nengo.LIFRate())):
+        sim = make_sim(other)
+        before = snapshot(sim)
+        with pytest.raises(ValidationError, match="different network; object"):
+            sim.load_params(tmp_path / "v1.pt")
+        assert_same(before, snapshot(sim))
+    with_probe, _ = make_net()
+    with with_probe:
+        nengo.Probe(with_probe.ensembles[0], synapse=0.01)
+    with pytest.raises(ValidationError, match="different network; object 12 is Probe"):
+        make_sim(with_probe).load_params(tmp_path / "v1.pt")
+
+
+def test_probe_connections_do_not_train():
+    """The connection nengo builds into a decoded probe is no trainable parameter
+    (as in NengoDL): adding a probe leaves the trainable parameters as they were."""
+    net, _ = make_net()
+    names = [n for n, _ in make_sim(net).module.named_parameters()]
+    with net:
+        nengo.Probe(net.ensembles[0], synapse=0.01)
+        nengo.Probe(net.ensembles[1], synapse=None, solver=nengo.solvers.LstsqL2())
+    sim = make_sim(net)
+    assert [n for n, _ in sim.module.named_parameters()] == names
+    probe_conns = [
+        key for key, c in sim.module.connections.items()
+        if isinstance(c.obj.post_obj, nengo.Probe)
+    ]
+    assert len(probe_conns) == 4  # two of make_net's probes decode, and the two
+    for key in probe_conns:
+        assert "weights" in sim.module.connections[key]._buffers
+
+
+
+def test_torch_module_tensors_are_saved(tmp_path):
+    """A Layer's torch module: its parameters and its running statistics (a
+    BatchNorm's) are trained values, saved and loaded; the file still loads
+    into the network built with other neurons."""
+
+    def net_with(neuron_type):
+        with nengo.Network(seed=0) as net:
+            inp = nengo.Node(np.zeros(4))
+            x = snntorch_nengo.Layer(torch.nn.Linear(4, 6))(inp)
+            x = snntorch_nengo.Layer(torch.nn.BatchNorm1d(6))(x)
+            x = snntorch_nengo.Layer(neuron_type)(x)
+            net.p = nengo.Probe(x)
+        return net
+
+    sim = make_sim(net_with(nengo.RectifiedLinear()))
+    names = set(params_mod.trained_tensors(sim.module))
+    bn = [n for n in names if n.endswith("running_mean")]
+    assert len(bn) == 1 and any(n.endswith("num_batches_tracked") for n in names)
+    with torch.no_grad():
+        for name, tensor in params_mod.trained_tensors(sim.module).items():
+            if tensor.is_floating_point():
+                tensor.add_(torch.arange(tensor.numel()).reshape(tensor.shape) * 0.01)
+    sim.save_params(tmp_path / "p.pt")
+
+    sim2 = make_sim(net_with(nengo.SpikingRectifiedLinear()))
+    sim2.load_params(tmp_path / "p.pt")
+    saved = params_mod.trained_tensors(sim.module)
+    loaded = params_mod.trained_tensors(sim2.module)
+    assert saved.keys() == loaded.keys()
+    for name in saved:
+        assert torch.equal(saved[name], loaded[name]), name
 
 
 # -- get_nengo_params

@@ -12,6 +12,15 @@ class ConnectionModule(NengoObjectModule):
 
     trainable = ("weights",)
 
+    def __init__(self, obj=None):
+        super().__init__(obj)
+        if obj is not None and isinstance(obj.post_obj, nengo.Probe):
+            # the connection nengo's builder adds from a probed object to its
+            # probe (decoders of a decoded probe) belongs to no network: it reads
+            # out, it does not train (as in NengoDL), so adding a probe leaves the
+            # trainable parameters as they were
+            self.trainable = ()
+
     def extra_repr(self):
         conn = self.obj
         parts = [f"{conn.pre_obj} -> {conn.post_obj}"]

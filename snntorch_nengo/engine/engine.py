@@ -38,7 +38,7 @@ class Engine:
         self.settings = dict(settings or {})
         self.torch_compile = bool(torch_compile)
         self.strategy_cache = {}  # strategy name -> what it keeps between runs
-        self.last_run = None  # Explanation of the last run
+        self._last_run = None  # what makes the Explanation of the last run
         self.input_nodes = input_nodes(model)
         self.probes = list(model.probes)
         self._set_operators(with_input_ops(model, self.input_nodes))
@@ -192,14 +192,26 @@ class Engine:
 
     def initial_state(self, batch_size: int, device=None) -> dict:
         """Initial values of the modules' dynamic signals, batched as they run."""
-        layout = self.module_layout
-        state = {}
-        for base in layout.dynamic:
-            value = self._initial(base, device)
-            if layout.batched(base):
-                value = value.expand((batch_size,) + value.shape)
-            state[base] = value.clone()
-        return state
+        # made once per batch size and device: every write is functional (a new
+        # tensor), and the in-place strategy copies what it writes into, so
+        # each reset may hand out the same initial tensors
+        cache = self.__dict__.setdefault("_initial_cache", {})
+        key = ("state", batch_size, str(device))
+        # tensors made while tracing (torch.export) are the trace's: never kept
+        tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting()
+        state = None if tracing else cache.get(key)
+        if state is None:
+            layout = self.module_layout
+            state = {}
+            with torch.inference_mode(False):  # usable by autograd later
+                for base in layout.dynamic:
+                    value = self._initial(base, device)
+                    if layout.batched(base):
+                        value = value.expand((batch_size,) + value.shape)
+                    state[base] = value.clone()
+            if not tracing:
+                cache[key] = state
+        return dict(state)
 
     def _initial(self, base, device):
         """A base's initial tensor, converted from numpy once per device."""
@@ -240,8 +252,22 @@ class Engine:
             choice.reason,
         )
         result = choice.strategy.run(self, request)
-        self.last_run = Explanation(choice, n_steps, result.fallbacks, ran=True)
+        # made into an Explanation when asked for, not at every run
+        self._last_run = (choice, n_steps, result.fallbacks)
         return result.data, result.values
+
+    @property
+    def last_run(self) -> "Explanation | None":
+        """The `Explanation` of the last run (None before any)."""
+        last = self._last_run
+        if last is None or isinstance(last, Explanation):
+            return last
+        self._last_run = Explanation(*last, ran=True)
+        return self._last_run
+
+    @last_run.setter
+    def last_run(self, value) -> None:
+        self._last_run = value
 
     def explain(self, request: RunRequest | None = None) -> "Explanation":
         """Which strategy a run takes and why, with the operators that fall back.

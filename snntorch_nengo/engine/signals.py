@@ -174,13 +174,23 @@ class SignalValues:
         current = self.values[base]
         if value.dtype != current.dtype or value.device != current.device:
             value = value.to(current.device, current.dtype)
+        if view.same_shape and value.shape == current.shape:
+            # the whole base, already its shape (the common case): no view ops,
+            # which would each be an autograd node
+            if base in self._zeros:
+                self._zeros.discard(base)
+                self.values[base] = value
+            else:
+                self.values[base] = current + value if inc else value
+            return
         if value.shape != current.shape or not view.same_shape:
             lead = current.shape[: current.dim() - base.ndim]
             value = value.broadcast_to(lead + view.shape)
         zeros = base in self._zeros
         self._zeros.discard(base)
         if view.kind == "full":
-            value = value.reshape(current.shape)
+            if value.shape != current.shape:
+                value = value.reshape(current.shape)
             if inc and not zeros:
                 value = current + value
             self.values[base] = value
@@ -203,6 +213,28 @@ class SignalValues:
 
     def set(self, sig, value: torch.Tensor) -> None:
         self._write(sig, value, inc=False)
+
+    def set_zeros(self, sig, zeros: torch.Tensor) -> bool:
+        """Set all of ``sig``'s base to ``zeros`` and mark it as zeros.
+
+        Until the base is written again, `is_zeros` says so: a product of it
+        may be skipped, and its first increment is taken as its new value.
+        False (nothing done) where ``sig`` is not the whole base or ``zeros``
+        is not the base's current shape (e.g. a window's rows).
+        """
+        view = self.layout.views[sig]
+        current = self.values[view.base]
+        if not view.same_shape or zeros.shape != current.shape:
+            return False
+        if zeros.dtype != current.dtype or zeros.device != current.device:
+            return False
+        self.values[view.base] = zeros
+        self._zeros.add(view.base)
+        return True
+
+    def is_zeros(self, sig) -> bool:
+        """Whether ``sig``'s base holds zeros set by `set_zeros` (or given as such)."""
+        return self.layout.views[sig].base in self._zeros
 
     def inc(self, sig, value: torch.Tensor) -> None:
         self._write(sig, value, inc=True)

@@ -316,9 +316,11 @@ class _WindowRun:
         step(sv)
         for base in self.plan.written_by.get(op, ()):
             value = sv.values[base]
-            # adding zeros is skipped in eager runs; a traced run (torch.export)
+            # adding zeros is skipped in eager runs unless they carry a gradient
+            # (a trained bias initialised to zero); a traced run (torch.export)
             # cannot branch on values, and adds them
-            if base in held and (torch.compiler.is_compiling() or bool(held[base].any())):
+            if base in held and (torch.compiler.is_compiling() or held[base].requires_grad
+                                 or bool(held[base].any())):
                 value = (value.reshape((T,) + held[base].shape) + held[base]).reshape(
                     value.shape
                 )
@@ -385,6 +387,12 @@ class _WindowRun:
         T, B = self.T, self.B
         self.steady.pop(base, None)
         if base not in self.plan.updated:
+            if T > 1 and value.stride(0) == 0 and self.layout.batched(base):
+                # the same at every step (a kernel's final state, see
+                # ops/neurons.py): held, so that no copy of it is made per step
+                self.series.pop(base, None)
+                self.steady[base] = value[0]
+                return
             self.series[base] = value.reshape((T * B,) + value.shape[2:])
             return
         self.ended[base] = value

@@ -8,6 +8,9 @@ time; Nengo steps with ``dt``).
 Spikes: a NIR spike is a unit impulse (area 1); a Nengo spike is one step of
 height ``amplitude / dt`` (area ``amplitude``). Weights therefore carry over
 unchanged and amplitudes are folded into the weights after the neurons.
+Simulators that read NIR their own way (a spike counts 1 per step, forward
+Euler, time constants in steps) are served by ``spike_scale``, ``euler_dt``
+and ``tau_scale`` on both sides; docs/nir.md lists what each tool needs.
 
 Everything a NIR graph cannot hold (refractory periods, voltage floors, Node
 functions, learning rules, other synapses, ...) is listed as a `NIRIssue`
@@ -17,6 +20,7 @@ functions, learning rules, other synapses, ...) is listed as a `NIRIssue`
 restores them when ``use_metadata=True``.
 """
 
+import copy
 import dataclasses
 import re
 import warnings
@@ -100,8 +104,16 @@ def _dense(conn, weights):
 
 
 class _Exporter:
-    def __init__(self, values, use_names):
+    def __init__(
+        self, values, use_names, bias="input", spike_scale=1.0, tau_scale=1.0,
+        euler_dt=None,
+    ):
         self.v = values
+        self.euler_dt = euler_dt
+        self.tau_scale = tau_scale
+        self.bias_mode = bias
+        self.spike_scale = spike_scale
+        self.pending_bias = {}  # LIF node name -> (ensemble, bias in front of it)
         self.nodes = {}
         self.edges = []
         self.issues = []
@@ -151,6 +163,50 @@ class _Exporter:
     def edge(self, src, dst):
         self.edges.append((src, dst))
 
+    def tau(self, tau):
+        """A time constant as written (``euler_dt``, ``tau_scale``)."""
+        if self.euler_dt is not None:
+            # Euler's decay 1 - h / tau' equals Nengo's exact exp(-h / tau)
+            tau = self.euler_dt / -np.expm1(-self.euler_dt / tau)
+        return tau * self.tau_scale
+
+    def amplitude(self, ens):
+        """What one spike of ``ens`` weighs in the graph (see ``spike_scale``)."""
+        return float(ens.neuron_type.amplitude) * self.spike_scale
+
+    def place_biases(self):
+        """Put each deferred LIF bias in front of its node, v_leak staying 0.
+
+        With NIR's ``tau v' = (v_leak - v) + r I`` and ``r = 1``, ``v_leak = b``
+        is the same equation as ``v_leak = 0`` with ``I + b``: the bias joins
+        the input current exactly, at every instant (no filter in between: a
+        synapse, when there is one, is an LI node before this point).
+        """
+        for name, (ens, bias) in self.pending_bias.items():
+            srcs = [s for s, d in self.edges if d == name]
+            node = self.nodes[name]
+            if not srcs:
+                # nothing to add it to: keep NIR's own form
+                node.v_leak = bias.copy()
+                continue
+            src = self.nodes[srcs[0]]
+            if (
+                len(srcs) == 1
+                and type(src) is nir.Linear
+                and sum(s == srcs[0] for s, _ in self.edges) == 1
+                and not (src.metadata or {}).get("nengo")
+            ):
+                # the one connection's weights carry the bias: Affine -> LIF
+                self.nodes[srcs[0]] = nir.Affine(weight=src.weight, bias=bias.ravel())
+                continue
+            inp = self.add(
+                self.name(ens, "_bias"),
+                nir.Affine(weight=np.eye(bias.size), bias=bias.ravel(),
+                           metadata={"nengo": {"role": "bias"}}),
+            )
+            self.edges = [(s, inp if d == name else d) for s, d in self.edges]
+            self.edge(inp, name)
+
     # neurons
 
     def ensemble(self, ens):
@@ -179,10 +235,23 @@ class _Exporter:
                     "in NIR LIF (kept in metadata)",
                 )
             meta.update(tau_ref=float(nt.tau_ref), min_voltage=float(nt.min_voltage))
+            # bias="input": v_leak stays 0 (what snnTorch, SpikingJelly and
+            # sinabs accept) and the bias goes in front (place_biases); a
+            # shaped population would need an Affine of its shape, which NIR
+            # lacks, so it keeps v_leak
+            deferred = (
+                self.bias_mode == "input" and len(shape) == 1 and np.any(bias != 0)
+            )
+            if deferred:
+                self.pending_bias[name] = (ens, bias.copy())
+                bias = np.zeros(shape)
+                # a CubaLIF's synapse would filter the bias: an LI node per
+                # connection instead, then the bias, then a LIF
+                synapse = None
             if synapse is not None:
                 node = nir.CubaLIF(
-                    tau_syn=ones * synapse,
-                    tau_mem=ones * nt.tau_rc,
+                    tau_syn=ones * self.tau(synapse),
+                    tau_mem=ones * self.tau(nt.tau_rc),
                     r=ones,
                     v_leak=bias.copy(),
                     v_threshold=ones.copy(),
@@ -191,7 +260,7 @@ class _Exporter:
                 )
             else:
                 node = nir.LIF(
-                    tau=ones * nt.tau_rc,
+                    tau=ones * self.tau(nt.tau_rc),
                     r=ones,
                     v_leak=bias.copy(),
                     v_threshold=ones.copy(),
@@ -248,7 +317,16 @@ class _Exporter:
         return None
 
 
-def export_nir(net_or_sim, strict=False, dt=None, use_names=True):
+def export_nir(
+    net_or_sim,
+    strict=False,
+    dt=None,
+    use_names=True,
+    bias="input",
+    spike_scale=1.0,
+    tau_scale=1.0,
+    euler_dt=None,
+):
     """A `nir.NIRGraph` of a Nengo network.
 
     Parameters
@@ -263,6 +341,30 @@ def export_nir(net_or_sim, strict=False, dt=None, use_names=True):
         The step used to build a network (default 0.001); NIR itself has none.
     use_names : bool
         Name NIR nodes after the objects' labels (else after their types).
+    bias : "input" or "v_leak"
+        Where a LIF population's bias goes. ``"input"`` (the default): into
+        the input current, as the bias of the Affine in front of the LIF node
+        (the incoming connection's, or an ``Affine(I, bias)`` where several
+        connections or synapses meet), with ``v_leak = 0``; exact (``r = 1``)
+        and what snnTorch, SpikingJelly and sinabs require. ``"v_leak"``: as
+        the LIF's ``v_leak`` (NIR's own leak potential; Norse and nirtorch
+        read it). Populations shaped by a convolution keep ``v_leak`` either
+        way (NIR has no shaped Affine).
+    spike_scale : float
+        Factor on every weight after spiking neurons. NIR's spike is a unit
+        impulse (1, the default). Simulators that count a spike as 1 in a step
+        of length ``dt`` (Norse, snnTorch, SpikingJelly, sinabs) need
+        ``1 / dt`` of *their* step (docs/nir.md lists each one's).
+    tau_scale : float
+        Factor on every time constant written (1: seconds, NIR's unit; sinabs
+        reads time constants in steps: ``1 / dt``).
+    euler_dt : float, optional
+        For simulators that integrate NIR's equations with forward Euler at
+        this step (Norse, snnTorch, SpikingJelly): time constants ``tau' = h / (1 -
+        exp(-h / tau))``, so that their decay per step ``1 - h / tau'`` is
+        Nengo's exact ``exp(-h / tau)`` and, at ``h = dt``, their membranes
+        and synapses follow Nengo's step for step (the graph then means,
+        in continuous time, taus longer by about ``h / 2``).
 
     Returns
     -------
@@ -272,8 +374,9 @@ def export_nir(net_or_sim, strict=False, dt=None, use_names=True):
         ``"issues"``: one string per problem (object: reason).
 
     Mapping: an Ensemble's neurons become a LIF (or CubaLIF, when all its input
-    connections share one Lowpass synapse; IF for SpikingRectifiedLinear) node
-    with ``r=1``, threshold 1, reset 0 and its bias as ``v_leak``; a connection
+    connections share one Lowpass synapse and the bias is not in the way; IF
+    for SpikingRectifiedLinear) node with ``r=1``, threshold 1, reset 0 and
+    its bias as chosen by ``bias``; a connection
     becomes a Linear node holding its full weights (decoders, transform,
     the post encoders and gains); a 1-D/2-D Convolution (channels first) a
     Conv1d/Conv2d and a Scale (post gains); a Lowpass synapse an LI node; a
@@ -282,9 +385,22 @@ def export_nir(net_or_sim, strict=False, dt=None, use_names=True):
     _need_nir()
     if dt is None:
         dt = getattr(net_or_sim, "dt", None) or 0.001
+    if bias not in ("input", "v_leak"):
+        raise ValidationError(
+            f"export_nir: bias={bias!r}; use 'input' (the bias in the current in "
+            "front of each LIF node, v_leak = 0) or 'v_leak'",
+            attr="bias",
+        )
+    spike_scale = _positive("export_nir", "spike_scale", spike_scale)
+    tau_scale = _positive("export_nir", "tau_scale", tau_scale)
     values = BuiltValues(net_or_sim, dt)
     net = values.net
-    ex = _Exporter(values, use_names)
+    if euler_dt is not None:
+        euler_dt = _positive("export_nir", "euler_dt", euler_dt)
+    ex = _Exporter(
+        values, use_names, bias=bias, spike_scale=spike_scale, tau_scale=tau_scale,
+        euler_dt=euler_dt,
+    )
     for conn in net.all_connections:
         if isinstance(conn.transform, nengo.Convolution):
             _conv_shapes(ex, conn)
@@ -329,11 +445,18 @@ def export_nir(net_or_sim, strict=False, dt=None, use_names=True):
         _export_connection(ex, conn, ports)
     for probe in net.all_probes:
         _export_probe(ex, probe, ports)
+    ex.place_biases()
 
     graph = nir.NIRGraph(
         nodes=ex.nodes,
         edges=ex.edges,
-        metadata={"issues": [str(i) for i in ex.issues], "dt": float(dt)},
+        metadata={
+            "issues": [str(i) for i in ex.issues],
+            "dt": float(dt),
+            "spike_scale": spike_scale,
+            "tau_scale": tau_scale,
+            "euler_dt": float(euler_dt or 0),
+        },
         # NIR infers types from the Output nodes: a graph without any (nothing
         # probed, or only what NIR cannot express) cannot be type-checked
         type_check=any(isinstance(n, nir.Output) for n in ex.nodes.values()),
@@ -341,6 +464,22 @@ def export_nir(net_or_sim, strict=False, dt=None, use_names=True):
     graph.issues = ex.issues
     _report(ex.issues, strict, "not expressible in NIR")
     return graph
+
+
+def _positive(func, name, value):
+    why = (
+        "1 for NIR's unit impulse, 1 / dt for a simulator that counts a spike as 1 "
+        "per step" if name == "spike_scale" else "seconds"
+    )
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        out = None
+    if out is None or not np.isfinite(out) or out <= 0:
+        raise ValidationError(
+            f"{func}: {name}={value!r} must be a positive number ({why})", attr=name
+        )
+    return out
 
 
 def _synapse_node(ex, obj, synapse, size, suffix):
@@ -357,7 +496,9 @@ def _synapse_node(ex, obj, synapse, size, suffix):
     ones = np.ones(size)  # size may be a shape
     return ex.add(
         ex.name(obj, suffix),
-        nir.LI(tau=ones * synapse.tau, r=ones.copy(), v_leak=np.zeros_like(ones)),
+        nir.LI(
+            tau=ones * ex.tau(synapse.tau), r=ones.copy(), v_leak=np.zeros_like(ones)
+        ),
     )
 
 
@@ -368,8 +509,7 @@ def _source(ex, conn, ports):
         return None, None
     _, out, _ = ports[pre]
     if isinstance(pre, nengo.Ensemble):
-        amp = float(pre.neuron_type.amplitude)
-        return out, amp
+        return out, ex.amplitude(pre)
     return out, 1.0
 
 
@@ -479,7 +619,7 @@ def _export_conv(ex, conn, ports):
         return
     kernel = np.asarray(ex.v.signal(conn, "weights"), dtype=float)
     if isinstance(pre, nengo.Ensemble):
-        kernel = kernel * float(pre.neuron_type.amplitude)
+        kernel = kernel * ex.amplitude(pre)
     # Nengo: kernel_size + (in_channels / groups, filters); NIR: (out, in, *kernel)
     weight = np.moveaxis(kernel, (-1, -2), (0, 1))
     pad = [(k - 1) // 2 if t.padding == "same" else 0 for k in t.kernel_size]
@@ -525,14 +665,14 @@ def _export_probe(ex, probe, ports):
             None,
         )
         decoders = ex.v.signal(conn, "weights")
-        amp = float(target.neuron_type.amplitude)
+        amp = ex.amplitude(target)
         src = ex.add(ex.name(probe, "_decoders"), nir.Linear(np.asarray(decoders) * amp))
         ex.edge(out, src)
         size = decoders.shape[0]
         sl = None  # the probe's decoders already select its dimensions
     elif isinstance(obj, nengo.ensemble.Neurons) and probe.attr == "output":
         size = target.n_neurons
-        amp = float(target.neuron_type.amplitude)
+        amp = ex.amplitude(target)
         if amp != 1:
             src = ex.add(ex.name(probe, "_amplitude"), nir.Scale(np.full(size, amp)))
             ex.edge(out, src)
@@ -590,7 +730,124 @@ def _uniform(node_name, field, values):
     return float(values[0])
 
 
-def import_nir(graph, strict=False, use_metadata=True, label="nir"):
+def _as_numpy(node):
+    """A shallow copy of ``node`` with torch tensors as numpy arrays.
+
+    Norse (and nirtorch's tracer) write parameters as torch tensors; the NIR
+    classes accept them, numpy functions do not all do so.
+    """
+    if not dataclasses.is_dataclass(node):
+        return node
+    out = copy.copy(node)
+    for f in dataclasses.fields(node):
+        v = getattr(node, f.name, None)
+        if hasattr(v, "detach") and hasattr(v, "numpy"):
+            setattr(out, f.name, v.detach().cpu().numpy())
+        elif isinstance(v, dict):
+            setattr(out, f.name, {
+                k: (x.detach().cpu().numpy() if hasattr(x, "detach") else x)
+                for k, x in v.items()
+            })
+    return out
+
+
+_NEURON_FIELDS = {
+    "LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"),
+    "CubaLIF": ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"),
+    "IF": ("r", "v_threshold", "v_reset"),
+    "LI": ("tau", "r", "v_leak"),
+}
+
+
+class _Sizes:
+    """Output sizes of the nodes of a graph, followed along its edges.
+
+    snnTorch writes one scalar per LIF parameter for a whole layer: the size
+    of such a node is that of what feeds it.
+    """
+
+    def __init__(self, nodes, edges):
+        self.nodes = nodes
+        self.inputs = {}
+        for src, dst in edges:
+            self.inputs.setdefault(dst.split(".")[0], []).append(src.split(".")[0])
+        self.memo = {}
+
+    def own(self, name):
+        node = self.nodes[name]
+        t = type(node).__name__
+        if t == "Input":
+            return int(np.prod(node.input_type["input"]))
+        if t in ("Linear", "Affine"):
+            return int(np.asarray(node.weight).shape[0])
+        if t == "Scale":
+            return int(np.asarray(node.scale).size)
+        if t in _NEURON_FIELDS:
+            n = max(np.asarray(getattr(node, f)).size for f in _NEURON_FIELDS[t])
+            return n if n > 1 else None
+        if t in ("Conv1d", "Conv2d") and node.input_shape is not None:
+            w = np.asarray(node.weight)
+            dims = w.ndim - 2
+            k = np.array(w.shape[2:])
+            size = np.broadcast_to(np.atleast_1d(node.input_shape), (dims,))
+            pad = node.padding
+            if isinstance(pad, bytes):
+                pad = pad.decode()
+            if isinstance(pad, str):
+                pad = k // 2 if pad == "same" else 0
+            pad, stride, dil = (
+                np.broadcast_to(np.atleast_1d(v), (dims,))
+                for v in (pad, node.stride, node.dilation)
+            )
+            out = (size + 2 * pad - dil * (k - 1) - 1) // stride + 1
+            return int(w.shape[0] * np.prod(out))
+        out = (getattr(node, "output_type", None) or {}).get("output")
+        if out is not None and np.size(out) > 0 and np.all(np.asarray(out) > 0):
+            return int(np.prod(out))
+        return None
+
+    def __call__(self, name, seen=()):
+        if name not in self.memo:
+            n = self.own(name)
+            if n is None and name not in seen:
+                for src in self.inputs.get(name, []):
+                    if src in self.nodes:
+                        n = self(src, seen + (name,))
+                        if n is not None:
+                            break
+            if n is None:
+                n = 1 if type(self.nodes[name]).__name__ in _NEURON_FIELDS else None
+            self.memo[name] = n
+        return self.memo[name]
+
+
+def _broadcast(name, node, size):
+    """``node`` with its per-neuron parameters at ``size`` (from scalars)."""
+    t = type(node).__name__
+    for f in _NEURON_FIELDS.get(t, ()):
+        v = np.asarray(getattr(node, f), dtype=float)
+        if v.size == size:
+            setattr(node, f, v.ravel())
+        elif v.size == 1:
+            setattr(node, f, np.full(size, v.ravel()[0]))
+        else:
+            raise ValidationError(
+                f"NIR node {name!r}: {t}.{f} has {v.size} values for {size} neurons "
+                "(the size of its input)",
+                attr=f,
+            )
+    return node
+
+
+def import_nir(
+    graph,
+    strict=False,
+    use_metadata=True,
+    label="nir",
+    spike_scale=None,
+    tau_scale=None,
+    euler_dt=None,
+):
     """A `nengo.Network` from a `nir.NIRGraph` (or a file written by ``nir.write``).
 
     Returns
@@ -607,17 +864,71 @@ def import_nir(graph, strict=False, use_metadata=True, label="nir"):
     min_voltage and amplitude come from ``metadata["nengo"]`` when present and
     ``use_metadata`` (else 0, -inf and 1: NIR's model). LI becomes a Lowpass,
     Linear/Affine/Scale connection transforms, Conv2d a `nengo.Convolution`.
+    Parameters may be numpy arrays or torch tensors (Norse writes those);
+    scalar neuron parameters (snnTorch writes those) apply to every neuron of
+    the node, whose size is that of its input.
+
+    spike_scale : float, optional
+        What a spike weighs in the graph's weights relative to NIR's unit
+        impulse (see `export_nir`): a graph written by a simulator that counts
+        a spike as 1 per step of ``dt`` has ``1 / dt`` (docs/nir.md). Imported
+        neurons get ``amplitude = 1 / spike_scale``. Default: the graph's
+        ``metadata["spike_scale"]`` (written by `export_nir`) with
+        ``use_metadata``, else 1.
+    tau_scale : float, optional
+        What the graph's time constants are in seconds times: imported time
+        constants are divided by it (Norse 1.1's ``to_nir`` writes ``dt`` times
+        its time constants: ``dt``; sinabs writes steps: ``1 / dt``). Default:
+        ``metadata["tau_scale"]`` with ``use_metadata``, else 1.
+    euler_dt : float, optional
+        The graph is for a simulator that integrates it with forward Euler at
+        this step (snnTorch, Norse, SpikingJelly): each time constant becomes
+        ``tau_rc = -h / log(1 - h / tau)``, so that Nengo's exact step
+        (``exp(-h / tau_rc) = 1 - h / tau``) equals theirs when run at ``dt =
+        h``; only spike timing within a step then differs. Default:
+        ``metadata["euler_dt"]`` with ``use_metadata`` (0: none).
     """
     _need_nir()
     if not isinstance(graph, nir.NIRGraph):
         graph = nir.read(graph)
+    meta = graph.metadata if use_metadata and graph.metadata else {}
+    if spike_scale is None:
+        spike_scale = np.asarray(meta.get("spike_scale", 1.0)).item()
+    if tau_scale is None:
+        tau_scale = np.asarray(meta.get("tau_scale", 1.0)).item()
+    if euler_dt is None:
+        euler_dt = np.asarray(meta.get("euler_dt", 0.0)).item() or None
+    spike_scale = _positive("import_nir", "spike_scale", spike_scale)
+    tau_scale = _positive("import_nir", "tau_scale", tau_scale)
+    if euler_dt is not None:
+        euler_dt = _positive("import_nir", "euler_dt", euler_dt)
+    nodes = {name: _as_numpy(node) for name, node in graph.nodes.items()}
+    sizes = _Sizes(nodes, graph.edges)
+    for name, node in nodes.items():
+        if type(node).__name__ in _NEURON_FIELDS:
+            _broadcast(name, node, sizes(name))
+            for f in ("tau", "tau_syn", "tau_mem"):
+                if hasattr(node, f):
+                    tau = np.asarray(getattr(node, f), dtype=float) / tau_scale
+                    if euler_dt is not None:
+                        if np.any(tau <= euler_dt):
+                            raise ValidationError(
+                                f"NIR node {name!r}: {f} = {tau.min()} is not above "
+                                f"euler_dt = {euler_dt} (forward Euler decays to "
+                                "zero or below in one step)",
+                                attr="euler_dt",
+                            )
+                        tau = -euler_dt / np.log1p(-euler_dt / tau)
+                    setattr(node, f, tau)
     issues = []
     objs = {}
     ports = {}  # name -> (input: (obj, transform, synapse) or None, output obj)
     with nengo.Network(label=label) as net:
         net.inputs, net.outputs = {}, {}
-        for name, node in graph.nodes.items():
-            ports[name] = _import_node(name, node, objs, issues, net, use_metadata)
+        for name, node in nodes.items():
+            ports[name] = _import_node(
+                name, node, objs, issues, net, use_metadata, 1.0 / spike_scale
+            )
         for src, dst in graph.edges:
             src_port, dst_port = ports.get(src.split(".")[0]), ports.get(dst.split(".")[0])
             if src_port is None or dst_port is None or dst_port[0] is None:
@@ -635,7 +946,7 @@ def import_nir(graph, strict=False, use_metadata=True, label="nir"):
     return net
 
 
-def _import_node(name, node, objs, issues, net, use_metadata):
+def _import_node(name, node, objs, issues, net, use_metadata, amplitude=1.0):
     meta = _meta(node) if use_metadata else {}
     t = type(node).__name__
     if t == "Input":
@@ -711,7 +1022,9 @@ def _import_node(name, node, objs, issues, net, use_metadata):
                 )
             bias = np.zeros(n)
             v0 = np.zeros(n)
-            nt = nengo.SpikingRectifiedLinear(initial_state={"voltage": _init(v0)})
+            nt = nengo.SpikingRectifiedLinear(
+                amplitude=amplitude, initial_state={"voltage": _init(v0)}
+            )
         else:
             tau = _uniform(name, "tau", node.tau if t == "LIF" else node.tau_mem)
             bias = (np.asarray(node.v_leak, dtype=float).ravel() - v_reset) / span
@@ -720,6 +1033,7 @@ def _import_node(name, node, objs, issues, net, use_metadata):
                 tau_rc=tau,
                 tau_ref=float(meta.get("tau_ref", 0.0)),
                 min_voltage=float(meta.get("min_voltage", -np.inf)),
+                amplitude=amplitude,
                 initial_state={"voltage": _init(v0)},
             )
         ens = nengo.Ensemble(

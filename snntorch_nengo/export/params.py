@@ -2,28 +2,46 @@
 
 File format
 -----------
-`ParamsMixin.save_params` writes, with `torch.save`, one dict::
+`ParamsMixin.save_params` writes, with `torch.save`, one dict (format version 2)::
 
     {
         "format": "snntorch_nengo.params",
-        "version": 1,
+        "version": 2,
         "dtype": "float64",           # the simulator's float type (informative)
         "fingerprint": {...},         # the network's structure, see `fingerprint`
-        "params": {name: tensor},     # every tensor of NengoModule.state_dict()
+        "trainable": [[name, shape], ...],  # the trained tensors, in module order
+        "params": {name: tensor},     # exactly the tensors listed in "trainable"
         "state": {name: tensor} or None,   # the simulation state (include_state)
         "n_steps": int or None,            # steps simulated (include_state)
         "checksum": str,              # sha256 of params and state, see `checksum`
     }
 
-``params`` holds the trainable parameters and the other built constants, named as
-in `NengoModule.state_dict` (``"ensembles.a.encoders"``,
-``"connections.connection_1.weights"``, ...); ``state`` holds the simulation
-state (voltages, synapse states, learned weights, time and step), named after
-the buffer of the module that owns each signal, with its leading batch
-dimension. Memory addresses that Nengo writes into the names of unlabelled
-objects (``..._at_0x7f...``) are dropped from the names, so that a file saved by
-one process loads into the same network built by another. Tensors are stored on
-the CPU; they are loaded onto the simulator's device and cast to its dtype.
+``trainable`` lists what training changes (`trained_tensors`): the module's
+parameters (encoders, biases and connection weights of objects that train,
+parameters of torch modules in TensorNodes and Layers) and the persistent
+buffers of those torch modules (running statistics, say), named as in
+`NengoModule.state_dict` (``"ensembles.a.encoders"``,
+``"connections.connection_1.weights"``, ...). Built constants (gains of the
+neuron model, weights of objects configured ``trainable=False``, decoders of
+probes) are not saved: a network loading the file keeps its own. As in NengoDL,
+`load_params` matches the file by this list alone, so a file trained with rate
+neurons (``LIFRate``) loads into the same network built with ``LIF``, and a
+Converter network re-converted with other ``swap_activations``,
+``scale_firing_rates`` or ``synapse``, or given another probe, loads the file of
+the first conversion. ``fingerprint`` is checked only when the simulation state
+is loaded (``include_state=True``): state belongs to one network.
+
+``state`` holds the simulation state (voltages, synapse states, learned
+weights, time and step), named after the buffer of the module that owns each
+signal, with its leading batch dimension. Memory addresses that Nengo writes
+into the names of unlabelled objects (``..._at_0x7f...``) are dropped from the
+names, so that a file saved by one process loads into the same network built
+by another. Tensors are stored on the CPU; they are loaded onto the simulator's
+device and cast to its dtype.
+
+Files of format version 1 (no ``trainable`` entry; ``params`` holds every
+tensor of the state dict, built constants included) load as they always did:
+into a network with the same `fingerprint` only, every tensor replaced.
 
 ``checksum`` lets `load_params` tell a damaged file (flipped bytes inside a
 tensor, which ``torch.load`` reads without complaint) from a good one; files
@@ -46,10 +64,12 @@ import torch
 from nengo.exceptions import ValidationError
 
 from .. import validation
+from ..build.base import NengoObjectModule
 from . import freeze
 
 FORMAT = "snntorch_nengo.params"
-VERSION = 1
+VERSION = 2
+VERSIONS = (1, 2)  # versions load_params reads
 KINDS = ("ensembles", "nodes", "connections", "probes")
 _LIST_MAX = 8  # names listed in an error message
 
@@ -73,20 +93,22 @@ class ParamsMixin:
 
         Notes
         -----
-        Everything in ``sim.module.state_dict()`` is saved: trainable parameters
-        (encoders, biases, connection weights) and the other built constants. See
-        the module documentation for the format.
+        The trainable parameters are saved (encoders, biases and connection
+        weights of objects that train, and the tensors of torch modules in
+        TensorNodes and Layers), with their names and shapes; built constants
+        are not, a network loading the file keeps its own. See the module
+        documentation for the format.
         """
         self._params_check_open("save parameters of")
         module = self.module
+        trained = trained_tensors(module)
         payload = {
             "format": FORMAT,
             "version": VERSION,
             "dtype": str(module.dtype).replace("torch.", ""),
             "fingerprint": fingerprint(module),
-            "params": {
-                name: _stored(tensor) for name, tensor in param_tensors(module).items()
-            },
+            "trainable": [[name, list(t.shape)] for name, t in trained.items()],
+            "params": {name: _stored(tensor) for name, tensor in trained.items()},
             "state": None,
             "n_steps": None,
         }
@@ -100,7 +122,12 @@ class ParamsMixin:
         atomic_save(payload, path)
 
     def load_params(self, path, include_state=False):
-        """Load parameters saved by `save_params` (from the same network).
+        """Load parameters saved by `save_params`.
+
+        As in NengoDL the file matches this network when their trainable
+        parameters do (names and shapes): the neuron types may differ (train
+        with ``LIFRate``, load into the network built with ``LIF``), as may
+        synapses, probes and built constants, which stay this network's own.
 
         Parameters
         ----------
@@ -108,22 +135,30 @@ class ParamsMixin:
             The file, as given to `save_params`.
         include_state : bool
             Also restore the simulation state and ``n_steps``; the file must have
-            been saved with ``include_state=True`` from a simulator with the same
-            minibatch size.
+            been saved with ``include_state=True`` from the same network (same
+            neuron types and probes) in a simulator with the same minibatch size.
 
         Raises
         ------
         nengo.exceptions.ValidationError
-            If the file is not a parameter file, was saved from a different network,
-            or its tensors do not match this network's (names of missing,
-            unexpected and mis-shaped tensors are given). Nothing is changed then.
+            If the file is not a parameter file or its trainable parameters do not
+            match this network's (the missing, extra and differently shaped ones
+            are named). Nothing is changed then.
         """
         self._params_check_open("load parameters into")
         module = self.module
         payload = read_params_file(path)
-        _check_fingerprint(payload["fingerprint"], fingerprint(module), path)
-        targets = param_tensors(module)
-        params = _matched(payload["params"], targets, "parameters", path, batch=False)
+        if payload["version"] == 1:
+            _check_fingerprint(payload["fingerprint"], fingerprint(module), path)
+            targets = param_tensors(module)
+            params = _matched(
+                payload["params"], targets, "parameters", path, batch=False
+            )
+        else:
+            if include_state:
+                _check_fingerprint(payload["fingerprint"], fingerprint(module), path)
+            targets = trained_tensors(module)
+            params = _matched_trainable(payload, targets, module, path)
         state = None
         if include_state:
             if payload.get("state") is None:
@@ -264,6 +299,32 @@ def param_tensors(module):
     return _stable_names(module.state_dict(keep_vars=True).items())
 
 
+def trained_tensors(module):
+    """``{name: live tensor}`` for what training changes: the `param_tensors`
+    less the built constants (buffers that Nengo signals became).
+
+    That is the module's parameters and the persistent buffers of torch modules
+    inside it (a TensorNode's ``BatchNorm`` statistics, say), in module order.
+    """
+    constants = set()
+    for path, child in module.named_modules():
+        if isinstance(child, NengoObjectModule):
+            prefix = f"{path}." if path else ""
+            constants.update(
+                prefix + name
+                for name in child.signal_names.values()
+                if name in child._buffers
+            )
+    items = module.state_dict(keep_vars=True).items()
+    named = _stable_names(items)
+    # `_stable_names` keeps the order and count of ``items``
+    return {
+        stable: tensor
+        for (raw, _), (stable, tensor) in zip(items, named.items())
+        if raw not in constants
+    }
+
+
 def state_tensors(module):
     """``{name: (base signal, live tensor)}`` for the simulation state."""
     paths = {child: path for path, child in module.named_modules()}
@@ -367,26 +428,29 @@ def _describe(entry):
 def _check_fingerprint(saved, current, path):
     if saved == current:
         return
+    raise ValidationError(
+        f"{path} was saved from a different network{_difference(saved, current)}",
+        attr="path",
+    )
+
+
+def _difference(saved, current):
+    """``"; object i is ... in the file but ... in this network"``, or ``""``."""
+    if saved == current:
+        return ""
     try:
         old, new = list(saved["objects"]), list(current["objects"])
     except (TypeError, KeyError):
-        old, new = None, None
-    detail = ""
-    if old is not None:
-        for i, (a, b) in enumerate(zip(old, new)):
-            if a != b:
-                detail = (
-                    f"; object {i} is {_describe(a)} in the file but {_describe(b)} "
-                    "in this network"
-                )
-                break
-        else:
-            detail = (
-                f"; the file has {len(old)} objects (Ensembles, Nodes, Connections, "
-                f"Probes), this network {len(new)}"
+        return ""
+    for i, (a, b) in enumerate(zip(old, new)):
+        if a != b:
+            return (
+                f"; object {i} is {_describe(a)} in the file but {_describe(b)} "
+                "in this network"
             )
-    raise ValidationError(
-        f"{path} was saved from a different network{detail}", attr="path"
+    return (
+        f"; the file has {len(old)} objects (Ensembles, Nodes, Connections, "
+        f"Probes), this network {len(new)}"
     )
 
 
@@ -407,10 +471,10 @@ def read_params_file(path):
         raise ValidationError(
             f"{path} is not a parameter file saved by save_params", attr="path"
         )
-    if payload.get("version") != VERSION:
+    if payload.get("version") not in VERSIONS:
         raise ValidationError(
             f"{path} has format version {payload.get('version')!r}; this version "
-            f"reads version {VERSION}",
+            f"reads versions {', '.join(map(str, VERSIONS))}",
             attr="path",
         )
     for key in ("params", "fingerprint"):
@@ -501,6 +565,69 @@ def _matched(saved, targets, what, path, batch):
     if problems:
         raise ValidationError(
             f"{path} does not match this network: " + "; ".join(problems), attr="path"
+        )
+    return saved
+
+
+def _matched_trainable(payload, targets, module, path):
+    """A version-2 file's tensors, checked against this network's trainable ones."""
+    listed = payload.get("trainable")
+    saved = payload["params"]
+    try:
+        listed = {str(name): tuple(int(n) for n in shape) for name, shape in listed}
+    except (TypeError, ValueError) as e:
+        raise ValidationError(
+            f"{path}: its 'trainable' entry is invalid ({e})", attr="path"
+        ) from e
+    if set(listed) != set(saved) or any(
+        not torch.is_tensor(saved[name]) or tuple(saved[name].shape) != shape
+        for name, shape in listed.items()
+    ):
+        raise ValidationError(
+            f"{path} is corrupted: its tensors are not the trainable parameters it "
+            "lists",
+            attr="path",
+        )
+    problems = []
+    missing = [name for name in targets if name not in listed]
+    extra = [name for name in listed if name not in targets]
+    if missing:
+        problems.append(
+            f"trainable here but not in the file: {_names(missing)}"
+        )
+    if extra:
+        # a constant here (configured trainable=False), or not here at all
+        everything = param_tensors(module)
+        constant = [name for name in extra if name in everything]
+        others = [name for name in extra if name not in everything]
+        if others:
+            problems.append(f"in the file but not in this network: {_names(others)}")
+        if constant:
+            problems.append(
+                "in the file but not trainable here (configured trainable=False?): "
+                + _names(constant)
+            )
+    bad = []
+    for name in listed:
+        if name not in targets:
+            continue
+        value, target = saved[name], targets[name]
+        if tuple(value.shape) != tuple(target.shape):
+            bad.append(
+                f"{name} (shape {tuple(value.shape)} in the file, "
+                f"{tuple(target.shape)} here)"
+            )
+        elif _kind(value) != _kind(target):
+            bad.append(f"{name} ({value.dtype} in the file, {target.dtype} here)")
+    if bad:
+        problems.append(f"with another shape or type: {_names(bad)}")
+    if problems:
+        # the first object that differs usually says why
+        where = _difference(payload["fingerprint"], fingerprint(module))
+        raise ValidationError(
+            f"{path} was saved from a different network: its trainable parameters "
+            "do not match this network's: " + "; ".join(problems) + where,
+            attr="path",
         )
     return saved
 

@@ -6,7 +6,8 @@ neuron output, in one call, time-major (``J`` is ``[T, N]``, states ``[N]``):
 - `reference`: the semantics, in pure torch (loops of the per-step functions of
   `snntorch_nengo.neurons.spiking`; forward equals Nengo spike for spike);
 - `cpp`: the C++ CPU kernels of the extension ``snntorch_nengo._C`` (csrc/),
-  when it was built;
+  prebuilt at install or built on first use (`jit`, with the recipe of
+  `extension`);
 - ``triton_kernels``: the Triton (CUDA) kernels;
 - `ops`: the differentiable torch custom ops ``torch.ops.snntorch_nengo.*``
   choosing among them by device, with the reference's gradients.
@@ -27,7 +28,7 @@ _OPS = (
 def __getattr__(name):
     if name in _OPS:
         return getattr(importlib.import_module(f"{__name__}.ops"), name)
-    if name in ("reference", "cpp", "ops", "triton_kernels"):
+    if name in ("reference", "cpp", "ops", "triton_kernels", "jit", "extension"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -3,14 +3,16 @@
 Importing the extension module registers a forward torch op
 ``torch.ops.snntorch_nengo_cpp.<name>`` and its backward op ``<name>_backward``
 per neuron spec with a fused kernel (`snntorch_nengo.neurons.specs`; sources
-in ``csrc/``, built by ``pip install --no-build-isolation -e .``). The forward
+in ``csrc/``, built by ``pip install`` or, when that did not build it, just in
+time on first use by `snntorch_nengo.kernels.jit`). The forward
 ops take the arguments of the functions in `snntorch_nengo.kernels.reference`
 (without the backward-only surrogate) for
 float32/float64 CPU tensors and return the same tuples, bitwise equal to the
 reference (the kernels use the expm1/log1p that torch's own CPU kernels use
 on this machine: Sleef on AVX2/AVX512, the C library otherwise).
 
-``AVAILABLE`` says whether they loaded (``IMPORT_ERROR`` says why not).
+``AVAILABLE`` says whether they loaded (``IMPORT_ERROR`` says why not,
+``SOURCE`` whether prebuilt or just in time).
 `snntorch_nengo.kernels.ops` reads ``AVAILABLE`` at every call, so setting it
 to False switches the ops to the torch reference.
 """
@@ -21,15 +23,32 @@ import torch
 
 from snntorch_nengo.neurons.specs import KERNEL_SPECS, NeuronSpec
 
+from snntorch_nengo.kernels import jit
+
+#: where the loaded extension came from: "prebuilt" (built at install),
+#: "jit" (built on first use, `snntorch_nengo.kernels.jit`) or None
+SOURCE: Optional[str] = None
 try:
     from snntorch_nengo import _C  # noqa: F401  (registers the ops)
 
-    AVAILABLE = True
-    IMPORT_ERROR = None
+    SOURCE = "prebuilt"
+    PREBUILT_ERROR = None
 except (ImportError, OSError) as e:  # not built, or built for another torch
     _C = None
-    AVAILABLE = False
-    IMPORT_ERROR = f"{type(e).__name__}: {e}"
+    PREBUILT_ERROR = f"{type(e).__name__}: {e}"
+    _C = jit.load()
+    if _C is not None:
+        SOURCE = "jit"
+    else:
+        jit.warn_missing(PREBUILT_ERROR, jit.STATE["error"])
+
+AVAILABLE = _C is not None
+#: why the extension did not load (None when it did)
+IMPORT_ERROR = (
+    None if AVAILABLE else f"prebuilt: {PREBUILT_ERROR}; just in time: {jit.STATE['error']}"
+)
+#: the file the extension was loaded from
+PATH: Optional[str] = getattr(_C, "__file__", None)
 
 DTYPES = (torch.float32, torch.float64)
 
@@ -95,6 +114,8 @@ def spike_matmul(X: torch.Tensor, Wt: torch.Tensor, max_density: float) -> torch
 __all__ = [
     "AVAILABLE",
     "IMPORT_ERROR",
+    "PATH",
+    "SOURCE",
     "HAS_BACKWARD",
     "supports",
     "kernel_isa",

@@ -343,7 +343,8 @@ def spike_matmul(X: Tensor, Wt: Tensor) -> Tensor:
     On the CPU with the C++ extension, each row sums only the rows of ``Wt``
     that its nonzero entries pick (`reference.spike_matmul` elsewhere); the
     sums run in another order than a dense product's, so float32 results
-    differ from ``X @ Wt`` by rounding. Gradients are the dense product's.
+    differ from ``X @ Wt`` by rounding. ``X``'s gradient is the dense
+    product's; ``Wt``'s, ``X.t() @ grad``, is event-driven in the same way.
     """
     if cpp.supports(X, Wt):
         return cpp.spike_matmul(X, Wt, SPIKE_DENSITY)
@@ -361,9 +362,12 @@ def _spike_matmul_setup(ctx, inputs, output):
 
 def _spike_matmul_backward(ctx, grad):
     X, Wt = ctx.saved_tensors
+    # X's gradient is dense (grad is); Wt's, X.t() @ grad, is again a product
+    # whose left factor is mostly zeros: event-driven too (the dense product
+    # where X is dense), differentiable for a second derivative
     return (
         grad @ Wt.t() if ctx.needs_input_grad[0] else None,
-        X.t() @ grad if ctx.needs_input_grad[1] else None,
+        spike_matmul(X.t(), grad) if ctx.needs_input_grad[1] else None,
     )
 
 

@@ -6,7 +6,10 @@ import torch
 
 
 def rectified_linear_step(neuron_type, dt, J, state, rng):
-    return neuron_type.amplitude * torch.clamp(J, min=0.0), {}
+    rates = torch.clamp(J, min=0.0)
+    if neuron_type.amplitude == 1:
+        return rates, {}  # the same numbers as 1 * rates, one operation less
+    return neuron_type.amplitude * rates, {}
 
 
 def sigmoid_step(neuron_type, dt, J, state, rng):

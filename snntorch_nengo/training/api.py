@@ -1,11 +1,11 @@
 """NengoDL's Keras-style training API on `Simulator`: compile, fit, evaluate.
 
-Each call builds Lightning's `Trainer` and hands it a `NengoLightningModule`
-that wraps the simulator's `NengoModule`; the loop is Lightning's.
+``fit`` and ``evaluate`` run a `NengoLightningModule` (which wraps the
+simulator's `NengoModule`) on Lightning Fabric (`.fabric_loop`), or hand it to
+Lightning's `Trainer` when asked for what only the Trainer does.
 """
 
 import contextlib
-import logging
 import warnings
 
 import numpy as np
@@ -28,6 +28,8 @@ class History:
     def __init__(self):
         self.history = {}
         self.epoch = []
+        self.loop = None  # "fabric" or "trainer": which loop ran the fit
+        self.trainer_reason = None  # why the Trainer ran it (None: Fabric)
 
     def callback(self):
         from lightning.pytorch.callbacks import Callback
@@ -105,6 +107,7 @@ class TrainingMixin:
         shuffle=True,
         tbptt_steps=None,
         ckpt_path=None,
+        loop=None,
         **trainer_kwargs,
     ):
         """Train on inputs ``x`` and targets ``y``; return a Keras-like `History`.
@@ -116,6 +119,13 @@ class TrainingMixin:
         checkpoint (e.g. one written by a ``ModelCheckpoint`` callback), as
         ``Trainer.fit(ckpt_path=...)``. Other keyword arguments go to the
         Lightning ``Trainer`` (e.g. ``strategy="ddp", devices=2``).
+
+        The loop runs on Lightning Fabric (devices, precision, DDP; no per-step
+        hooks) unless something only the `Trainer` does is asked for: Lightning
+        callbacks other than `.training.callbacks`' own, a logger,
+        ``ckpt_path``, ``tbptt_steps`` or other Trainer arguments
+        (`.fabric_loop.trainer_reason`). ``loop="trainer"`` or ``"fabric"``
+        chooses; ``history.loop`` says which ran, ``history.trainer_reason`` why.
         """
         self._check_open("fit")
         epochs = validation.positive_epochs(epochs)
@@ -130,11 +140,25 @@ class TrainingMixin:
         if validation_data is not None:
             vx, vy = validation_data
             val = self._loader(vx, vy, n_steps, batch_size, False, "validation_data")
+        from . import fabric_loop
+
+        reason = fabric_loop.trainer_reason(
+            callbacks, ckpt_path, tbptt_steps, loop, **trainer_kwargs
+        )
         history = History()
+        history.trainer_reason = reason
+        self.last_loop = ("fabric" if reason is None else "trainer", reason)
+        if reason is None:
+            history.loop = "fabric"
+            runner = fabric_loop.Loop(lightning_module, trainer_kwargs, verbose)
+            with self._preserving_state(), self._quiet_lightning(), self._checked_inputs():
+                runner.fit(train, val, epochs, history, callbacks=list(callbacks or []))
+            return history
+        history.loop = "trainer"
         trainer = self._trainer(
             callbacks, verbose, history, max_epochs=epochs, **trainer_kwargs
         )
-        with self._preserving_state(), self._quiet_lightning():
+        with self._preserving_state(), self._quiet_lightning(), self._checked_inputs():
             trainer.fit(
                 lightning_module,
                 train_dataloaders=train,
@@ -147,15 +171,32 @@ class TrainingMixin:
                     history.history[key] = [float(value)]
         return history
 
-    def evaluate(self, x=None, y=None, n_steps=None, stateful=False, verbose=1, **kw):
-        """Losses and metrics on ``x``/``y``: ``{"loss": ..., "<probe>_loss": ...}``."""
+    def evaluate(
+        self, x=None, y=None, n_steps=None, stateful=False, verbose=1, loop=None, **kw
+    ):
+        """Losses and metrics on ``x``/``y``: ``{"loss": ..., "<probe>_loss": ...}``.
+
+        Runs on Lightning Fabric unless ``kw`` (Trainer arguments, callbacks)
+        or ``loop="trainer"`` ask for Lightning's `Trainer` (see `fit`);
+        ``self.last_loop`` says which ran.
+        """
         self._check_open("evaluate")
         self._check_stateful(stateful)
         lightning_module = self._compiled("evaluate")
         lightning_module.stateful = stateful
         loader = self._loader(x, y, n_steps, None, False, "evaluate")
-        trainer = self._trainer(kw.pop("callbacks", None), verbose, None, **kw)
-        with self._preserving_state(), self._quiet_lightning():
+        from . import fabric_loop
+
+        callbacks = kw.pop("callbacks", None)
+        reason = fabric_loop.trainer_reason(callbacks, loop=loop, **kw)
+        if reason is None:
+            self.last_loop = ("fabric", None)
+            runner = fabric_loop.Loop(lightning_module, kw, verbose)
+            with self._preserving_state(), self._quiet_lightning(), self._checked_inputs():
+                return runner.evaluate(loader)
+        self.last_loop = ("trainer", reason)
+        trainer = self._trainer(callbacks, verbose, None, **kw)
+        with self._preserving_state(), self._quiet_lightning(), self._checked_inputs():
             results = trainer.test(lightning_module, dataloaders=loader, verbose=False)
         return {k: float(v) for k, v in results[0].items()}
 
@@ -242,13 +283,17 @@ class TrainingMixin:
         kwargs.setdefault("num_sanity_val_steps", 0)
         if "strategy" in kwargs:  # DDP keeps each process's simulation state
             kwargs["strategy"] = distributed.resolve_strategy(kwargs["strategy"])
-        quiet = logging.WARNING if verbose < 2 else logging.INFO
-        for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
-            logging.getLogger(name).setLevel(quiet)
+        from .fabric_loop import quiet_lightning
+
+        quiet_lightning(verbose)
         return L.Trainer(callbacks=callbacks, **kwargs)
 
     def _preserving_state(self):
         return self.module.preserved_state()
+
+    def _checked_inputs(self):
+        # `_loader` checked the data as a whole: batches need no check each
+        return self.module.checked_inputs()
 
     @staticmethod
     @contextlib.contextmanager
@@ -395,16 +440,39 @@ class TensorBatches(TensorDataset):
 
     The DataLoader's batching stays as it is (its samplers, its shuffling, and
     Lightning's distributed sampler), but each batch is one indexing of each
-    tensor instead of one per sample followed by a stack.
+    tensor instead of one per sample followed by a stack, and a batch of
+    consecutive samples is a view of the data.
     """
 
     def __getitems__(self, indices):
-        index = torch.as_tensor(indices)
+        start = indices[0] if len(indices) else 0
+        if list(indices) == list(range(start, start + len(indices))):
+            # in order (no shuffling): a view, no copy
+            index = slice(start, start + len(indices))
+        else:
+            index = torch.as_tensor(indices)
         picked = {}
         for tensor in self.tensors:
             if id(tensor) not in picked:
-                picked[id(tensor)] = tensor[index]
+                picked[id(tensor)] = _take(tensor, index)
         return tuple(picked[id(tensor)] for tensor in self.tensors)
+
+
+def _take(tensor, index):
+    """``tensor[index]``, with the dimensions it broadcasts (stride 0) kept so.
+
+    An image held for ``n_steps`` (``np.broadcast_to``) then costs one step per
+    sample, not a copy of every step, and the engine sees that it is held
+    without comparing the steps.
+    """
+    broadcast = [d for d in range(1, tensor.dim())
+                 if tensor.stride(d) == 0 and tensor.shape[d] > 1]
+    if not broadcast:
+        return tensor[index]
+    compact = tensor
+    for d in broadcast:
+        compact = compact.narrow(d, 0, 1)
+    return compact[index].expand((len(index),) + tuple(tensor.shape[1:]))
 
 
 def _as_batch(batch):

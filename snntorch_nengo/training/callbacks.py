@@ -1,4 +1,9 @@
-"""Lightning callbacks that log what a Nengo network does while it trains."""
+"""Lightning callbacks that log what a Nengo network does while it trains.
+
+Each computes its values in `epoch_values`: a `Trainer` logs them from
+``on_train_epoch_end``, and ``sim.fit``'s Fabric loop (`.fabric_loop`) records
+them in the `History` without a Trainer.
+"""
 
 import nengo
 import torch
@@ -21,11 +26,16 @@ class FiringRateLogger(Callback):
         self.n_steps = n_steps
 
     def on_train_epoch_end(self, trainer, pl_module):
-        module = pl_module.module
-        rates = mean_firing_rates(module, self.inputs, self.n_steps)
-        for ens, rate in rates.items():
-            name = ens.label or f"ensemble_{list(rates).index(ens)}"
-            pl_module.log(f"rate/{name}", rate)
+        for name, value in self.epoch_values(pl_module).items():
+            pl_module.log(name, value)
+
+    def epoch_values(self, pl_module):
+        """``{"rate/<ensemble>": mean rate in Hz}`` for this epoch."""
+        rates = mean_firing_rates(pl_module.module, self.inputs, self.n_steps)
+        return {
+            f"rate/{ens.label or f'ensemble_{i}'}": rate
+            for i, (ens, rate) in enumerate(rates.items())
+        }
 
 
 def mean_firing_rates(module, inputs=None, n_steps=10):
@@ -72,5 +82,19 @@ class ParameterHistogramLogger(Callback):
                     )
                     logged = True
             if not logged:
-                pl_module.log(f"param/{name}/mean", param.detach().mean())
-                pl_module.log(f"param/{name}/std", param.detach().std())
+                for key, value in self.parameter_values(name, param).items():
+                    pl_module.log(key, value)
+
+    @staticmethod
+    def parameter_values(name, param):
+        return {
+            f"param/{name}/mean": param.detach().mean(),
+            f"param/{name}/std": param.detach().std(),
+        }
+
+    def epoch_values(self, pl_module):
+        """Each parameter's mean and standard deviation (there is no logger)."""
+        values = {}
+        for name, param in pl_module.module.named_parameters():
+            values.update(self.parameter_values(name, param))
+        return values

@@ -10,8 +10,11 @@ buffers, since each process simulates different samples.
 import inspect
 
 
-def ddp_strategy(**kwargs):
+def ddp_strategy(fabric=False, **kwargs):
     """Lightning's ``DDPStrategy`` with per-process simulation state.
+
+    ``fabric``: Lightning Fabric's ``DDPStrategy`` (for ``sim.fit``'s Fabric
+    loop, `.fabric_loop`) instead of the `Trainer`'s.
 
     ``kwargs`` go to ``DDPStrategy`` (e.g. ``process_group_backend="gloo"``,
     ``start_method="spawn"``). Buffers are not synced before each forward pass
@@ -20,7 +23,10 @@ def ddp_strategy(**kwargs):
     start-up is harmless: every process starts from the same initial state).
     """
     # lightning is slow to import: only when training asks for it
-    from lightning.pytorch.strategies import DDPStrategy
+    if fabric:
+        from lightning.fabric.strategies import DDPStrategy
+    else:
+        from lightning.pytorch.strategies import DDPStrategy
     from torch.nn.parallel import DistributedDataParallel
 
     if "broadcast_buffers" not in kwargs and "forward_sync_buffers" not in kwargs:
@@ -39,8 +45,11 @@ _DDP_NAMES = {
 }
 
 
-def resolve_strategy(strategy):
-    """``strategy`` for ``Trainer``: DDP names become `ddp_strategy`; others as given."""
+def resolve_strategy(strategy, fabric=False):
+    """``strategy`` for ``Trainer`` (or ``Fabric``): DDP names become `ddp_strategy`.
+
+    Other strategies are returned as given.
+    """
     if isinstance(strategy, str) and strategy in _DDP_NAMES:
-        return ddp_strategy(**_DDP_NAMES[strategy])
+        return ddp_strategy(fabric=fabric, **_DDP_NAMES[strategy])
     return strategy

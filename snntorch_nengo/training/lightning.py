@@ -8,6 +8,7 @@ input Node (``input_nodes`` order), then one target per trained probe
 
 import copy
 import functools
+from typing import NamedTuple
 
 import lightning as L
 import torch
@@ -66,6 +67,16 @@ def resolve_optimizer(optimizer, parameters):
         f"or a name; got {optimizer!r}",
         attr="optimizer",
     )
+
+
+class BatchLosses(NamedTuple):
+    """One batch's losses (`NengoLightningModule.batch_losses`)."""
+
+    total: torch.Tensor
+    losses: dict
+    outputs: dict
+    targets: dict
+    batch_size: int
 
 
 class EpochMean(torchmetrics.Metric):
@@ -255,8 +266,9 @@ class NengoLightningModule(L.LightningModule):
     def split_batch(self, batch):
         """``(inputs by node, targets by probe)`` from a batch tuple."""
         batch = list(batch)
-        n_in = len(self.input_nodes) if len(batch) > len(self.target_probes) else 0
-        inputs = dict(zip(self.input_nodes, batch[:n_in]))
+        nodes = self.input_nodes
+        n_in = len(nodes) if len(batch) > len(self.target_probes) else 0
+        inputs = dict(zip(nodes, batch[:n_in]))
         targets = dict(zip(self.target_probes, batch[n_in:]))
         return inputs, targets
 
@@ -273,30 +285,60 @@ class NengoLightningModule(L.LightningModule):
             return self.default_steps
         return next(iter(targets.values())).shape[1]
 
-    def run_batch(self, inputs, n_steps):
+    def run_batch(self, inputs, n_steps, forward=None):
+        """Run one batch from the initial state (or on, when stateful).
+
+        ``forward``: what runs the module (the module itself by default; the
+        Fabric loop passes its wrapper, which DDP and precision go through).
+        """
         module = self.module
         batch_size = next(iter(inputs.values())).shape[0] if inputs else None
         if not self.stateful or (batch_size or module.batch_size) != module.batch_size:
             module.reset(batch_size=batch_size)
-        return module(inputs or None, n_steps=n_steps)
+        return (forward or module)(inputs or None, n_steps=n_steps)
+
+    def batch_losses(self, batch, forward=None):
+        """Run one batch and compute its losses: what both training loops share.
+
+        Returns a `BatchLosses`: the weighted total, each trained probe's loss,
+        the outputs and targets by probe, and the batch size. `training_step`
+        (a user's `Trainer`) and `.fabric_loop` (``sim.fit``) both compute their
+        losses here, so on the same data they give the same numbers.
+        """
+        inputs, targets = self.split_batch(batch)
+        outputs = self.run_batch(inputs, self.batch_steps(inputs, targets), forward)
+        total, losses = self.weighted_losses(outputs, targets)
+        batch_size = next(iter(targets.values())).shape[0]
+        return BatchLosses(total, losses, outputs, targets, batch_size)
+
+    def weighted_losses(self, outputs, targets):
+        """``(weighted sum, {probe: loss})`` of the trained probes' losses."""
+        total, losses = None, {}
+        for probe, target in targets.items():
+            value = self.losses[probe](outputs[probe], target.to(outputs[probe].dtype))
+            losses[probe] = value
+            weight = self.loss_weights.get(probe, 1.0)
+            # the numbers of 0.0 + 1.0 * value, without the two operations
+            term = value if weight == 1 else weight * value
+            total = term if total is None else total + term
+        return (0.0 if total is None else total), losses
 
     def _step(self, batch, stage, on_step):
         prefix = STAGES[stage]
-        inputs, targets = self.split_batch(batch)
-        outputs = self.run_batch(inputs, self.batch_steps(inputs, targets))
-        batch_size = next(iter(targets.values())).shape[0]
-        total = self.probe_losses(outputs, targets, prefix)
-        self.log_loss(f"{prefix}loss", total, batch_size, on_step)
-        self.update_metrics(outputs, targets, stage)
-        return total
+        result = self.batch_losses(batch)
+        for probe, value in result.losses.items():
+            self.log_epoch_mean(
+                f"{prefix}{self.names[probe]}_loss", value, result.batch_size
+            )
+        self.log_loss(f"{prefix}loss", result.total, result.batch_size, on_step)
+        self.update_metrics(result.outputs, result.targets, stage)
+        return result.total
 
     def probe_losses(self, outputs, targets, prefix=""):
         """The weighted sum of each probe's loss; each is logged per epoch."""
         batch_size = next(iter(targets.values())).shape[0]
-        total = 0.0
-        for probe, target in targets.items():
-            value = self.losses[probe](outputs[probe], target.to(outputs[probe].dtype))
-            total = total + self.loss_weights.get(probe, 1.0) * value
+        total, losses = self.weighted_losses(outputs, targets)
+        for probe, value in losses.items():
             self.log_epoch_mean(f"{prefix}{self.names[probe]}_loss", value, batch_size)
         return total
 
@@ -340,16 +382,25 @@ class NengoLightningModule(L.LightningModule):
             if where == fx:
                 mean.reset()
 
+    def stage_metrics(self, stage="train"):
+        """The metric objects of ``stage``: each stage accumulates its own."""
+        return {"train": self.metrics, "val": self.val_metrics}.get(
+            stage, self.test_metrics
+        )
+
+    def update_metric_states(self, outputs, targets, stage="train"):
+        """Update the metrics of ``stage`` with one batch (nothing logged)."""
+        metrics = self.stage_metrics(stage)
+        for key, metric in metrics.items():
+            probe = self.metric_probes[key]
+            metric.update(outputs[probe].detach(), targets[probe])
+        return metrics
+
     def update_metrics(self, outputs, targets, stage="train"):
         """Update and log the metrics of ``stage`` (``"train"``, ``"val"``, ``"test"``)."""
         batch_size = next(iter(targets.values())).shape[0]
         prefix = STAGES[stage]
-        metrics = {"train": self.metrics, "val": self.val_metrics}.get(
-            stage, self.test_metrics
-        )
-        for key, metric in metrics.items():
-            probe = self.metric_probes[key]
-            metric.update(outputs[probe].detach(), targets[probe])
+        for key, metric in self.update_metric_states(outputs, targets, stage).items():
             self.log(f"{prefix}{key}", metric, on_epoch=True, batch_size=batch_size)
 
     def on_fit_start(self):

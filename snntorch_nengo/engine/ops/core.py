@@ -40,11 +40,12 @@ def per_sample(tensor, batched, ndim):
 @OpRegistry.register(TimeUpdate)
 def make_time_update(op, ctx):
     dt = ctx.dt
+    step_sig, time_sig = op.step, op.time
 
     def step_time_update(sv):
-        step = sv.read(op.step) + 1
-        sv.set(op.step, step)
-        sv.set(op.time, step.to(sv.read(op.time).dtype) * dt)
+        step = sv.read(step_sig) + 1
+        sv.set(step_sig, step)
+        sv.set(time_sig, step.to(sv.read(time_sig).dtype) * dt)
 
     return step_time_update
 
@@ -60,11 +61,49 @@ def make_reset(op, ctx):
     value = torch.full(
         op.dst.shape, float(op.value), dtype=ctx.dtype, device=ctx.device
     )
+    zeros = None
+    if float(op.value) == 0:
+        # a reset to zeros marks them (`SignalValues.set_zeros`): products of
+        # them are skipped, and the first increment is the new value
+        shape = tuple(op.dst.base.shape)
+        if ctx.batched(op.dst):
+            shape = (ctx.batch_size,) + shape
+        zeros = torch.zeros(shape, dtype=ctx.dtype, device=ctx.device)
+
+    dst = op.dst
 
     def step_reset(sv):
-        sv.set(op.dst, value)
+        if zeros is None or not sv.set_zeros(dst, zeros):
+            sv.set(dst, value)
 
     return step_reset
+
+
+class _ZeroGradient(torch.autograd.Function):
+    """``y`` unchanged, and a zero gradient for ``a``.
+
+    What a product ``y + a @ 0`` gives autograd, without the product: ``a``
+    still gets its (zero) gradient, as optimizers and DDP expect of a
+    parameter the loss reaches.
+    """
+
+    @staticmethod
+    def forward(ctx, y, a):
+        ctx.a_shape = a.shape
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, grad.new_zeros(ctx.a_shape)
+
+
+def skip_zero_product(sv, a, y_sig):
+    """``y_sig += a @ 0`` without the product: only ``a``'s zero gradient."""
+    if not (a.requires_grad and torch.is_grad_enabled()):
+        return
+    base = sv.layout.views[y_sig].base
+    sv._zeros.discard(base)
+    sv.values[base] = _ZeroGradient.apply(sv.values[base], a)
 
 
 @OpRegistry.register(Copy)
@@ -82,23 +121,25 @@ def make_copy(op, ctx):
     src_index = None if src_index is None else torch.as_tensor(src_index)
     dst_index = None if dst_index is None else torch.as_tensor(dst_index)
 
+    src, dst_sig, inc = op.src, op.dst, op.inc
+
     def step_copy(sv):
-        value = sv.read(op.src)
+        value = sv.read(src)
         if src_index is not None:
             value = value.index_select(int(src_batched), src_index.to(value.device))
         if dst_index is None:
-            (sv.inc if op.inc else sv.set)(op.dst, value)
+            (sv.inc if inc else sv.set)(dst_sig, value)
             return
-        dst = sv.read(op.dst)
+        dst = sv.read(dst_sig)
         axis = int(dst_batched)
         if dst_batched and not src_batched:
             value = value.expand((dst.shape[0],) + value.shape)
         index = dst_index.to(dst.device)
         value = value.to(dst.dtype)
-        dst = dst.index_add(axis, index, value) if op.inc else dst.index_copy(
+        dst = dst.index_add(axis, index, value) if inc else dst.index_copy(
             axis, index, value
         )
-        sv.set(op.dst, dst)
+        sv.set(dst_sig, dst)
 
     return step_copy
 
@@ -126,18 +167,50 @@ def make_elementwise_inc(op, ctx):
             )
     a_batched, x_batched = ctx.batched(op.A), ctx.batched(op.X)
     ndim = max(op.A.ndim, op.X.ndim, op.Y.ndim)
+    # constant gains of 1 (Nengo's neuron gains on a connection to neurons with
+    # gain 1) add x as it is: the same numbers and gradients as 1 * x
+    may_be_ones = not a_batched and tuple(op.X.shape) == tuple(op.Y.shape)
+    ones = _OnesCheck()
+
+    A, X, Y = op.A, op.X, op.Y
+    y_shape = tuple(Y.shape)
 
     def step_elementwise_inc(sv):
-        a = per_sample(sv.read(op.A), a_batched, ndim)
-        x = per_sample(sv.read(op.X), x_batched, ndim)
-        sv.inc(op.Y, _reshape_to(a * x, op.Y.shape, a_batched or x_batched))
+        a = sv.read(A)
+        if may_be_ones and ones(a):
+            sv.inc(Y, sv.read(X))
+            return
+        a = per_sample(a, a_batched, ndim)
+        x = per_sample(sv.read(X), x_batched, ndim)
+        sv.inc(Y, _reshape_to(a * x, y_shape, a_batched or x_batched))
 
     return step_elementwise_inc
 
 
+class _OnesCheck:
+    """Whether a constant tensor is all ones, checked once per tensor version.
+
+    Never under tracing (torch.compile/export: no branch on values), and never
+    for a tensor autograd records (a trained gain needs its product).
+    """
+
+    def __init__(self):
+        self.tensor = self.version = self.result = None
+
+    def __call__(self, a):
+        if a.requires_grad or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return False
+        if a is not self.tensor or a._version != self.version:
+            self.tensor, self.version = a, a._version
+            self.result = bool((a == 1).all())
+        return self.result
+
+
 def _reshape_to(value, shape, batched):
     shape = tuple(shape)
-    return value.reshape((value.shape[0],) + shape if batched else shape)
+    shape = (value.shape[0],) + shape if batched else shape
+    # an unneeded reshape would still be an autograd node
+    return value if value.shape == shape else value.reshape(shape)
 
 
 def sample_dot(a, x):
@@ -163,18 +236,26 @@ def make_dot_inc(op, ctx):
         and ctx.layout.views[op.X].base in ctx.spike_bases
     )
 
+    A, X, Y = op.A, op.X, op.Y  # nengo's properties cost a lookup each
+    y_shape = tuple(Y.shape)
+
     def step_dot_inc(sv):
-        a, x = sv.read(op.A), sv.read(op.X)
+        if sv.is_zeros(X):
+            # e.g. an ensemble's input when only its neurons are connected
+            skip_zero_product(sv, sv.read(A), Y)
+            return
+        a, x = sv.read(A), sv.read(X)
         if spikes and x.shape[0] >= SPIKE_ROWS and x.device.type == "cpu":
             y = kernel_ops().spike_matmul(x, a.t())
         elif matvec:
             # the common case: a weight matrix times a batch of vectors
-            y = torch.matmul(x, a.t()) if x_batched else torch.matmul(a, x)
+            # (linear without a bias is matmul(x, a.t()), in one call)
+            y = torch.nn.functional.linear(x, a) if x_batched else torch.matmul(a, x)
         elif a_batched or x_batched:
             y = batched_dot(a, x)
         else:
             y = sample_dot(a, x)
-        sv.inc(op.Y, _reshape_to(y, op.Y.shape, a_batched or x_batched))
+        sv.inc(Y, _reshape_to(y, y_shape, a_batched or x_batched))
 
     return step_dot_inc
 

@@ -36,12 +36,14 @@ def make_sim_neurons(op, ctx):
     state_sigs = op.state
     dt = ctx.dt
 
+    J_sig, output_sig = op.J, op.output
+
     def step_sim_neurons(sv):
-        J = sv.read(op.J)
+        J = sv.read(J_sig)
         state = {name: sv.read(sig) for name, sig in state_sigs.items()}
         step = train_update if sv.training else update
         output, state = step(neuron_type, dt, J, state, rng)
-        sv.set(op.output, output)
+        sv.set(output_sig, output)
         for name, sig in state_sigs.items():
             sv.set(sig, state[name])
 

@@ -80,6 +80,20 @@ class Explanation:
 def choose(engine, request: RunRequest) -> Choice:
     """The strategy for ``request`` on ``engine``, in order of preference."""
     n = request.n_steps
+    if n <= 1:
+        # single steps (every training batch of a one-step network) choose by
+        # these alone: made once per engine
+        key = (n, request.grad, engine.torch_compile, engine.windowed)
+        cache = engine.__dict__.setdefault("_single_step_choices", {})
+        choice = cache.get(key)
+        if choice is None:
+            choice = cache[key] = _choose(engine, request)
+        return choice
+    return _choose(engine, request)
+
+
+def _choose(engine, request: RunRequest) -> Choice:
+    n = request.n_steps
     passed = {}
     if n > 1 and engine.windowed:
         return Choice(windowed.STRATEGY, f"{n} steps of a model without loops across "

@@ -12,19 +12,28 @@ class ProbeRecorder:
         self.engine = engine
         self.batch_size = batch_size
         self.records = {probe: [] for probe in engine.probes}
+        # (probe, its period, its signal, its records): looked up once per run
+        self.due = [
+            (probe, engine.probe_period(probe), engine.probe_signal(probe),
+             self.records[probe])
+            for probe in engine.probes
+        ]
 
     def after_step(self, sv: SignalValues, n: int) -> None:
         """Append the probes due after the simulation's step ``n``."""
-        for probe in self.engine.probes:
-            if n % self.engine.probe_period(probe) < 1:
-                self.records[probe].append(self._value(sv, probe))
+        for probe, period, sig, records in self.due:
+            if n % period < 1:
+                value = sv.read(sig)
+                if not sv.is_batched(sig):
+                    value = value.expand((sv.batch_size,) + value.shape)
+                records.append(value)
 
     def data(self) -> dict:
         data = {}
         for probe, rec in self.records.items():
             sig = self.engine.probe_signal(probe)
             data[probe] = (
-                torch.stack(rec, dim=1)
+                _stacked(rec)
                 if rec
                 else torch.zeros(
                     (self.batch_size, 0) + tuple(sig.shape), dtype=self.engine.dtype
@@ -32,9 +41,11 @@ class ProbeRecorder:
             )
         return data
 
-    def _value(self, sv: SignalValues, probe) -> torch.Tensor:
-        sig = self.engine.probe_signal(probe)
-        value = sv.read(sig)
-        if not sv.is_batched(sig):
-            value = value.expand((sv.batch_size,) + value.shape)
-        return value
+
+def _stacked(records):
+    """The records stacked on a time axis (dim 1)."""
+    if len(records) == 1 and records[0].requires_grad:
+        # one training step: a view instead of a copy (the output is the graph's;
+        # outside autograd the copy keeps outputs apart from the kept state)
+        return records[0].unsqueeze(1)
+    return torch.stack(records, dim=1)

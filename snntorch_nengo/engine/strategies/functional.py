@@ -23,10 +23,11 @@ class Functional:
             feeds=request.feeds, training=request.training,
         )
         recorder = ProbeRecorder(engine, request.batch_size)
+        functions = [step.fn for step in request.op_steps]
         for k in range(request.n_steps):
             sv.at_step(k)
-            for step in request.op_steps:
-                step(sv)
+            for fn in functions:
+                fn(sv)
             recorder.after_step(sv, request.start_step + k + 1)
             if request.on_step is not None:
                 request.on_step()
