@@ -139,7 +139,7 @@ plot_similarities(before_output, test_vocab, test_targets[0, 0],
                   "before training", "spa_retrieval_before.png")
 
 # --- Training ---------------------------------------------------------------------
-n_train, epochs = (800, 12) if args.quick else (2500, 40)
+n_train, epochs = (800, 12) if args.quick else (2500, 30)
 train_traces, train_cues, train_targets, _ = get_data(
     n_items=n_train, pairs_per_item=n_pairs, vec_d=dims, vocab_seed=seed + 1
 )
