@@ -12,6 +12,10 @@
 //   torch.ops.snntorch_nengo_cpp.spike_matmul(X, Wt, max_density) -> X @ Wt,
 //       visiting only X's nonzero entries (spikes: mostly zero); a dense
 //       product when more than max_density of X is nonzero
+//   torch.ops.snntorch_nengo_cpp.linear_filter_scan(u, x0, A, B, C, D, general,
+//       reverse) -> (y, x_final): T steps of a linear filter of S states
+//       (nengo's LinearFilter; ScanArgs in neurons.h), u and y [T, N], x0 and
+//       x_final [S, N], A [S * S], B and C [S] as float lists
 //   torch.ops.snntorch_nengo_cpp.kernel_isa() -> str
 //
 // CPU only, float32/float64; J is [T, N], states [N]. The
@@ -27,6 +31,7 @@
 #include <torch/library.h>
 
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -238,6 +243,59 @@ at::Tensor spike_matmul(const at::Tensor& X_, const at::Tensor& Wt_, double max_
   return done ? Y : at::mm_out(Y, X, Wt);
 }
 
+namespace {
+void scan_entry(const KernelTable& table, const ScanArgs<float>& a) {
+  table.linear_filter_scan_f32(a);
+}
+void scan_entry(const KernelTable& table, const ScanArgs<double>& a) {
+  table.linear_filter_scan_f64(a);
+}
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> linear_filter_scan(
+    const at::Tensor& u_, const at::Tensor& x0_, at::ArrayRef<double> A,
+    at::ArrayRef<double> B, at::ArrayRef<double> C, double D, bool general, bool reverse) {
+  const char* op = "linear_filter_scan";
+  const int64_t S = static_cast<int64_t>(B.size());
+  TORCH_CHECK(S >= 1 && S <= kMaxScanStates, op, ": 1 to ", kMaxScanStates,
+              " states supported, got B of length ", S);
+  TORCH_CHECK(static_cast<int64_t>(A.size()) == S * S && static_cast<int64_t>(C.size()) == S,
+              op, ": A must have S * S = ", S * S, " and C S = ", S, " entries, got ",
+              A.size(), " and ", C.size());
+  TORCH_CHECK(u_.dim() == 2, op, ": u must be [T, N], got ", u_.sizes());
+  TORCH_CHECK(x0_.dim() == 2 && x0_.size(0) == S && x0_.size(1) == u_.size(1), op,
+              ": x0 must be [S, N] = [", S, ", ", u_.size(1), "], got ", x0_.sizes());
+  TORCH_CHECK(u_.device().is_cpu() && x0_.device().is_cpu(), op, ": CPU tensors only");
+  TORCH_CHECK(u_.scalar_type() == x0_.scalar_type() &&
+                  (u_.scalar_type() == at::kFloat || u_.scalar_type() == at::kDouble),
+              op, ": u and x0 must both be float32 or float64, got ", u_.scalar_type(),
+              " and ", x0_.scalar_type());
+  const at::Tensor u = u_.contiguous();
+  const at::Tensor x0 = x0_.contiguous();
+  at::Tensor y = at::empty(u.sizes(), u.options());
+  at::Tensor x = at::empty(x0.sizes(), x0.options());
+  const KernelTable& table = active_kernels();
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "linear_filter_scan", [&] {
+    ScanArgs<scalar_t> a;
+    a.u = u.const_data_ptr<scalar_t>();
+    a.steps = u.size(0);
+    a.n = u.size(1);
+    a.states = int(S);
+    a.x_in = x0.const_data_ptr<scalar_t>();
+    a.y = y.mutable_data_ptr<scalar_t>();
+    a.x_out = x.mutable_data_ptr<scalar_t>();
+    a.A = A.data();
+    a.B = B.data();
+    a.C = C.data();
+    a.D = D;
+    a.general = general;
+    a.reverse = reverse;
+    a.num_threads = at::get_num_threads();
+    scan_entry(table, a);
+  });
+  return {y, x};
+}
+
 std::string kernel_isa() { return active_kernels().name; }
 
 }  // namespace snntorch_nengo
@@ -246,6 +304,9 @@ TORCH_LIBRARY(snntorch_nengo_cpp, m) {
   for (const char* schema : snntorch_nengo::kNeuronSchemas) m.def(schema);
   for (const char* schema : snntorch_nengo::kNeuronBackwardSchemas) m.def(schema);
   m.def("spike_matmul(Tensor X, Tensor Wt, float max_density) -> Tensor");
+  m.def(
+      "linear_filter_scan(Tensor u, Tensor x0, float[] A, float[] B, float[] C, float D, "
+      "bool general, bool reverse) -> (Tensor, Tensor)");
   m.def("kernel_isa() -> str", &snntorch_nengo::kernel_isa);
 }
 
@@ -253,4 +314,5 @@ TORCH_LIBRARY_IMPL(snntorch_nengo_cpp, CPU, m) {
   snntorch_nengo::register_fused(
       m, std::make_integer_sequence<int, snntorch_nengo::kNeuronKinds>{});
   m.impl("spike_matmul", &snntorch_nengo::spike_matmul);
+  m.impl("linear_filter_scan", &snntorch_nengo::linear_filter_scan);
 }
