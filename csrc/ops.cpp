@@ -13,9 +13,10 @@
 //       visiting only X's nonzero entries (spikes: mostly zero); a dense
 //       product when more than max_density of X is nonzero
 //   torch.ops.snntorch_nengo_cpp.linear_filter_scan(u, x0, A, B, C, D, general,
-//       reverse) -> (y, x_final): T steps of a linear filter of S states
-//       (nengo's LinearFilter; ScanArgs in neurons.h), u and y [T, N], x0 and
-//       x_final [S, N], A [S * S], B and C [S] as float lists
+//       reverse, y0=None) -> (y, x_final): T steps of a linear filter of S
+//       states (nengo's LinearFilter; ScanArgs in neurons.h), u and y [T, N],
+//       x0 and x_final [S, N], A [S * S], B and C [S] as float lists; with
+//       y0 [N], y is [T + 1, N] with y0 as its first row
 //   torch.ops.snntorch_nengo_cpp.kernel_isa() -> str
 //
 // CPU only, float32/float64; J is [T, N], states [N]. The
@@ -30,6 +31,7 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
+#include <optional>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -254,7 +256,8 @@ void scan_entry(const KernelTable& table, const ScanArgs<double>& a) {
 
 std::tuple<at::Tensor, at::Tensor> linear_filter_scan(
     const at::Tensor& u_, const at::Tensor& x0_, at::ArrayRef<double> A,
-    at::ArrayRef<double> B, at::ArrayRef<double> C, double D, bool general, bool reverse) {
+    at::ArrayRef<double> B, at::ArrayRef<double> C, double D, bool general, bool reverse,
+    const std::optional<at::Tensor>& y0_) {
   const char* op = "linear_filter_scan";
   const int64_t S = static_cast<int64_t>(B.size());
   TORCH_CHECK(S >= 1 && S <= kMaxScanStates, op, ": 1 to ", kMaxScanStates,
@@ -272,7 +275,17 @@ std::tuple<at::Tensor, at::Tensor> linear_filter_scan(
               " and ", x0_.scalar_type());
   const at::Tensor u = u_.contiguous();
   const at::Tensor x0 = x0_.contiguous();
-  at::Tensor y = at::empty(u.sizes(), u.options());
+  // with y0, y has it as its first row: a window's readers of the output see
+  // the previous step's, so the rows before and after each step are both views
+  const bool prepend = y0_.has_value() && y0_->defined();
+  if (prepend) {
+    TORCH_CHECK(y0_->dim() == 1 && y0_->size(0) == u.size(1) &&
+                    y0_->scalar_type() == u.scalar_type() && y0_->device().is_cpu(),
+                op, ": y0 must be a CPU [N] = [", u.size(1), "] tensor of u's dtype, got ",
+                y0_->sizes(), " ", y0_->scalar_type());
+  }
+  at::Tensor y_all = at::empty({u.size(0) + (prepend ? 1 : 0), u.size(1)}, u.options());
+  if (prepend) y_all[0].copy_(*y0_);
   at::Tensor x = at::empty(x0.sizes(), x0.options());
   const KernelTable& table = active_kernels();
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "linear_filter_scan", [&] {
@@ -282,7 +295,7 @@ std::tuple<at::Tensor, at::Tensor> linear_filter_scan(
     a.n = u.size(1);
     a.states = int(S);
     a.x_in = x0.const_data_ptr<scalar_t>();
-    a.y = y.mutable_data_ptr<scalar_t>();
+    a.y = y_all.mutable_data_ptr<scalar_t>() + (prepend ? u.size(1) : 0);
     a.x_out = x.mutable_data_ptr<scalar_t>();
     a.A = A.data();
     a.B = B.data();
@@ -293,7 +306,7 @@ std::tuple<at::Tensor, at::Tensor> linear_filter_scan(
     a.num_threads = at::get_num_threads();
     scan_entry(table, a);
   });
-  return {y, x};
+  return {y_all, x};
 }
 
 std::string kernel_isa() { return active_kernels().name; }
@@ -306,7 +319,7 @@ TORCH_LIBRARY(snntorch_nengo_cpp, m) {
   m.def("spike_matmul(Tensor X, Tensor Wt, float max_density) -> Tensor");
   m.def(
       "linear_filter_scan(Tensor u, Tensor x0, float[] A, float[] B, float[] C, float D, "
-      "bool general, bool reverse) -> (Tensor, Tensor)");
+      "bool general, bool reverse, Tensor? y0=None) -> (Tensor, Tensor)");
   m.def("kernel_isa() -> str", &snntorch_nengo::kernel_isa);
 }
 

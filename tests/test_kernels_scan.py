@@ -201,3 +201,26 @@ def test_bad_input_names_the_problem():
         with pytest.raises(RuntimeError, match="1 to 8 states"):
             cpp.linear_filter_scan(u, torch.zeros(9, 4, dtype=torch.float64), [0.0] * 81,
                                    [1.0] * 9, [1.0] * 9, 0.0, False, False)
+
+
+@pytest.mark.parametrize("general", [False, True], ids=["after", "general"])
+def test_prepended_first_row(general):
+    """With y0 the output is [T + 1, N], y0 first: gradients reach y0 too."""
+    A, B, C, D = random_coefficients(2, 11, general)
+    u = torch.randn(10, 4, dtype=torch.float64, requires_grad=True)
+    x0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    y0 = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    y, xT = ops.linear_filter_scan(u, x0, A, B, C, D, general, False, y0)
+    want_y, want_x = reference.linear_filter_scan(u, x0, A, B, C, D, general)
+    assert y.shape == (11, 4)
+    assert torch.equal(y[0], y0) and torch.equal(y[1:], want_y) and torch.equal(xT, want_x)
+    (g,) = torch.autograd.grad(y[0].sum() + y[3].sum(), [y0])
+    assert torch.equal(g, torch.ones_like(y0))
+
+    def fn(u, x0, y0):
+        return ops.linear_filter_scan(u, x0, A, B, C, D, general, False, y0)
+
+    assert torch.autograd.gradcheck(fn, (u, x0, y0))
+    torch.library.opcheck(ops.linear_filter_scan, (u, x0, A, B, C, D, general, False, y0))
+    with pytest.raises(RuntimeError, match="y0 must be"):
+        ops.linear_filter_scan(u, x0, A, B, C, D, general, False, y0[:3])

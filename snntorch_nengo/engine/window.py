@@ -383,9 +383,16 @@ class _WindowRun:
             self.store(base, torch.stack(seq))
 
     def store(self, base, value) -> None:
-        """Record an op's per-step output ``(T, B, ...)`` of ``base``."""
+        """Record an op's per-step output ``(T, B, ...)`` of ``base``; of an
+        updated base also ``(T + 1, B, ...)``, its value before the window
+        first, which its readers see shifted by one step without a copy."""
         T, B = self.T, self.B
         self.steady.pop(base, None)
+        if base in self.plan.updated and value.shape[0] == T + 1:
+            self.ended[base] = value[1:]
+            if base not in self.plan.unread:
+                self.series[base] = value[:-1].reshape((T * B,) + value.shape[2:])
+            return
         if base not in self.plan.updated:
             if T > 1 and value.stride(0) == 0 and self.layout.batched(base):
                 # the same at every step (a kernel's final state, see

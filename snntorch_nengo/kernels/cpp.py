@@ -111,11 +111,12 @@ def backward(name: str, inputs, grads, params, surrogate: int, surrogate_param: 
 HAS_SCAN = AVAILABLE and hasattr(torch.ops.snntorch_nengo_cpp, "linear_filter_scan")
 
 
-def linear_filter_scan(u, x0, A, B, C, D, general=False, reverse=False):
-    """``torch.ops.snntorch_nengo_cpp.linear_filter_scan``: `reference.linear_filter_scan`."""
+def linear_filter_scan(u, x0, A, B, C, D, general=False, reverse=False, y0=None):
+    """``torch.ops.snntorch_nengo_cpp.linear_filter_scan``: `reference.linear_filter_scan`
+    (with ``y0``, as the first row of ``y``)."""
     return torch.ops.snntorch_nengo_cpp.linear_filter_scan(
         u, x0, [float(a) for a in A], [float(b) for b in B], [float(c) for c in C],
-        float(D), bool(general), bool(reverse),
+        float(D), bool(general), bool(reverse), y0,
     )
 
 

@@ -378,8 +378,14 @@ spike_matmul.register_autograd(_spike_matmul_backward, setup_context=_spike_matm
 # --- linear filters (synapses) over a window ---
 
 
-def _scan_check(u, x0, A, B, C):
+def _scan_check(u, x0, A, B, C, y0=None):
     S = len(B)
+    torch._check(
+        y0 is None or (tuple(y0.shape) == (u.shape[1],) and y0.dtype == u.dtype
+                       and y0.device == u.device),
+        lambda: f"linear_filter_scan: y0 must be [N] = [{u.shape[1]}] of u's dtype and "
+        f"device, got {tuple(y0.shape)} ({y0.dtype}, {y0.device})",
+    )
     torch._check(
         u.dim() == 2 and x0.dim() == 2 and tuple(x0.shape) == (S, u.shape[1]),
         lambda: f"linear_filter_scan: u must be [T, N] and x0 [S, N] with S = len(B) = "
@@ -411,11 +417,14 @@ def linear_filter_scan(
     D: float,
     general: bool = False,
     reverse: bool = False,
+    y0: Optional[Tensor] = None,
 ) -> tuple[Tensor, Tensor]:
     """T steps of a linear filter of ``S = len(B)`` states on each of ``u``'s
     ``N`` columns, as `reference.linear_filter_scan` defines them: one call for
     a synapse (nengo's ``LinearFilter``: ``Lowpass``, ``Alpha``, ...) over a
-    window. Returns ``(y[T, N], x_final[S, N])``.
+    window. Returns ``(y[T, N], x_final[S, N])``; with ``y0`` (``[N]``), ``y``
+    is ``[T + 1, N]``, ``y0`` its first row (a window's readers see the output
+    one step late: ``y[:-1]``, without a copy).
 
     On the CPU the C++ kernel (float32/float64) runs it, bitwise equal to the
     reference; elsewhere the reference. Its backward pass is the same scan run
@@ -423,23 +432,29 @@ def linear_filter_scan(
     transposed, the roles of ``B`` and ``C`` swapped), so it is differentiable
     to any order.
     """
-    _scan_check(u, x0, A, B, C)
+    _scan_check(u, x0, A, B, C, y0)
     with torch.no_grad():
-        return reference.linear_filter_scan(u, x0, A, B, C, D, general, reverse)
+        return _reference_scan(u, x0, A, B, C, D, general, reverse, y0)
+
+
+def _reference_scan(u, x0, A, B, C, D, general, reverse, y0):
+    y, x = reference.linear_filter_scan(u, x0, A, B, C, D, general, reverse)
+    return (y if y0 is None else torch.cat([y0[None], y])), x
 
 
 @linear_filter_scan.register_kernel("cpu")
-def _(u, x0, A, B, C, D, general=False, reverse=False):
-    _scan_check(u, x0, A, B, C)
+def _(u, x0, A, B, C, D, general=False, reverse=False, y0=None):
+    _scan_check(u, x0, A, B, C, y0)
     if cpp.HAS_SCAN and len(B) <= SCAN_MAX_STATES and cpp.supports(u, x0):
-        return cpp.linear_filter_scan(u, x0, A, B, C, D, general, reverse)
-    return reference.linear_filter_scan(u, x0, A, B, C, D, general, reverse)
+        return cpp.linear_filter_scan(u, x0, A, B, C, D, general, reverse, y0)
+    return _reference_scan(u, x0, A, B, C, D, general, reverse, y0)
 
 
 @linear_filter_scan.register_fake
-def _(u, x0, A, B, C, D, general=False, reverse=False):
-    _scan_check(u, x0, A, B, C)
-    return torch.empty_like(u), torch.empty_like(x0)
+def _(u, x0, A, B, C, D, general=False, reverse=False, y0=None):
+    _scan_check(u, x0, A, B, C, y0)
+    T = u.shape[0] + (0 if y0 is None else 1)
+    return u.new_empty((T, u.shape[1])), torch.empty_like(x0)
 
 
 def adjoint_filter(A, B, C, D, general):
@@ -464,12 +479,17 @@ def _scan_setup(ctx, inputs, output):
     ctx.coefficients = inputs[2:6]
     ctx.general, ctx.reverse = inputs[6], inputs[7]
     ctx.shapes = (inputs[0].shape, inputs[1].shape)
+    ctx.prepended = len(inputs) > 8 and inputs[8] is not None
 
 
 def _scan_backward(ctx, grad_y, grad_x):
     A, B, C, D = ctx.coefficients
+    n_args = 9
     if grad_y is None and grad_x is None:
-        return (None,) * 8
+        return (None,) * n_args
+    grad_y0 = None
+    if ctx.prepended and grad_y is not None:
+        grad_y0, grad_y = grad_y[0], grad_y[1:]
     if grad_y is None:
         grad_y = grad_x.new_zeros(ctx.shapes[0])
     if grad_x is None:
@@ -478,10 +498,12 @@ def _scan_backward(ctx, grad_y, grad_x):
     grad_u, grad_x0 = linear_filter_scan(
         grad_y, grad_x, A2, B2, C2, D2, True, not ctx.reverse
     )
+    if ctx.prepended and grad_y0 is None:
+        grad_y0 = grad_u.new_zeros(ctx.shapes[0][1:])
     return (
         grad_u if ctx.needs_input_grad[0] else None,
         grad_x0 if ctx.needs_input_grad[1] else None,
-    ) + (None,) * 6
+    ) + (None,) * 6 + (grad_y0 if ctx.prepended and ctx.needs_input_grad[8] else None,)
 
 
 linear_filter_scan.register_autograd(_scan_backward, setup_context=_scan_setup)

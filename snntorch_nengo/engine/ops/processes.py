@@ -70,6 +70,7 @@ def _scan_series(op, ctx, form, out_base, state_base, looped):
     state_is_output = S == 1 and not form.general and form.C == [1.0] and form.D == 0.0
     state_sig = op.state["X"]
     batched_state = ctx.batched(state_sig)
+    batched_output = ctx.batched(op.output)
 
     def series(fold, start, B, T, training, private):
         keep_state = state_base not in private
@@ -87,12 +88,15 @@ def _scan_series(op, ctx, form, out_base, state_base, looped):
             X = X0[None].expand((T,) + X0.shape)
             return {out_base: y.reshape((T, B) + shape), state_base: X}
         x0 = X0.reshape((B, S, -1)).transpose(0, 1).reshape((S, -1))
+        # the output before the window as the scan's first row: the window's
+        # readers see it one step late (`_WindowRun.store`), with no copy
+        y0 = start.read(op.output).reshape(-1) if batched_output else None
         y, xT = kernel_ops.linear_filter_scan(
-            x, x0, form.A, form.B, form.C, form.D, form.general
+            x, x0, form.A, form.B, form.C, form.D, form.general, False, y0
         )
-        y = y.reshape((T, B) + shape)
+        y = y.reshape((-1, B) + shape)
         if keep_state:  # OneX: the state is the output
-            X = y.unsqueeze(2)
+            X = y[-T:].unsqueeze(2)
         else:
             # only the final state matters: nothing else reads it
             final = xT.reshape((S, B) + shape).transpose(0, 1)
