@@ -13,8 +13,9 @@ window, in a suitable order:
 - *scanned* operators (neurons, synapses and other processes, Python and torch
   nodes) have memory or per-step code: they loop over time on their own, and
   neurons whose type has a fused multi-step kernel (`kernels.ops`) run as one
-  kernel call over ``[T, N]`` (their `.Step`'s ``series``); the others are
-  stepped inside the window, and listed as fallbacks of the run.
+  kernel call over ``[T, N]`` (their `.Step`'s ``series``), and so do linear
+  synapses (`kernels.ops.linear_filter_scan`); the others are stepped inside
+  the window, and listed as fallbacks of the run.
 
 Within a step Nengo orders each signal's writers as sets, then increments,
 then reads, then updates; an update is seen only at the next step. Over a
