@@ -694,7 +694,7 @@ inline void scan_block(const ScanArgs<T>& a, const T* A, const T* B, const T* C,
 
   for (int64_t k = 0; k < a.steps; ++k) {
     const int64_t t = a.reverse ? a.steps - 1 - k : k;
-    const T* u = a.u + t * N + n0;
+    const T* u = a.u + t * a.u_step + n0;
     T* y = a.y + t * N + n0;
     if (S == 1 && !a.general && C[0] == T(1) && !with_d) {
       // nengo's OneX (Lowpass): the state is the output

@@ -84,6 +84,7 @@ struct BackwardArgs {
 template <typename T>
 struct ScanArgs {
   const T* u = nullptr;  // [T, N]
+  int64_t u_step = 0;    // u's row stride: N, or 0 for an input held over time
   int64_t steps = 0;     // T
   int64_t n = 0;         // N
   int states = 0;        // S

@@ -16,7 +16,8 @@
 //       reverse, y0=None) -> (y, x_final): T steps of a linear filter of S
 //       states (nengo's LinearFilter; ScanArgs in neurons.h), u and y [T, N],
 //       x0 and x_final [S, N], A [S * S], B and C [S] as float lists; with
-//       y0 [N], y is [T + 1, N] with y0 as its first row
+//       y0 [N], y is [T + 1, N] with y0 as its first row; u may be one row
+//       expanded over T (stride 0: an input held over the window)
 //   torch.ops.snntorch_nengo_cpp.kernel_isa() -> str
 //
 // CPU only, float32/float64; J is [T, N], states [N]. The
@@ -273,7 +274,10 @@ std::tuple<at::Tensor, at::Tensor> linear_filter_scan(
                   (u_.scalar_type() == at::kFloat || u_.scalar_type() == at::kDouble),
               op, ": u and x0 must both be float32 or float64, got ", u_.scalar_type(),
               " and ", x0_.scalar_type());
-  const at::Tensor u = u_.contiguous();
+  // an input the same at every step (a window's held input, expanded over
+  // time) is read from its one row, not copied T times
+  const bool held = u_.size(0) > 1 && u_.stride(0) == 0;
+  const at::Tensor u = held ? u_.select(0, 0).contiguous().expand(u_.sizes()) : u_.contiguous();
   const at::Tensor x0 = x0_.contiguous();
   // with y0, y has it as its first row: a window's readers of the output see
   // the previous step's, so the rows before and after each step are both views
@@ -291,6 +295,7 @@ std::tuple<at::Tensor, at::Tensor> linear_filter_scan(
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "linear_filter_scan", [&] {
     ScanArgs<scalar_t> a;
     a.u = u.const_data_ptr<scalar_t>();
+    a.u_step = held ? 0 : u.size(1);
     a.steps = u.size(0);
     a.n = u.size(1);
     a.states = int(S);

@@ -224,3 +224,22 @@ def test_prepended_first_row(general):
     torch.library.opcheck(ops.linear_filter_scan, (u, x0, A, B, C, D, general, False, y0))
     with pytest.raises(RuntimeError, match="y0 must be"):
         ops.linear_filter_scan(u, x0, A, B, C, D, general, False, y0[:3])
+
+
+@needs_cpp
+def test_held_input_read_from_one_row():
+    """An input expanded over time (stride 0) gives what the same values copied
+    T times give, and its gradient sums over the steps."""
+    A, B, C, D = random_coefficients(2, 13, True)
+    row = torch.randn(1, 300, dtype=torch.float64, requires_grad=True)
+    x0 = torch.randn(2, 300, dtype=torch.float64)
+    held = row.expand(40, 300)
+    assert held.stride(0) == 0
+    y, xT = cpp.linear_filter_scan(held, x0, A, B, C, D, True)
+    want_y, want_x = cpp.linear_filter_scan(held.contiguous(), x0, A, B, C, D, True)
+    assert torch.equal(y, want_y) and torch.equal(xT, want_x)
+    (g,) = torch.autograd.grad(ops.linear_filter_scan(held, x0, A, B, C, D, True)[0].sum(),
+                               [row])
+    (w,) = torch.autograd.grad(
+        reference.linear_filter_scan(held, x0, A, B, C, D, True)[0].sum(), [row])
+    torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)

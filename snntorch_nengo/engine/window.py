@@ -336,12 +336,18 @@ class _WindowRun:
                 reason = "the node's own function runs, unfed"
             self.fallbacks.append(Fallback(op, STEPPED, reason))
             return False
+        held = {}
         for base in self.plan.touched[op]:
-            self.folded[base] = self.window(base)
+            if (step.series_held and base in self.steady and base not in self.series
+                    and self.layout.batched(base)):
+                held[base] = self.steady[base]
+            else:
+                self.folded[base] = self.window(base)
         fold = SignalValues(self.layout, self.folded, self.T * self.B)
         start = SignalValues(self.layout, self.values, self.B)
+        extra = {"held": held} if step.series_held else {}
         result = step.series(fold, start, self.B, self.T, self.training,
-                             self.plan.private.get(op, set()))
+                             self.plan.private.get(op, set()), **extra)
         if not isinstance(result, dict):
             reason = result if isinstance(result, str) else "its series form declined"
             self.fallbacks.append(Fallback(op, STEPPED, reason))

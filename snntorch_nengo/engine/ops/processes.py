@@ -8,6 +8,7 @@ from nengo.synapses import LinearFilter
 from ...kernels import ops as kernel_ops
 from ...synapses import is_native_synapse, linear_filter_scan_form, synapse_step
 from ...utils import to_numpy
+from ..signals import SignalValues
 from . import OpRegistry, Step
 
 
@@ -42,7 +43,9 @@ def _native_synapse(op, ctx):
             sv.set(sig, state[name])
         _write(sv, op, y)
 
-    return Step(step_synapse, op, series=_synapse_series(op, ctx, update))
+    series = _synapse_series(op, ctx, update)
+    return Step(step_synapse, op, series=series,
+                series_held=getattr(series, "takes_held", False))
 
 
 def _synapse_series(op, ctx, update):
@@ -72,16 +75,26 @@ def _scan_series(op, ctx, form, out_base, state_base, looped):
     batched_state = ctx.batched(state_sig)
     batched_output = ctx.batched(op.output)
 
-    def series(fold, start, B, T, training, private):
+    in_base = ctx.layout.views[op.input].base
+
+    def series(fold, start, B, T, training, private, held=None):
+        held = held or {}
         keep_state = state_base not in private
         if not batched_state or (keep_state and not state_is_output and S > 0):
             # (its state at every step is read elsewhere: only the loop has it)
-            return looped(fold, start, B, T, training, private)
-        x = fold.read(op.input)  # step-major (T * B, *shape)
-        shape = x.shape[1:] if ctx.batched(op.input) else x.shape
-        x = x.reshape((T, -1)) if ctx.batched(op.input) else (
-            x.expand((T, B) + x.shape).reshape((T, -1))
-        )
+            return looped(_with_held(fold, held, T, B), start, B, T, training, private)
+        if in_base in held:
+            # the same input at every step: one row, expanded over the window
+            # (the kernel reads it without a copy per step)
+            x = SignalValues(ctx.layout, {in_base: held[in_base]}, B).read(op.input)
+            shape = x.shape[1:]
+            x = x.reshape((1, -1)).expand((T, -1))
+        else:
+            x = _with_held(fold, held, T, B).read(op.input)  # step-major (T * B, *shape)
+            shape = x.shape[1:] if ctx.batched(op.input) else x.shape
+            x = x.reshape((T, -1)) if ctx.batched(op.input) else (
+                x.expand((T, B) + x.shape).reshape((T, -1))
+            )
         X0 = start.read(state_sig)  # (B, S, *shape)
         if S == 0:  # NoX: a passthrough
             y = form.D * x
@@ -103,7 +116,19 @@ def _scan_series(op, ctx, form, out_base, state_base, looped):
             X = final[None].expand((T,) + final.shape)
         return {out_base: y, state_base: X}
 
+    series.takes_held = True
     return series
+
+
+def _with_held(fold, held, T, B):
+    """``fold`` with the ``held`` values ``(B, ...)`` folded over ``T`` steps too."""
+    if not held:
+        return fold
+    values = dict(fold.values)
+    for base, value in held.items():
+        values[base] = value[None].expand((T,) + value.shape).reshape(
+            (T * B,) + value.shape[1:])
+    return SignalValues(fold.layout, values, T * B)
 
 
 def _looped_series(op, ctx, update, out_base, state_bases):
