@@ -712,6 +712,103 @@ bool spike_matmul_tn(const T* X, const T* G, T* Y, int64_t R, int64_t K, int64_t
   return true;
 }
 
+// --- linear filters (synapses) over a window ---
+
+// Columns per block of a scan: the block's states and one step's inputs and
+// outputs stay in L1 while it walks all T steps.
+constexpr int64_t kScanBlock = 256;
+
+// A block of up to kScanBlock columns [n0, n0 + w) through all steps of a
+// linear_filter_scan (ScanArgs in neurons.h). The inner loops run over the
+// columns (contiguous in every row), which the compiler vectorises; each
+// column's arithmetic is the same sequence of IEEE operations as a scalar
+// step, so results do not depend on the block or the ISA.
+template <typename T>
+inline void scan_block(const ScanArgs<T>& a, const T* A, const T* B, const T* C, T D,
+                       int64_t n0, int64_t w) {
+  const int S = a.states;
+  const int64_t N = a.n;
+  T x[kMaxScanStates][kScanBlock];
+  T nx[kMaxScanStates][kScanBlock];
+  T acc[kScanBlock];
+  for (int s = 0; s < S; ++s)
+    for (int64_t i = 0; i < w; ++i) x[s][i] = a.x_in[s * N + n0 + i];
+  const bool with_d = D != T(0);
+
+  auto output = [&](const T* u, T* y, T (*xs)[kScanBlock]) {
+    for (int64_t i = 0; i < w; ++i) acc[i] = C[0] * xs[0][i];
+    for (int s = 1; s < S; ++s)
+      for (int64_t i = 0; i < w; ++i) acc[i] = acc[i] + C[s] * xs[s][i];
+    if (with_d)
+      for (int64_t i = 0; i < w; ++i) acc[i] = acc[i] + D * u[i];
+    for (int64_t i = 0; i < w; ++i) y[i] = acc[i];
+  };
+  auto update = [&](const T* u) {
+    for (int r = 0; r < S; ++r) {
+      const T* Ar = A + r * S;
+      for (int64_t i = 0; i < w; ++i) acc[i] = Ar[0] * x[0][i];
+      for (int s = 1; s < S; ++s)
+        for (int64_t i = 0; i < w; ++i) acc[i] = acc[i] + Ar[s] * x[s][i];
+      for (int64_t i = 0; i < w; ++i) nx[r][i] = acc[i] + B[r] * u[i];
+    }
+    for (int r = 0; r < S; ++r)
+      for (int64_t i = 0; i < w; ++i) x[r][i] = nx[r][i];
+  };
+
+  for (int64_t k = 0; k < a.steps; ++k) {
+    const int64_t t = a.reverse ? a.steps - 1 - k : k;
+    const T* u = a.u + t * a.u_step + n0;
+    T* y = a.y + t * N + n0;
+    if (S == 1 && !a.general && C[0] == T(1) && !with_d) {
+      // nengo's OneX (Lowpass): the state is the output
+      const T a0 = A[0], b0 = B[0];
+      for (int64_t i = 0; i < w; ++i) {
+        const T v = a0 * x[0][i] + b0 * u[i];
+        x[0][i] = v;
+        y[i] = v;
+      }
+      continue;
+    }
+    if (a.general) {
+      output(u, y, x);
+      update(u);
+    } else {
+      update(u);
+      output(u, y, x);
+    }
+  }
+  for (int s = 0; s < S; ++s)
+    for (int64_t i = 0; i < w; ++i) a.x_out[s * N + n0 + i] = x[s][i];
+}
+
+template <typename T>
+void linear_filter_scan(const ScanArgs<T>& a) {
+  const int S = a.states;
+  T A[kMaxScanStates * kMaxScanStates], B[kMaxScanStates], C[kMaxScanStates];
+  // the coefficients in the tensors' dtype, as torch's scalar products take them
+  for (int i = 0; i < S * S; ++i) A[i] = static_cast<T>(a.A[i]);
+  for (int i = 0; i < S; ++i) {
+    B[i] = static_cast<T>(a.B[i]);
+    C[i] = static_cast<T>(a.C[i]);
+  }
+  const T D = static_cast<T>(a.D);
+  const int64_t n_blocks = (a.n + kScanBlock - 1) / kScanBlock;
+  auto body = [&](int64_t b) {
+    const int64_t n0 = b * kScanBlock;
+    scan_block(a, A, B, C, D, n0, std::min<int64_t>(kScanBlock, a.n - n0));
+  };
+#ifdef _OPENMP
+  if (a.num_threads > 1 && n_blocks > 1 &&
+      a.n * std::max<int64_t>(a.steps, 1) >= kParallelWork && !omp_in_parallel()) {
+    const int threads = int(std::min<int64_t>(a.num_threads, n_blocks));
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t b = 0; b < n_blocks; ++b) body(b);
+    return;
+  }
+#endif
+  for (int64_t b = 0; b < n_blocks; ++b) body(b);
+}
+
 }  // namespace CPU_CAPABILITY
 
 #define SNN_STR2(x) #x
@@ -736,6 +833,8 @@ const KernelTable& SNN_TABLE_FN() {
       &CPU_CAPABILITY::relu_backward_entry<double>,
       &CPU_CAPABILITY::spike_matmul_tn<float>,
       &CPU_CAPABILITY::spike_matmul_tn<double>,
+      &CPU_CAPABILITY::linear_filter_scan<float>,
+      &CPU_CAPABILITY::linear_filter_scan<double>,
   };
   return table;
 }

@@ -71,6 +71,38 @@ struct BackwardArgs {
   int num_threads = 1;
 };
 
+// One linear_filter_scan call: T steps of a linear time-invariant filter of S
+// states on each of N columns, time-major and contiguous. Per step t (t runs
+// T-1 down to 0 when `reverse`), with x the [S] state of one column:
+//
+//   general:  y[t] = C x + D u[t];  x = A x + B u[t]   (output before the update)
+//   else:     x = A x + B u[t];     y[t] = C x + D u[t] (output after it)
+//
+// the step variants of nengo's LinearFilter (General; OneX and NoD). A is
+// [S, S] row-major; the sums run left to right over the states, and a zero D
+// adds nothing (so that 0 * inf never makes a NaN the reference does not).
+template <typename T>
+struct ScanArgs {
+  const T* u = nullptr;  // [T, N]
+  int64_t u_step = 0;    // u's row stride: N, or 0 for an input held over time
+  int64_t steps = 0;     // T
+  int64_t n = 0;         // N
+  int states = 0;        // S
+  const T* x_in = nullptr;  // [S, N]
+  T* y = nullptr;           // [T, N]
+  T* x_out = nullptr;       // [S, N]
+  const double* A = nullptr;  // [S * S]
+  const double* B = nullptr;  // [S]
+  const double* C = nullptr;  // [S]
+  double D = 0.0;
+  bool general = false;
+  bool reverse = false;
+  int num_threads = 1;
+};
+
+// Filter orders a scan supports (nengo's synapses have 1 or 2 states).
+constexpr int kMaxScanStates = 8;
+
 // One table per compiled CPU capability.
 struct KernelTable {
   const char* name;
@@ -99,6 +131,8 @@ struct KernelTable {
                           int64_t N, double max_density, int num_threads);
   bool (*spike_mm_tn_f64)(const double* X, const double* G, double* Y, int64_t R, int64_t K,
                           int64_t N, double max_density, int num_threads);
+  void (*linear_filter_scan_f32)(const ScanArgs<float>&);
+  void (*linear_filter_scan_f64)(const ScanArgs<double>&);
 };
 
 const KernelTable& kernels_DEFAULT();

@@ -13,6 +13,13 @@
 //       visiting only X's nonzero entries (spikes: mostly zero); a dense
 //       product when more than max_density of X is nonzero; X may be the
 //       transpose of a contiguous tensor (read in place, not copied)
+//       product when more than max_density of X is nonzero
+//   torch.ops.snntorch_nengo_cpp.linear_filter_scan(u, x0, A, B, C, D, general,
+//       reverse, y0=None) -> (y, x_final): T steps of a linear filter of S
+//       states (nengo's LinearFilter; ScanArgs in neurons.h), u and y [T, N],
+//       x0 and x_final [S, N], A [S * S], B and C [S] as float lists; with
+//       y0 [N], y is [T + 1, N] with y0 as its first row; u may be one row
+//       expanded over T (stride 0: an input held over the window)
 //   torch.ops.snntorch_nengo_cpp.kernel_isa() -> str
 //
 // CPU only, float32/float64; J is [T, N], states [N]. The
@@ -27,7 +34,9 @@
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
+#include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -254,6 +263,74 @@ at::Tensor spike_matmul(const at::Tensor& X_, const at::Tensor& Wt_, double max_
   return done ? Y : at::mm_out(Y, X, Wt);
 }
 
+namespace {
+void scan_entry(const KernelTable& table, const ScanArgs<float>& a) {
+  table.linear_filter_scan_f32(a);
+}
+void scan_entry(const KernelTable& table, const ScanArgs<double>& a) {
+  table.linear_filter_scan_f64(a);
+}
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> linear_filter_scan(
+    const at::Tensor& u_, const at::Tensor& x0_, at::ArrayRef<double> A,
+    at::ArrayRef<double> B, at::ArrayRef<double> C, double D, bool general, bool reverse,
+    const std::optional<at::Tensor>& y0_) {
+  const char* op = "linear_filter_scan";
+  const int64_t S = static_cast<int64_t>(B.size());
+  TORCH_CHECK(S >= 1 && S <= kMaxScanStates, op, ": 1 to ", kMaxScanStates,
+              " states supported, got B of length ", S);
+  TORCH_CHECK(static_cast<int64_t>(A.size()) == S * S && static_cast<int64_t>(C.size()) == S,
+              op, ": A must have S * S = ", S * S, " and C S = ", S, " entries, got ",
+              A.size(), " and ", C.size());
+  TORCH_CHECK(u_.dim() == 2, op, ": u must be [T, N], got ", u_.sizes());
+  TORCH_CHECK(x0_.dim() == 2 && x0_.size(0) == S && x0_.size(1) == u_.size(1), op,
+              ": x0 must be [S, N] = [", S, ", ", u_.size(1), "], got ", x0_.sizes());
+  TORCH_CHECK(u_.device().is_cpu() && x0_.device().is_cpu(), op, ": CPU tensors only");
+  TORCH_CHECK(u_.scalar_type() == x0_.scalar_type() &&
+                  (u_.scalar_type() == at::kFloat || u_.scalar_type() == at::kDouble),
+              op, ": u and x0 must both be float32 or float64, got ", u_.scalar_type(),
+              " and ", x0_.scalar_type());
+  // an input the same at every step (a window's held input, expanded over
+  // time) is read from its one row, not copied T times
+  const bool held = u_.size(0) > 1 && u_.stride(0) == 0;
+  const at::Tensor u = held ? u_.select(0, 0).contiguous().expand(u_.sizes()) : u_.contiguous();
+  const at::Tensor x0 = x0_.contiguous();
+  // with y0, y has it as its first row: a window's readers of the output see
+  // the previous step's, so the rows before and after each step are both views
+  const bool prepend = y0_.has_value() && y0_->defined();
+  if (prepend) {
+    TORCH_CHECK(y0_->dim() == 1 && y0_->size(0) == u.size(1) &&
+                    y0_->scalar_type() == u.scalar_type() && y0_->device().is_cpu(),
+                op, ": y0 must be a CPU [N] = [", u.size(1), "] tensor of u's dtype, got ",
+                y0_->sizes(), " ", y0_->scalar_type());
+  }
+  at::Tensor y_all = at::empty({u.size(0) + (prepend ? 1 : 0), u.size(1)}, u.options());
+  if (prepend) y_all[0].copy_(*y0_);
+  at::Tensor x = at::empty(x0.sizes(), x0.options());
+  const KernelTable& table = active_kernels();
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "linear_filter_scan", [&] {
+    ScanArgs<scalar_t> a;
+    a.u = u.const_data_ptr<scalar_t>();
+    a.u_step = held ? 0 : u.size(1);
+    a.steps = u.size(0);
+    a.n = u.size(1);
+    a.states = int(S);
+    a.x_in = x0.const_data_ptr<scalar_t>();
+    a.y = y_all.mutable_data_ptr<scalar_t>() + (prepend ? u.size(1) : 0);
+    a.x_out = x.mutable_data_ptr<scalar_t>();
+    a.A = A.data();
+    a.B = B.data();
+    a.C = C.data();
+    a.D = D;
+    a.general = general;
+    a.reverse = reverse;
+    a.num_threads = at::get_num_threads();
+    scan_entry(table, a);
+  });
+  return {y_all, x};
+}
+
 std::string kernel_isa() { return active_kernels().name; }
 
 }  // namespace snntorch_nengo
@@ -262,6 +339,9 @@ TORCH_LIBRARY(snntorch_nengo_cpp, m) {
   for (const char* schema : snntorch_nengo::kNeuronSchemas) m.def(schema);
   for (const char* schema : snntorch_nengo::kNeuronBackwardSchemas) m.def(schema);
   m.def("spike_matmul(Tensor X, Tensor Wt, float max_density) -> Tensor");
+  m.def(
+      "linear_filter_scan(Tensor u, Tensor x0, float[] A, float[] B, float[] C, float D, "
+      "bool general, bool reverse, Tensor? y0=None) -> (Tensor, Tensor)");
   m.def("kernel_isa() -> str", &snntorch_nengo::kernel_isa);
 }
 
@@ -269,4 +349,5 @@ TORCH_LIBRARY_IMPL(snntorch_nengo_cpp, CPU, m) {
   snntorch_nengo::register_fused(
       m, std::make_integer_sequence<int, snntorch_nengo::kNeuronKinds>{});
   m.impl("spike_matmul", &snntorch_nengo::spike_matmul);
+  m.impl("linear_filter_scan", &snntorch_nengo::linear_filter_scan);
 }

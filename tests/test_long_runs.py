@@ -174,15 +174,23 @@ def test_memory_stays_flat_on_long_runs(mode, monkeypatch):
 
 
 def graph_size(tensor):
-    """Number of autograd nodes behind ``tensor``."""
-    seen, todo = set(), [tensor.grad_fn]
+    """Tensor elements the autograd graph behind ``tensor`` keeps for its
+    backward pass: what truncating it bounds. (Not its number of nodes: a
+    synapse scans a whole window in one node.)"""
+    seen, todo, saved = set(), [tensor.grad_fn], {}
     while todo:
         fn = todo.pop()
         if fn is None or fn in seen:
             continue
         seen.add(fn)
         todo.extend(f for f, _ in fn.next_functions)
-    return len(seen)
+        values = [getattr(fn, name) for name in dir(fn) if name.startswith("_saved_")]
+        values += list(getattr(fn, "saved_tensors", ()))
+        for value in values:
+            for v in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(v, torch.Tensor):
+                    saved[(v.data_ptr(), tuple(v.shape), tuple(v.stride()))] = v.numel()
+    return sum(saved.values())
 
 
 def fit_recording_graphs(n_steps, tbptt_steps, monkeypatch):

@@ -13,8 +13,9 @@ window, in a suitable order:
 - *scanned* operators (neurons, synapses and other processes, Python and torch
   nodes) have memory or per-step code: they loop over time on their own, and
   neurons whose type has a fused multi-step kernel (`kernels.ops`) run as one
-  kernel call over ``[T, N]`` (their `.Step`'s ``series``); the others are
-  stepped inside the window, and listed as fallbacks of the run.
+  kernel call over ``[T, N]`` (their `.Step`'s ``series``), and so do linear
+  synapses (`kernels.ops.linear_filter_scan`); the others are stepped inside
+  the window, and listed as fallbacks of the run.
 
 Within a step Nengo orders each signal's writers as sets, then increments,
 then reads, then updates; an update is seen only at the next step. Over a
@@ -335,12 +336,18 @@ class _WindowRun:
                 reason = "the node's own function runs, unfed"
             self.fallbacks.append(Fallback(op, STEPPED, reason))
             return False
+        held = {}
         for base in self.plan.touched[op]:
-            self.folded[base] = self.window(base)
+            if (step.series_held and base in self.steady and base not in self.series
+                    and self.layout.batched(base)):
+                held[base] = self.steady[base]
+            else:
+                self.folded[base] = self.window(base)
         fold = SignalValues(self.layout, self.folded, self.T * self.B)
         start = SignalValues(self.layout, self.values, self.B)
+        extra = {"held": held} if step.series_held else {}
         result = step.series(fold, start, self.B, self.T, self.training,
-                             self.plan.private.get(op, set()))
+                             self.plan.private.get(op, set()), **extra)
         if not isinstance(result, dict):
             reason = result if isinstance(result, str) else "its series form declined"
             self.fallbacks.append(Fallback(op, STEPPED, reason))
@@ -383,9 +390,16 @@ class _WindowRun:
             self.store(base, torch.stack(seq))
 
     def store(self, base, value) -> None:
-        """Record an op's per-step output ``(T, B, ...)`` of ``base``."""
+        """Record an op's per-step output ``(T, B, ...)`` of ``base``; of an
+        updated base also ``(T + 1, B, ...)``, its value before the window
+        first, which its readers see shifted by one step without a copy."""
         T, B = self.T, self.B
         self.steady.pop(base, None)
+        if base in self.plan.updated and value.shape[0] == T + 1:
+            self.ended[base] = value[1:]
+            if base not in self.plan.unread:
+                self.series[base] = value[:-1].reshape((T * B,) + value.shape[2:])
+            return
         if base not in self.plan.updated:
             if T > 1 and value.stride(0) == 0 and self.layout.batched(base):
                 # the same at every step (a kernel's final state, see

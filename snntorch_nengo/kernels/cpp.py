@@ -111,6 +111,19 @@ def backward(name: str, inputs, grads, params, surrogate: int, surrogate_param: 
     )
 
 
+# (an extension built before the scan kernel lacks it: the op runs the reference)
+HAS_SCAN = AVAILABLE and hasattr(torch.ops.snntorch_nengo_cpp, "linear_filter_scan")
+
+
+def linear_filter_scan(u, x0, A, B, C, D, general=False, reverse=False, y0=None):
+    """``torch.ops.snntorch_nengo_cpp.linear_filter_scan``: `reference.linear_filter_scan`
+    (with ``y0``, as the first row of ``y``)."""
+    return torch.ops.snntorch_nengo_cpp.linear_filter_scan(
+        u, x0, [float(a) for a in A], [float(b) for b in B], [float(c) for c in C],
+        float(D), bool(general), bool(reverse), y0,
+    )
+
+
 def spike_matmul(X: torch.Tensor, Wt: torch.Tensor, max_density: float) -> torch.Tensor:
     return torch.ops.snntorch_nengo_cpp.spike_matmul(X, Wt, float(max_density))
 
@@ -127,4 +140,6 @@ __all__ = [
     *KERNELS,
     "backward",
     "spike_matmul",
+    "HAS_SCAN",
+    "linear_filter_scan",
 ]

@@ -7,6 +7,7 @@ op (``torch.ops.snntorch_nengo.*``)     semantics
 ``spiking_relu_lowpass``                `reference.spiking_relu_lowpass`
 ``adaptive_lif_lowpass``                `reference.adaptive_lif_lowpass`
 ``spike_matmul``                        ``X @ Wt`` from X's nonzeros (spikes)
+``linear_filter_scan``                  `reference.linear_filter_scan` (synapses)
 ======================================  ========================================
 
 There is one op per neuron spec with a fused kernel
@@ -374,6 +375,140 @@ def _spike_matmul_backward(ctx, grad):
 spike_matmul.register_autograd(_spike_matmul_backward, setup_context=_spike_matmul_setup)
 
 
+# --- linear filters (synapses) over a window ---
+
+
+def _scan_check(u, x0, A, B, C, y0=None):
+    S = len(B)
+    torch._check(
+        y0 is None or (tuple(y0.shape) == (u.shape[1],) and y0.dtype == u.dtype
+                       and y0.device == u.device),
+        lambda: f"linear_filter_scan: y0 must be [N] = [{u.shape[1]}] of u's dtype and "
+        f"device, got {tuple(y0.shape)} ({y0.dtype}, {y0.device})",
+    )
+    torch._check(
+        u.dim() == 2 and x0.dim() == 2 and tuple(x0.shape) == (S, u.shape[1]),
+        lambda: f"linear_filter_scan: u must be [T, N] and x0 [S, N] with S = len(B) = "
+        f"{S}, got u {tuple(u.shape)} and x0 {tuple(x0.shape)}",
+    )
+    torch._check(
+        len(A) == S * S and len(C) == S,
+        lambda: f"linear_filter_scan: A must have S * S = {S * S} and C S = {S} entries, "
+        f"got {len(A)} and {len(C)}",
+    )
+    torch._check(
+        u.dtype == x0.dtype and u.device == x0.device,
+        lambda: f"linear_filter_scan: x0 must have u's dtype and device ({u.dtype}, "
+        f"{u.device}), got ({x0.dtype}, {x0.device})",
+    )
+
+
+# the C++ kernel keeps a block's states on its stack: up to this many
+SCAN_MAX_STATES = 8
+
+
+@torch.library.custom_op("snntorch_nengo::linear_filter_scan", mutates_args=())
+def linear_filter_scan(
+    u: Tensor,
+    x0: Tensor,
+    A: list[float],
+    B: list[float],
+    C: list[float],
+    D: float,
+    general: bool = False,
+    reverse: bool = False,
+    y0: Optional[Tensor] = None,
+) -> tuple[Tensor, Tensor]:
+    """T steps of a linear filter of ``S = len(B)`` states on each of ``u``'s
+    ``N`` columns, as `reference.linear_filter_scan` defines them: one call for
+    a synapse (nengo's ``LinearFilter``: ``Lowpass``, ``Alpha``, ...) over a
+    window. Returns ``(y[T, N], x_final[S, N])``; with ``y0`` (``[N]``), ``y``
+    is ``[T + 1, N]``, ``y0`` its first row (a window's readers see the output
+    one step late: ``y[:-1]``, without a copy).
+
+    On the CPU the C++ kernel (float32/float64) runs it, bitwise equal to the
+    reference; elsewhere the reference. Its backward pass is the same scan run
+    back in time over the output's gradient (the adjoint filter: ``A``
+    transposed, the roles of ``B`` and ``C`` swapped), so it is differentiable
+    to any order.
+    """
+    _scan_check(u, x0, A, B, C, y0)
+    with torch.no_grad():
+        return _reference_scan(u, x0, A, B, C, D, general, reverse, y0)
+
+
+def _reference_scan(u, x0, A, B, C, D, general, reverse, y0):
+    y, x = reference.linear_filter_scan(u, x0, A, B, C, D, general, reverse)
+    return (y if y0 is None else torch.cat([y0[None], y])), x
+
+
+@linear_filter_scan.register_kernel("cpu")
+def _(u, x0, A, B, C, D, general=False, reverse=False, y0=None):
+    _scan_check(u, x0, A, B, C, y0)
+    if cpp.HAS_SCAN and len(B) <= SCAN_MAX_STATES and cpp.supports(u, x0):
+        return cpp.linear_filter_scan(u, x0, A, B, C, D, general, reverse, y0)
+    return _reference_scan(u, x0, A, B, C, D, general, reverse, y0)
+
+
+@linear_filter_scan.register_fake
+def _(u, x0, A, B, C, D, general=False, reverse=False, y0=None):
+    _scan_check(u, x0, A, B, C, y0)
+    T = u.shape[0] + (0 if y0 is None else 1)
+    return u.new_empty((T, u.shape[1])), torch.empty_like(x0)
+
+
+def adjoint_filter(A, B, C, D, general):
+    """The coefficients ``(A, B, C, D)`` of the ``general`` scan that, run back
+    in time from the final state's gradient over the output's gradient, gives
+    the input's gradient as its output and the initial state's as its final
+    state."""
+    S = len(B)
+    At = [float(A[c * S + r]) for r in range(S) for c in range(S)]  # A transposed
+    if general:
+        # y = C x + D u, then x = A x + B u: the state's gradient goes back
+        # through A^T and gathers C^T dy; du = B^T dx + D dy
+        return At, [float(c) for c in C], [float(b) for b in B], float(D)
+    # x = A x + B u, then y = C x + D u: with h the state's gradient less C^T dy
+    # of the same step, h goes back through A^T and gathers A^T C^T dy, and
+    # du = B^T h + (B . C + D) dy
+    AtC = [sum(At[r * S + s] * float(C[s]) for s in range(S)) for r in range(S)]
+    return At, AtC, [float(b) for b in B], sum(float(b) * float(c) for b, c in zip(B, C)) + float(D)
+
+
+def _scan_setup(ctx, inputs, output):
+    ctx.coefficients = inputs[2:6]
+    ctx.general, ctx.reverse = inputs[6], inputs[7]
+    ctx.shapes = (inputs[0].shape, inputs[1].shape)
+    ctx.prepended = len(inputs) > 8 and inputs[8] is not None
+
+
+def _scan_backward(ctx, grad_y, grad_x):
+    A, B, C, D = ctx.coefficients
+    n_args = 9
+    if grad_y is None and grad_x is None:
+        return (None,) * n_args
+    grad_y0 = None
+    if ctx.prepended and grad_y is not None:
+        grad_y0, grad_y = grad_y[0], grad_y[1:]
+    if grad_y is None:
+        grad_y = grad_x.new_zeros(ctx.shapes[0])
+    if grad_x is None:
+        grad_x = grad_y.new_zeros(ctx.shapes[1])
+    A2, B2, C2, D2 = adjoint_filter(A, B, C, D, ctx.general)
+    grad_u, grad_x0 = linear_filter_scan(
+        grad_y, grad_x, A2, B2, C2, D2, True, not ctx.reverse
+    )
+    if ctx.prepended and grad_y0 is None:
+        grad_y0 = grad_u.new_zeros(ctx.shapes[0][1:])
+    return (
+        grad_u if ctx.needs_input_grad[0] else None,
+        grad_x0 if ctx.needs_input_grad[1] else None,
+    ) + (None,) * 6 + (grad_y0 if ctx.prepended and ctx.needs_input_grad[8] else None,)
+
+
+linear_filter_scan.register_autograd(_scan_backward, setup_context=_scan_setup)
+
+
 def backend(J: Tensor, backward: bool = False) -> str:
     """Which forward (``backward``: backward) implementation the ops use for
     tensors like ``J``."""
@@ -390,6 +525,8 @@ __all__ = [
     *OPS,
     "fused_lowpass_backward",
     "spike_matmul",
+    "linear_filter_scan",
+    "adjoint_filter",
     "reference_grads",
     "triton_functions",
     "triton_backward_functions",

@@ -130,4 +130,70 @@ def spike_matmul(X: torch.Tensor, Wt: torch.Tensor) -> torch.Tensor:
     return X @ Wt
 
 
-__all__ = ["lowpass_step", "fused_lowpass", "KERNELS", *KERNELS, "spike_matmul"]
+def linear_filter_scan(
+    u: torch.Tensor,
+    x0: torch.Tensor,
+    A: Sequence[float],
+    B: Sequence[float],
+    C: Sequence[float],
+    D: float,
+    general: bool = False,
+    reverse: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """T steps of a linear time-invariant filter of ``S`` states on each column.
+
+    ``u`` is ``[T, N]``, ``x0`` the ``[S, N]`` initial state; ``A`` the
+    ``S * S`` entries of the state matrix (row-major), ``B`` and ``C`` its ``S``
+    input and output weights, ``D`` the feedthrough. Per step ``t`` (from
+    ``T - 1`` down to 0 when ``reverse``), as nengo's LinearFilter steps::
+
+        general:  y[t] = C x + D u[t];  x = A x + B u[t]   (nengo's General)
+        else:     x = A x + B u[t];     y[t] = C x + D u[t] (OneX, NoD)
+
+    Returns ``(y[T, N], x_final[S, N])``. Sums run left to right over the
+    states and a zero ``D`` adds nothing, as in the C++ kernel
+    (``linear_filter_scan`` in csrc/kernels_impl.h).
+    """
+    S = len(B)
+    if u.dim() != 2 or x0.shape != (S, u.shape[1]) or len(A) != S * S or len(C) != S:
+        raise ValueError(
+            f"linear_filter_scan: u must be [T, N], x0 [S, N] with S = len(B) = {S}, A "
+            f"S * S and C S entries; got u {tuple(u.shape)}, x0 {tuple(x0.shape)}, "
+            f"{len(A)} and {len(C)}"
+        )
+    A = [[float(A[r * S + s]) for s in range(S)] for r in range(S)]
+    B, C, D = [float(b) for b in B], [float(c) for c in C], float(D)
+
+    def output(x, ut):
+        # (1.0 * v is v: OneX's state is its output, with one operation less
+        # per step where the reference runs, on devices without a kernel)
+        y = x[0] if C[0] == 1.0 else C[0] * x[0]
+        for s in range(1, S):
+            y = y + C[s] * x[s]
+        return y + D * ut if D != 0.0 else y
+
+    def update(x, ut):
+        new = []
+        for r in range(S):
+            acc = A[r][0] * x[0]
+            for s in range(1, S):
+                acc = acc + A[r][s] * x[s]
+            new.append(acc + B[r] * ut)
+        return new
+
+    x = list(x0.unbind(0))
+    ys = [None] * u.shape[0]
+    steps = range(u.shape[0] - 1, -1, -1) if reverse else range(u.shape[0])
+    for t in steps:
+        if general:
+            ys[t] = output(x, u[t])
+            x = update(x, u[t])
+        else:
+            x = update(x, u[t])
+            ys[t] = output(x, u[t])
+    return _stack(ys, u), torch.stack(x) if u.shape[0] else x0.clone()
+
+
+__all__ = [
+    "lowpass_step", "fused_lowpass", "KERNELS", *KERNELS, "spike_matmul", "linear_filter_scan",
+]

@@ -6,6 +6,8 @@ A step has the signature ``y, new_state = step(x, state)`` where ``x`` is
 leading batch dimension. Inputs are never modified.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from nengo.synapses import LinearFilter, Triangle
@@ -80,6 +82,40 @@ def linear_filter_step(synapse, dt):
     return step_general
 
 
+class ScanForm(NamedTuple):
+    """A LinearFilter's step as the coefficients of a scan over time steps
+    (`kernels.reference.linear_filter_scan`): ``A`` (``S * S``, row-major),
+    ``B``, ``C`` (``S`` each), ``D``, and whether the output comes before the
+    state update (``general``: nengo's General step) or after it (OneX, NoD).
+    ``S = 0`` (nengo's NoX) is a passthrough ``y = D u``.
+    """
+
+    A: list
+    B: list
+    C: list
+    D: float
+    general: bool
+
+    @property
+    def n_states(self) -> int:
+        return len(self.B)
+
+
+def linear_filter_scan_form(synapse, dt) -> ScanForm:
+    """``synapse``'s step at ``dt`` as a `ScanForm`, the variant nengo's
+    make_step (and `linear_filter_step`) picks, with the same state: OneX keeps
+    the output itself (its ``b`` is ``C * B``), the others nengo's ``X``."""
+    A, B, C, D = synapse._get_ss(dt)
+    if A.size == 0:  # NoX
+        return ScanForm([], [], [], float(D.item()), False)
+    if len(A) == 1 and (D == 0).all():  # OneX
+        return ScanForm([float(A.item())], [float(C.item() * B.item())], [1.0], 0.0, False)
+    floats = lambda m: [float(v) for v in np.ravel(m)]  # noqa: E731
+    if (D == 0).all():  # NoD
+        return ScanForm(floats(A), floats(B), floats(C), 0.0, False)
+    return ScanForm(floats(A), floats(B), floats(C), float(D.item()), True)
+
+
 def triangle_step(synapse, dt):
     """Step for nengo's Triangle FIR filter (minimal-multiply form)."""
     n_taps, n0, ndiff = synapse._get_coefficients(dt)
@@ -121,4 +157,11 @@ def synapse_step(synapse, dt):
     return triangle_step(synapse, dt)
 
 
-__all__ = ["synapse_step", "is_native_synapse", "linear_filter_step", "triangle_step"]
+__all__ = [
+    "synapse_step",
+    "is_native_synapse",
+    "linear_filter_step",
+    "triangle_step",
+    "ScanForm",
+    "linear_filter_scan_form",
+]

@@ -30,12 +30,16 @@ class Step:
     stepped inside the window).
     ``private_state``: the step keeps state outside the signals (numpy
     processes), so it must be made afresh on every reset.
+    ``series_held``: ``series`` also takes ``held``, ``{base: (B, ...)}`` of
+    the inputs that are the same at every step of the window, which are then
+    not folded (no copy per step; it reads them from ``held``).
     """
 
     fn: Callable
     op: object
     series: Callable | None = None
     private_state: bool = False
+    series_held: bool = False
 
     def __call__(self, sv) -> None:
         self.fn(sv)

@@ -3,9 +3,12 @@
 import numpy as np
 import torch
 from nengo.builder.processes import SimProcess
+from nengo.synapses import LinearFilter
 
-from ...synapses import is_native_synapse, synapse_step
+from ...kernels import ops as kernel_ops
+from ...synapses import is_native_synapse, linear_filter_scan_form, synapse_step
 from ...utils import to_numpy
+from ..signals import SignalValues
 from . import OpRegistry, Step
 
 
@@ -40,11 +43,14 @@ def _native_synapse(op, ctx):
             sv.set(sig, state[name])
         _write(sv, op, y)
 
-    return Step(step_synapse, op, series=_synapse_series(op, ctx, update))
+    series = _synapse_series(op, ctx, update)
+    return Step(step_synapse, op, series=series,
+                series_held=getattr(series, "takes_held", False))
 
 
 def _synapse_series(op, ctx, update):
-    """The synapse over a window: its own loop, without per-step bookkeeping."""
+    """The synapse over a window: one scan kernel call for a LinearFilter, else
+    its own loop, without per-step bookkeeping."""
     views = ctx.layout.views
     if op.mode != "update" or any(
         views[sig].kind != "full" for sig in [op.output, *op.state.values()]
@@ -52,6 +58,81 @@ def _synapse_series(op, ctx, update):
         return None
     out_base = views[op.output].base
     state_bases = {name: views[sig].base for name, sig in op.state.items()}
+    looped = _looped_series(op, ctx, update, out_base, state_bases)
+    if not isinstance(op.process, LinearFilter) or set(op.state) != {"X"}:
+        return looped
+    return _scan_series(op, ctx, linear_filter_scan_form(op.process, ctx.dt), out_base,
+                        state_bases["X"], looped)
+
+
+def _scan_series(op, ctx, form, out_base, state_base, looped):
+    """A LinearFilter over a window as one `kernels.ops.linear_filter_scan` call
+    (differentiable: training runs through it too)."""
+    S = form.n_states
+    # OneX keeps its output as its state: its states over the window are its outputs
+    state_is_output = S == 1 and not form.general and form.C == [1.0] and form.D == 0.0
+    state_sig = op.state["X"]
+    batched_state = ctx.batched(state_sig)
+    batched_output = ctx.batched(op.output)
+
+    in_base = ctx.layout.views[op.input].base
+
+    def series(fold, start, B, T, training, private, held=None):
+        held = held or {}
+        keep_state = state_base not in private
+        if not batched_state or (keep_state and not state_is_output and S > 0):
+            # (its state at every step is read elsewhere: only the loop has it)
+            return looped(_with_held(fold, held, T, B), start, B, T, training, private)
+        if in_base in held:
+            # the same input at every step: one row, expanded over the window
+            # (the kernel reads it without a copy per step)
+            x = SignalValues(ctx.layout, {in_base: held[in_base]}, B).read(op.input)
+            shape = x.shape[1:]
+            x = x.reshape((1, -1)).expand((T, -1))
+        else:
+            x = _with_held(fold, held, T, B).read(op.input)  # step-major (T * B, *shape)
+            shape = x.shape[1:] if ctx.batched(op.input) else x.shape
+            x = x.reshape((T, -1)) if ctx.batched(op.input) else (
+                x.expand((T, B) + x.shape).reshape((T, -1))
+            )
+        X0 = start.read(state_sig)  # (B, S, *shape)
+        if S == 0:  # NoX: a passthrough
+            y = form.D * x
+            X = X0[None].expand((T,) + X0.shape)
+            return {out_base: y.reshape((T, B) + shape), state_base: X}
+        x0 = X0.reshape((B, S, -1)).transpose(0, 1).reshape((S, -1))
+        # the output before the window as the scan's first row: the window's
+        # readers see it one step late (`_WindowRun.store`), with no copy
+        y0 = start.read(op.output).reshape(-1) if batched_output else None
+        y, xT = kernel_ops.linear_filter_scan(
+            x, x0, form.A, form.B, form.C, form.D, form.general, False, y0
+        )
+        y = y.reshape((-1, B) + shape)
+        if keep_state:  # OneX: the state is the output
+            X = y[-T:].unsqueeze(2)
+        else:
+            # only the final state matters: nothing else reads it
+            final = xT.reshape((S, B) + shape).transpose(0, 1)
+            X = final[None].expand((T,) + final.shape)
+        return {out_base: y, state_base: X}
+
+    series.takes_held = True
+    return series
+
+
+def _with_held(fold, held, T, B):
+    """``fold`` with the ``held`` values ``(B, ...)`` folded over ``T`` steps too."""
+    if not held:
+        return fold
+    values = dict(fold.values)
+    for base, value in held.items():
+        values[base] = value[None].expand((T,) + value.shape).reshape(
+            (T * B,) + value.shape[1:])
+    return SignalValues(fold.layout, values, T * B)
+
+
+def _looped_series(op, ctx, update, out_base, state_bases):
+    """The synapse's own step, looped over the window."""
 
     def series(fold, start, B, T, training, private):
         x = fold.read(op.input)  # step-major (T * B, ...)
