@@ -355,8 +355,8 @@ print(
     f"FIGURE memory: test loss {memory_loss_before:.5f} -> {memory_loss_after:.5f}; "
     f"retrieval with memory ({dims}-d pointers, {minibatch_size} test items): test "
     f"loss {binding_loss_before:.5f} -> {binding_loss_after:.5f}, accuracy "
-    f"{binding_before:.2f} -> {binding_after:.2f}; NengoDL's published figures: not "
-    "stated here (its notebook is stored without outputs, and it trains 64-d "
-    "pointers on 8000 items x 10 epochs or loads pretrained parameters)"
+    f"{binding_before:.2f} -> {binding_after:.2f}; NengoDL's figures: not found "
+    "in the stored pages (its rendered page loads pretrained parameters; it "
+    "trains 64-d pointers on 8000 items x 10 epochs)"
 )
 print(f"total time: {time.perf_counter() - start:.0f} s")

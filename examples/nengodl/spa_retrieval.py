@@ -191,7 +191,8 @@ save("spa_retrieval_training.png")
 print(
     f"FIGURE retrieval accuracy on {minibatch_size} test items: {before:.2f} before, "
     f"{after:.2f} after training ({n_train} items x {epochs} epochs; NengoDL trains "
-    "5000 x 100 or loads pretrained parameters); NengoDL's published accuracies: "
-    "not stated here (its notebook is stored without outputs)"
+    "5000 x 100 or loads pretrained parameters); NengoDL (32-d, 2 pairs, 50 test "
+    "items, www.nengo.ai/nengo-dl/v3.4.4/examples/spa-retrieval.html): 0.06 "
+    "before, 0.86 with its trained parameters"
 )
 print(f"total time: {time.perf_counter() - start:.0f} s")

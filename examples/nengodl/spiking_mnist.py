@@ -189,8 +189,9 @@ print(
     f"synapse 0.1): {after['loss']:.3f}"
 )
 print(
-    "NengoDL's published figures (MNIST, 28x28): not stated here; this twin "
-    "uses scikit-learn's 8x8 digits"
+    "NengoDL (MNIST 28x28, www.nengo.ai/nengo-dl/v3.4.4/examples/spiking-mnist.html): "
+    "accuracy 0.0806 before training, 0.9874 after (LIF, 30 steps, synapse 0.1); "
+    "this twin uses scikit-learn's 8x8 digits"
 )
 
 data = sim.predict(test_images[:minibatch_size])
