@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from nengo.exceptions import ConfigError, ValidationError
 from nengo.params import BoolParam, Parameter
+from nengo.rc import RC_DEFAULTS
 
 from .neurons.surrogates import get_surrogate
 from .utils import torch_dtype
@@ -238,12 +239,17 @@ DEFAULT_DTYPE = "float32"
 def default_dtype(network=None):
     """The float type a simulation gets without ``dtype=``.
 
-    The network's ``configure_settings(dtype=)``, else an nengorc file's
+    In order: the network's ``configure_settings(dtype=)``; nengo's own
+    ``rc["precision"]["bits"]`` when it is not nengo's default 64 (a choice made
+    for nengo, which nengo.Simulator follows too); an nengorc file's
     ``[snntorch_nengo] dtype`` (a project-wide default; nengo reads nengorc from
-    the working directory and the user's config folders), else float32.
+    the working directory and the user's config folders); else float32.
     """
     dtype = get_setting(network, "dtype") if network is not None else None
     if dtype is None:
+        bits = nengo.rc.get("precision", "bits")
+        if str(bits) != str(RC_DEFAULTS["precision"]["bits"]):
+            return nengo.rc.float_dtype
         dtype = nengo.rc.get("snntorch_nengo", "dtype", fallback=None)
         if dtype is not None:
             try:

@@ -403,6 +403,15 @@ def test_nengorc_sets_the_default_dtype(no_rc_dtype):
         snntorch_nengo.configure_settings(dtype="float32")
     with Simulator(net, progress_bar=False) as sim:
         assert sim.dtype == torch.float32
+    # nengo's own precision, set away from its default, is followed (as nengo.Simulator
+    # follows it; Nengo's suite checks it), over the snntorch_nengo section
+    try:
+        for bits, dtype in [("32", torch.float32), ("16", torch.float16)]:
+            nengo.rc.set("precision", "bits", bits)
+            with Simulator(nengo.Network(), progress_bar=False) as sim:
+                assert sim.dtype == dtype
+    finally:
+        nengo.rc.set("precision", "bits", "64")
     nengo.rc.set("snntorch_nengo", "dtype", "double-ish")
     with pytest.raises(nengo.exceptions.ValidationError, match=r"nengorc \[snntorch_nengo\] dtype"):
         Simulator(nengo.Network(), progress_bar=False)
