@@ -532,6 +532,15 @@ def _kind(tensor):
     return "bool" if tensor.dtype == torch.bool else "integer"
 
 
+
+def _mismatch(name, value, target):
+    """How a saved tensor differs from the one it would load into (None if it fits)."""
+    if tuple(value.shape) != tuple(target.shape):
+        return f"{name} (shape {tuple(value.shape)} in the file, {tuple(target.shape)} here)"
+    if _kind(value) != _kind(target):
+        return f"{name} ({value.dtype} in the file, {target.dtype} here)"
+    return None
+
 def _matched(saved, targets, what, path, batch):
     """The saved tensors, checked against the live ones (names, shapes, kinds)."""
     if not isinstance(saved, dict):
@@ -548,13 +557,8 @@ def _matched(saved, targets, what, path, batch):
         value, target = saved[name], targets[name]
         if not torch.is_tensor(value):
             bad.append(f"{name} (not a tensor)")
-        elif tuple(value.shape) != tuple(target.shape):
-            bad.append(
-                f"{name} (shape {tuple(value.shape)} in the file, "
-                f"{tuple(target.shape)} here)"
-            )
-        elif _kind(value) != _kind(target):
-            bad.append(f"{name} ({value.dtype} in the file, {target.dtype} here)")
+        elif (mismatch := _mismatch(name, value, target)) is not None:
+            bad.append(mismatch)
     if bad:
         problems.append(f"mis-shaped {what}: {_names(bad)}")
         if batch:
@@ -611,14 +615,9 @@ def _matched_trainable(payload, targets, module, path):
     for name in listed:
         if name not in targets:
             continue
-        value, target = saved[name], targets[name]
-        if tuple(value.shape) != tuple(target.shape):
-            bad.append(
-                f"{name} (shape {tuple(value.shape)} in the file, "
-                f"{tuple(target.shape)} here)"
-            )
-        elif _kind(value) != _kind(target):
-            bad.append(f"{name} ({value.dtype} in the file, {target.dtype} here)")
+        mismatch = _mismatch(name, saved[name], targets[name])
+        if mismatch:
+            bad.append(mismatch)
     if bad:
         problems.append(f"with another shape or type: {_names(bad)}")
     if problems:
