@@ -14,6 +14,10 @@ import pytest
 import fuzz
 
 SEEDS = range(200)
+# networks the long run found disagreeing, each fixed or explained since:
+# 1640 merged as nengo's optimizer schedule does (views again after a pass
+# without views); 1261 and 1837 measured against the reference's own rounding
+FOUND_IN_LONG_RUNS = [1261, 1640, 1837]
 STRATEGIES = list(fuzz.STRATEGIES)
 
 
@@ -26,7 +30,7 @@ def _quiet():
         yield
 
 
-@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("seed", [*SEEDS, *FOUND_IN_LONG_RUNS])
 def test_random_network_equals_reference(seed):
     strategy = STRATEGIES[seed % len(STRATEGIES)]
     try:

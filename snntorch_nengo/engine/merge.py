@@ -60,14 +60,17 @@ def _merge(operators):
     # the same way every build; merges ordered by view offsets (an
     # EnsembleArray) stay nengo's.
     merge_pass.might_merge = OrderedSet(merge_pass.dg.forward)
+    # nengo's `optimize` schedule: passes over views while they merge; then one
+    # over operators without views; back to views after any pass that merged
+    # (a merge makes new views), until a pass without views merges nothing.
+    # Another schedule merges other pairs, and so draws other streams.
+    before = after = None
     only_views = True
-    while True:
+    while only_views or after < before:
+        only_views = before is None or before != after
         before = len(merge_pass.dg.forward)
         merge_pass(only_views)
-        if len(merge_pass.dg.forward) == before:
-            if not only_views:
-                break
-            only_views = False  # then merge operators without views too
+        after = len(merge_pass.dg.forward)
     return list(merge_pass.dg.forward), merge_pass.sig_replacements
 
 
