@@ -19,10 +19,10 @@ from ...neurons import neuron_step, training_step
 from ...neurons.streams import RowStreams
 from ...neurons.specs import kernel_spec
 from ...neurons.surrogates import kernel_surrogate
-from . import OpRegistry, Step
+from . import SCANNED, OpRegistry, Step
 
 
-@OpRegistry.register(SimNeurons)
+@OpRegistry.declare(SimNeurons, window=SCANNED, lower="sim_neurons")
 def make_sim_neurons(op, ctx):
     neuron_type = op.neurons
     update = neuron_step(neuron_type)
