@@ -26,6 +26,7 @@ import torch
 from ..kernels import cpp as _cpp_kernels
 from ..neurons.specs import KERNEL_SPECS, kernel_spec
 from ..synapses import is_native_synapse
+from ..utils import Registry
 from .ops import OpRegistry
 from .ops.core import as_index
 from .ops.neurons import fused_kernel
@@ -348,15 +349,8 @@ _native = _cpp_kernels._C if hasattr(_cpp_kernels._C, "Program") else None
 
 # name -> lower(program, op, step): emits the op's instructions, or raises
 # Unlowerable (the op then runs as a CALL of its step)
-LOWERINGS = {}
-
-
-def lowering(name):
-    def register(lower):
-        LOWERINGS[name] = lower
-        return lower
-
-    return register
+LOWERINGS = Registry()
+lowering = LOWERINGS.register
 
 
 @lowering("time_update")
