@@ -120,15 +120,15 @@ class OperatorSpec:
         """Whether the operator runs its own numpy ``make_step`` (`foreign`)."""
         return self.make_step is foreign.make_foreign
 
-    def window_kind(self, op) -> str | None:
+    def window_kind(self, op: Operator) -> str | None:
         """How ``op`` runs in a window: FOLDED, SCANNED, TIME, or None (it cannot)."""
         return self.window(op) if callable(self.window) else self.window
 
-    def no_lower_reason(self, op) -> str:
+    def no_lower_reason(self, op: Operator) -> str:
         """Why ``op`` has no in-place lowering at all (`lower` is None)."""
         return self.no_lower or f"no instruction form for {type(op).__name__}"
 
-    def describe(self, op=None) -> str:
+    def describe(self, op: Operator | None = None) -> str:
         """What the engine does with ``op`` (or with any operator of the type)."""
         name = type(op).__name__ if op is not None else self.op_type.__name__
         if self.foreign:
@@ -156,7 +156,8 @@ class OpRegistry:
     _found = {}  # operator type -> its spec (or None), as looked up so far
 
     @classmethod
-    def declare(cls, op_type, window=None, lower=None, no_lower=None):
+    def declare(cls, op_type: type, window: str | Callable | None = None,
+                lower: str | None = None, no_lower: str | None = None) -> Callable:
         """Declare ``op_type`` (see `OperatorSpec`); decorates its maker."""
 
         def declare_maker(make_step):
@@ -167,7 +168,7 @@ class OpRegistry:
         return declare_maker
 
     @classmethod
-    def spec_for(cls, op_or_type) -> OperatorSpec | None:
+    def spec_for(cls, op_or_type: Operator | type) -> OperatorSpec | None:
         """The spec of an operator or operator type, None if it cannot run here.
 
         An undeclared type with its own numpy ``make_step`` (an extension's
@@ -184,7 +185,7 @@ class OpRegistry:
         return spec
 
     @classmethod
-    def maker_for(cls, op):
+    def maker_for(cls, op: Operator) -> Callable:
         spec = cls.spec_for(op)
         if spec is None:
             raise BuildError(
@@ -196,7 +197,7 @@ class OpRegistry:
         return spec.make_step
 
     @classmethod
-    def make_step(cls, op, ctx) -> Step | None:
+    def make_step(cls, op: Operator, ctx: StepContext) -> Step | None:
         """``op``'s `Step` (None for operators that only order others)."""
         made = cls.maker_for(op)(op, ctx)
         if made is None or isinstance(made, Step):
@@ -204,13 +205,13 @@ class OpRegistry:
         return Step(made, op)
 
 
-def window_kind(op) -> str | None:
+def window_kind(op: Operator) -> str | None:
     """How ``op`` runs in a window: FOLDED, SCANNED, TIME, or None (it cannot)."""
     spec = OpRegistry.spec_for(op)
     return None if spec is None else spec.window_kind(op)
 
 
-def describe_operator(op_or_type) -> str:
+def describe_operator(op_or_type: Operator | type) -> str:
     """What the engine does with an operator, or with any operator of a type:
     how it steps, how it runs in a window, whether it lowers to in-place
     instructions (`OperatorSpec.describe`)."""
