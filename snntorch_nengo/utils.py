@@ -32,19 +32,23 @@ def to_numpy(tensor):
     return tensor.detach().cpu().numpy()
 
 
-class TypeRegistry(dict):
+class Registry(dict):
+    """Maps keys to implementations: ``@registry.register(key)`` on each."""
+
+    def register(self, key):
+        def register_impl(impl):
+            self[key] = impl
+            return impl
+
+        return register_impl
+
+
+class TypeRegistry(Registry):
     """Maps types to implementations; lookups follow an object's MRO.
 
     The pattern of `nengo.builder.Builder`: ``@registry.register(Type)`` on the
     implementation, ``registry.lookup(obj)`` to find it (or None).
     """
-
-    def register(self, key_type):
-        def register_impl(impl):
-            self[key_type] = impl
-            return impl
-
-        return register_impl
 
     def lookup(self, obj):
         for cls in type(obj).__mro__:

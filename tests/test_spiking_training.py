@@ -15,6 +15,7 @@ from snntorch_nengo.neurons import (
     SoftLIFRate,
     SpikingLeakyReLU,
     rate_type,
+    training_form,
     training_step,
 )
 from snntorch_nengo.neurons import train_mode
@@ -177,6 +178,23 @@ def test_rate_types_keep_spiking_type_parameters():
         assert rate_type(nt) is None
     # rate types do the same in both modes
     assert training_step(nengo.LIFRate()) is training_step(nengo.LIFRate(), {})
+
+
+def test_training_form_says_what_the_step_is():
+    """The engine's fused kernels read the rate swap and the surrogate from the
+    form, not from attributes of the step function."""
+    lif = nengo.LIF(tau_rc=0.05)
+    form = training_form(lif)
+    assert form.rate_type == nengo.LIFRate(tau_rc=0.05) and form.surrogate is None
+    assert not vars(form.step)  # nothing on the function itself
+    form = training_form(lif, {"surrogate": "fast_sigmoid"})
+    assert isinstance(form.surrogate, FastSigmoid) and form.rate_type is None
+    assert form.step.keywords == {"surrogate": form.surrogate}
+    # RatesToSpikes types train as amplitude * J: neither
+    form = training_form(nengo.RegularSpiking(nengo.LIFRate()))
+    assert form.rate_type is None and form.surrogate is None
+    form = training_form(nengo.LIFRate())
+    assert form == train_mode.TrainingForm(training_step(nengo.LIFRate()))
 
 
 def test_train_mode_passes_state_through():

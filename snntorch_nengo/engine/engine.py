@@ -50,8 +50,7 @@ class Engine:
         self.windowed = self.window_unavailable is None
         self.merged = MergedSignals(self.layout.bases, {}, self.layout)
         for op in self.step_order:  # unsupported operators fail at build time
-            if not isinstance(op, NodeInput) or op.original is not None:
-                OpRegistry.maker_for(getattr(op, "original", op))
+            OpRegistry.maker_for(getattr(op, "original", None) or op)
 
     def _set_operators(self, operators) -> None:
         self.__dict__.pop("_probe_signals", None)
@@ -168,33 +167,10 @@ class Engine:
             # constants made here must not be inference tensors, even when the
             # steps are remade inside torch.inference_mode (Lightning's validation)
             with torch.inference_mode(False):
-                step = self._make_step(op, ctx)
+                step = OpRegistry.make_step(op, ctx)
             if step is not None:
                 op_steps.append(step)
         return op_steps
-
-    def _make_step(self, op, ctx: StepContext) -> Step | None:
-        if not isinstance(op, NodeInput):
-            return _as_step(OpRegistry.make_step(op, ctx), op)
-        original = op.original
-        if original is not None:
-            original = _as_step(OpRegistry.make_step(original, ctx), original)
-        node, output = op.node, op.output
-        constant = None if original is not None else self.layout.initial_value(
-            output, device=ctx.device
-        )
-
-        def step_node_input(sv):
-            data = sv.feeds.get(node)
-            if data is not None:
-                sv.set(output, data[:, sv.step_index])
-            elif original is not None:
-                original(sv)
-            else:
-                sv.set(output, constant)
-
-        private = original is not None and original.private_state
-        return Step(step_node_input, op, private_state=private)
 
     def initial_state(self, batch_size: int, device=None) -> dict:
         """Initial values of the modules' dynamic signals, batched as they run."""
@@ -290,13 +266,6 @@ class Engine:
     def probe_period(self, probe) -> float:
         """Steps per sample of ``probe`` (Nengo's ``sample_every``)."""
         return 1 if probe.sample_every is None else probe.sample_every / self.model.dt
-
-
-def _as_step(made, op) -> Step | None:
-    """A maker's result as a `Step` (makers may return a bare function)."""
-    if made is None or isinstance(made, Step):
-        return made
-    return Step(made, op)
 
 
 def check_steps(n_steps) -> int:

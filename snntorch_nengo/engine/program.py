@@ -9,10 +9,12 @@ views once. The program then runs step after step in C++ (``csrc/program.h``)
 or, without the compiled extension, in the Python loop `run_python`; both
 execute the same instruction list.
 
-Operators without an instruction lowering (Python nodes, numpy processes,
-learning rules, most neuron types) run their ordinary step function as a
-``CALL`` instruction, on `InPlaceValues`: reads see the buffers, writes go into
-them. So every model can run this way; lowered operators just run faster.
+Which lowering an operator type has is declared with the type
+(`ops.OperatorSpec`'s ``lower``, a key of `LOWERINGS`). Operators without one
+(Python nodes, numpy processes, learning rules, most neuron types), and those
+their lowering declines, run their ordinary step function as a ``CALL``
+instruction, on `InPlaceValues`: reads see the buffers, writes go into them. So
+every model can run this way; lowered operators just run faster.
 """
 
 import functools
@@ -20,17 +22,14 @@ import functools
 import nengo
 import numpy as np
 import torch
-from nengo.builder.neurons import SimNeurons
-from nengo.builder.operator import BsrDotInc, Copy, DotInc, ElementwiseInc, Reset, TimeUpdate
-from nengo.builder.processes import SimProcess
 
 from ..kernels import cpp as _cpp_kernels
 from ..neurons.specs import KERNEL_SPECS, kernel_spec
 from ..synapses import is_native_synapse
-from ..utils import TypeRegistry
+from ..utils import Registry
+from .ops import OpRegistry
 from .ops.core import as_index
 from .ops.neurons import fused_kernel
-from .schedule import NodeInput
 from .signals import SignalValues
 from .request import Fallback
 
@@ -172,8 +171,6 @@ class Program:
     ``fallbacks`` lists the operators that run as a ``CALL`` of their step.
     """
 
-    lowerings = TypeRegistry()
-
     def __init__(self, layout, dt: float, op_steps: list, values: dict, batch_size: int,
                  feeds: dict, training: bool) -> None:
         self.layout = layout
@@ -200,10 +197,11 @@ class Program:
     def add_step(self, step) -> None:
         """The instructions of one `.Step`: its lowering, else a CALL of it."""
         op = step.op
-        lower = self.lowerings.lookup(op)
-        if lower is None:
-            reason = f"no instruction form for {type(op).__name__}"
+        spec = OpRegistry.spec_for(op)
+        if spec.lower is None:
+            reason = spec.no_lower_reason(op)
         else:
+            lower = LOWERINGS[spec.lower]
             mark = len(self.code)
             try:
                 lower(self, op, step)
@@ -347,12 +345,15 @@ def _state_space(process, dt):
 _native = _cpp_kernels._C if hasattr(_cpp_kernels._C, "Program") else None
 
 
-# -- lowerings, one per operator type ------------------------------------------
+# -- lowerings, by the name an operator type's spec gives (`ops.OperatorSpec`) --
 
-lower = Program.lowerings.register
+# name -> lower(program, op, step): emits the op's instructions, or raises
+# Unlowerable (the op then runs as a CALL of its step)
+LOWERINGS = Registry()
+lowering = LOWERINGS.register
 
 
-@lower(TimeUpdate)
+@lowering("time_update")
 def lower_time_update(prog, op, step):
     s, t = prog.views.ref(op.step), prog.views.ref(op.time)
     if not (isinstance(s, torch.Tensor) and isinstance(t, torch.Tensor)):
@@ -360,13 +361,13 @@ def lower_time_update(prog, op, step):
     prog.emit(TIME, (s, t), floats=(prog.dt,))
 
 
-@lower(Reset)
+@lowering("reset")
 def lower_reset(prog, op, step):
     value = float(op.value)
     prog.write(op.dst, lambda dst, acc: prog.emit(FILL, (dst,), floats=(value,)), False)
 
 
-@lower(NodeInput)
+@lowering("node_input")
 def lower_node_input(prog, op, step):
     buf = prog.views.values[op.output.base]
     data = prog.feeds.get(op.node)
@@ -380,7 +381,7 @@ def lower_node_input(prog, op, step):
     prog.write(op.output, lambda dst, acc: prog.emit(opcode, (dst, data)), False)
 
 
-@lower(Copy)
+@lowering("copy")
 def lower_copy(prog, op, step):
     src = prog.read(op.src)
     lead = 1 if prog.views.batched(op.src) else 0
@@ -414,7 +415,7 @@ def lower_copy(prog, op, step):
     prog.write(op.dst, emit_into, op.inc)
 
 
-@lower(DotInc)
+@lowering("dot_inc")
 def lower_dot_inc(prog, op, step):
     if op.A.sparse:
         raise Unlowerable("sparse matrix (SparseDotInc)")
@@ -434,7 +435,7 @@ def lower_dot_inc(prog, op, step):
     prog.write(op.Y, emit_into, True)
 
 
-@lower(BsrDotInc)
+@lowering("bsr_dot_inc")
 def lower_bsr_dot_inc(prog, op, step):
     indptr = np.asarray(op.indptr)
     if not (np.diff(indptr) == 1).all():
@@ -481,7 +482,7 @@ def lower_bsr_dot_inc(prog, op, step):
     prog.write(op.Y, emit_into, True)
 
 
-@lower(ElementwiseInc)
+@lowering("elementwise_inc")
 def lower_elementwise_inc(prog, op, step):
     shapes = {sig: tuple(sig.shape) or (1,) for sig in (op.A, op.X, op.Y)}
     ndim = max(len(shape) for shape in shapes.values())
@@ -502,7 +503,7 @@ def lower_elementwise_inc(prog, op, step):
     prog.write(op.Y, emit_into, True)
 
 
-@lower(SimNeurons)
+@lowering("sim_neurons")
 def lower_sim_neurons(prog, op, step):
     if type(op.neurons) in NEURON_KINDS and not prog.training:
         return _lower_fused_neurons(prog, op)
@@ -551,7 +552,7 @@ def _lower_fused_neurons(prog, op):
         prog.emit(COPY, (out, result))
 
 
-@lower(SimProcess)
+@lowering("sim_process")
 def lower_sim_process(prog, op, step):
     if op.input is None or not is_native_synapse(op.process):
         raise Unlowerable("not a native synapse")

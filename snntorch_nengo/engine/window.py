@@ -29,47 +29,15 @@ Results equal stepping up to the summation order of the larger matrix products.
 
 import numpy as np
 import torch
-from nengo.builder.neurons import SimNeurons
-from nengo.builder.operator import (
-    BsrDotInc,
-    Copy,
-    DotInc,
-    ElementwiseInc,
-    Reset,
-    SimPyFunc,
-    SparseDotInc,
-    TimeUpdate,
-)
-from nengo.builder.processes import SimProcess
 from nengo.builder.probe import SimProbe
-from nengo.builder.transforms import ConvInc, ConvTransposeInc
 
-from .operators import SimTensorNode
+from .ops import FOLDED, SCANNED, TIME, window_kind  # each type's, declared in ops/
 from .schedule import NodeInput
 from .signals import SignalValues
 from .request import Fallback, RunResult
 
-# window kinds
-FOLDED, SCANNED, TIME = "folded", "scanned", "time"
-FOLDED_TYPES = (Reset, Copy, DotInc, ElementwiseInc, SparseDotInc, BsrDotInc, ConvInc,
-                ConvTransposeInc)
-SCANNED_TYPES = (SimNeurons, SimProcess, SimPyFunc, SimTensorNode)
-
 # how a scanned operator without a series form runs in a window
 STEPPED = "stepped in the window"
-
-
-def window_kind(op) -> str | None:
-    """How ``op`` runs in a window: FOLDED, SCANNED, TIME, or None (it cannot)."""
-    if isinstance(op, TimeUpdate):
-        return TIME
-    if isinstance(op, NodeInput):
-        return FOLDED if op.original is None else SCANNED
-    if isinstance(op, FOLDED_TYPES):
-        return FOLDED
-    if isinstance(op, SCANNED_TYPES):
-        return SCANNED
-    return None
 
 
 class WindowPlan:

@@ -87,7 +87,12 @@ from snntorch_nengo.neurons.spiking import (  # noqa: E402
     spiking_rectified_linear_step,
     stochastic_spiking_step,
 )
-from snntorch_nengo.neurons.train_mode import rate_type, training_step  # noqa: E402
+from snntorch_nengo.neurons.train_mode import (  # noqa: E402
+    TrainingForm,
+    rate_type,
+    training_form,
+    training_step,
+)
 
 __all__ = [
     "register",
@@ -113,5 +118,7 @@ __all__ = [
     "leaky_relu_step",
     "spiking_leaky_relu_step",
     "training_step",
+    "training_form",
+    "TrainingForm",
     "rate_type",
 ]

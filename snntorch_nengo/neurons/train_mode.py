@@ -46,13 +46,14 @@ both modes.
 
 import functools
 import warnings
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import nengo
 
 from snntorch_nengo.neurons import _native_step, neuron_step
 from snntorch_nengo.neurons.specs import spec_for_step
-from snntorch_nengo.neurons.surrogates import get_surrogate
+from snntorch_nengo.neurons.surrogates import Surrogate, get_surrogate
 
 _warned = set()
 
@@ -73,6 +74,55 @@ def rate_type(
     return spec.rate(neuron_type, lif_smoothing)
 
 
+@dataclass(frozen=True)
+class TrainingForm:
+    """What a neuron type runs in training mode, and what that step is.
+
+    ``step`` has `neuron_step`'s signature. ``rate_type``: the rate type it
+    runs instead of the spiking one (a rate swap), else None. ``surrogate``:
+    the `Surrogate` it puts on the spike threshold, else None. The engine's
+    fused kernels read the last two: they compute the same forward pass and
+    derivative, or run a stateless rate type once over a window.
+    """
+
+    step: Callable
+    rate_type: Optional[nengo.neurons.NeuronType] = None
+    surrogate: Optional[Surrogate] = None
+
+
+def training_form(
+    neuron_type: nengo.neurons.NeuronType, settings: Optional[dict[str, Any]] = None
+) -> TrainingForm:
+    """How ``neuron_type`` trains: its training step, and whether it is a rate
+    swap or a surrogate gradient.
+
+    ``settings`` holds the network's ``configure_settings`` values
+    (``lif_smoothing``, ``surrogate``).
+    """
+    settings = settings or {}
+    step = neuron_step(neuron_type)
+    native = _native_step(neuron_type)
+    if native is None or not neuron_type.spiking:
+        return TrainingForm(step)
+
+    spec = spec_for_step(native)
+    rates_to_spikes = spec is not None and spec.rates_to_spikes
+    surrogate = get_surrogate(settings.get("surrogate"))
+    if surrogate is not None:
+        if spec is not None and spec.surrogate is not None:
+            return TrainingForm(functools.partial(native, surrogate=surrogate),
+                                surrogate=surrogate)
+        if rates_to_spikes:
+            return TrainingForm(_straight_through_rate(native))
+
+    if rates_to_spikes:
+        return TrainingForm(_amplitude_times_rate)
+    rate = rate_type(neuron_type, settings.get("lif_smoothing"))
+    if rate is not None:
+        return TrainingForm(_rate_swap(rate), rate_type=rate)
+    return TrainingForm(_spiking_with_warning(native))
+
+
 def training_step(
     neuron_type: nengo.neurons.NeuronType, settings: Optional[dict[str, Any]] = None
 ) -> Callable:
@@ -81,30 +131,7 @@ def training_step(
     Same signature as `neuron_step`'s; ``settings`` holds the network's
     ``configure_settings`` values (``lif_smoothing``, ``surrogate``).
     """
-    settings = settings or {}
-    step = neuron_step(neuron_type)
-    native = _native_step(neuron_type)
-    if native is None or not neuron_type.spiking:
-        return step
-
-    spec = spec_for_step(native)
-    rates_to_spikes = spec is not None and spec.rates_to_spikes
-    surrogate = get_surrogate(settings.get("surrogate"))
-    if surrogate is not None:
-        if spec is not None and spec.surrogate is not None:
-            step = functools.partial(native, surrogate=surrogate)
-            # read by the engine's fused kernels, which compute the same derivative
-            step.surrogate = surrogate
-            return step
-        if rates_to_spikes:
-            return _straight_through_rate(native)
-
-    if rates_to_spikes:
-        return _amplitude_times_rate
-    rate = rate_type(neuron_type, settings.get("lif_smoothing"))
-    if rate is not None:
-        return _rate_swap(rate)
-    return _spiking_with_warning(native)
+    return training_form(neuron_type, settings).step
 
 
 def _rate_swap(rate):
@@ -115,7 +142,6 @@ def _rate_swap(rate):
         output, rate_state = rate_step(rate, dt, J, {k: state[k] for k in names}, rng)
         return output, {**state, **rate_state}
 
-    rate_swap_step.rate_type = rate
     return rate_swap_step
 
 

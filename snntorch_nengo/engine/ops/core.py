@@ -1,4 +1,5 @@
-"""Nengo's basic operators: time, reset, copy, products and Python functions."""
+"""Nengo's basic operators: time, reset, copy, products, Python functions, and
+the input nodes' `NodeInput`."""
 
 import numpy as np
 import torch
@@ -16,8 +17,9 @@ from nengo.builder.operator import (
 from nengo.exceptions import BuildError, SimulationError
 
 from ...utils import to_numpy
+from ..operators import NodeInput
 from ..signals import sparse_indices
-from . import OpRegistry
+from . import FOLDED, SCANNED, TIME, OpRegistry, Step
 
 
 # rows (batch x steps in a window) from which a product of spikes is event-driven
@@ -37,7 +39,7 @@ def per_sample(tensor, batched, ndim):
     return tensor.reshape((tensor.shape[0],) + pad + shape if batched else pad + shape)
 
 
-@OpRegistry.register(TimeUpdate)
+@OpRegistry.declare(TimeUpdate, window=TIME, lower="time_update")
 def make_time_update(op, ctx):
     dt = ctx.dt
     step_sig, time_sig = op.step, op.time
@@ -50,13 +52,13 @@ def make_time_update(op, ctx):
     return step_time_update
 
 
-@OpRegistry.register(SimProbe)
+@OpRegistry.declare(SimProbe)
 def make_sim_probe(op, ctx):
     """Probes are recorded by the engine after each step; the op only orders."""
     return None
 
 
-@OpRegistry.register(Reset)
+@OpRegistry.declare(Reset, window=FOLDED, lower="reset")
 def make_reset(op, ctx):
     value = torch.full(
         op.dst.shape, float(op.value), dtype=ctx.dtype, device=ctx.device
@@ -106,7 +108,7 @@ def skip_zero_product(sv, a, y_sig):
     sv.values[base] = _ZeroGradient.apply(sv.values[base], a)
 
 
-@OpRegistry.register(Copy)
+@OpRegistry.declare(Copy, window=FOLDED, lower="copy")
 def make_copy(op, ctx):
     src_batched, dst_batched = ctx.batched(op.src), ctx.batched(op.dst)
     src_index = as_index(op.src_slice, op.src.shape)
@@ -155,7 +157,7 @@ def as_index(sl, shape):
     return np.where(index < 0, index + shape[0], index)
 
 
-@OpRegistry.register(ElementwiseInc)
+@OpRegistry.declare(ElementwiseInc, window=FOLDED, lower="elementwise_inc")
 def make_elementwise_inc(op, ctx):
     shapes = [(1,) if s.shape == () else s.shape for s in (op.A, op.X, op.Y)]
     ndim = max(len(s) for s in shapes)
@@ -222,7 +224,7 @@ def sample_dot(a, x):
     return torch.tensordot(a, x, dims=([-1], [-2]))
 
 
-@OpRegistry.register(DotInc)
+@OpRegistry.declare(DotInc, window=FOLDED, lower="dot_inc")
 def make_dot_inc(op, ctx):
     a_batched, x_batched = ctx.batched(op.A), ctx.batched(op.X)
     batched_dot = torch.vmap(
@@ -260,7 +262,8 @@ def make_dot_inc(op, ctx):
     return step_dot_inc
 
 
-@OpRegistry.register(SparseDotInc)
+@OpRegistry.declare(SparseDotInc, window=FOLDED,
+                     no_lower="sparse matrix (SparseDotInc)")
 def make_sparse_dot_inc(op, ctx):
     rows, cols = sparse_indices(op.A.initial_value)
     rows, cols = torch.tensor(rows), torch.tensor(cols)
@@ -282,7 +285,7 @@ def make_sparse_dot_inc(op, ctx):
     return step_sparse_dot_inc
 
 
-@OpRegistry.register(BsrDotInc)
+@OpRegistry.declare(BsrDotInc, window=FOLDED, lower="bsr_dot_inc")
 def make_bsr_dot_inc(op, ctx):
     indices = torch.as_tensor(np.asarray(op.indices, dtype=np.int64))
     indptr = np.asarray(op.indptr)
@@ -322,7 +325,7 @@ def _checked_output(fn, y, shape):
         ) from e
 
 
-@OpRegistry.register(SimPyFunc)
+@OpRegistry.declare(SimPyFunc, window=SCANNED)
 def make_sim_py_func(op, ctx):
     """Python functions run in numpy, once per batch item (once if x is shared)."""
     fn = op.fn
@@ -348,3 +351,33 @@ def make_sim_py_func(op, ctx):
 
     return step_sim_py_func
 
+
+
+def node_input_window(op) -> str:
+    """A constant node's output is folded; a node running its own operator scans."""
+    return FOLDED if op.original is None else SCANNED
+
+
+@OpRegistry.declare(NodeInput, window=node_input_window, lower="node_input")
+def make_node_input(op, ctx):
+    """The fed data when the node is fed, else the node's own operator (or its
+    constant output)."""
+    original = op.original
+    if original is not None:
+        original = OpRegistry.make_step(original, ctx)
+    node, output = op.node, op.output
+    constant = None if original is not None else ctx.layout.initial_value(
+        output, device=ctx.device
+    )
+
+    def step_node_input(sv):
+        data = sv.feeds.get(node)
+        if data is not None:
+            sv.set(output, data[:, sv.step_index])
+        elif original is not None:
+            original(sv)
+        else:
+            sv.set(output, constant)
+
+    private = original is not None and original.private_state
+    return Step(step_node_input, op, private_state=private)

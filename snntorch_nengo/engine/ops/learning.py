@@ -26,7 +26,7 @@ def _vector(value, batched):
     return value.reshape((value.shape[0], -1) if batched else (-1,))
 
 
-@OpRegistry.register(SimPES)
+@OpRegistry.declare(SimPES)
 def make_sim_pes(op, ctx):
     pre_batched, err_batched = ctx.batched(op.pre_filtered), ctx.batched(op.error)
     n_neurons = op.pre_filtered.shape[0]
@@ -40,7 +40,7 @@ def make_sim_pes(op, ctx):
     return step_sim_pes
 
 
-@OpRegistry.register(SimBCM)
+@OpRegistry.declare(SimBCM)
 def make_sim_bcm(op, ctx):
     pre_batched = ctx.batched(op.pre_filtered)
     post_batched = ctx.batched(op.post_filtered)
@@ -56,7 +56,7 @@ def make_sim_bcm(op, ctx):
     return step_sim_bcm
 
 
-@OpRegistry.register(SimOja)
+@OpRegistry.declare(SimOja)
 def make_sim_oja(op, ctx):
     pre_batched = ctx.batched(op.pre_filtered)
     post_batched = ctx.batched(op.post_filtered)
@@ -77,7 +77,7 @@ def make_sim_oja(op, ctx):
     return step_sim_oja
 
 
-@OpRegistry.register(SimVoja)
+@OpRegistry.declare(SimVoja)
 def make_sim_voja(op, ctx):
     pre_batched = ctx.batched(op.pre_decoded)
     post_batched = ctx.batched(op.post_filtered)
@@ -106,7 +106,7 @@ def make_sim_voja(op, ctx):
     return step_sim_voja
 
 
-@OpRegistry.register(SimRLS)
+@OpRegistry.declare(SimRLS)
 def make_sim_rls(op, ctx):
     r_batched = ctx.batched(op.pre_filtered)
     e_batched = ctx.batched(op.error)

@@ -15,18 +15,19 @@ pass computes the surrogate the training step would).
 import numpy as np
 from nengo.builder.neurons import SimNeurons
 
-from ...neurons import neuron_step, training_step
+from ...neurons import neuron_step, training_form
 from ...neurons.streams import RowStreams
 from ...neurons.specs import kernel_spec
 from ...neurons.surrogates import kernel_surrogate
-from . import OpRegistry, Step
+from . import SCANNED, OpRegistry, Step
 
 
-@OpRegistry.register(SimNeurons)
+@OpRegistry.declare(SimNeurons, window=SCANNED, lower="sim_neurons")
 def make_sim_neurons(op, ctx):
     neuron_type = op.neurons
     update = neuron_step(neuron_type)
-    train_update = training_step(neuron_type, ctx.settings)
+    train = training_form(neuron_type, ctx.settings)
+    train_update = train.step
     rng = op.state_extra.get("rng")
     if rng is not None and ctx.batch_size > 1:
         rng = RowStreams([rng] + [
@@ -47,11 +48,11 @@ def make_sim_neurons(op, ctx):
         for name, sig in state_sigs.items():
             sv.set(sig, state[name])
 
-    series = _series(op, ctx, update, train_update) if rng is None else None
+    series = _series(op, ctx, update, train) if rng is None else None
     return Step(step_sim_neurons, op, series=series)
 
 
-def _series(op, ctx, update, train_update):
+def _series(op, ctx, update, train):
     neuron_type = op.neurons
     views = ctx.layout.views
     if any(views[sig].kind != "full" for sig in [op.output, *op.state.values()]):
@@ -64,8 +65,8 @@ def _series(op, ctx, update, train_update):
         """{base: (T, B, ...)} over the window, or why not (it is stepped).
 
         ``fold`` holds the window's values step-major, ``(T * B, ...)``."""
-        step = train_update if training else update
-        rate = getattr(step, "rate_type", None)
+        step = train.step if training else update
+        rate = train.rate_type if training else None
         stateless = not op.state or (rate is not None and not rate.state)
         if stateless:
             # the state passes through unchanged: leave it out of the result
@@ -77,11 +78,11 @@ def _series(op, ctx, update, train_update):
             return f"no fused multi-step kernel for {type(neuron_type).__name__}"
         # the kernels' backward pass puts the training step's surrogate on the
         # threshold (none in eval mode: the exact spikes' zero derivative)
-        surrogate = kernel_surrogate(getattr(step, "surrogate", None))
-        if training and not hasattr(step, "surrogate"):
-            return f"training: {_describe(step)} has no fused kernel"
+        surrogate = kernel_surrogate(train.surrogate if training else None)
+        if training and train.surrogate is None:
+            return f"training: {_describe(train)} has no fused kernel"
         if surrogate is None:
-            return f"training: the kernels have no form of the surrogate {step.surrogate!r}"
+            return f"training: the kernels have no form of the surrogate {train.surrogate!r}"
         if not set(state_bases.values()) <= private:
             return "its state is probed or read elsewhere (the kernel keeps the last)"
         J = fold.read(op.J)
@@ -107,10 +108,9 @@ def _series(op, ctx, update, train_update):
     return series
 
 
-def _describe(step):
-    rate = getattr(step, "rate_type", None)
-    if rate is not None:
-        return f"its rate counterpart {type(rate).__name__} (stateful)"
+def _describe(train):
+    if train.rate_type is not None:
+        return f"its rate counterpart {type(train.rate_type).__name__} (stateful)"
     return "its training step"
 
 

@@ -9,10 +9,10 @@ from ...kernels import ops as kernel_ops
 from ...synapses import is_native_synapse, linear_filter_scan_form, synapse_step
 from ...utils import to_numpy
 from ..signals import SignalValues
-from . import OpRegistry, Step
+from . import SCANNED, OpRegistry, Step
 
 
-@OpRegistry.register(SimProcess)
+@OpRegistry.declare(SimProcess, window=SCANNED, lower="sim_process")
 def make_sim_process(op, ctx):
     # consume the simulator's random state exactly as nengo's SimProcess does, so
     # every process sees the same random sequence as in the reference simulator
@@ -43,26 +43,27 @@ def _native_synapse(op, ctx):
             sv.set(sig, state[name])
         _write(sv, op, y)
 
-    series = _synapse_series(op, ctx, update)
-    return Step(step_synapse, op, series=series,
-                series_held=getattr(series, "takes_held", False))
+    series, series_held = _synapse_series(op, ctx, update)
+    return Step(step_synapse, op, series=series, series_held=series_held)
 
 
 def _synapse_series(op, ctx, update):
     """The synapse over a window: one scan kernel call for a LinearFilter, else
-    its own loop, without per-step bookkeeping."""
+    its own loop, without per-step bookkeeping. With whether the series takes
+    ``held`` (`.Step`'s ``series_held``)."""
     views = ctx.layout.views
     if op.mode != "update" or any(
         views[sig].kind != "full" for sig in [op.output, *op.state.values()]
     ):
-        return None
+        return None, False
     out_base = views[op.output].base
     state_bases = {name: views[sig].base for name, sig in op.state.items()}
     looped = _looped_series(op, ctx, update, out_base, state_bases)
     if not isinstance(op.process, LinearFilter) or set(op.state) != {"X"}:
-        return looped
-    return _scan_series(op, ctx, linear_filter_scan_form(op.process, ctx.dt), out_base,
+        return looped, False
+    scan = _scan_series(op, ctx, linear_filter_scan_form(op.process, ctx.dt), out_base,
                         state_bases["X"], looped)
+    return scan, True
 
 
 def _scan_series(op, ctx, form, out_base, state_base, looped):
@@ -116,7 +117,6 @@ def _scan_series(op, ctx, form, out_base, state_base, looped):
             X = final[None].expand((T,) + final.shape)
         return {out_base: y, state_base: X}
 
-    series.takes_held = True
     return series
 
 

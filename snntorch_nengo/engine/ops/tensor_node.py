@@ -12,7 +12,7 @@ from nengo.exceptions import SimulationError
 from torch import nn
 
 from ..operators import SimTensorNode
-from . import OpRegistry
+from . import SCANNED, OpRegistry
 
 
 def module_float_tensor(module: nn.Module) -> Optional[torch.Tensor]:
@@ -116,7 +116,7 @@ def check_output(node, y, batch_size: int, error=SimulationError) -> torch.Tenso
 
 
 
-@OpRegistry.register(SimTensorNode)
+@OpRegistry.declare(SimTensorNode, window=SCANNED)
 def make_sim_tensor_node(op: SimTensorNode, ctx):
     """Call the node's torch function on the batched input, once per step.
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from nengo.builder.transforms import ConvInc, ConvTransposeInc
 from nengo.exceptions import BuildError
 
-from . import OpRegistry
+from . import FOLDED, OpRegistry
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -101,7 +101,7 @@ def _make_general(op, ctx, apply):
     return step_conv
 
 
-@OpRegistry.register(ConvInc)
+@OpRegistry.declare(ConvInc, window=FOLDED)
 def make_conv_inc(op, ctx):
     conv, dims = _check(op)
     fn = _CONV[dims]
@@ -122,7 +122,7 @@ def make_conv_inc(op, ctx):
     return _make_general(op, ctx, apply)
 
 
-@OpRegistry.register(ConvTransposeInc)
+@OpRegistry.declare(ConvTransposeInc, window=FOLDED)
 def make_conv_transpose_inc(op, ctx):
     conv, dims = _check(op)
     if conv.groups != 1:
