@@ -14,7 +14,7 @@ from nengo.utils.progress import Progress, ProgressTracker
 
 from . import streaming, validation
 from .config import default_dtype, note_ignored
-from .export.params import ParamsMixin
+from .persistence import ParamsMixin
 from .module import NengoModule, deprecated_compile
 from .training.api import TrainingMixin
 from .utils import to_numpy

@@ -14,7 +14,7 @@ from nengo.exceptions import ValidationError
 from torch.utils.data import DataLoader, TensorDataset
 
 from snntorch_nengo import NengoLightningModule, Simulator
-from snntorch_nengo.export.params import state_tensors
+from snntorch_nengo.persistence import state_tensors
 from snntorch_nengo.training.checkpoint import KEY
 
 from networks import relu_channel

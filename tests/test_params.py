@@ -10,7 +10,7 @@ import torch
 from nengo.exceptions import SimulatorClosed, ValidationError
 
 import snntorch_nengo
-from snntorch_nengo.export import params as params_mod
+from snntorch_nengo import persistence as params_mod
 from snntorch_nengo.export.freeze import (
     FullWeightsSolver,
     ZeroFunction,

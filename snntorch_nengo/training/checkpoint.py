@@ -12,7 +12,7 @@ of another version) the simulation starts from its initial state.
 import torch
 from nengo.exceptions import ValidationError
 
-from ..export.params import state_tensors
+from ..persistence import state_tensors
 
 KEY = "snntorch_nengo"
 

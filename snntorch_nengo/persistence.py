@@ -63,9 +63,9 @@ import numpy as np
 import torch
 from nengo.exceptions import ValidationError
 
-from .. import validation
-from ..build.base import NengoObjectModule
-from . import freeze
+from . import validation
+from .build.base import NengoObjectModule
+from .export import freeze
 
 FORMAT = "snntorch_nengo.params"
 VERSION = 2
