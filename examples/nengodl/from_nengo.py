@@ -9,34 +9,16 @@ the folder given as the first argument (``outputs/nengodl/`` by default).
 ``--quick`` trains on less data for fewer epochs (for the test suite).
 """
 
-import argparse
-import warnings
-from pathlib import Path
+import matplotlib.pyplot as plt
+import nengo
+import numpy as np
+import torch
 
-import matplotlib
+import snntorch_nengo
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import nengo  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from _common import setup
 
-import snntorch_nengo  # noqa: E402
-
-warnings.simplefilter("ignore")
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("out", nargs="?", default="outputs/nengodl", help="folder for plots")
-parser.add_argument("--quick", action="store_true", help="less training, for tests")
-args = parser.parse_args()
-OUT = Path(args.out)
-OUT.mkdir(parents=True, exist_ok=True)
-
-
-def save(name):
-    plt.savefig(OUT / name, dpi=80, bbox_inches="tight")
-    plt.close("all")
-    print(f"saved {OUT / name}")
-
+args, save = setup(__doc__)
 
 # the results do not depend much on the seed; fixing it keeps them repeatable
 seed = 0

@@ -25,37 +25,21 @@ updates per parameter is out of reach with 30 times fewer images, but more of
 them help).
 """
 
-import argparse
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import nengo
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import nengo  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import snntorch_nengo
+from snntorch_nengo.training.tasks import load_digits
 
-import snntorch_nengo  # noqa: E402
-from snntorch_nengo.training.tasks import load_digits  # noqa: E402
+from _common import setup
 
-warnings.simplefilter("ignore")
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("out", nargs="?", default="outputs/nengodl", help="folder for plots")
-parser.add_argument("--quick", action="store_true", help="less training, for tests")
-args = parser.parse_args()
-OUT = Path(args.out)
-OUT.mkdir(parents=True, exist_ok=True)
-
-
-def save(name):
-    plt.savefig(OUT / name, dpi=80, bbox_inches="tight")
-    plt.close("all")
-    print(f"saved {OUT / name}")
-
+args, save = setup(__doc__)
 
 start = time.time()
 seed = 0

@@ -15,38 +15,21 @@ Simulator (``sim.run``) and over the whole test set in minibatches
 predicts on fewer test images (for the test suite).
 """
 
-import argparse
 import time
-import warnings
-from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import nengo
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import nengo  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
+import snntorch_nengo
 
-import snntorch_nengo  # noqa: E402
+from _common import setup
 
-warnings.simplefilter("ignore")
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("out", nargs="?", default="outputs/nengodl", help="folder for plots")
-parser.add_argument("--quick", action="store_true", help="less training, for tests")
-args = parser.parse_args()
-OUT = Path(args.out)
-OUT.mkdir(parents=True, exist_ok=True)
+args, save = setup(__doc__)
 start = time.perf_counter()
-
-
-def save(name):
-    plt.savefig(OUT / name, dpi=80, bbox_inches="tight")
-    plt.close("all")
-    print(f"saved {OUT / name}")
-
 
 seed = 0
 np.random.seed(seed)
