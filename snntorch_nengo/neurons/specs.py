@@ -52,32 +52,8 @@ from typing import Callable, Optional
 import nengo
 import torch
 
-from snntorch_nengo.neurons import _REGISTRY
-from snntorch_nengo.neurons.extras import (
-    LeakyReLU,
-    SoftLIFRate,
-    SpikingLeakyReLU,
-    leaky_relu_step,
-    soft_lif_rate_step,
-    spiking_leaky_relu_step,
-)
-from snntorch_nengo.neurons.rate import (
-    adaptive_lif_rate_step,
-    lif_rate_step,
-    rectified_linear_step,
-    sigmoid_step,
-    tanh_step,
-)
+from snntorch_nengo.neurons import _REGISTRY, extras, rate, spiking
 from snntorch_nengo.neurons.surrogates import KERNEL_SURROGATES
-from snntorch_nengo.neurons.spiking import (
-    adaptive_lif_step,
-    izhikevich_step,
-    lif_step,
-    poisson_spiking_step,
-    regular_spiking_step,
-    spiking_rectified_linear_step,
-    stochastic_spiking_step,
-)
 
 RateFactory = Callable[[nengo.neurons.NeuronType, Optional[float]], nengo.neurons.NeuronType]
 
@@ -208,7 +184,7 @@ def _lif_rate(neuron_type, lif_smoothing):
         amplitude=neuron_type.amplitude,
     )
     if lif_smoothing is not None and lif_smoothing > 0:
-        return SoftLIFRate(sigma=lif_smoothing, **kwargs)
+        return extras.SoftLIFRate(sigma=lif_smoothing, **kwargs)
     return nengo.LIFRate(**kwargs)
 
 
@@ -227,7 +203,7 @@ def _relu_rate(neuron_type, lif_smoothing):
 
 
 def _leaky_relu_rate(neuron_type, lif_smoothing):
-    return LeakyReLU(
+    return extras.LeakyReLU(
         negative_slope=neuron_type.negative_slope, amplitude=neuron_type.amplitude
     )
 
@@ -240,26 +216,29 @@ SPECS: dict[type, NeuronSpec] = {
     spec.nengo_type: spec
     for spec in (
         # rate types: the same step in training mode
-        NeuronSpec(nengo.RectifiedLinear, (), ("amplitude",), rectified_linear_step),
-        NeuronSpec(nengo.Sigmoid, (), ("tau_ref",), sigmoid_step),
-        NeuronSpec(nengo.Tanh, (), ("tau_ref",), tanh_step),
-        NeuronSpec(nengo.LIFRate, (), ("tau_rc", "tau_ref", "amplitude"), lif_rate_step),
+        NeuronSpec(nengo.RectifiedLinear, (), ("amplitude",), rate.rectified_linear_step),
+        NeuronSpec(nengo.Sigmoid, (), ("tau_ref",), rate.sigmoid_step),
+        NeuronSpec(nengo.Tanh, (), ("tau_ref",), rate.tanh_step),
+        NeuronSpec(nengo.LIFRate, (), ("tau_rc", "tau_ref", "amplitude"), rate.lif_rate_step),
         NeuronSpec(
             nengo.AdaptiveLIFRate,
             ("adaptation",),
             ("tau_rc", "tau_ref", "amplitude", "tau_n", "inc_n"),
-            adaptive_lif_rate_step,
+            rate.adaptive_lif_rate_step,
         ),
         NeuronSpec(
-            SoftLIFRate, (), ("sigma", "tau_rc", "tau_ref", "amplitude"), soft_lif_rate_step
+            extras.SoftLIFRate,
+            (),
+            ("sigma", "tau_rc", "tau_ref", "amplitude"),
+            extras.soft_lif_rate_step,
         ),
-        NeuronSpec(LeakyReLU, (), ("negative_slope", "amplitude"), leaky_relu_step),
+        NeuronSpec(extras.LeakyReLU, (), ("negative_slope", "amplitude"), extras.leaky_relu_step),
         # spiking types
         NeuronSpec(
             nengo.LIF,
             ("voltage", "refractory_time"),
             _LIF_PARAMS,
-            lif_step,
+            spiking.lif_step,
             rate=_lif_rate,
             surrogate="voltage > 1",
             kernel=FusedKernel("lif_lowpass", 0, "LifParams", "lif"),
@@ -268,7 +247,7 @@ SPECS: dict[type, NeuronSpec] = {
             nengo.AdaptiveLIF,
             ("voltage", "refractory_time", "adaptation"),
             _LIF_PARAMS + ("tau_n", "inc_n"),
-            adaptive_lif_step,
+            spiking.adaptive_lif_step,
             rate=_adaptive_lif_rate,
             surrogate="voltage > 1",
             kernel=FusedKernel("adaptive_lif_lowpass", 1, "AdaptiveLifParams", "alif"),
@@ -277,16 +256,16 @@ SPECS: dict[type, NeuronSpec] = {
             nengo.SpikingRectifiedLinear,
             ("voltage",),
             ("amplitude",),
-            spiking_rectified_linear_step,
+            spiking.spiking_rectified_linear_step,
             rate=_relu_rate,
             surrogate="floor(voltage)",
             kernel=FusedKernel("spiking_relu_lowpass", 2, "SpikingReluParams", "relu"),
         ),
         NeuronSpec(
-            SpikingLeakyReLU,
+            extras.SpikingLeakyReLU,
             ("voltage",),
             ("negative_slope", "amplitude"),
-            spiking_leaky_relu_step,
+            extras.spiking_leaky_relu_step,
             rate=_leaky_relu_rate,
             surrogate="trunc(voltage)",
         ),
@@ -294,20 +273,20 @@ SPECS: dict[type, NeuronSpec] = {
             nengo.Izhikevich,
             ("voltage", "recovery"),
             ("tau_recovery", "coupling", "reset_voltage", "reset_recovery"),
-            izhikevich_step,
+            spiking.izhikevich_step,
             surrogate="voltage >= 30",
         ),
         # RatesToSpikes types: their input J is the base type's rate
         NeuronSpec(
-            nengo.RegularSpiking, ("voltage",), ("amplitude",), regular_spiking_step,
+            nengo.RegularSpiking, ("voltage",), ("amplitude",), spiking.regular_spiking_step,
             rates_to_spikes=True,
         ),
         NeuronSpec(
-            nengo.StochasticSpiking, (), ("amplitude",), stochastic_spiking_step,
+            nengo.StochasticSpiking, (), ("amplitude",), spiking.stochastic_spiking_step,
             rates_to_spikes=True,
         ),
         NeuronSpec(
-            nengo.PoissonSpiking, (), ("amplitude",), poisson_spiking_step,
+            nengo.PoissonSpiking, (), ("amplitude",), spiking.poisson_spiking_step,
             rates_to_spikes=True,
         ),
     )
