@@ -95,9 +95,29 @@ _N_PARAMS = 13
 # --------------------------------------------------------------------------
 # Kernel bodies. They are plain functions, wrapped lazily (see `_kernel`) into
 # either a compiled Triton kernel (CUDA) or an interpreted one (CPU or
-# TRITON_INTERPRET=1), so the choice does not depend on import order. They call
-# no other jit functions, so the same body works in both modes.
+# TRITON_INTERPRET=1), so the choice does not depend on import order. The jit
+# functions they call are made with `_device_function`, so that the same body
+# works in both modes.
 # --------------------------------------------------------------------------
+
+
+def _device_function(fn):
+    """``fn`` as a jit function that kernel bodies call, compiled or interpreted.
+
+    A compiled kernel inlines it as it does any jit function. The interpreter
+    runs a body as Python, where a plain ``JITFunction`` refuses to be called:
+    there the call goes to an ``InterpretedFunction`` of ``fn``.
+    """
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    interpreted = InterpretedFunction(fn)
+
+    class DeviceFunction(JITFunction):
+        def __call__(self, *args, **kwargs):
+            return interpreted(*args, **kwargs)
+
+    return DeviceFunction(fn)
 
 
 def _lif_lowpass_body(
@@ -365,6 +385,32 @@ def _spiking_relu_lowpass_body(
 # --------------------------------------------------------------------------
 
 
+def _surrogate_grad(x, sp, sp_scaled, sp_half, SURROGATE: tl.constexpr):
+    """The surrogate's derivative at ``x``, the distance from the spike threshold.
+
+    ``SURROGATE`` is its nonzero kernel id; ``sp`` its parameter, ``sp_scaled``
+    and ``sp_half`` ATan's ``pi / 2 * alpha`` and ``alpha / 2``.
+    """
+    if SURROGATE == 1:  # fast sigmoid
+        y = sp * tl.abs(x) + 1.0
+        sg = 1.0 / (y * y)
+    elif SURROGATE == 2:  # sigmoid
+        sig = 1.0 / (1.0 + tl.exp(-(sp * x)))
+        sg = sp * sig * (1.0 - sig)
+    elif SURROGATE == 3:  # atan
+        y = sp_scaled * x
+        sg = sp_half / (1.0 + y * y)
+    elif SURROGATE == 4:  # triangle
+        sg = tl.maximum(1.0 - tl.abs(x) / sp, 0.0) / sp
+    else:  # straight through
+        sg = x * 0.0 + 1.0
+    return sg
+
+
+if available:
+    _surrogate_grad = _device_function(_surrogate_grad)
+
+
 def _lif_lowpass_backward_body(
     sv_ptr,
     go_ptr,
@@ -440,20 +486,7 @@ def _lif_lowpass_backward_body(
         g_v1 = tl.where(spiked, 0.0, g_v)
         g_v1 = tl.where(v1 < min_voltage, 0.0, g_v1)
         if SURROGATE != 0:
-            x = v1 - 1.0
-            if SURROGATE == 1:  # fast sigmoid
-                y = sp * tl.abs(x) + 1.0
-                sg = 1.0 / (y * y)
-            elif SURROGATE == 2:  # sigmoid
-                sig = 1.0 / (1.0 + tl.exp(-(sp * x)))
-                sg = sp * sig * (1.0 - sig)
-            elif SURROGATE == 3:  # atan
-                y = sp_scaled * x
-                sg = sp_half / (1.0 + y * y)
-            elif SURROGATE == 4:  # triangle
-                sg = tl.maximum(1.0 - tl.abs(x) / sp, 0.0) / sp
-            else:  # straight through
-                sg = x * 0.0 + 1.0
+            sg = _surrogate_grad(v1 - 1.0, sp, sp_scaled, sp_half, SURROGATE)
             g_v1 = g_v1 + g_out * amp_dt * sg
         # refractory_time = tau_ref + dt + tau_rc * log1p(num / den)
         g_t = tl.where(spiked, g_r, 0.0)
@@ -546,19 +579,7 @@ def _spiking_relu_lowpass_backward_body(
         if SURROGATE != 0:
             k = tl.maximum(tl.floor(tl.abs(v1) + 0.5), 1.0)
             x = v1 - tl.where(v1 >= 0.0, k, -k)
-            if SURROGATE == 1:
-                y = sp * tl.abs(x) + 1.0
-                sg = 1.0 / (y * y)
-            elif SURROGATE == 2:
-                sig = 1.0 / (1.0 + tl.exp(-(sp * x)))
-                sg = sp * sig * (1.0 - sig)
-            elif SURROGATE == 3:
-                y = sp_scaled * x
-                sg = sp_half / (1.0 + y * y)
-            elif SURROGATE == 4:
-                sg = tl.maximum(1.0 - tl.abs(x) / sp, 0.0) / sp
-            else:
-                sg = x * 0.0 + 1.0
+            sg = _surrogate_grad(x, sp, sp_scaled, sp_half, SURROGATE)
             g_v1 = g_v1 + g_out * amp_dt * sg
         g_v = g_v1
         # voltage += max(J, 0) * dt: torch's clamp passes the gradient at J >= 0
