@@ -39,6 +39,58 @@ constexpr int kVecs = 4;
 // Parallelise only when there is enough work per call (elements * steps).
 constexpr int64_t kParallelWork = 1 << 15;
 
+// The threads to share `tasks` independent tasks of `work` elements in all:
+// 1 (serial) for too little work or too few tasks, and inside an enclosing
+// parallel region, whose threads are already busy.
+inline int parallel_threads(int num_threads, int64_t tasks, int64_t work) {
+#ifdef _OPENMP
+  if (num_threads > 1 && tasks > 1 && work >= kParallelWork && !omp_in_parallel()) {
+    return int(std::min<int64_t>(num_threads, tasks));
+  }
+#endif
+  return 1;
+}
+
+// body(b) for each block b, on `threads` threads (static schedule).
+template <typename Body>
+inline void for_each_block(int threads, int64_t n_blocks, const Body& body) {
+#ifdef _OPENMP
+  if (threads > 1) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t b = 0; b < n_blocks; ++b) body(b);
+    return;
+  }
+#endif
+  for (int64_t b = 0; b < n_blocks; ++b) body(b);
+}
+
+// The vectors of one block of up to kVecs vectors: `count` valid neurons, all
+// kVecs vectors full when Full. Loads and stores touch only the valid lanes;
+// padding lanes load zeros, harmless values (no spike, no NaN), never stored.
+template <bool Full, typename T>
+struct BlockLanes {
+  using Vec = Vectorized<T>;
+  static constexpr int W = Vec::size();
+  int n_vecs;
+  int lanes[kVecs];
+
+  explicit BlockLanes(int count) : n_vecs(Full ? kVecs : (count + W - 1) / W) {
+    for (int k = 0; k < kVecs; ++k) {
+      lanes[k] = Full ? W : std::max(0, std::min(W, count - k * W));
+    }
+  }
+  Vec load(const T* p, int k) const {
+    return Full || lanes[k] == W ? Vec::loadu(p) : Vec::loadu(p, lanes[k]);
+  }
+  void store(const Vec& x, T* p, int k) const {
+    if (Full || lanes[k] == W) {
+      x.store(p);
+    } else {
+      x.store(p, lanes[k]);
+    }
+  }
+};
+
 // A block walks down the [T, N] rows: each step's few cache lines lie a whole
 // row (N elements) after the last, too far apart for the hardware prefetcher,
 // so every load and store would wait on memory. The block asks for its lines
@@ -321,28 +373,15 @@ inline void run_block(
   using Vec = Vectorized<T>;
   constexpr int W = Vec::size();
   constexpr int S = Neuron::kStates;
-  const int n_vecs = Full ? kVecs : (count + W - 1) / W;
-  int lanes[kVecs];
-  for (int k = 0; k < kVecs; ++k) {
-    lanes[k] = Full ? W : std::max(0, std::min(W, count - k * W));
-  }
-  auto load = [&](const T* p, int k) {
-    return Full || lanes[k] == W ? Vec::loadu(p) : Vec::loadu(p, lanes[k]);
-  };
-  auto store = [&](const Vec& x, T* p, int k) {
-    if (Full || lanes[k] == W) {
-      x.store(p);
-    } else {
-      x.store(p, lanes[k]);
-    }
-  };
+  const BlockLanes<Full, T> lanes(count);
+  const int n_vecs = lanes.n_vecs;
 
   Vec state[kVecs][kMaxStates];
   Vec filtered[kVecs];
   for (int k = 0; k < n_vecs; ++k) {
     const int64_t off = n0 + k * W;
-    for (int s = 0; s < S; ++s) state[k][s] = load(a.state_in[s] + off, k);
-    filtered[k] = load(a.filtered_in + off, k);
+    for (int s = 0; s < S; ++s) state[k][s] = lanes.load(a.state_in[s] + off, k);
+    filtered[k] = lanes.load(a.filtered_in + off, k);
   }
   constexpr int kBlockBytes = kVecs * W * int(sizeof(T));
   for (int64_t t = 0; t < a.steps; ++t) {
@@ -355,17 +394,17 @@ inline void run_block(
     }
     for (int k = 0; k < n_vecs; ++k) {
       const int64_t off = row + k * W;
-      Vec output = neuron(load(a.J + off, k), state[k]);
+      Vec output = neuron(lanes.load(a.J + off, k), state[k]);
       // nengo's OneX lowpass: decay * filtered + (1 - decay) * output
       filtered[k] = decay * filtered[k] + one_minus_decay * output;
-      store(output, a.output + off, k);
-      store(filtered[k], a.filtered_seq + off, k);
+      lanes.store(output, a.output + off, k);
+      lanes.store(filtered[k], a.filtered_seq + off, k);
     }
   }
   for (int k = 0; k < n_vecs; ++k) {
     const int64_t off = n0 + k * W;
-    for (int s = 0; s < S; ++s) store(state[k][s], a.state_out[s] + off, k);
-    store(filtered[k], a.filtered_out + off, k);
+    for (int s = 0; s < S; ++s) lanes.store(state[k][s], a.state_out[s] + off, k);
+    lanes.store(filtered[k], a.filtered_out + off, k);
   }
 }
 
@@ -387,17 +426,9 @@ void run_fused(const FusedArgs<T>& a, const Neuron& neuron, double decay_) {
     }
   };
 
-#ifdef _OPENMP
-  const bool parallel = a.num_threads > 1 && n_blocks > 1 &&
-      a.n * std::max<int64_t>(a.steps, 1) >= kParallelWork && !omp_in_parallel();
-  if (parallel) {
-    const int threads = int(std::min<int64_t>(a.num_threads, n_blocks));
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t b = 0; b < n_blocks; ++b) body(b);
-    return;
-  }
-#endif
-  for (int64_t b = 0; b < n_blocks; ++b) body(b);
+  for_each_block(
+      parallel_threads(a.num_threads, n_blocks, a.n * std::max<int64_t>(a.steps, 1)),
+      n_blocks, body);
 }
 
 template <typename T>
@@ -447,28 +478,14 @@ inline void run_block_backward(
   constexpr int W = Vec::size();
   constexpr int S = Neuron::kStates;
   constexpr int K = Neuron::kSaved;
-  const int n_vecs = Full ? kVecs : (count + W - 1) / W;
-  int lanes[kVecs];
-  for (int k = 0; k < kVecs; ++k) {
-    lanes[k] = Full ? W : std::max(0, std::min(W, count - k * W));
-  }
-  // padding lanes load zeros: harmless values (no spike, no NaN), never stored
-  auto load = [&](const T* p, int k) {
-    return Full || lanes[k] == W ? Vec::loadu(p) : Vec::loadu(p, lanes[k]);
-  };
-  auto store = [&](const Vec& x, T* p, int k) {
-    if (Full || lanes[k] == W) {
-      x.store(p);
-    } else {
-      x.store(p, lanes[k]);
-    }
-  };
+  const BlockLanes<Full, T> lanes(count);
+  const int n_vecs = lanes.n_vecs;
   const int64_t T_ = a.steps;
   const int64_t segments = (T_ + kSegment - 1) / kSegment;
 
   Vec state[kVecs][kMaxStates];
   for (int k = 0; k < n_vecs; ++k) {
-    for (int s = 0; s < S; ++s) state[k][s] = load(a.state_in[s] + n0 + k * W, k);
+    for (int s = 0; s < S; ++s) state[k][s] = lanes.load(a.state_in[s] + n0 + k * W, k);
   }
   Vec* checkpoints = buffers.checkpoints.data();
   if (segments > 1) {
@@ -478,7 +495,7 @@ inline void run_block_backward(
       }
       if (seg == segments - 1) break;
       for (int64_t t = seg * kSegment; t < (seg + 1) * kSegment; ++t) {
-        for (int k = 0; k < n_vecs; ++k) neuron(load(a.J + t * a.n + n0 + k * W, k), state[k]);
+        for (int k = 0; k < n_vecs; ++k) neuron(lanes.load(a.J + t * a.n + n0 + k * W, k), state[k]);
       }
     }
   }
@@ -490,9 +507,9 @@ inline void run_block_backward(
   for (int k = 0; k < n_vecs; ++k) {
     const int64_t off = n0 + k * W;
     for (int s = 0; s < S; ++s) {
-      g[k][s] = a.grad_state[s] ? load(a.grad_state[s] + off, k) : zero;
+      g[k][s] = a.grad_state[s] ? lanes.load(a.grad_state[s] + off, k) : zero;
     }
-    g_f[k] = a.grad_filtered ? load(a.grad_filtered + off, k) : zero;
+    g_f[k] = a.grad_filtered ? lanes.load(a.grad_filtered + off, k) : zero;
   }
 
   constexpr int kBlockBytes = kVecs * W * int(sizeof(T));
@@ -510,7 +527,7 @@ inline void run_block_backward(
         prefetch_lines<false>(a.J + (t + kPrefetchSteps) * a.n + n0, kBlockBytes);
       }
       for (int k = 0; k < n_vecs; ++k) {
-        neuron.save(load(a.J + t * a.n + n0 + k * W, k), state[k],
+        neuron.save(lanes.load(a.J + t * a.n + n0 + k * W, k), state[k],
                     saved + ((t - t0) * kVecs + k) * K);
       }
     }
@@ -525,19 +542,19 @@ inline void run_block_backward(
       for (int k = 0; k < n_vecs; ++k) {
         const int64_t off = row + k * W;
         // the lowpass: filtered_t = decay * filtered_{t-1} + (1 - decay) * output_t
-        if (a.grad_filtered_seq) g_f[k] = g_f[k] + load(a.grad_filtered_seq + off, k);
+        if (a.grad_filtered_seq) g_f[k] = g_f[k] + lanes.load(a.grad_filtered_seq + off, k);
         Vec g_out = one_minus_decay * g_f[k];
-        if (a.grad_output) g_out = load(a.grad_output + off, k) + g_out;
+        if (a.grad_output) g_out = lanes.load(a.grad_output + off, k) + g_out;
         g_f[k] = decay * g_f[k];
         const Vec g_J = neuron.back(saved + ((t - t0) * kVecs + k) * K, g_out, g[k], surrogate);
-        store(g_J, a.grad_J + off, k);
+        lanes.store(g_J, a.grad_J + off, k);
       }
     }
   }
   for (int k = 0; k < n_vecs; ++k) {
     const int64_t off = n0 + k * W;
-    for (int s = 0; s < S; ++s) store(g[k][s], a.grad_state_in[s] + off, k);
-    store(g_f[k], a.grad_filtered_in + off, k);
+    for (int s = 0; s < S; ++s) lanes.store(g[k][s], a.grad_state_in[s] + off, k);
+    lanes.store(g_f[k], a.grad_filtered_in + off, k);
   }
 }
 
@@ -563,10 +580,9 @@ void run_backward(const BackwardArgs<T>& a, const Neuron& neuron, double decay_)
   };
 
 #ifdef _OPENMP
-  const bool parallel = a.num_threads > 1 && n_blocks > 1 &&
-      a.n * std::max<int64_t>(a.steps, 1) >= kParallelWork && !omp_in_parallel();
-  if (parallel) {
-    const int threads = int(std::min<int64_t>(a.num_threads, n_blocks));
+  const int threads =
+      parallel_threads(a.num_threads, n_blocks, a.n * std::max<int64_t>(a.steps, 1));
+  if (threads > 1) {
 #pragma omp parallel num_threads(threads)
     {
       BackwardBuffers<T, Neuron> buffers(a.steps);
@@ -639,8 +655,8 @@ bool spike_matmul(const T* X, const T* Wt, T* Y, int64_t M, int64_t K, int64_t N
     }
   };
 #ifdef _OPENMP
-  if (num_threads > 1 && M > 1 && M * K >= kParallelWork && !omp_in_parallel()) {
-    const int threads = int(std::min<int64_t>(num_threads, M));
+  const int threads = parallel_threads(num_threads, M, M * K);
+  if (threads > 1) {
 #pragma omp parallel num_threads(threads)
     {
       std::vector<int64_t> idx(K);
@@ -693,8 +709,8 @@ bool spike_matmul_tn(const T* X, const T* G, T* Y, int64_t R, int64_t K, int64_t
   };
 #ifdef _OPENMP
   const int64_t n_vecs = (N + W - 1) / W;
-  if (num_threads > 1 && n_vecs > 1 && R * K >= kParallelWork && !omp_in_parallel()) {
-    const int threads = int(std::min<int64_t>(num_threads, n_vecs));
+  const int threads = parallel_threads(num_threads, n_vecs, R * K);
+  if (threads > 1) {
 #pragma omp parallel num_threads(threads)
     {
       std::vector<int64_t> idx(K);
@@ -797,16 +813,9 @@ void linear_filter_scan(const ScanArgs<T>& a) {
     const int64_t n0 = b * kScanBlock;
     scan_block(a, A, B, C, D, n0, std::min<int64_t>(kScanBlock, a.n - n0));
   };
-#ifdef _OPENMP
-  if (a.num_threads > 1 && n_blocks > 1 &&
-      a.n * std::max<int64_t>(a.steps, 1) >= kParallelWork && !omp_in_parallel()) {
-    const int threads = int(std::min<int64_t>(a.num_threads, n_blocks));
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int64_t b = 0; b < n_blocks; ++b) body(b);
-    return;
-  }
-#endif
-  for (int64_t b = 0; b < n_blocks; ++b) body(b);
+  for_each_block(
+      parallel_threads(a.num_threads, n_blocks, a.n * std::max<int64_t>(a.steps, 1)),
+      n_blocks, body);
 }
 
 }  // namespace CPU_CAPABILITY
