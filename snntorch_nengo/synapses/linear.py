@@ -156,12 +156,3 @@ def synapse_step(synapse, dt):
         return linear_filter_step(synapse, dt)
     return triangle_step(synapse, dt)
 
-
-__all__ = [
-    "synapse_step",
-    "is_native_synapse",
-    "linear_filter_step",
-    "triangle_step",
-    "ScanForm",
-    "linear_filter_scan_form",
-]
