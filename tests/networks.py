@@ -38,3 +38,14 @@ def dense_classifier(n_out: int, d: int = 4, n_neurons: int = 20, seed: int = 0)
         nengo.Connection(hidden.neurons, net.out, transform=glorot(), synapse=None)
         net.p = nengo.Probe(net.out, label="out")
     return net
+
+
+def probe_without_gradient() -> nengo.Network:
+    """A trainable ensemble, and ``net.p`` on the Node that feeds it: a loss on
+    that probe depends on no trainable parameter."""
+    with nengo.Network() as net:
+        stim = nengo.Node(np.zeros(2))
+        ens = nengo.Ensemble(4, 2)
+        nengo.Connection(stim, ens)
+        net.p = nengo.Probe(stim)
+    return net

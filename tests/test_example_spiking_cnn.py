@@ -1,23 +1,12 @@
 """examples/spiking_cnn_digits.py: a torch CNN converted to a spiking network."""
 
-import os
-import pathlib
 import re
-import subprocess
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from test_examples import run_example
 
 
 def test_spiking_cnn_digits(tmp_path):
-    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "spiking_cnn_digits.py"),
-         str(tmp_path), "--quick"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
-    )
-    out = result.stdout
-    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    out = run_example("spiking_cnn_digits.py", tmp_path)
     assert "converted rate network matches torch (verify): True" in out
 
     def accuracy(pattern):

@@ -9,6 +9,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def run_example(name, tmp_path, *extra):
+    """Run ``examples/<name>`` as a script, quick, plots into ``tmp_path``; its stdout."""
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / name), str(tmp_path), "--quick", *extra],

@@ -4,30 +4,13 @@ The twins use NengoDL's own call forms; a failure here is a NengoDL call that
 does not work as NengoDL documents it.
 """
 
-import os
-import pathlib
 import re
-import subprocess
-import sys
 
-import pytest
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from test_examples import run_example
 
 
 def run_tutorial(name, tmp_path):
-    env = dict(os.environ, MPLBACKEND="Agg", PYTHONPATH=str(ROOT))
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "nengodl" / name), str(tmp_path),
-         "--quick"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout
+    return run_example(f"nengodl/{name}", tmp_path)
 
 
 def number(pattern, text):

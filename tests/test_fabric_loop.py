@@ -21,7 +21,7 @@ from snntorch_nengo.training import fabric_loop
 from snntorch_nengo.training.api import History, TensorBatches
 from snntorch_nengo.training.callbacks import FiringRateLogger, ParameterHistogramLogger
 
-from networks import dense_classifier, relu_channel
+from networks import dense_classifier, probe_without_gradient, relu_channel
 from test_training import autoencoder, data
 
 DTYPE = torch.float64
@@ -224,15 +224,9 @@ def test_in_order_batches_are_views():
 
 
 def test_loss_without_gradient_is_an_error_in_the_fabric_loop():
-    import nengo
-
-    with nengo.Network() as net:
-        stim = nengo.Node(np.zeros(2))
-        ens = nengo.Ensemble(4, 2)
-        nengo.Connection(stim, ens)
-        p = nengo.Probe(stim)
+    net = probe_without_gradient()
     with Simulator(net, progress_bar=False) as sim:
-        sim.compile(loss={p: "mse"})
+        sim.compile(loss={net.p: "mse"})
         with pytest.raises(SimulationError, match="does not depend on any trainable"):
             sim.fit(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), verbose=0, loop="fabric")
 

@@ -12,7 +12,7 @@ from nengo.exceptions import SimulationError, ValidationError
 import snntorch_nengo
 from snntorch_nengo import NengoLightningModule, Simulator
 
-from networks import dense_classifier
+from networks import dense_classifier, probe_without_gradient
 
 
 def autoencoder(n_in=16, n_hidden=6, seed=0):
@@ -162,13 +162,9 @@ def test_error_loss_without_gradient():
         with pytest.raises(SimulationError, match="no trainable parameters"):
             sim.compile(loss="mse")
     # a trainable network whose probe does not depend on the parameters
-    with nengo.Network() as net:
-        stim = nengo.Node(np.zeros(2))
-        ens = nengo.Ensemble(4, 2)
-        nengo.Connection(stim, ens)
-        p = nengo.Probe(stim)
+    net = probe_without_gradient()
     with Simulator(net, progress_bar=False) as sim:
-        sim.compile(loss={p: "mse"})
+        sim.compile(loss={net.p: "mse"})
         with pytest.raises(SimulationError, match="does not depend on any trainable"):
             sim.fit(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), verbose=0)
 
