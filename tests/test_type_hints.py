@@ -18,13 +18,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "snntorch_nengo"
 # `tl.constexpr` annotations with their own meaning.
 EXEMPT_DECORATORS = {"custom_op", "register_fake", "register_autograd", "jit"}
 
-# Variadic parameters that forward whatever the caller gives to another callable,
-# whose own signature is the documentation (name: reason).
-EXEMPT_VARIADIC = {
-    "args": "forwarded positional arguments",
-    "kwargs": "forwarded keyword arguments",
-}
-
 
 def _decorator_names(node):
     for dec in node.decorator_list:
@@ -53,8 +46,7 @@ def _problems(func, is_method):
             missing.append(arg.arg)
     for arg in (args.vararg, args.kwarg):
         if arg is not None and arg.annotation is None:
-            if arg.arg not in EXEMPT_VARIADIC:
-                missing.append(arg.arg)
+            missing.append(arg.arg)
     return missing
 
 
@@ -101,21 +93,28 @@ def test_checker_finds_missing_hints(tmp_path):
         "class C:\n"
         "    def __init__(self, x): ...\n"
         "    def m(self, *args, **kwargs) -> None: ...\n"
+        "    def k(self, *args: int, **kwargs: str) -> None: ...\n"
         "    @staticmethod\n"
         "    def s(x) -> None: ...\n"
         "    def n(self, *, k, **opts) -> None: ...\n"
+        "class _Hidden:\n"
+        "    def m(self, x): ...\n"
+        "@torch.library.custom_op('lib::op', mutates_args=())\n"
+        "def op(x): ...\n"
     )
     found = missing_hints(src)
     assert [line.split(" ")[0] for line in found] == [
         "f",
         "g",
         "C.__init__",
+        "C.m",
         "C.s",
         "C.n",
     ]
     assert found[0].endswith(": a")
     assert found[2].endswith(": return, x")
-    assert found[4].endswith(": k, opts")
+    assert found[3].endswith(": args, kwargs")
+    assert found[5].endswith(": k, opts")
 
 
 @pytest.mark.parametrize(
