@@ -9,14 +9,23 @@ function that advances the operator by one time step on a `.SignalValues`, or a
 functions) start afresh.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from nengo.builder.operator import Operator
 from nengo.exceptions import BuildError
 
 from ...utils import TypeRegistry
+
+if TYPE_CHECKING:
+    import torch
+    from nengo.builder.signal import Signal
+
+    from ..signals import SignalLayout, SignalValues
 
 
 @dataclass(frozen=True)
@@ -48,8 +57,18 @@ class Step:
 class StepContext:
     """What makers may need: time step, random state, batch size, tensor options."""
 
-    def __init__(self, dt, rng, batch_size, layout, device, dtype, seed, settings=None,
-                 spike_bases=frozenset()) -> None:
+    def __init__(
+        self,
+        dt: float,
+        rng: np.random.RandomState,
+        batch_size: int,
+        layout: SignalLayout,
+        device: torch.device | str | None,
+        dtype: torch.dtype,
+        seed: int | None,
+        settings: dict | None = None,
+        spike_bases: frozenset = frozenset(),
+    ) -> None:
         self.dt = dt
         self.rng = rng
         self.batch_size = batch_size
@@ -69,7 +88,7 @@ class StepContext:
             else np.random.SeedSequence([seed % 2**32, 1]).generate_state(1)[0]
         )
 
-    def batched(self, sig) -> bool:
+    def batched(self, sig: Signal) -> bool:
         return self.layout.batched(sig.base)
 
 
@@ -80,7 +99,9 @@ class OpRegistry:
     register = makers.register
 
     @classmethod
-    def maker_for(cls, op):
+    def maker_for(
+        cls, op: Operator
+    ) -> Callable[[Operator, StepContext], Step | Callable[[SignalValues], None] | None]:
         maker = cls.makers.lookup(op)
         if maker is not None:
             return maker
@@ -94,7 +115,9 @@ class OpRegistry:
         )
 
     @classmethod
-    def make_step(cls, op, ctx):
+    def make_step(
+        cls, op: Operator, ctx: StepContext
+    ) -> Step | Callable[[SignalValues], None] | None:
         return cls.maker_for(op)(op, ctx)
 
 
