@@ -15,7 +15,11 @@ learning rules, most neuron types) run their ordinary step function as a
 them. So every model can run this way; lowered operators just run faster.
 """
 
+from __future__ import annotations
+
 import functools
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import nengo
 import numpy as np
@@ -33,6 +37,12 @@ from .ops.neurons import fused_kernel
 from .schedule import NodeInput
 from .signals import SignalValues
 from .request import Fallback
+
+if TYPE_CHECKING:
+    from nengo.builder.signal import Signal
+
+    from .ops import Step
+    from .signals import SignalLayout
 
 # opcodes, shared with csrc/program.h
 CALL, FILL, COPY, ADD, GATHER, INDEX_COPY, INDEX_ADD = 0, 1, 2, 3, 4, 5, 6
@@ -107,12 +117,19 @@ class Unlowerable(Exception):
 class InPlaceValues(SignalValues):
     """`SignalValues` whose reads are views of the buffers and writes go into them."""
 
-    def __init__(self, layout, values: dict, batch_size: int, views: "Views",
-                 feeds: dict | None = None, training: bool = False) -> None:
+    def __init__(
+        self,
+        layout: SignalLayout,
+        values: dict,
+        batch_size: int,
+        views: "Views",
+        feeds: dict | None = None,
+        training: bool = False,
+    ) -> None:
         super().__init__(layout, values, batch_size, feeds=feeds, training=training)
         self._views = views
 
-    def read(self, sig) -> torch.Tensor:
+    def read(self, sig: Signal) -> torch.Tensor:
         ref = self._views.ref(sig)
         if isinstance(ref, torch.Tensor):
             return ref
@@ -136,15 +153,17 @@ class InPlaceValues(SignalValues):
 class Views:
     """Fixed tensors for the signals of one run, over contiguous base buffers."""
 
-    def __init__(self, layout, values: dict) -> None:
+    def __init__(self, layout: SignalLayout, values: dict) -> None:
         self.layout = layout
         self.values = values
         self._refs = {}
 
-    def lead(self, base) -> tuple:
+    def lead(self, base: Signal) -> tuple:
         return self.values[base].shape[: self.values[base].dim() - base.ndim]
 
-    def ref(self, sig):
+    def ref(
+        self, sig: Signal
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
         """A view tensor, or ``(flat, index, shape)`` for a gathered signal."""
         if sig not in self._refs:
             view = self.layout.views[sig]
@@ -161,7 +180,7 @@ class Views:
             self._refs[sig] = ref
         return self._refs[sig]
 
-    def batched(self, sig) -> bool:
+    def batched(self, sig: Signal) -> bool:
         return self.layout.batched(sig.base)
 
 
@@ -174,8 +193,16 @@ class Program:
 
     lowerings = TypeRegistry()
 
-    def __init__(self, layout, dt: float, op_steps: list, values: dict, batch_size: int,
-                 feeds: dict, training: bool) -> None:
+    def __init__(
+        self,
+        layout: SignalLayout,
+        dt: float,
+        op_steps: list,
+        values: dict,
+        batch_size: int,
+        feeds: dict,
+        training: bool,
+    ) -> None:
         self.layout = layout
         self.dt = dt
         self.batch_size = batch_size
@@ -193,11 +220,17 @@ class Program:
 
     # -- building
 
-    def emit(self, opcode: int, tensors=(), ints=(), floats=()) -> None:
+    def emit(
+        self,
+        opcode: int,
+        tensors: Sequence[torch.Tensor] = (),
+        ints: Sequence[int] = (),
+        floats: Sequence[float] = (),
+    ) -> None:
         self.code.append((opcode, tuple(tensors), tuple(int(x) for x in ints),
                           tuple(float(x) for x in floats)))
 
-    def add_step(self, step) -> None:
+    def add_step(self, step: Step) -> None:
         """The instructions of one `.Step`: its lowering, else a CALL of it."""
         op = step.op
         lower = self.lowerings.lookup(op)
@@ -224,7 +257,7 @@ class Program:
 
         return call
 
-    def read(self, sig) -> torch.Tensor:
+    def read(self, sig: Signal) -> torch.Tensor:
         """A tensor holding ``sig``'s value when the next instruction runs."""
         ref = self.views.ref(sig)
         if isinstance(ref, torch.Tensor):
@@ -234,7 +267,9 @@ class Program:
         self.emit(GATHER, (tmp, flat, index), (flat.dim() - 1,))
         return _view(tmp, flat.shape[:-1] + shape)
 
-    def write(self, sig, emit_into, inc: bool) -> None:
+    def write(
+        self, sig: Signal, emit_into: Callable[[torch.Tensor, bool], None], inc: bool
+    ) -> None:
         """Run ``emit_into(dst, accumulate)`` on ``sig``'s view, or via a scatter.
 
         ``emit_into`` emits instructions that write ``dst`` (``accumulate``:
@@ -249,8 +284,14 @@ class Program:
         emit_into(_view(tmp, flat.shape[:-1] + shape), False)
         self.emit(INDEX_ADD if inc else INDEX_COPY, (flat, index, tmp), (flat.dim() - 1,))
 
-    def emit_probe_records(self, probes, sig_of, period, start_step: int,
-                           n_steps: int) -> dict:
+    def emit_probe_records(
+        self,
+        probes: Sequence[nengo.Probe],
+        sig_of: Callable[[nengo.Probe], Signal],
+        period: Callable[[nengo.Probe], float],
+        start_step: int,
+        n_steps: int,
+    ) -> dict:
         """RECORD instructions for the probes; ``{probe: buffer they fill}``.
 
         ``period(probe)``: steps per sample (Nengo's sample_every).
@@ -353,7 +394,7 @@ lower = Program.lowerings.register
 
 
 @lower(TimeUpdate)
-def lower_time_update(prog, op, step):
+def lower_time_update(prog: Program, op: TimeUpdate, step: Step) -> None:
     s, t = prog.views.ref(op.step), prog.views.ref(op.time)
     if not (isinstance(s, torch.Tensor) and isinstance(t, torch.Tensor)):
         raise Unlowerable("time signals are gathered")
@@ -361,13 +402,13 @@ def lower_time_update(prog, op, step):
 
 
 @lower(Reset)
-def lower_reset(prog, op, step):
+def lower_reset(prog: Program, op: Reset, step: Step) -> None:
     value = float(op.value)
     prog.write(op.dst, lambda dst, acc: prog.emit(FILL, (dst,), floats=(value,)), False)
 
 
 @lower(NodeInput)
-def lower_node_input(prog, op, step):
+def lower_node_input(prog: Program, op: NodeInput, step: Step) -> None:
     buf = prog.views.values[op.output.base]
     data = prog.feeds.get(op.node)
     if data is not None:
@@ -381,7 +422,7 @@ def lower_node_input(prog, op, step):
 
 
 @lower(Copy)
-def lower_copy(prog, op, step):
+def lower_copy(prog: Program, op: Copy, step: Step) -> None:
     src = prog.read(op.src)
     lead = 1 if prog.views.batched(op.src) else 0
     if op.src_slice is not None:
@@ -415,7 +456,7 @@ def lower_copy(prog, op, step):
 
 
 @lower(DotInc)
-def lower_dot_inc(prog, op, step):
+def lower_dot_inc(prog: Program, op: DotInc, step: Step) -> None:
     if op.A.sparse:
         raise Unlowerable("sparse matrix (SparseDotInc)")
     if not (op.A.ndim == 2 and op.X.ndim == 1 and op.Y.ndim == 1):
@@ -435,7 +476,7 @@ def lower_dot_inc(prog, op, step):
 
 
 @lower(BsrDotInc)
-def lower_bsr_dot_inc(prog, op, step):
+def lower_bsr_dot_inc(prog: Program, op: BsrDotInc, step: Step) -> None:
     indptr = np.asarray(op.indptr)
     if not (np.diff(indptr) == 1).all():
         raise Unlowerable("block rows with other than one block")
@@ -482,7 +523,7 @@ def lower_bsr_dot_inc(prog, op, step):
 
 
 @lower(ElementwiseInc)
-def lower_elementwise_inc(prog, op, step):
+def lower_elementwise_inc(prog: Program, op: ElementwiseInc, step: Step) -> None:
     shapes = {sig: tuple(sig.shape) or (1,) for sig in (op.A, op.X, op.Y)}
     ndim = max(len(shape) for shape in shapes.values())
 
@@ -503,7 +544,7 @@ def lower_elementwise_inc(prog, op, step):
 
 
 @lower(SimNeurons)
-def lower_sim_neurons(prog, op, step):
+def lower_sim_neurons(prog: Program, op: SimNeurons, step: Step) -> None:
     if type(op.neurons) in NEURON_KINDS and not prog.training:
         return _lower_fused_neurons(prog, op)
     if type(op.neurons) is not nengo.RectifiedLinear or op.state:
@@ -552,7 +593,7 @@ def _lower_fused_neurons(prog, op):
 
 
 @lower(SimProcess)
-def lower_sim_process(prog, op, step):
+def lower_sim_process(prog: Program, op: SimProcess, step: Step) -> None:
     if op.input is None or not is_native_synapse(op.process):
         raise Unlowerable("not a native synapse")
     if not isinstance(op.process, nengo.LinearFilter):

@@ -27,6 +27,11 @@ learning rule closing a loop), the model steps as before.
 Results equal stepping up to the summation order of the larger matrix products.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from nengo.builder.neurons import SimNeurons
@@ -49,6 +54,14 @@ from .schedule import NodeInput
 from .signals import SignalValues
 from .request import Fallback, RunResult
 
+if TYPE_CHECKING:
+    import nengo
+    from nengo.builder.operator import Operator
+    from nengo.builder.signal import Signal
+
+    from .ops import Step
+    from .signals import SignalLayout
+
 # window kinds
 FOLDED, SCANNED, TIME = "folded", "scanned", "time"
 FOLDED_TYPES = (Reset, Copy, DotInc, ElementwiseInc, SparseDotInc, BsrDotInc, ConvInc,
@@ -59,7 +72,7 @@ SCANNED_TYPES = (SimNeurons, SimProcess, SimPyFunc, SimTensorNode)
 STEPPED = "stepped in the window"
 
 
-def window_kind(op) -> str | None:
+def window_kind(op: Operator) -> str | None:
     """How ``op`` runs in a window: FOLDED, SCANNED, TIME, or None (it cannot)."""
     if isinstance(op, TimeUpdate):
         return TIME
@@ -80,7 +93,14 @@ class WindowPlan:
     the signal it records.
     """
 
-    def __init__(self, step_order, layout, time_bases, dt, probes=None) -> None:
+    def __init__(
+        self,
+        step_order: Sequence[Operator],
+        layout: SignalLayout,
+        time_bases: tuple[Signal | None, Signal | None],
+        dt: float,
+        probes: Mapping[nengo.Probe, Signal] | None = None,
+    ) -> None:
         self.layout = layout
         self.dt = dt
         self.probes = dict(probes or {})
@@ -171,7 +191,7 @@ class WindowPlan:
         }
         self.unread = set().union(*self.private.values())
 
-    def static_fallbacks(self, op_steps) -> list:
+    def static_fallbacks(self, op_steps: Sequence[Step]) -> list:
         """Scanned operators whose `Step` has no series form: stepped in any window."""
         has_step = {step.op: step for step in op_steps}
         return [
@@ -184,8 +204,17 @@ class WindowPlan:
 
     # -- running
 
-    def run(self, values: dict, op_steps: list, n_steps: int, batch_size: int,
-            start_step: int, feeds: dict, training: bool, period) -> RunResult:
+    def run(
+        self,
+        values: dict,
+        op_steps: list,
+        n_steps: int,
+        batch_size: int,
+        start_step: int,
+        feeds: dict,
+        training: bool,
+        period: Callable[[nengo.Probe], float],
+    ) -> RunResult:
         """Run the window; probes are sampled every ``period(probe)`` steps."""
         window = _WindowRun(self, values, n_steps, batch_size, feeds, training)
         step_of = {step.op: step for step in op_steps}
