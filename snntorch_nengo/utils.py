@@ -1,5 +1,10 @@
 """Small helpers shared across the package."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -18,7 +23,7 @@ _NUMPY_TO_TORCH = {
 }
 
 
-def torch_dtype(dtype):
+def torch_dtype(dtype: torch.dtype | np.dtype | type | str) -> torch.dtype:
     """A torch dtype from a numpy dtype, a string or a torch dtype."""
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -27,7 +32,7 @@ def torch_dtype(dtype):
     return _NUMPY_TO_TORCH[np.dtype(dtype)]
 
 
-def to_numpy(tensor):
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     """A numpy copy of a tensor, detached from autograd and moved to the CPU."""
     return tensor.detach().cpu().numpy()
 
@@ -39,14 +44,14 @@ class TypeRegistry(dict):
     implementation, ``registry.lookup(obj)`` to find it (or None).
     """
 
-    def register(self, key_type):
+    def register(self, key_type: type) -> Callable[[Any], Any]:
         def register_impl(impl):
             self[key_type] = impl
             return impl
 
         return register_impl
 
-    def lookup(self, obj):
+    def lookup(self, obj: object) -> Any:
         for cls in type(obj).__mro__:
             if cls in self:
                 return self[cls]
