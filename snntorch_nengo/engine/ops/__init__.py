@@ -67,7 +67,7 @@ class StepContext:
         dtype: torch.dtype,
         seed: int | None,
         settings: dict | None = None,
-        spike_bases: frozenset = frozenset(),
+        spike_bases: frozenset | set = frozenset(),
     ) -> None:
         self.dt = dt
         self.rng = rng

@@ -38,7 +38,7 @@ def module_float_tensor(module: nn.Module) -> Optional[torch.Tensor]:
 class ModuleMode:
     """Temporarily put a module (and its submodules) in train or eval mode."""
 
-    def __init__(self, module: nn.Module, training: Optional[bool]) -> None:
+    def __init__(self, module: Callable, training: Optional[bool]) -> None:
         self.module = module
         self.training = training
         self.saved = None
