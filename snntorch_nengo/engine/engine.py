@@ -293,7 +293,7 @@ class Engine:
     def last_run(self, value: Explanation | None) -> None:
         self._last_run = value
 
-    def explain(self, request: RunRequest | None = None) -> "Explanation":
+    def explain(self, request: RunRequest | None = None) -> "Explanation | None":
         """Which strategy a run takes and why, with the operators that fall back.
 
         Without ``request``: the last run (None before any). With one: the

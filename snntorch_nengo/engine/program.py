@@ -18,7 +18,7 @@ them. So every model can run this way; lowered operators just run faster.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import nengo
@@ -223,9 +223,9 @@ class Program:
     def emit(
         self,
         opcode: int,
-        tensors: Sequence[torch.Tensor] = (),
-        ints: Sequence[int] = (),
-        floats: Sequence[float] = (),
+        tensors: Iterable[torch.Tensor] = (),
+        ints: Iterable[int] = (),
+        floats: Iterable[float] = (),
     ) -> None:
         self.code.append((opcode, tuple(tensors), tuple(int(x) for x in ints),
                           tuple(float(x) for x in floats)))
