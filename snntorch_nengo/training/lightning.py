@@ -422,7 +422,7 @@ class NengoLightningModule(L.LightningModule):
             if where == fx:
                 mean.reset()
 
-    def stage_metrics(self, stage: str = "train") -> Mapping[Any, Any]:
+    def stage_metrics(self, stage: str = "train") -> nn.ModuleDict:
         """The metric objects of ``stage``: each stage accumulates its own."""
         return {"train": self.metrics, "val": self.val_metrics}.get(
             stage, self.test_metrics
@@ -433,8 +433,8 @@ class NengoLightningModule(L.LightningModule):
         outputs: Mapping[nengo.Probe, torch.Tensor],
         targets: Mapping[nengo.Probe, torch.Tensor],
         stage: str = "train",
-        metrics: Mapping[Any, Any] | None = None,
-    ) -> Mapping[Any, Any]:
+        metrics: nn.ModuleDict | None = None,
+    ) -> nn.ModuleDict:
         """Update the metrics of ``stage`` (or ``metrics``) with one batch.
 
         Nothing is logged.
