@@ -9,19 +9,13 @@ config's ``model`` and ``data`` sections (``class_path`` and ``init_args``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
 from .training.lightning import NengoLightningModule
 
-if TYPE_CHECKING:
-    from lightning.pytorch.cli import LightningCLI
 
-
-def main(args: Sequence[str] | None = None) -> int:
+def main(args: list[str] | None = None) -> int:
     """Run the CLI (``args`` as a list, else ``sys.argv``); 0 once it has run.
 
     The console script calls ``sys.exit(main())``: anything but 0 or None there
@@ -31,7 +25,7 @@ def main(args: Sequence[str] | None = None) -> int:
     return 0
 
 
-def cli(args: Sequence[str] | None = None) -> LightningCLI:
+def cli(args: list[str] | None = None) -> LightningCLI:
     """Run the CLI and return the `LightningCLI` (its ``trainer``, ``model``)."""
     return LightningCLI(
         NengoLightningModule,

@@ -240,7 +240,7 @@ def check_setting(name: str, value: Any) -> Any:
 DEFAULT_DTYPE = "float32"
 
 
-def default_dtype(network: nengo.Network | None = None) -> torch.dtype:
+def default_dtype(network: nengo.Network | None = None) -> np.dtype | str:
     """The float type a simulation gets without ``dtype=``.
 
     In order: the network's ``configure_settings(dtype=)``; nengo's own

@@ -372,7 +372,9 @@ class NengoModule(nn.Module):
         self._fresh = False
         return data
 
-    def explain(self, n_steps: int | None = None, grad: bool | None = None) -> Explanation:
+    def explain(
+        self, n_steps: int | None = None, grad: bool | None = None
+    ) -> Explanation | None:
         """Which run strategy a run takes, why, and which operators fall back.
 
         Without ``n_steps``: the last run (None before the first). With it: what

@@ -226,7 +226,7 @@ class Simulator(TrainingMixin, ParamsMixin):
     def step_order(self) -> list[Operator]:
         return self.module.engine.step_order
 
-    def explain(self, n_steps: int | None = None) -> Explanation:
+    def explain(self, n_steps: int | None = None) -> Explanation | None:
         """Which run strategy the last run took (or a run of ``n_steps`` would).
 
         Returns an explanation that prints as text: the strategy (``windowed``,
