@@ -7,13 +7,15 @@ Any `NengoLightningModule` subclass and `LightningDataModule` can be named in th
 config's ``model`` and ``data`` sections (``class_path`` and ``init_args``).
 """
 
+from __future__ import annotations
+
 import lightning as L
 from lightning.pytorch.cli import LightningCLI
 
 from .training.lightning import NengoLightningModule
 
 
-def main(args=None):
+def main(args: list[str] | None = None) -> int:
     """Run the CLI (``args`` as a list, else ``sys.argv``); 0 once it has run.
 
     The console script calls ``sys.exit(main())``: anything but 0 or None there
@@ -23,7 +25,7 @@ def main(args=None):
     return 0
 
 
-def cli(args=None):
+def cli(args: list[str] | None = None) -> LightningCLI:
     """Run the CLI and return the `LightningCLI` (its ``trainer``, ``model``)."""
     return LightningCLI(
         NengoLightningModule,

@@ -5,9 +5,13 @@ to the network being built (and its subnetworks, unless they override them).
 ``trainable`` is also a per-object parameter: ``net.config[ens].trainable = False``.
 """
 
+from __future__ import annotations
+
 import logging
 import numbers
 import warnings
+from collections.abc import Iterable
+from typing import Any
 
 import nengo
 import numpy as np
@@ -70,7 +74,7 @@ logger = logging.getLogger(__name__)
 _noted = set()
 
 
-def note_ignored(names, where):
+def note_ignored(names: Iterable[str], where: str) -> None:
     """Log once per process that NengoDL-only arguments ``names`` have no effect."""
     new = [name for name in names if name not in _noted]
     if new:
@@ -87,7 +91,7 @@ DEPRECATED_SETTINGS = {"time_batched": "windowed"}
 TRAINABLE_TYPES = (nengo.Ensemble, nengo.Connection, nengo.Node, nengo.Network)
 
 
-def configure_settings(**settings):
+def configure_settings(**settings: Any) -> None:
     """Set simulation/training settings on the network in the current context.
 
     Parameters
@@ -146,11 +150,11 @@ class SettingParam(Parameter):
     `configure_settings` is.
     """
 
-    def __init__(self, key, setting):
+    def __init__(self, key: str, setting: str) -> None:
         super().__init__(key, default=None, optional=True)
         self.setting = setting
 
-    def coerce(self, instance, value):
+    def coerce(self, instance: object, value: Any) -> Any:
         value = super().coerce(instance, value)
         return check_setting(self.setting, value)
 
@@ -218,7 +222,7 @@ _CHECKS = {
 }
 
 
-def check_setting(name, value):
+def check_setting(name: str, value: Any) -> Any:
     """``value`` checked (and normalised) for setting ``name``.
 
     Raises a `ValidationError` naming the setting and the values it accepts.
@@ -236,7 +240,7 @@ def check_setting(name, value):
 DEFAULT_DTYPE = "float32"
 
 
-def default_dtype(network=None):
+def default_dtype(network: nengo.Network | None = None) -> np.dtype | str:
     """The float type a simulation gets without ``dtype=``.
 
     In order: the network's ``configure_settings(dtype=)``; nengo's own
@@ -261,7 +265,7 @@ def default_dtype(network=None):
     return dtype or DEFAULT_DTYPE
 
 
-def get_setting(network, name, default=None):
+def get_setting(network: nengo.Network | None, name: str, default: Any = None) -> Any:
     """A setting from ``network``'s config (``default`` when it was not set)."""
     name = _current_name(name)
     if name not in SETTINGS:
@@ -286,7 +290,7 @@ def _current_name(name):
     return name
 
 
-def is_trainable(network, obj):
+def is_trainable(network: nengo.Network | None, obj: object) -> bool:
     """Whether ``obj``'s parameters train.
 
     The object's own setting wins (looked up from its innermost network out),
@@ -338,7 +342,7 @@ def _path_to(network, obj):
     return None
 
 
-def torch_float(dtype):
+def torch_float(dtype: torch.dtype | np.dtype | str | None) -> torch.dtype:
     if dtype is None:
         return torch.float32
     return torch_dtype(dtype)

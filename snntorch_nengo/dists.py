@@ -4,6 +4,8 @@
 so ``fan_in`` is the number of columns and ``fan_out`` the number of rows.
 """
 
+from __future__ import annotations
+
 import numpy as np
 from nengo.dists import Distribution
 from nengo.params import EnumParam, NumberParam
@@ -27,13 +29,17 @@ class VarianceScaling(Distribution):
     mode = EnumParam("mode", values=["fan_in", "fan_out", "fan_avg"])
     distribution = EnumParam("distribution", values=["uniform", "normal"])
 
-    def __init__(self, scale=1, mode="fan_avg", distribution="uniform"):
+    def __init__(
+        self, scale: float = 1, mode: str = "fan_avg", distribution: str = "uniform"
+    ) -> None:
         super().__init__()
         self.scale = scale
         self.mode = mode
         self.distribution = distribution
 
-    def sample(self, n, d=None, rng=np.random):
+    def sample(
+        self, n: int, d: int | None = None, rng: np.random.RandomState = np.random
+    ) -> np.ndarray:
         shape = self._sample_shape(n, d)
         fan_out, fan_in = (shape[0], shape[1]) if len(shape) > 1 else (shape[0],) * 2
         fans = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}
@@ -47,14 +53,14 @@ class VarianceScaling(Distribution):
 class Glorot(VarianceScaling):
     """Glorot (Xavier) initialisation: variance ``2 / (fan_in + fan_out)``."""
 
-    def __init__(self, scale=1, distribution="uniform"):
+    def __init__(self, scale: float = 1, distribution: str = "uniform") -> None:
         super().__init__(scale=scale, mode="fan_avg", distribution=distribution)
 
 
 class He(VarianceScaling):
     """He initialisation: variance ``2 / fan_in``, for ReLU layers."""
 
-    def __init__(self, scale=2, distribution="normal"):
+    def __init__(self, scale: float = 2, distribution: str = "normal") -> None:
         super().__init__(scale=scale, mode="fan_in", distribution=distribution)
 
 
@@ -79,13 +85,17 @@ class TruncatedNormal(Distribution):
     stddev = NumberParam("stddev", low=0, low_open=True)
     limit = NumberParam("limit", low=0, low_open=True)
 
-    def __init__(self, mean=0, stddev=1, limit=None):
+    def __init__(
+        self, mean: float = 0, stddev: float = 1, limit: float | None = None
+    ) -> None:
         super().__init__()
         self.mean = mean
         self.stddev = stddev
         self.limit = 2 * stddev if limit is None else limit
 
-    def sample(self, n, d=None, rng=np.random):
+    def sample(
+        self, n: int, d: int | None = None, rng: np.random.RandomState = np.random
+    ) -> np.ndarray:
         shape = self._sample_shape(n, d)
         samples = rng.normal(loc=self.mean, scale=self.stddev, size=shape)
         outside = np.abs(samples - self.mean) > self.limit

@@ -1,7 +1,11 @@
 """NengoModule: a Nengo network as a `torch.nn.Module`."""
 
+from __future__ import annotations
+
 import contextlib
 import warnings
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -15,6 +19,14 @@ from .build.model import build_model
 from .engine.engine import Engine, check_steps
 from .engine.request import RunRequest
 from .engine.signals import SignalValues
+
+if TYPE_CHECKING:
+    from nengo.builder import Model
+    import nengo
+    from nengo.builder.signal import Signal
+
+    from .build.base import NengoObjectModule
+    from .engine.strategies import Explanation
 
 
 class NengoModule(nn.Module):
@@ -65,17 +77,17 @@ class NengoModule(nn.Module):
 
     def __init__(
         self,
-        network,
-        dt=0.001,
-        seed=None,
-        minibatch_size=None,
-        dtype=None,
-        device=None,
-        model=None,
-        optimize=True,
-        torch_compile=False,
-        compile=None,  # noqa: A002  (deprecated name of torch_compile)
-    ):
+        network: nengo.Network | None,
+        dt: float = 0.001,
+        seed: int | None = None,
+        minibatch_size: int | None = None,
+        dtype: torch.dtype | np.dtype | str | None = None,
+        device: torch.device | str | None = None,
+        model: Model | None = None,
+        optimize: bool = True,
+        torch_compile: bool = False,
+        compile: bool | None = None,  # noqa: A002  (deprecated name of torch_compile)
+    ) -> None:
         super().__init__()
         torch_compile = deprecated_compile(compile, torch_compile)
         validation.check_network(network, model)
@@ -139,16 +151,16 @@ class NengoModule(nn.Module):
 
     # -- the Nengo objects' modules
 
-    def module_of(self, obj):
+    def module_of(self, obj: object) -> NengoObjectModule:
         """The child module of a Nengo object."""
         return self._modules_by_obj[obj]
 
     @property
-    def input_nodes(self):
+    def input_nodes(self) -> list[nengo.Node]:
         return self.engine.input_nodes
 
     @property
-    def device(self):
+    def device(self) -> torch.device:
         # asked several times per batch; moves go through `_apply`, which forgets it
         device = self.__dict__.get("_device")
         if device is None:
@@ -184,7 +196,7 @@ class NengoModule(nn.Module):
 
     # -- state
 
-    def reset(self, seed=None, batch_size=None):
+    def reset(self, seed: int | None = None, batch_size: int | None = None) -> None:
         """Return to the initial state (a new ``seed`` changes random processes)."""
         if seed is not None:
             self.seed = seed
@@ -211,14 +223,14 @@ class NengoModule(nn.Module):
             )
         return known[1]
 
-    def state(self):
+    def state(self) -> dict[Signal, torch.Tensor]:
         """The current simulation state: ``{base signal: tensor}``."""
         return {
             base: self._slots[base].signal(base)
             for base in self.engine.module_layout.dynamic
         }
 
-    def signal_values(self):
+    def signal_values(self) -> SignalValues:
         """The current value of every signal, readable with ``.read(sig)``.
 
         Signals are the ones the steps use (see `.Engine.resolve`).
@@ -250,7 +262,7 @@ class NengoModule(nn.Module):
         return values
 
     @contextlib.contextmanager
-    def preserved_state(self):
+    def preserved_state(self) -> Iterator[NengoModule]:
         """Run something on this module, then put its simulation back as it was.
 
         Restores the state tensors, step count, batch size, step functions and
@@ -273,7 +285,7 @@ class NengoModule(nn.Module):
             self.load_state(state)
             self.train(mode)
 
-    def load_state(self, state):
+    def load_state(self, state: Mapping[Signal, torch.Tensor]) -> None:
         self._store_state(state)
         # the tensors may come from a run in inference mode
         self.__dict__["_maybe_inference"] = True
@@ -295,7 +307,14 @@ class NengoModule(nn.Module):
 
     # -- running
 
-    def forward(self, inputs=None, n_steps=None, on_step=None):
+    def forward(
+        self,
+        inputs: (
+            np.ndarray | torch.Tensor | Mapping[Any, np.ndarray | torch.Tensor] | None
+        ) = None,
+        n_steps: int | None = None,
+        on_step: Callable[[], None] | None = None,
+    ) -> dict[nengo.Probe, torch.Tensor]:
         """Run ``n_steps`` steps; return ``{probe: tensor(batch, n_steps, d)}``.
 
         ``inputs`` maps input Nodes (or their labels) to tensors
@@ -353,7 +372,9 @@ class NengoModule(nn.Module):
         self._fresh = False
         return data
 
-    def explain(self, n_steps: int | None = None, grad: bool | None = None):
+    def explain(
+        self, n_steps: int | None = None, grad: bool | None = None
+    ) -> Explanation | None:
         """Which run strategy a run takes, why, and which operators fall back.
 
         Without ``n_steps``: the last run (None before the first). With it: what
@@ -374,12 +395,16 @@ class NengoModule(nn.Module):
         return self.engine.explain(request)
 
     @property
-    def learning_phase(self):
+    def learning_phase(self) -> bool:
         """Training behaviour: `training` unless the ``learning_phase`` setting says."""
         forced = self.settings["learning_phase"]
         return self.training if forced is None else bool(forced)
 
-    def prepare_inputs(self, inputs, n_steps):
+    def prepare_inputs(
+        self,
+        inputs: np.ndarray | torch.Tensor | Mapping[Any, np.ndarray | torch.Tensor] | None,
+        n_steps: int | None,
+    ) -> tuple[dict[nengo.Node, torch.Tensor], int, int]:
         """Validate inputs; return ``(feeds by node, batch size, n_steps)``."""
         feeds = {}
         inputs = {} if inputs is None else inputs
@@ -459,7 +484,7 @@ class NengoModule(nn.Module):
         return value
 
     @contextlib.contextmanager
-    def checked_inputs(self):
+    def checked_inputs(self) -> Iterator[NengoModule]:
         """Inputs given as tensors inside need no finiteness check per call.
 
         For loops over data checked as a whole beforehand (``sim.fit``'s).
@@ -471,7 +496,7 @@ class NengoModule(nn.Module):
         finally:
             self.__dict__["_inputs_checked"] = before
 
-    def find_node(self, key):
+    def find_node(self, key: nengo.Node | str) -> nengo.Node:
         """An input Node from itself or its label."""
         if isinstance(key, str):
             matches = [n for n in self.input_nodes if n.label == key]
@@ -492,7 +517,7 @@ class NengoModule(nn.Module):
             )
         return key
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         label = None if self.network is None else self.network.label
         last = self.engine.last_run
         return (
@@ -501,7 +526,7 @@ class NengoModule(nn.Module):
         )
 
 
-def deprecated_compile(compile, torch_compile):  # noqa: A002
+def deprecated_compile(compile: bool | None, torch_compile: bool) -> bool:  # noqa: A002
     """``torch_compile``, or the deprecated ``compile`` keyword's value if given."""
     if compile is None:
         return bool(torch_compile)

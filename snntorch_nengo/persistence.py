@@ -51,12 +51,15 @@ The file is written where ``path`` says, as given: unlike NengoDL no ``.npz`` is
 appended.
 """
 
+from __future__ import annotations
+
 import hashlib
 import glob
 import os
 import keyword
 import re
 import tempfile
+from typing import TYPE_CHECKING, Any
 
 import nengo
 import numpy as np
@@ -66,6 +69,10 @@ from nengo.exceptions import ValidationError
 from . import validation
 from .build.base import NengoObjectModule
 from .export import freeze
+
+if TYPE_CHECKING:
+    from nengo.builder.signal import Signal
+    from torch import nn
 
 FORMAT = "snntorch_nengo.params"
 VERSION = 2
@@ -77,7 +84,7 @@ _LIST_MAX = 8  # names listed in an error message
 class ParamsMixin:
     """`Simulator` methods for parameters; ``self.module`` is the NengoModule."""
 
-    def save_params(self, path, include_state=False):
+    def save_params(self, path: str | os.PathLike, include_state: bool = False) -> None:
         """Save the network's parameters to the file ``path``.
 
         Parameters
@@ -121,7 +128,7 @@ class ParamsMixin:
         payload["checksum"] = checksum(payload)
         atomic_save(payload, path)
 
-    def load_params(self, path, include_state=False):
+    def load_params(self, path: str | os.PathLike, include_state: bool = False) -> None:
         """Load parameters saved by `save_params`.
 
         As in NengoDL the file matches this network when their trainable
@@ -196,7 +203,9 @@ class ParamsMixin:
             module.n_steps = n_steps
             module._fresh = False
 
-    def get_nengo_params(self, nengo_objs, as_dict=False):
+    def get_nengo_params(
+        self, nengo_objs: Any, as_dict: bool = False
+    ) -> dict[str, Any] | list[dict[str, Any]] | dict[object, dict[str, Any]]:
         """Trained values as arguments for Nengo objects.
 
         Parameters
@@ -236,7 +245,7 @@ class ParamsMixin:
         self._params_check_open("get parameters from")
         return freeze.get_nengo_params(self, nengo_objs, as_dict=as_dict)
 
-    def freeze_params(self, objs):
+    def freeze_params(self, objs: Any) -> None:
         """Write the trained values back into Nengo objects.
 
         Afterwards ``nengo.Simulator`` (or a new ``snntorch_nengo.Simulator``) on
@@ -270,7 +279,7 @@ class ParamsMixin:
 # -- naming the tensors
 
 
-def stable_name(name):
+def stable_name(name: str) -> str:
     """``name`` without the memory addresses of unlabelled objects.
 
     Attributes named after a Python keyword carry a trailing ``_`` (``in_``,
@@ -294,12 +303,12 @@ def _stable_names(items):
     return out
 
 
-def param_tensors(module):
+def param_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     """``{name: live tensor}`` for every entry of ``module.state_dict()``."""
     return _stable_names(module.state_dict(keep_vars=True).items())
 
 
-def trained_tensors(module):
+def trained_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     """``{name: live tensor}`` for what training changes: the `param_tensors`
     less the built constants (buffers that Nengo signals became).
 
@@ -325,7 +334,7 @@ def trained_tensors(module):
     }
 
 
-def state_tensors(module):
+def state_tensors(module: nn.Module) -> dict[str, tuple[Signal, torch.Tensor]]:
     """``{name: (base signal, live tensor)}`` for the simulation state."""
     paths = {child: path for path, child in module.named_modules()}
     dynamic = module.engine.module_layout.dynamic
@@ -346,7 +355,7 @@ def _stored(tensor):
 # -- the network's structure
 
 
-def fingerprint(module):
+def fingerprint(module: nn.Module) -> dict[str, Any]:
     """The structure of the simulated network: its objects, in build order.
 
     Kinds, types, labels and sizes of Ensembles, Nodes, Connections (what they
@@ -457,7 +466,7 @@ def _difference(saved, current):
 # -- reading and writing files
 
 
-def read_params_file(path):
+def read_params_file(path: str | os.PathLike) -> dict[str, Any]:
     """The payload of a parameter file, checked for format and version."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -483,7 +492,7 @@ def read_params_file(path):
     return payload
 
 
-def verify_checksum(payload, path):
+def verify_checksum(payload: dict[str, Any], path: str | os.PathLike) -> None:
     """Raise if ``payload``'s tensors do not match its stored checksum.
 
     Called after the structural checks, which name missing or mis-shaped
@@ -503,7 +512,7 @@ def verify_checksum(payload, path):
         )
 
 
-def checksum(payload):
+def checksum(payload: dict[str, Any]) -> str:
     """sha256 over the names, dtypes, shapes and bytes of params and state."""
     digest = hashlib.sha256()
     for section in ("params", "state"):
@@ -631,7 +640,7 @@ def _matched_trainable(payload, targets, module, path):
     return saved
 
 
-def atomic_save(payload, path):
+def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> None:
     """`torch.save` to ``path`` through a temporary file in the same folder."""
     path = os.fspath(path)
     validation.check_save_path(path)

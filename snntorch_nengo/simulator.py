@@ -1,10 +1,13 @@
 """Simulator: a Nengo backend on PyTorch, with NengoDL's batched ``predict``."""
 
+from __future__ import annotations
+
 import contextlib
 import os
 import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import nengo
 import numpy as np
@@ -18,6 +21,12 @@ from .persistence import ParamsMixin
 from .module import NengoModule, deprecated_compile
 from .training.api import TrainingMixin
 from .utils import to_numpy
+
+if TYPE_CHECKING:
+    from nengo.builder import Model
+    from nengo.builder.operator import Operator
+
+    from .engine.strategies import Explanation
 
 logger = logging.getLogger(__name__)
 
@@ -69,19 +78,19 @@ class Simulator(TrainingMixin, ParamsMixin):
 
     def __init__(
         self,
-        network,
-        dt=0.001,
-        seed=None,
-        model=None,
-        device=None,
-        minibatch_size=None,
-        progress_bar=True,
-        dtype=None,
-        optimize=True,
-        compile=None,  # noqa: A002  (deprecated name of torch_compile)
-        unroll_simulation=None,
-        torch_compile=False,
-    ):
+        network: nengo.Network | None,
+        dt: float = 0.001,
+        seed: int | None = None,
+        model: Model | None = None,
+        device: torch.device | str | None = None,
+        minibatch_size: int | None = None,
+        progress_bar: bool | Any = True,
+        dtype: torch.dtype | np.dtype | str | None = None,
+        optimize: bool = True,
+        compile: bool | None = None,  # noqa: A002  (deprecated name of torch_compile)
+        unroll_simulation: int | None = None,
+        torch_compile: bool = False,
+    ) -> None:
         self.closed = True  # until built (NengoModule checks network, dt and device)
         if unroll_simulation is not None:
             note_ignored(["unroll_simulation"], "Simulator")
@@ -175,7 +184,7 @@ class Simulator(TrainingMixin, ParamsMixin):
         if state["closed"]:
             self.close()
 
-    def close(self):
+    def close(self) -> None:
         """Close the simulator; data stays readable, running raises an error."""
         self.closed = True
 
@@ -186,38 +195,38 @@ class Simulator(TrainingMixin, ParamsMixin):
     # -- properties
 
     @property
-    def dt(self):
+    def dt(self) -> float:
         """(float) Simulation time step."""
         return self.model.dt
 
     @dt.setter
-    def dt(self, dummy):
+    def dt(self, dummy: Any) -> None:
         raise ReadonlyError(attr="dt", obj=self)
 
     @property
-    def n_steps(self):
+    def n_steps(self) -> int:
         """(int) Number of steps simulated."""
         return self.module.n_steps
 
     @property
-    def time(self):
+    def time(self) -> float:
         """(float) Current simulation time."""
         return self.module.n_steps * self.dt
 
     @property
-    def seed(self):
+    def seed(self) -> int:
         return self.module.seed
 
     @property
-    def signals(self):
+    def signals(self) -> SignalReader:
         """Current signal values, ``sim.signals[sig]``, as numpy arrays."""
         return SignalReader(self.module, batched=self.minibatch_size is not None)
 
     @property
-    def step_order(self):
+    def step_order(self) -> list[Operator]:
         return self.module.engine.step_order
 
-    def explain(self, n_steps=None):
+    def explain(self, n_steps: int | None = None) -> Explanation | None:
         """Which run strategy the last run took (or a run of ``n_steps`` would).
 
         Returns an explanation that prints as text: the strategy (``windowed``,
@@ -241,19 +250,21 @@ class Simulator(TrainingMixin, ParamsMixin):
 
     # -- nengo API
 
-    def reset(self, seed=None):
+    def reset(self, seed: int | None = None) -> None:
         """Reset state and probe data; a new ``seed`` changes random processes."""
         self._check_open("reset")
         self.module.reset(seed=seed)
         self.clear_probes()
 
-    def clear_probes(self):
+    def clear_probes(self) -> None:
         """Clear all probe data."""
         for probe in self.model.probes:
             self._sim_data[probe] = []
         self.data.reset()
 
-    def run(self, time_in_seconds, progress_bar=None, **kwargs):
+    def run(
+        self, time_in_seconds: float, progress_bar: bool | Any | None = None, **kwargs: Any
+    ) -> None:
         """Simulate for ``time_in_seconds`` (rounded to whole steps).
 
         ``kwargs`` (``data``, ``chunk_steps``, ``probe_callback``) go to `run_steps`.
@@ -272,8 +283,13 @@ class Simulator(TrainingMixin, ParamsMixin):
             self.run_steps(steps, progress_bar=progress_bar, **kwargs)
 
     def run_steps(
-        self, steps, progress_bar=None, data=None, chunk_steps=None, probe_callback=None
-    ):
+        self,
+        steps: int,
+        progress_bar: bool | Any | None = None,
+        data: Any = None,
+        chunk_steps: int | None = None,
+        probe_callback: Callable | None = None,
+    ) -> None:
         """Simulate ``steps`` steps, appending probe data to ``sim.data``.
 
         ``data`` optionally feeds input nodes, as in `predict`. For long runs
@@ -297,7 +313,7 @@ class Simulator(TrainingMixin, ParamsMixin):
             return
         self._advance(int(steps), data, progress_bar, chunk_steps, probe_callback)
 
-    def step(self, **kwargs):
+    def step(self, **kwargs: Any) -> None:
         """Advance one step; ``kwargs`` (``data``, ``probe_callback``) as in `run_steps`."""
         self._check_open("run")
         self._advance(1, kwargs.pop("data", None), kwargs.pop("progress_bar", False),
@@ -328,7 +344,9 @@ class Simulator(TrainingMixin, ParamsMixin):
                 self.step(**kwargs)
                 pt.total_progress.step()
 
-    def trange(self, dt=None, sample_every=None):
+    def trange(
+        self, dt: float | None = None, sample_every: float | None = None
+    ) -> np.ndarray:
         """Times of the probed samples (starting at ``dt``, not 0)."""
         if dt is not None:
             if sample_every is not None:
@@ -348,8 +366,16 @@ class Simulator(TrainingMixin, ParamsMixin):
 
     # -- NengoDL's batched API
 
-    def predict(self, x=None, n_steps=None, stateful=False, verbose=1,
-                progress_bar=None):
+    def predict(
+        self,
+        x: (
+            np.ndarray | torch.Tensor | Mapping[Any, np.ndarray | torch.Tensor] | None
+        ) = None,
+        n_steps: int | None = None,
+        stateful: bool = False,
+        verbose: int = 1,
+        progress_bar: bool | Any | None = None,
+    ) -> dict[nengo.Probe, np.ndarray]:
         """Run the network on inputs ``x``; return ``{probe: (batch, n_steps, d)}``.
 
         ``x`` is a dict from input Node (or its label) to an array
@@ -415,7 +441,14 @@ class Simulator(TrainingMixin, ParamsMixin):
                 tracker.total_progress.step()
         return {p: np.concatenate([c[p] for c in chunks]) for p in self.model.probes}
 
-    def predict_on_batch(self, x=None, n_steps=None, stateful=False):
+    def predict_on_batch(
+        self,
+        x: (
+            np.ndarray | torch.Tensor | Mapping[Any, np.ndarray | torch.Tensor] | None
+        ) = None,
+        n_steps: int | None = None,
+        stateful: bool = False,
+    ) -> dict[nengo.Probe, np.ndarray]:
         """`predict` for exactly one minibatch."""
         self._check_open("run")
         self._check_stateful(stateful)
@@ -497,7 +530,7 @@ def _steps_of(inputs, n_steps):
 class SignalReader(Mapping):
     """Read-only numpy view of any signal's current value (views included)."""
 
-    def __init__(self, module, batched):
+    def __init__(self, module: NengoModule, batched: bool) -> None:
         self.module = module
         self.batched = batched
         self.layout = module.engine.layout
@@ -530,7 +563,9 @@ class SimulationData(Mapping):
     Connections show their current (trained) parameters, as in NengoDL.
     """
 
-    def __init__(self, raw, batched, module=None):
+    def __init__(
+        self, raw: Mapping, batched: bool, module: NengoModule | None = None
+    ) -> None:
         self.raw = raw
         self.batched = batched
         self.module = module
@@ -589,5 +624,5 @@ class SimulationData(Mapping):
     def __repr__(self):
         return repr(self.raw)
 
-    def reset(self):
+    def reset(self) -> None:
         self._cache.clear()

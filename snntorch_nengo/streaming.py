@@ -5,8 +5,12 @@
 chunk to ``.npy`` files. See docs/robustness.md.
 """
 
+from __future__ import annotations
+
 import os
 import re
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -15,13 +19,22 @@ from nengo.utils.progress import Progress, ProgressTracker
 
 from .utils import to_numpy
 
+if TYPE_CHECKING:
+    import nengo
+
 # steps per engine call when chunking is on but no chunk size was given: the
 # engine keeps every sample of a call until it returns, so this bounds memory
 DEFAULT_CHUNK_STEPS = 1000
 
 
-def run_chunked(sim, steps, data=None, progress_bar=None, chunk_steps=None,
-                probe_callback=None):
+def run_chunked(
+    sim: Any,
+    steps: int,
+    data: Any = None,
+    progress_bar: bool | Any | None = None,
+    chunk_steps: int | None = None,
+    probe_callback: Callable | None = None,
+) -> None:
     """Advance ``sim`` by ``steps`` steps, ``chunk_steps`` at a time.
 
     Probe data of each chunk goes to ``probe_callback(data, n_steps)`` if given
@@ -99,7 +112,9 @@ class ProbeStream:
     what is written.
     """
 
-    def __init__(self, folder, probes=None):
+    def __init__(
+        self, folder: str | os.PathLike, probes: Iterable[nengo.Probe] | None = None
+    ) -> None:
         self.folder = os.fspath(folder)
         self.probes = None if probes is None else list(probes)
         self.names = {}
@@ -133,7 +148,7 @@ class ProbeStream:
                 name += "_"
             self.names[probe] = name
 
-    def files(self, probe):
+    def files(self, probe: nengo.Probe | str) -> list[str]:
         """The chunk files written for ``probe`` (a Probe or its folder name), in order."""
         name = self.names.get(probe, probe)
         if name not in self.names.values():
@@ -144,7 +159,7 @@ class ProbeStream:
         folder = os.path.join(self.folder, name)
         return [os.path.join(folder, f) for f in sorted(os.listdir(folder))]
 
-    def load(self, probe, mmap=False):
+    def load(self, probe: nengo.Probe | str, mmap: bool = False) -> np.ndarray:
         """All of ``probe``'s chunks joined along time, as ``sim.data`` would hold them.
 
         With ``mmap=True`` each chunk is memory-mapped before joining (the join

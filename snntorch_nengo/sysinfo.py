@@ -5,11 +5,14 @@
 cache (`snntorch_nengo.kernels.jit`) if they are not there.
 """
 
+from __future__ import annotations
+
 import importlib.metadata
 import os
 import platform
 import shutil
 import sys
+from collections.abc import Sequence
 from typing import Optional, TextIO
 
 import torch
@@ -123,7 +126,7 @@ def info(file: Optional[TextIO] = None) -> None:
     print("\n".join(lines), file=out)
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(

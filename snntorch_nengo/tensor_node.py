@@ -11,6 +11,11 @@ contains them can still be built elsewhere, but Nengo's reference simulator
 refuses to run that operator with a clear error.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from nengo.base import NengoObject, ObjView
@@ -29,10 +34,15 @@ from torch import nn
 from .engine.operators import NOT_SIMULATED, SimTensorNode
 from .engine.ops.tensor_node import ModuleMode, call_tensor_func
 
+if TYPE_CHECKING:
+    from nengo.builder import Model
+
 class TensorFuncParam(Parameter):
     """A callable or `torch.nn.Module`; infers the node's ``shape_out``."""
 
-    def coerce(self, node, func):  # pylint: disable=arguments-renamed
+    def coerce(
+        self, node: TensorNode, func: Callable
+    ) -> Callable:  # pylint: disable=arguments-renamed
         func = super().coerce(node, func)
         if not callable(func):
             raise ValidationError(
@@ -45,7 +55,7 @@ class TensorFuncParam(Parameter):
             node.shape_out = self.infer_shape_out(node, func)
         return func
 
-    def infer_shape_out(self, node, func):
+    def infer_shape_out(self, node: TensorNode, func: Callable) -> tuple[int, ...]:
         """Call ``func`` once on zeros (float32, no grad, modules in eval mode)."""
         t = torch.tensor(0.0, dtype=torch.float32)
         x = (
@@ -121,12 +131,12 @@ class TensorNode(Node):
 
     def __init__(
         self,
-        tensor_func,
-        shape_in=Default,
-        shape_out=Default,
-        pass_time=Default,
-        label=Default,
-    ):
+        tensor_func: Callable,
+        shape_in: int | tuple[int, ...] | None = Default,
+        shape_out: int | tuple[int, ...] | None = Default,
+        pass_time: bool = Default,
+        label: str | None = Default,
+    ) -> None:
         # Node.__init__ would validate ``output``; a TensorNode has no numpy output
         NengoObject.__init__(self, label=label, seed=None)  # pylint: disable=W0233
         self.shape_in = shape_in
@@ -141,7 +151,7 @@ class TensorNode(Node):
         self.tensor_func = tensor_func
 
     @property
-    def output(self):
+    def output(self) -> Callable:
         """A function that refuses to run: TensorNodes have no numpy output.
 
         It is not None, so Nengo does not mistake a TensorNode for a passthrough
@@ -154,16 +164,16 @@ class TensorNode(Node):
         return output
 
     @property
-    def size_in(self):
+    def size_in(self) -> int:
         return 0 if self.shape_in is None else int(np.prod(self.shape_in))
 
     @property
-    def size_out(self):
+    def size_out(self) -> int:
         return 0 if self.shape_out is None else int(np.prod(self.shape_out))
 
 
 @Builder.register(TensorNode)
-def build_tensor_node(model, node):
+def build_tensor_node(model: Model, node: TensorNode) -> None:
     """Build a `TensorNode`: input signal (reset each step), output, `SimTensorNode`.
 
     Sets ``model.sig[node]["in"]`` (None without input), ``model.sig[node]["out"]``
@@ -197,7 +207,7 @@ class Layer:
         What the layer computes.
     """
 
-    def __init__(self, layer_func):
+    def __init__(self, layer_func: Callable | NeuronType) -> None:
         if not (isinstance(layer_func, NeuronType) or callable(layer_func)):
             raise ValidationError(
                 "layer_func must be callable, a torch.nn.Module or a NeuronType (got "

@@ -1,5 +1,10 @@
 """Small helpers shared across the package."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -18,7 +23,7 @@ _NUMPY_TO_TORCH = {
 }
 
 
-def torch_dtype(dtype):
+def torch_dtype(dtype: torch.dtype | np.dtype | type | str) -> torch.dtype:
     """A torch dtype from a numpy dtype, a string or a torch dtype."""
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -27,7 +32,7 @@ def torch_dtype(dtype):
     return _NUMPY_TO_TORCH[np.dtype(dtype)]
 
 
-def to_numpy(tensor):
+def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     """A numpy copy of a tensor, detached from autograd and moved to the CPU."""
     return tensor.detach().cpu().numpy()
 
@@ -35,7 +40,7 @@ def to_numpy(tensor):
 class Registry(dict):
     """Maps keys to implementations: ``@registry.register(key)`` on each."""
 
-    def register(self, key):
+    def register(self, key: Any) -> Callable[[Any], Any]:
         def register_impl(impl):
             self[key] = impl
             return impl
@@ -50,7 +55,7 @@ class TypeRegistry(Registry):
     implementation, ``registry.lookup(obj)`` to find it (or None).
     """
 
-    def lookup(self, obj):
+    def lookup(self, obj: object) -> Any:
         for cls in type(obj).__mro__:
             if cls in self:
                 return self[cls]

@@ -4,8 +4,12 @@ The Simulator, `.NengoModule` and the training API call these before any
 tensor is built or any state changes, so a bad call leaves everything as it was.
 """
 
+from __future__ import annotations
+
 import os
 import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import nengo
 import numpy as np
@@ -14,11 +18,14 @@ from nengo.exceptions import ValidationError
 
 from .utils import torch_dtype
 
+if TYPE_CHECKING:
+    from nengo.builder import Model
+
 # numpy kinds that convert to a float simulation without losing anything
 _NUMERIC_KINDS = "biuf"
 
 
-def check_network(network, model):
+def check_network(network: nengo.Network | None, model: Model | None) -> None:
     """``network`` is a `nengo.Network` (or None when a built ``model`` is given)."""
     if network is None:
         if model is None:
@@ -33,7 +40,7 @@ def check_network(network, model):
         )
 
 
-def check_dt(dt):
+def check_dt(dt: float) -> None:
     """``dt`` is a positive, finite number of seconds."""
     try:
         value = float(dt)
@@ -43,7 +50,7 @@ def check_dt(dt):
         raise ValidationError(f"must be a positive time step in seconds, got {dt!r}", attr="dt")
 
 
-def check_dtype(dtype):
+def check_dtype(dtype: torch.dtype | np.dtype | type | str) -> torch.dtype:
     """A floating-point torch dtype from ``dtype`` (torch, numpy or a name)."""
     try:
         result = torch_dtype(dtype)
@@ -61,7 +68,7 @@ def check_dtype(dtype):
     return result
 
 
-def check_device(device):
+def check_device(device: torch.device | str | int | None) -> torch.device | None:
     """A `torch.device` that exists on this machine (None stays None)."""
     if device is None:
         return None
@@ -100,7 +107,7 @@ def check_device(device):
     return dev
 
 
-def as_array(value, name, attr="x"):
+def as_array(value: Any, name: str, attr: str = "x") -> np.ndarray | torch.Tensor:
     """``value`` as a numpy array of real numbers (tensors are checked, kept).
 
     Rejects ragged nested lists, strings, objects and complex numbers (a float
@@ -135,7 +142,15 @@ def as_array(value, name, attr="x"):
     return value
 
 
-def as_tensor(value, name, dtype, device, check_finite=True, allow_nan=False, attr="x"):
+def as_tensor(
+    value: Any,
+    name: str,
+    dtype: torch.dtype,
+    device: torch.device | str | None,
+    check_finite: bool = True,
+    allow_nan: bool = False,
+    attr: str = "x",
+) -> torch.Tensor:
     """``value`` as a ``dtype`` tensor on ``device``; ``name`` says whose data it is.
 
     Checks what `as_array` checks, and with ``check_finite`` rejects NaN and
@@ -159,7 +174,9 @@ def as_tensor(value, name, dtype, device, check_finite=True, allow_nan=False, at
     return compact.expand(tensor.shape) if broadcast else compact
 
 
-def check_finite_values(tensor, name, allow_nan=False, attr="x"):
+def check_finite_values(
+    tensor: torch.Tensor, name: str, allow_nan: bool = False, attr: str = "x"
+) -> None:
     """Raise if ``tensor`` holds infinite values, or NaN (unless ``allow_nan``).
 
     A sum is finite only if every value is (NaN and infinities propagate, and
@@ -189,7 +206,7 @@ def check_finite_values(tensor, name, allow_nan=False, attr="x"):
         )
 
 
-def positive_steps(n_steps, where):
+def positive_steps(n_steps: int | None, where: str) -> int:
     """``n_steps`` as a positive int (``where`` names the call for the message)."""
     if n_steps is None:
         raise ValidationError(
@@ -209,7 +226,7 @@ def positive_steps(n_steps, where):
     return int(n_steps)
 
 
-def positive_epochs(epochs):
+def positive_epochs(epochs: int) -> int:
     """``epochs`` as a positive int (Lightning would read -1 as "train forever")."""
     try:
         ok = not isinstance(epochs, (bool, np.bool_)) and int(epochs) == epochs
@@ -224,7 +241,7 @@ def positive_epochs(epochs):
     return int(epochs)
 
 
-def check_save_path(path):
+def check_save_path(path: str | os.PathLike) -> None:
     """The folder of ``path`` exists and ``path`` is not a folder."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -236,7 +253,7 @@ def check_save_path(path):
         raise ValidationError(f"cannot save to {path}: it is a folder", attr="path")
 
 
-def common_samples(arrays, where):
+def common_samples(arrays: Mapping[str, Any], where: str) -> int | None:
     """The number of samples (first axis) that all of ``{name: array}`` share."""
     counts = {name: np.shape(a)[0] if np.ndim(a) else None for name, a in arrays.items()}
     if len(set(counts.values())) > 1:

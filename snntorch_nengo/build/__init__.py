@@ -6,12 +6,24 @@ that represents it (``ensemble.py``, ``node.py``, ``connection.py``,
 module of the object that owns it.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import nengo
+import torch
 from nengo.exceptions import BuildError
 
 from ..config import is_trainable
 from ..utils import TypeRegistry
 from .base import NengoObjectModule, attribute_name
+
+if TYPE_CHECKING:
+    from nengo.builder import Model
+    from nengo.builder.signal import Signal
+
+    from ..engine.signals import SignalLayout
 
 
 class ModuleBuilder:
@@ -21,7 +33,7 @@ class ModuleBuilder:
     register = modules.register
 
     @classmethod
-    def build(cls, obj):
+    def build(cls, obj: object) -> NengoObjectModule:
         module_cls = cls.modules.lookup(obj)
         if module_cls is None:
             raise BuildError(f"{obj}: no torch module for objects of type {type(obj)}")
@@ -38,7 +50,7 @@ KINDS = (
 )
 
 
-def owner_of(obj):
+def owner_of(obj: object) -> tuple[object | None, str]:
     """The Ensemble/Node/Connection/Probe a built object belongs to, and a prefix."""
     if isinstance(obj, nengo.ensemble.Neurons):
         return obj.ensemble, "neuron_"
@@ -49,7 +61,9 @@ def owner_of(obj):
     return None, ""
 
 
-def signal_owners(model, layout):
+def signal_owners(
+    model: Model, layout: SignalLayout
+) -> dict[Signal, tuple[object | None, str]]:
     """Map each base signal to ``(owner object or None, attribute name)``."""
     owners = {}
     for obj, sigs in model.sig.items():
@@ -85,7 +99,18 @@ def _signal_label(op, sig):
     return attribute_name(sig.base.name)
 
 
-def build_modules(model, layout, initial_state, network=None, device=None):
+def build_modules(
+    model: Model,
+    layout: SignalLayout,
+    initial_state: Mapping[Signal, torch.Tensor],
+    network: nengo.Network | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[
+    dict[str, dict],
+    NengoObjectModule,
+    dict[Signal, NengoObjectModule],
+    dict[object, NengoObjectModule],
+]:
     """The module tree: ``{kind: {key: module}}`` and ``{base signal: module}``.
 
     Trainable signals (see each module's ``trainable``) of objects that

@@ -1,5 +1,7 @@
 """Connections: a weighted synapse module with its filter state."""
 
+from __future__ import annotations
+
 import nengo
 
 from . import ModuleBuilder
@@ -12,7 +14,7 @@ class ConnectionModule(NengoObjectModule):
 
     trainable = ("weights",)
 
-    def __init__(self, obj=None):
+    def __init__(self, obj: nengo.Connection | None = None) -> None:
         super().__init__(obj)
         if obj is not None and isinstance(obj.post_obj, nengo.Probe):
             # the connection nengo's builder adds from a probed object to its
@@ -21,7 +23,7 @@ class ConnectionModule(NengoObjectModule):
             # trainable parameters as they were
             self.trainable = ()
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         conn = self.obj
         parts = [f"{conn.pre_obj} -> {conn.post_obj}"]
         if conn.function is not None:

@@ -1,5 +1,7 @@
 """Ensembles: a neuron module; its state (voltage, ...) in buffers."""
 
+from __future__ import annotations
+
 import nengo
 
 from . import ModuleBuilder
@@ -12,7 +14,7 @@ class EnsembleModule(NengoObjectModule):
 
     trainable = ("encoders", "bias")
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         ens = self.obj
         label = "" if ens.label is None else f"label={ens.label!r}, "
         return (

@@ -1,5 +1,9 @@
 """Nengo's builder, recording which Nengo object each operator was built for."""
 
+from __future__ import annotations
+
+from typing import Any
+
 import nengo
 from nengo.builder import Model
 from nengo.cache import get_default_decoder_cache
@@ -15,12 +19,12 @@ class OwnedModel(Model):
     the module of the Ensemble, Node, Connection or Probe that made it.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.op_owner = {}
         self._building = []
         super().__init__(*args, **kwargs)
 
-    def build(self, obj, *args, **kwargs):
+    def build(self, obj: object, *args: Any, **kwargs: Any) -> Any:
         owns = isinstance(obj, OWNER_TYPES)
         if owns:
             self._building.append(obj)
@@ -30,12 +34,14 @@ class OwnedModel(Model):
             if owns:
                 self._building.pop()
 
-    def add_op(self, op):
+    def add_op(self, op: nengo.builder.Operator) -> None:
         super().add_op(op)
         self.op_owner[op] = self._building[-1] if self._building else None
 
 
-def build_model(network, dt, model=None):
+def build_model(
+    network: nengo.Network | None, dt: float, model: Model | None = None
+) -> Model:
     """Build ``network`` with Nengo's builder (into ``model`` if given)."""
     if model is None:
         model = OwnedModel(

@@ -1,5 +1,7 @@
 """Nodes: inputs fed from data or from their own function, and passthroughs."""
 
+from __future__ import annotations
+
 import nengo
 from torch import nn
 
@@ -14,7 +16,7 @@ class NodeModule(NengoObjectModule):
 
     trainable = ()
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         node = self.obj
         label = "" if node.label is None else f"label={node.label!r}, "
         output = node.output
@@ -37,13 +39,13 @@ class TensorNodeModule(NodeModule):
     move with ``.to(device)`` and follow its ``train()``/``eval()`` mode.
     """
 
-    def __init__(self, obj=None):
+    def __init__(self, obj: TensorNode = None) -> None:
         super().__init__(obj)
         func = obj.tensor_func
         if isinstance(func, nn.Module):
             self.tensor_func = func
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         node = self.obj
         label = "" if node.label is None else f"label={node.label!r}, "
         func = node.tensor_func

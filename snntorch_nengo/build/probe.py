@@ -1,5 +1,7 @@
 """Probes: recorder hooks on a signal, optionally filtered and subsampled."""
 
+from __future__ import annotations
+
 import nengo
 
 from . import ModuleBuilder
@@ -12,7 +14,7 @@ class ProbeModule(NengoObjectModule):
 
     trainable = ()
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         probe = self.obj
         label = "" if probe.label is None else f"label={probe.label!r}, "
         return (

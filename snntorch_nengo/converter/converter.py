@@ -7,7 +7,10 @@ function registered for its module type, function or method name
 converted run their torch code in a `TensorNode` (``allow_fallback=True``).
 """
 
-from collections.abc import Mapping
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import nengo
 import numpy as np
@@ -25,6 +28,9 @@ from .recorder import Recorder
 from .values import NotConvertible, Term, Value, scale_transform
 from .verify import verify
 
+if TYPE_CHECKING:
+    from .values import Bias, Scale
+
 EXAMPLE_BATCH = 2  # example batch for tracing; 2 so that batch-mixing ops show up
 EXAMPLE_STEPS = 3  # example number of steps (temporal models)
 
@@ -37,7 +43,11 @@ class Endpoints(Mapping):
     ``converter.outputs[keras_layer]``.
     """
 
-    def __init__(self, items, layers=None):
+    def __init__(
+        self,
+        items: Iterable[tuple[fx.Node, Any]],
+        layers: Mapping[fx.Node, list[nn.Module]] | None = None,
+    ) -> None:
         self._items = list(items)  # [(fx node, nengo object)]
         self._layers = dict(layers or {})  # fx node -> [torch modules]
 
@@ -205,17 +215,19 @@ class Converter:
 
     def __init__(
         self,
-        model,
-        allow_fallback=True,
-        inference_only=False,
-        max_to_avg_pool=False,
-        split_shared_weights=False,
-        swap_activations=None,
-        scale_firing_rates=None,
-        synapse=None,
-        temporal_model=False,
-        input_shape=None,
-    ):
+        model: nn.Module,
+        allow_fallback: bool = True,
+        inference_only: bool = False,
+        max_to_avg_pool: bool = False,
+        split_shared_weights: bool = False,
+        swap_activations: Mapping[Any, Any] | None = None,
+        scale_firing_rates: float | Mapping[Any, float] | None = None,
+        synapse: nengo.synapses.Synapse | float | None = None,
+        temporal_model: bool = False,
+        input_shape: (
+            Sequence[int] | Sequence[Sequence[int]] | Mapping[str, Sequence[int]] | None
+        ) = None,
+    ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(
                 f"model must be a torch.nn.Module, got {type(model).__name__}"
@@ -280,7 +292,9 @@ class Converter:
     # -- registry
 
     @classmethod
-    def register(cls, torch_layer):
+    def register(
+        cls, torch_layer: type
+    ) -> Callable[[Callable[..., Value]], Callable[..., Value]]:
         """Decorator registering a build function for a torch layer.
 
         ``torch_layer`` is a module type (subclasses included; such modules are
@@ -406,7 +420,7 @@ class Converter:
 
     # -- helpers for build functions
 
-    def shape_of(self, node, value=None):
+    def shape_of(self, node: fx.Node, value: torch.Tensor | None = None) -> tuple[int, ...]:
         """Shape of one sample of ``node``'s output (no batch or time axis)."""
         value = self._recorded[node] if value is None else value
         if not torch.is_tensor(value):
@@ -420,16 +434,16 @@ class Converter:
             )
         return tuple(value.shape[lead:])
 
-    def value_of(self, obj, shape):
+    def value_of(self, obj: Any, shape: tuple[int, ...]) -> Value:
         """A `Value` for a Nengo object's whole output, with per-sample ``shape``."""
         return Value([Term(obj)], shape=shape)
 
-    def recorded(self, node):
+    def recorded(self, node: fx.Node) -> Any:
         """``node``'s value on the example input (a constant, for constant nodes)."""
         return self._recorded[node]
 
     @property
-    def bias_node(self):
+    def bias_node(self) -> nengo.Node:
         """The Node of constant 1 that biases not held by Ensembles come from."""
         if self._bias_node is None:
             self._bias_node = ConstantNode(np.ones(1), label="bias")
@@ -441,7 +455,7 @@ class Converter:
             self.net.config[conn].trainable = False
         return conn
 
-    def connect(self, value, post, skip_bias=None):
+    def connect(self, value: Value, post: Any, skip_bias: Bias | None = None) -> None:
         """Connect every term and bias of ``value`` into ``post`` (its size)."""
         for term in value.terms:
             synapse = self.synapse if isinstance(term.obj, Neurons) else None
@@ -484,7 +498,7 @@ class Converter:
                 trainable=bias.trainable,
             )
 
-    def materialize(self, value, label=None):
+    def materialize(self, value: Value, label: str | None = None) -> Any:
         """A Nengo object whose output is ``value`` (a new Node unless plain)."""
         if value.plain:
             return value.terms[0].source
@@ -492,15 +506,23 @@ class Converter:
         self.connect(value, node)
         return node
 
-    def as_plain(self, value, label=None):
+    def as_plain(self, value: Value, label: str | None = None) -> Value:
         """``value`` as a single untransformed, unbiased term."""
         if value.plain:
             return value
         obj = self.materialize(value, label)
         return Value([Term(obj)], shape=value.shape)
 
-    def linear(self, value, transform, biases=(), shape=None, origin=None,
-               trainable=True, label=None):
+    def linear(
+        self,
+        value: Value,
+        transform: Any,
+        biases: Sequence[Bias] = (),
+        shape: tuple[int, ...] | None = None,
+        origin: fx.Node | None = None,
+        trainable: bool = True,
+        label: str | None = None,
+    ) -> Value:
         """``value`` through a linear map (a Nengo transform) plus ``biases``."""
         if label is None and origin is not None:
             label = origin.name
@@ -509,7 +531,14 @@ class Converter:
         new = Term(term.obj, term.idx, transform, origin=origin, trainable=trainable)
         return Value([new], biases, shape)
 
-    def affine(self, value, scale, shift=None, origin=None, fold=False):
+    def affine(
+        self,
+        value: Value,
+        scale: Scale,
+        shift: Bias | None = None,
+        origin: fx.Node | None = None,
+        fold: bool = False,
+    ) -> Value:
         """``value * scale + shift`` elementwise (`Scale` and `Bias`).
 
         With ``fold`` (or ``inference_only``) the scale is folded into the weights
@@ -537,7 +566,9 @@ class Converter:
             biases.append(shift)
         return Value(terms, biases, value.shape)
 
-    def gather(self, value, idx, shape):
+    def gather(
+        self, value: Value, idx: np.ndarray | Sequence[int], shape: tuple[int, ...]
+    ) -> Value:
         """Elements ``idx`` of ``value``'s flattened output, in a new shape."""
         base = self.as_plain(value)
         term = base.terms[0]
@@ -549,14 +580,26 @@ class Converter:
             idx = None
         return Value([Term(term.obj, idx)], shape=shape)
 
-    def place(self, values, positions, shape, label=None):
+    def place(
+        self,
+        values: Sequence[Value],
+        positions: Sequence[np.ndarray],
+        shape: tuple[int, ...],
+        label: str | None = None,
+    ) -> Value:
         """A Node of ``shape`` whose elements ``positions[i]`` are ``values[i]``."""
         node = nengo.Node(size_in=int(np.prod(shape)), label=label)
         for value, pos in zip(values, positions):
             self.connect(value, node[list(np.asarray(pos))])
         return Value([Term(node)], shape=shape)
 
-    def neurons(self, value, neuron_type, label=None, scale=1.0):
+    def neurons(
+        self,
+        value: Value,
+        neuron_type: nengo.neurons.NeuronType,
+        label: str | None = None,
+        scale: float = 1.0,
+    ) -> Value:
         """An Ensemble of ``neuron_type`` (one neuron per element) driven by ``value``.
 
         Returns its ``neurons`` output as a Value. ``scale`` is the firing-rate
@@ -590,7 +633,9 @@ class Converter:
 
     # -- activations
 
-    def activation(self, node, kind, neuron_type):
+    def activation(
+        self, node: fx.Node, kind: type | None, neuron_type: nengo.neurons.NeuronType | None
+    ) -> tuple[nengo.neurons.NeuronType | None, float]:
         """Neurons for an activation of torch ``kind`` (e.g. ``nn.ReLU``) at ``node``.
 
         Applies ``swap_activations`` and ``scale_firing_rates``; a swap to None (or
@@ -819,7 +864,13 @@ class Converter:
 
     # -- verification
 
-    def verify(self, training=False, inputs=None, atol=1e-6, rtol=1e-5):
+    def verify(
+        self,
+        training: bool = False,
+        inputs: Any = None,
+        atol: float = 1e-6,
+        rtol: float = 1e-5,
+    ) -> bool:
         """Check that the network computes what the torch model computes.
 
         The network runs in `snntorch_nengo.Simulator` (``predict``, float64, one

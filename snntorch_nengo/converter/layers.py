@@ -7,7 +7,11 @@ constant it is. A build function raises `NotConvertible` to fall back to a
 TensorNode. `Converter.register` adds entries.
 """
 
+from __future__ import annotations
+
 import operator
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import nengo
 import numpy as np
@@ -19,10 +23,15 @@ from torch import nn
 from ..neurons import LeakyReLU
 from .values import Bias, NotConvertible, Scale, Value
 
+if TYPE_CHECKING:
+    from torch import fx
+
+    from .converter import Converter
+
 LAYERS = {}
 
 
-def register(*keys):
+def register(*keys: Any) -> Callable[[Callable], Callable]:
     def decorator(build):
         for key in keys:
             LAYERS[key] = build
@@ -31,7 +40,7 @@ def register(*keys):
     return decorator
 
 
-def lookup_module(module):
+def lookup_module(module: nn.Module) -> Callable | None:
     """The build function registered for ``module``'s type or a base class."""
     for cls in type(module).__mro__:
         if cls in LAYERS:
@@ -62,7 +71,7 @@ ACTIVATION_KINDS = {
 }
 
 
-def activation_kind(key):
+def activation_kind(key: Any) -> type | None:
     """The torch activation class ``key`` (class, instance, function) stands for."""
     for kind, forms in ACTIVATION_KINDS.items():
         if any(key is f or isinstance(f, str) and key == f for f in forms) or (
@@ -72,7 +81,9 @@ def activation_kind(key):
     return None
 
 
-def default_neuron_type(kind, layer=None):
+def default_neuron_type(
+    kind: type | None, layer: nn.Module | None = None
+) -> nengo.neurons.NeuronType | None:
     """The Nengo neuron type computing torch activation ``kind`` (None: linear)."""
     if kind is nn.ReLU:
         return nengo.RectifiedLinear()
@@ -86,7 +97,7 @@ def default_neuron_type(kind, layer=None):
     return None
 
 
-def as_neuron_type(value):
+def as_neuron_type(value: Any) -> nengo.neurons.NeuronType | None:
     """A ``swap_activations`` value as a neuron type (None: no neurons)."""
     if value is None or isinstance(value, nengo.neurons.NeuronType):
         return value
@@ -109,19 +120,25 @@ def _activate(conv, node, x, kind, layer=None):
 
 
 @register(nn.ReLU, nn.Sigmoid, nn.Tanh, nn.LeakyReLU)
-def build_activation_module(conv, node, layer, args, kwargs):
+def build_activation_module(
+    conv: Converter, node: fx.Node, layer: nn.Module, args: tuple, kwargs: dict
+) -> Value:
     return _activate(conv, node, _single(args, type(layer).__name__),
                      activation_kind(layer), layer)
 
 
 @register(F.relu, torch.relu, "relu", torch.sigmoid, F.sigmoid, "sigmoid",
           torch.tanh, F.tanh, "tanh")
-def build_activation_function(conv, node, func, args, kwargs):
+def build_activation_function(
+    conv: Converter, node: fx.Node, func: Callable | str, args: tuple, kwargs: dict
+) -> Value:
     return _activate(conv, node, _single(args, str(func)), activation_kind(func))
 
 
 @register(F.leaky_relu)
-def build_leaky_relu_function(conv, node, func, args, kwargs):
+def build_leaky_relu_function(
+    conv: Converter, node: fx.Node, func: Callable | str, args: tuple, kwargs: dict
+) -> Value:
     slope = args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01)
     layer = nn.LeakyReLU(slope)
     return _activate(conv, node, _single(args, "leaky_relu"), nn.LeakyReLU, layer)
@@ -133,7 +150,9 @@ def build_leaky_relu_function(conv, node, func, args, kwargs):
 @register(nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
           nn.AlphaDropout, nn.FeatureAlphaDropout, F.dropout, "contiguous", "float",
           "double")
-def build_identity(conv, node, layer, args, kwargs):
+def build_identity(
+    conv: Converter, node: fx.Node, layer: nn.Module, args: tuple, kwargs: dict
+) -> Value:
     # Dropout is the identity at inference, as in NengoDL's converted networks;
     # Nengo signals are floating point whatever the torch dtype
     return _single(args, "identity")
@@ -141,7 +160,9 @@ def build_identity(conv, node, layer, args, kwargs):
 
 @register(nn.Flatten, nn.Unflatten, torch.flatten, torch.reshape, torch.squeeze,
           torch.unsqueeze, "flatten", "view", "reshape", "squeeze", "unsqueeze")
-def build_reshape(conv, node, layer, args, kwargs):
+def build_reshape(
+    conv: Converter, node: fx.Node, layer: nn.Module, args: tuple, kwargs: dict
+) -> Value:
     return _single(args, "reshape").reshaped(conv.shape_of(node))
 
 
@@ -208,7 +229,9 @@ def _select(conv, node, values, where, shape):
 
 @register(torch.cat, torch.concat, torch.stack, torch.permute, torch.transpose,
           torch.flip, operator.getitem, "permute", "transpose", "flip", "t")
-def build_index_op(conv, node, func, args, kwargs):
+def build_index_op(
+    conv: Converter, node: fx.Node, func: Callable | str, args: tuple, kwargs: dict
+) -> Value:
     values, where, shape = _replay(conv, node, func, args, kwargs)
     if not values:
         raise NotConvertible("no input tensor")
@@ -216,7 +239,9 @@ def build_index_op(conv, node, func, args, kwargs):
 
 
 @register(torch.split, torch.chunk, torch.unbind, "split", "chunk", "unbind")
-def build_split(conv, node, func, args, kwargs):
+def build_split(
+    conv: Converter, node: fx.Node, func: Callable | str, args: tuple, kwargs: dict
+) -> list[Value]:
     """Ops returning several tensors: one Value (a slice of the input) for each."""
     x = _single(args, "split")
     lead = (1, 1) if conv.temporal_model else (1,)
@@ -235,7 +260,9 @@ def build_split(conv, node, func, args, kwargs):
 
 
 @register(F.pad)
-def build_pad(conv, node, func, args, kwargs):
+def build_pad(
+    conv: Converter, node: fx.Node, func: Callable | str, args: tuple, kwargs: dict
+) -> Value:
     mode = args[2] if len(args) > 2 else kwargs.get("mode", "constant")
     value = args[3] if len(args) > 3 else kwargs.get("value", None)
     if mode != "constant" or value not in (None, 0, 0.0):
@@ -273,7 +300,9 @@ def _add(conv, a, b, sign=1.0):
 
 
 @register(operator.add, operator.iadd, torch.add, "add")
-def build_add(conv, node, func, args, kwargs):
+def build_add(
+    conv: Converter, node: fx.Node, func: Callable | str, args: tuple, kwargs: dict
+) -> Value:
     a, b = args[0], args[1]
     alpha = kwargs.get("alpha", 1)
     if alpha != 1:
@@ -285,7 +314,9 @@ def build_add(conv, node, func, args, kwargs):
 
 
 @register(operator.sub, operator.isub, torch.sub, "sub")
-def build_sub(conv, node, func, args, kwargs):
+def build_sub(
+    conv: Converter, node: fx.Node, func: Callable | str, args: tuple, kwargs: dict
+) -> Value:
     a, b = args[0], args[1]
     if isinstance(a, Value):
         return _add(conv, a, b, sign=-1.0)
@@ -293,13 +324,17 @@ def build_sub(conv, node, func, args, kwargs):
 
 
 @register(operator.neg, torch.neg, "neg")
-def build_neg(conv, node, func, args, kwargs):
+def build_neg(
+    conv: Converter, node: fx.Node, func: Callable | str, args: tuple, kwargs: dict
+) -> Value:
     return conv.affine(_single(args, "neg"), Scale(-1.0))
 
 
 @register(operator.mul, operator.imul, torch.mul, "mul", operator.truediv,
           torch.div, "div")
-def build_mul(conv, node, func, args, kwargs):
+def build_mul(
+    conv: Converter, node: fx.Node, func: Callable | str, args: tuple, kwargs: dict
+) -> Value:
     a, b = args[0], args[1]
     divide = func in (operator.truediv, torch.div, "div")
     if divide and not isinstance(b, Value) and kwargs.get("rounding_mode") is None:
@@ -316,12 +351,16 @@ def build_mul(conv, node, func, args, kwargs):
 
 
 @register(nn.Linear)
-def build_linear(conv, node, layer, args, kwargs):
+def build_linear(
+    conv: Converter, node: fx.Node, layer: nn.Module, args: tuple, kwargs: dict
+) -> Value:
     return _linear(conv, node, _single(args, "Linear"), layer.weight, layer.bias)
 
 
 @register(F.linear)
-def build_linear_function(conv, node, func, args, kwargs):
+def build_linear_function(
+    conv: Converter, node: fx.Node, func: Callable | str, args: tuple, kwargs: dict
+) -> Value:
     weight = args[1] if len(args) > 1 else kwargs["weight"]
     bias = args[2] if len(args) > 2 else kwargs.get("bias")
     if isinstance(weight, Value) or isinstance(bias, Value):
@@ -376,7 +415,9 @@ def _pad_value(conv, x, pads, label):
 
 
 @register(nn.Conv1d, nn.Conv2d, nn.Conv3d)
-def build_conv(conv, node, layer, args, kwargs):
+def build_conv(
+    conv: Converter, node: fx.Node, layer: nn.Module, args: tuple, kwargs: dict
+) -> Value:
     x = _single(args, type(layer).__name__)
     dims = len(layer.kernel_size)
     if len(x.shape) != dims + 1:
@@ -475,7 +516,9 @@ def _tuple(value, dims):
 
 
 @register(nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
-def build_avg_pool(conv, node, layer, args, kwargs):
+def build_avg_pool(
+    conv: Converter, node: fx.Node, layer: nn.Module, args: tuple, kwargs: dict
+) -> Value:
     x = _single(args, type(layer).__name__)
     return _avg_pool(conv, node, x, layer.kernel_size, layer.stride, layer.padding,
                      layer.ceil_mode, layer.count_include_pad,
@@ -483,7 +526,9 @@ def build_avg_pool(conv, node, layer, args, kwargs):
 
 
 @register(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
-def build_max_pool(conv, node, layer, args, kwargs):
+def build_max_pool(
+    conv: Converter, node: fx.Node, layer: nn.Module, args: tuple, kwargs: dict
+) -> Value:
     x = _single(args, type(layer).__name__)
     if not conv.max_to_avg_pool:
         raise NotConvertible(
@@ -509,12 +554,16 @@ def _adaptive(conv, node, x, layer):
 
 
 @register(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
-def build_adaptive_avg_pool(conv, node, layer, args, kwargs):
+def build_adaptive_avg_pool(
+    conv: Converter, node: fx.Node, layer: nn.Module, args: tuple, kwargs: dict
+) -> Value:
     return _adaptive(conv, node, _single(args, type(layer).__name__), layer)
 
 
 @register(nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
-def build_adaptive_max_pool(conv, node, layer, args, kwargs):
+def build_adaptive_max_pool(
+    conv: Converter, node: fx.Node, layer: nn.Module, args: tuple, kwargs: dict
+) -> Value:
     if not conv.max_to_avg_pool:
         raise NotConvertible(
             "max pooling is not linear; max_to_avg_pool=True converts it to average "
@@ -527,7 +576,9 @@ def build_adaptive_max_pool(conv, node, layer, args, kwargs):
 
 
 @register(nn.modules.batchnorm._BatchNorm)
-def build_batch_norm(conv, node, layer, args, kwargs):
+def build_batch_norm(
+    conv: Converter, node: fx.Node, layer: nn.Module, args: tuple, kwargs: dict
+) -> Value:
     x = _single(args, type(layer).__name__)
     trainable = any(p.requires_grad for p in layer.parameters())
     if not (conv.inference_only or not layer.training or not trainable):

@@ -3,6 +3,10 @@
 The converter reads layer shapes from it; `verify` reads the model's outputs.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from torch import fx, nn
 
 
@@ -13,7 +17,7 @@ class Recorder(fx.Interpreter):
         super().__init__(module)
         self.values = {}
 
-    def run_node(self, n: fx.Node):
+    def run_node(self, n: fx.Node) -> Any:
         result = super().run_node(n)
         self.values[n] = result
         return result

@@ -12,6 +12,11 @@ Flattened orders are torch's (channels first, C order), so reshapes and flattens
 change only the shape.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import numpy as np
 from nengo.transforms import Convolution, Dense, NoTransform, Sparse
 
@@ -42,7 +47,14 @@ class Term:
         Whether the connection that carries ``transform`` trains.
     """
 
-    def __init__(self, obj, idx=None, transform=None, origin=None, trainable=True):
+    def __init__(
+        self,
+        obj: Any,
+        idx: Sequence[int] | np.ndarray | None = None,
+        transform: Any = None,
+        origin: Any = None,
+        trainable: bool = True,
+    ) -> None:
         self.obj = obj
         self.idx = None if idx is None else np.asarray(idx, dtype=np.int64)
         self.transform = transform
@@ -50,14 +62,14 @@ class Term:
         self.trainable = trainable
 
     @property
-    def source(self):
+    def source(self) -> Any:
         """The connection's ``pre``: ``obj`` or ``obj[idx]``."""
         if self.idx is None:
             return self.obj
         return self.obj[list(self.idx)]
 
     @property
-    def identity(self):
+    def identity(self) -> bool:
         return self.transform is None
 
 
@@ -70,18 +82,18 @@ class Bias:
     constants of the model's code (``x + 1``), which torch does not train either.
     """
 
-    def __init__(self, values, channel=False, trainable=True):
+    def __init__(self, values: Any, channel: bool = False, trainable: bool = True) -> None:
         self.values = np.asarray(values, dtype=np.float64).ravel()
         self.channel = channel
         self.trainable = trainable
 
-    def full(self, size):
+    def full(self, size: int) -> np.ndarray:
         """The bias for every element (length ``size``)."""
         if not self.channel:
             return self.values
         return np.repeat(self.values, size // len(self.values))
 
-    def scaled(self, scale, size):
+    def scaled(self, scale: Scale, size: int) -> Bias:
         """This bias multiplied elementwise by ``scale`` (a `Scale`)."""
         factors = scale.per_channel(len(self.values), size) if self.channel else None
         if factors is not None:
@@ -92,14 +104,14 @@ class Bias:
 class Scale:
     """An elementwise factor: a scalar, or a vector over the flattened output."""
 
-    def __init__(self, values):
+    def __init__(self, values: Any) -> None:
         self.values = np.asarray(values, dtype=np.float64)
 
-    def full(self, size):
+    def full(self, size: int) -> np.ndarray:
         return np.broadcast_to(self.values.ravel(), (size,)) if self.values.size == 1 \
             else self.values.ravel()
 
-    def per_channel(self, n_channels, size):
+    def per_channel(self, n_channels: int, size: int) -> np.ndarray | None:
         """One factor per channel if the factor is constant within channels."""
         full = self.full(size).reshape(n_channels, -1)
         if np.all(full == full[:, :1]):
@@ -110,21 +122,26 @@ class Scale:
 class Value:
     """A layer output: ``sum(terms) + sum(biases)`` with per-sample ``shape``."""
 
-    def __init__(self, terms, biases=(), shape=None):
+    def __init__(
+        self,
+        terms: Iterable[Term],
+        biases: Iterable[Bias] = (),
+        shape: Sequence[int] | None = None,
+    ) -> None:
         self.terms = list(terms)
         self.biases = list(biases)
         self.shape = tuple(int(d) for d in shape)
 
     @property
-    def size(self):
+    def size(self) -> int:
         return int(np.prod(self.shape))
 
     @property
-    def plain(self):
+    def plain(self) -> bool:
         """A single object's output, untransformed and without bias."""
         return len(self.terms) == 1 and self.terms[0].identity and not self.biases
 
-    def reshaped(self, shape):
+    def reshaped(self, shape: Sequence[int]) -> Value:
         """The same elements in another shape (flattened order unchanged)."""
         shape = tuple(int(d) for d in shape)
         if int(np.prod(shape)) != self.size:
@@ -138,7 +155,9 @@ class Value:
         )
 
 
-def scale_transform(transform, scale, size_out):
+def scale_transform(
+    transform: Any, scale: Scale, size_out: int
+) -> Dense | Convolution | Sparse | None:
     """``transform`` followed by the elementwise ``scale``; None if not expressible.
 
     Only the transform kinds the converter makes are handled: Dense (matrix,
@@ -173,5 +192,5 @@ def scale_transform(transform, scale, size_out):
     return None
 
 
-def is_transform(transform):
+def is_transform(transform: Any) -> bool:
     return transform is None or isinstance(transform, NoTransform)

@@ -1,6 +1,9 @@
 """`Converter.verify`: the converted network against the torch model."""
 
+from __future__ import annotations
+
 import copy
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -10,13 +13,22 @@ from ..module import NengoModule
 from ..simulator import Simulator
 from .recorder import Recorder
 
+if TYPE_CHECKING:
+    from .converter import Converter
+
 DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
            nn.FeatureAlphaDropout)
 N_SAMPLES = 4
 LEARNING_RATE = 0.1
 
 
-def verify(converter, training=False, inputs=None, atol=1e-6, rtol=1e-5):
+def verify(
+    converter: Converter,
+    training: bool = False,
+    inputs: Any = None,
+    atol: float = 1e-6,
+    rtol: float = 1e-5,
+) -> bool:
     # the simulator puts the model's fallback modules in eval mode: restore them
     saved = [(m, m.training) for m in converter.model.modules()]
     # and training starts from the model as it is now

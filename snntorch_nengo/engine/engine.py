@@ -1,6 +1,10 @@
 """The engine: runs a built Nengo model's operators on torch tensors."""
 
+from __future__ import annotations
+
 import logging
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,6 +18,11 @@ from .schedule import NodeInput, input_nodes, step_order, with_input_ops
 from .signals import SignalLayout, SignalValues
 from .strategies import Explanation, RunRequest, choose, windowed
 from .window import WindowPlan
+
+if TYPE_CHECKING:
+    import nengo
+    from nengo.builder import Model
+    from nengo.builder.signal import Signal
 
 logger = logging.getLogger("snntorch_nengo")
 
@@ -31,8 +40,13 @@ class Engine:
     compile one step with `torch.compile` (`strategies.compiled`).
     """
 
-    def __init__(self, model, dtype: torch.dtype, settings: dict | None = None,
-                 torch_compile: bool = False) -> None:
+    def __init__(
+        self,
+        model: Model,
+        dtype: torch.dtype,
+        settings: dict | None = None,
+        torch_compile: bool = False,
+    ) -> None:
         self.model = model
         self.dtype = dtype
         self.settings = dict(settings or {})
@@ -86,7 +100,7 @@ class Engine:
             self._window_plan = plan
         return self._window_plan
 
-    def merge(self, trainable=()) -> None:
+    def merge(self, trainable: Collection[Signal] = ()) -> None:
         """Merge operators with Nengo's optimizer (call after the module tree exists).
 
         Afterwards `layout` describes the merged signals the steps run on, while
@@ -122,7 +136,7 @@ class Engine:
         self.replacements = replacements
         self.merged = MergedSignals(originals, replacements, self.layout)
 
-    def probe_signal(self, probe):
+    def probe_signal(self, probe: nengo.Probe) -> Signal:
         """The signal ``probe`` records (after merging, a view of a merged base)."""
         # asked at every run; `_set_operators` (after a merge) forgets them
         known = self.__dict__.setdefault("_probe_signals", {})
@@ -131,7 +145,7 @@ class Engine:
             sig = known[probe] = self.model.sig[probe]["in"]
         return sig
 
-    def resolve(self, sig):
+    def resolve(self, sig: Signal) -> Signal:
         """The signal the steps use for ``sig`` (a view of a merged base, maybe)."""
         return resolve(sig, getattr(self, "replacements", {}))
 
@@ -149,7 +163,9 @@ class Engine:
         self.strategy_cache.clear()
         self.merged.__dict__.pop("_last", None)
 
-    def make_steps(self, batch_size: int, seed, device) -> list[Step]:
+    def make_steps(
+        self, batch_size: int, seed: int | None, device: torch.device | str | None
+    ) -> list[Step]:
         """Fresh `Step` objects (Nengo's ``make_step``), in step order."""
         ctx = StepContext(
             dt=self.model.dt,
@@ -172,7 +188,9 @@ class Engine:
                 op_steps.append(step)
         return op_steps
 
-    def initial_state(self, batch_size: int, device=None) -> dict:
+    def initial_state(
+        self, batch_size: int, device: torch.device | str | None = None
+    ) -> dict:
         """Initial values of the modules' dynamic signals, batched as they run."""
         # made once per batch size and device: every write is functional (a new
         # tensor), and the in-place strategy copies what it writes into, so
@@ -211,7 +229,7 @@ class Engine:
         batch_size: int,
         start_step: int,
         feeds: dict | None = None,
-        on_step=None,
+        on_step: Callable[[], None] | None = None,
         training: bool = False,
     ) -> tuple[dict, SignalValues]:
         """Advance ``n_steps``; return ``(probe data, SignalValues at the end)``.
@@ -248,10 +266,10 @@ class Engine:
         return self._last_run
 
     @last_run.setter
-    def last_run(self, value) -> None:
+    def last_run(self, value: Explanation | None) -> None:
         self._last_run = value
 
-    def explain(self, request: RunRequest | None = None) -> "Explanation":
+    def explain(self, request: RunRequest | None = None) -> "Explanation | None":
         """Which strategy a run takes and why, with the operators that fall back.
 
         Without ``request``: the last run (None before any). With one: the
@@ -263,12 +281,12 @@ class Engine:
         fallbacks = choice.strategy.fallbacks(self, request)
         return Explanation(choice, request.n_steps, fallbacks, ran=False)
 
-    def probe_period(self, probe) -> float:
+    def probe_period(self, probe: nengo.Probe) -> float:
         """Steps per sample of ``probe`` (Nengo's ``sample_every``)."""
         return 1 if probe.sample_every is None else probe.sample_every / self.model.dt
 
 
-def check_steps(n_steps) -> int:
+def check_steps(n_steps: int | None) -> int:
     if n_steps is None or int(n_steps) != n_steps or n_steps < 0:
         raise ValidationError(
             f"Number of steps must be a non-negative integer (got {n_steps!r})",

@@ -7,6 +7,11 @@ concatenated state tensor. The module tree keeps one tensor per original signal
 start of a run and splits the state back at the end.
 """
 
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from nengo.builder.neurons import SimNeurons
@@ -15,12 +20,19 @@ from nengo.builder.optimizer import OpMergePass
 from nengo.utils.simulator import operator_dependency_graph
 from nengo.utils.stdlib import OrderedSet
 
+if TYPE_CHECKING:
+    from nengo.builder.signal import Signal
+
+    from .signals import SignalLayout, SignalValues
+
 
 class _KeptApart(ElementwiseInc):
     """An ElementwiseInc the merger must leave alone (no merger is registered for it)."""
 
 
-def merge_operators(operators, keep_apart=()):
+def merge_operators(
+    operators: Iterable[Operator], keep_apart: Collection[Signal] = ()
+) -> tuple[list[Operator], dict[Signal, Signal]]:
     """``(merged operators, replacements)``: ``replacements[old] = new`` signal.
 
     ``keep_apart`` holds base signals that must stay their own tensors
@@ -74,7 +86,7 @@ def _merge(operators):
     return list(merge_pass.dg.forward), merge_pass.sig_replacements
 
 
-def resolve(sig, replacements):
+def resolve(sig: Signal, replacements: Mapping[Signal, Signal]) -> Signal:
     """Where ``sig`` ended up after the merges (a view of a merged base, or itself)."""
     while sig in replacements:
         sig = replacements[sig]
@@ -84,7 +96,12 @@ def resolve(sig, replacements):
 class MergedSignals:
     """Maps the original base signals (the modules' tensors) onto merged bases."""
 
-    def __init__(self, originals, replacements, layout):
+    def __init__(
+        self,
+        originals: Iterable[Signal],
+        replacements: Mapping[Signal, Signal],
+        layout: SignalLayout,
+    ) -> None:
         self.layout = layout
         self.location = {}
         pieces = {}
@@ -109,7 +126,9 @@ class MergedSignals:
             offset += sig.size
         return offset == base.size
 
-    def assemble(self, values, batch_size):
+    def assemble(
+        self, values: Mapping[Signal, torch.Tensor], batch_size: int
+    ) -> dict[Signal, torch.Tensor]:
         """Merged-base values from the originals' ``values``."""
         cached = getattr(self, "_last", None)
         if cached is not None and not torch.is_grad_enabled():
@@ -136,7 +155,12 @@ class MergedSignals:
             merged[base] = flat.reshape(lead + tuple(base.shape))
         return merged
 
-    def remember(self, values, merged, batch_size):
+    def remember(
+        self,
+        values: Mapping[Signal, torch.Tensor],
+        merged: Mapping[Signal, torch.Tensor],
+        batch_size: int,
+    ) -> None:
         """Let `assemble` of exactly these ``values`` return ``merged``.
 
         For runs without autograd, whose results become the next run's start:
@@ -158,7 +182,9 @@ class MergedSignals:
             flat = flat.index_copy(-1, index, value)
         return flat
 
-    def split(self, sv, originals):
+    def split(
+        self, sv: SignalValues, originals: Iterable[Signal]
+    ) -> dict[Signal, torch.Tensor]:
         """The originals' values read back from merged values ``sv``."""
         out = {}
         for base, (sigs, contiguous) in self.pieces.items():

@@ -10,8 +10,17 @@ graph, merger and optimiser handle them; only `snntorch_nengo` runs them
   builds it; `engine/ops/tensor_node.py` steps it).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NoReturn
+
 from nengo.builder.operator import Operator
 from nengo.exceptions import SimulationError
+
+if TYPE_CHECKING:
+    import nengo
+    import numpy as np
+    from nengo.builder.signal import Signal
 
 NOT_SIMULATED = (
     "TensorNodes can only be simulated by snntorch_nengo.Simulator (or "
@@ -27,7 +36,9 @@ class NodeInput(Operator):
     any input node's output, as in NengoDL's ``predict(x=...)``.
     """
 
-    def __init__(self, node, output, original=None) -> None:
+    def __init__(
+        self, node: nengo.Node, output: Signal, original: Operator | None = None
+    ) -> None:
         super().__init__(tag=f"NodeInput {node}")
         self.node = node
         self.original = original
@@ -37,10 +48,12 @@ class NodeInput(Operator):
         self.updates = [] if original is None else list(original.updates)
 
     @property
-    def output(self):
+    def output(self) -> Signal:
         return self.sets[0]
 
-    def make_step(self, signals, dt, rng):  # pragma: no cover - numpy path unused
+    def make_step(
+        self, signals: object, dt: float, rng: np.random.RandomState
+    ) -> NoReturn:  # pragma: no cover - numpy path unused
         raise NotImplementedError("NodeInput runs only in snntorch_nengo")
 
 
@@ -56,7 +69,14 @@ class SimTensorNode(Operator):
     reference simulator raises a `~nengo.exceptions.SimulationError`.
     """
 
-    def __init__(self, node, time, input, output, tag=None) -> None:  # noqa: A002
+    def __init__(
+        self,
+        node: nengo.Node,
+        time: Signal | None,
+        input: Signal | None,
+        output: Signal,
+        tag: str | None = None,
+    ) -> None:  # noqa: A002
         super().__init__(tag=tag if tag is not None else f"SimTensorNode {node}")
         self.node = node
         self.sets = [output]
@@ -68,21 +88,21 @@ class SimTensorNode(Operator):
         self._input_index = None if input is None else len(self.reads) - 1
 
     @property
-    def time(self):
+    def time(self) -> Signal | None:
         return None if self._time_index is None else self.reads[self._time_index]
 
     @property
-    def input(self):
+    def input(self) -> Signal | None:
         return None if self._input_index is None else self.reads[self._input_index]
 
     @property
-    def output(self):
+    def output(self) -> Signal:
         return self.sets[0]
 
     def _descstr(self):
         return f"{self.node}"
 
-    def make_step(self, signals, dt, rng):
+    def make_step(self, signals: object, dt: float, rng: np.random.RandomState) -> NoReturn:
         raise SimulationError(
             NOT_SIMULATED.format(simulator="nengo.Simulator") + f" ({self.node})"
         )

@@ -17,7 +17,11 @@ instruction, on `InPlaceValues`: reads see the buffers, writes go into them. So
 every model can run this way; lowered operators just run faster.
 """
 
+from __future__ import annotations
+
 import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import nengo
 import numpy as np
@@ -32,6 +36,23 @@ from .ops.core import as_index
 from .ops.neurons import fused_kernel
 from .signals import SignalValues
 from .request import Fallback
+
+if TYPE_CHECKING:
+    from nengo.builder.neurons import SimNeurons
+    from nengo.builder.operator import (
+        BsrDotInc,
+        Copy,
+        DotInc,
+        ElementwiseInc,
+        Reset,
+        TimeUpdate,
+    )
+    from nengo.builder.processes import SimProcess
+    from nengo.builder.signal import Signal
+
+    from .operators import NodeInput
+    from .ops import Step
+    from .signals import SignalLayout
 
 # opcodes, shared with csrc/program.h
 CALL, FILL, COPY, ADD, GATHER, INDEX_COPY, INDEX_ADD = 0, 1, 2, 3, 4, 5, 6
@@ -106,12 +127,19 @@ class Unlowerable(Exception):
 class InPlaceValues(SignalValues):
     """`SignalValues` whose reads are views of the buffers and writes go into them."""
 
-    def __init__(self, layout, values: dict, batch_size: int, views: "Views",
-                 feeds: dict | None = None, training: bool = False) -> None:
+    def __init__(
+        self,
+        layout: SignalLayout,
+        values: dict,
+        batch_size: int,
+        views: "Views",
+        feeds: dict | None = None,
+        training: bool = False,
+    ) -> None:
         super().__init__(layout, values, batch_size, feeds=feeds, training=training)
         self._views = views
 
-    def read(self, sig) -> torch.Tensor:
+    def read(self, sig: Signal) -> torch.Tensor:
         ref = self._views.ref(sig)
         if isinstance(ref, torch.Tensor):
             return ref
@@ -135,15 +163,17 @@ class InPlaceValues(SignalValues):
 class Views:
     """Fixed tensors for the signals of one run, over contiguous base buffers."""
 
-    def __init__(self, layout, values: dict) -> None:
+    def __init__(self, layout: SignalLayout, values: dict) -> None:
         self.layout = layout
         self.values = values
         self._refs = {}
 
-    def lead(self, base) -> tuple:
+    def lead(self, base: Signal) -> tuple:
         return self.values[base].shape[: self.values[base].dim() - base.ndim]
 
-    def ref(self, sig):
+    def ref(
+        self, sig: Signal
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
         """A view tensor, or ``(flat, index, shape)`` for a gathered signal."""
         if sig not in self._refs:
             view = self.layout.views[sig]
@@ -160,7 +190,7 @@ class Views:
             self._refs[sig] = ref
         return self._refs[sig]
 
-    def batched(self, sig) -> bool:
+    def batched(self, sig: Signal) -> bool:
         return self.layout.batched(sig.base)
 
 
@@ -171,8 +201,16 @@ class Program:
     ``fallbacks`` lists the operators that run as a ``CALL`` of their step.
     """
 
-    def __init__(self, layout, dt: float, op_steps: list, values: dict, batch_size: int,
-                 feeds: dict, training: bool) -> None:
+    def __init__(
+        self,
+        layout: SignalLayout,
+        dt: float,
+        op_steps: list,
+        values: dict,
+        batch_size: int,
+        feeds: dict,
+        training: bool,
+    ) -> None:
         self.layout = layout
         self.dt = dt
         self.batch_size = batch_size
@@ -190,11 +228,17 @@ class Program:
 
     # -- building
 
-    def emit(self, opcode: int, tensors=(), ints=(), floats=()) -> None:
+    def emit(
+        self,
+        opcode: int,
+        tensors: Iterable[torch.Tensor] = (),
+        ints: Iterable[int] = (),
+        floats: Iterable[float] = (),
+    ) -> None:
         self.code.append((opcode, tuple(tensors), tuple(int(x) for x in ints),
                           tuple(float(x) for x in floats)))
 
-    def add_step(self, step) -> None:
+    def add_step(self, step: Step) -> None:
         """The instructions of one `.Step`: its lowering, else a CALL of it."""
         op = step.op
         spec = OpRegistry.spec_for(op)
@@ -222,7 +266,7 @@ class Program:
 
         return call
 
-    def read(self, sig) -> torch.Tensor:
+    def read(self, sig: Signal) -> torch.Tensor:
         """A tensor holding ``sig``'s value when the next instruction runs."""
         ref = self.views.ref(sig)
         if isinstance(ref, torch.Tensor):
@@ -232,7 +276,9 @@ class Program:
         self.emit(GATHER, (tmp, flat, index), (flat.dim() - 1,))
         return _view(tmp, flat.shape[:-1] + shape)
 
-    def write(self, sig, emit_into, inc: bool) -> None:
+    def write(
+        self, sig: Signal, emit_into: Callable[[torch.Tensor, bool], None], inc: bool
+    ) -> None:
         """Run ``emit_into(dst, accumulate)`` on ``sig``'s view, or via a scatter.
 
         ``emit_into`` emits instructions that write ``dst`` (``accumulate``:
@@ -247,8 +293,14 @@ class Program:
         emit_into(_view(tmp, flat.shape[:-1] + shape), False)
         self.emit(INDEX_ADD if inc else INDEX_COPY, (flat, index, tmp), (flat.dim() - 1,))
 
-    def emit_probe_records(self, probes, sig_of, period, start_step: int,
-                           n_steps: int) -> dict:
+    def emit_probe_records(
+        self,
+        probes: Sequence[nengo.Probe],
+        sig_of: Callable[[nengo.Probe], Signal],
+        period: Callable[[nengo.Probe], float],
+        start_step: int,
+        n_steps: int,
+    ) -> dict:
         """RECORD instructions for the probes; ``{probe: buffer they fill}``.
 
         ``period(probe)``: steps per sample (Nengo's sample_every).
@@ -354,7 +406,7 @@ lowering = LOWERINGS.register
 
 
 @lowering("time_update")
-def lower_time_update(prog, op, step):
+def lower_time_update(prog: Program, op: TimeUpdate, step: Step) -> None:
     s, t = prog.views.ref(op.step), prog.views.ref(op.time)
     if not (isinstance(s, torch.Tensor) and isinstance(t, torch.Tensor)):
         raise Unlowerable("time signals are gathered")
@@ -362,13 +414,13 @@ def lower_time_update(prog, op, step):
 
 
 @lowering("reset")
-def lower_reset(prog, op, step):
+def lower_reset(prog: Program, op: Reset, step: Step) -> None:
     value = float(op.value)
     prog.write(op.dst, lambda dst, acc: prog.emit(FILL, (dst,), floats=(value,)), False)
 
 
 @lowering("node_input")
-def lower_node_input(prog, op, step):
+def lower_node_input(prog: Program, op: NodeInput, step: Step) -> None:
     buf = prog.views.values[op.output.base]
     data = prog.feeds.get(op.node)
     if data is not None:
@@ -382,7 +434,7 @@ def lower_node_input(prog, op, step):
 
 
 @lowering("copy")
-def lower_copy(prog, op, step):
+def lower_copy(prog: Program, op: Copy, step: Step) -> None:
     src = prog.read(op.src)
     lead = 1 if prog.views.batched(op.src) else 0
     if op.src_slice is not None:
@@ -416,7 +468,7 @@ def lower_copy(prog, op, step):
 
 
 @lowering("dot_inc")
-def lower_dot_inc(prog, op, step):
+def lower_dot_inc(prog: Program, op: DotInc, step: Step) -> None:
     if op.A.sparse:
         raise Unlowerable("sparse matrix (SparseDotInc)")
     if not (op.A.ndim == 2 and op.X.ndim == 1 and op.Y.ndim == 1):
@@ -436,7 +488,7 @@ def lower_dot_inc(prog, op, step):
 
 
 @lowering("bsr_dot_inc")
-def lower_bsr_dot_inc(prog, op, step):
+def lower_bsr_dot_inc(prog: Program, op: BsrDotInc, step: Step) -> None:
     indptr = np.asarray(op.indptr)
     if not (np.diff(indptr) == 1).all():
         raise Unlowerable("block rows with other than one block")
@@ -483,7 +535,7 @@ def lower_bsr_dot_inc(prog, op, step):
 
 
 @lowering("elementwise_inc")
-def lower_elementwise_inc(prog, op, step):
+def lower_elementwise_inc(prog: Program, op: ElementwiseInc, step: Step) -> None:
     shapes = {sig: tuple(sig.shape) or (1,) for sig in (op.A, op.X, op.Y)}
     ndim = max(len(shape) for shape in shapes.values())
 
@@ -504,7 +556,7 @@ def lower_elementwise_inc(prog, op, step):
 
 
 @lowering("sim_neurons")
-def lower_sim_neurons(prog, op, step):
+def lower_sim_neurons(prog: Program, op: SimNeurons, step: Step) -> None:
     if type(op.neurons) in NEURON_KINDS and not prog.training:
         return _lower_fused_neurons(prog, op)
     if type(op.neurons) is not nengo.RectifiedLinear or op.state:
@@ -553,7 +605,7 @@ def _lower_fused_neurons(prog, op):
 
 
 @lowering("sim_process")
-def lower_sim_process(prog, op, step):
+def lower_sim_process(prog: Program, op: SimProcess, step: Step) -> None:
     if op.input is None or not is_native_synapse(op.process):
         raise Unlowerable("not a native synapse")
     if not isinstance(op.process, nengo.LinearFilter):

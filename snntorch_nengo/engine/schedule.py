@@ -1,5 +1,10 @@
 """Step order: Nengo's operator dependency graph, plus input feeds for nodes."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 import nengo
 from nengo.builder.operator import SimPyFunc
 from nengo.builder.processes import SimProcess
@@ -7,6 +12,9 @@ from nengo.utils.graphs import toposort
 from nengo.utils.simulator import operator_dependency_graph
 
 from .operators import NodeInput, SimTensorNode
+
+if TYPE_CHECKING:
+    from nengo.builder import Model, Operator
 
 __all__ = ["ConstantNode", "NodeInput", "input_nodes", "step_order", "with_input_ops"]
 
@@ -20,7 +28,7 @@ class ConstantNode(nengo.Node):
     """
 
 
-def input_nodes(model) -> list:
+def input_nodes(model: Model) -> list:
     """Nodes that can be fed: no input, an output. In build order.
 
     A node whose output a `SimTensorNode` computes (a TensorNode) runs its
@@ -40,7 +48,7 @@ def input_nodes(model) -> list:
     ]
 
 
-def with_input_ops(model, nodes) -> list:
+def with_input_ops(model: Model, nodes: Iterable[nengo.Node]) -> list:
     """Nengo's operators with each input node's output op wrapped in `NodeInput`."""
     by_output = {model.sig[node]["out"]: node for node in nodes}
     operators, wrapped = [], set()
@@ -66,6 +74,6 @@ def _node_output(op):
     return None
 
 
-def step_order(operators) -> list:
+def step_order(operators: Iterable[Operator]) -> list:
     """Operators in an order that respects Nengo's sets -> incs -> reads -> updates."""
     return list(toposort(operator_dependency_graph(operators)))

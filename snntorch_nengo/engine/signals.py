@@ -12,7 +12,10 @@ autograd sees an ordinary graph and the per-step semantics equal Nengo's in-plac
 updates as long as operators run in Nengo's dependency order.
 """
 
+from __future__ import annotations
+
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,13 +23,17 @@ from nengo.builder.signal import is_sparse
 
 from ..utils import torch_dtype
 
+if TYPE_CHECKING:
+    from nengo.builder.operator import Operator
+    from nengo.builder.signal import Signal
+
 
 class View:
     """How one signal maps onto its base tensor."""
 
     __slots__ = ("base", "shape", "kind", "start", "stop", "index", "same_shape")
 
-    def __init__(self, sig) -> None:
+    def __init__(self, sig: Signal) -> None:
         base = sig.base
         self.base = base
         self.shape = tuple(sig.shape)
@@ -62,7 +69,12 @@ def _element_indices(sig):
 class SignalLayout:
     """Static facts about the signals of a built model: bases, views, batching."""
 
-    def __init__(self, operators, dtype: torch.dtype, shared=()) -> None:
+    def __init__(
+        self,
+        operators: Iterable[Operator],
+        dtype: torch.dtype,
+        shared: Iterable[Signal] = (),
+    ) -> None:
         self.dtype = dtype
         self.views = {}
         self.dynamic = set()
@@ -74,7 +86,7 @@ class SignalLayout:
             for sig in op.sets + op.incs + op.updates:
                 self.dynamic.add(sig.base)
 
-    def add(self, sig) -> None:
+    def add(self, sig: Signal) -> None:
         if sig not in self.views:
             self.views[sig] = View(sig)
             self.views.setdefault(sig.base, View(sig.base))
@@ -83,10 +95,12 @@ class SignalLayout:
     def bases(self) -> list:
         return [sig for sig, view in self.views.items() if sig is view.base]
 
-    def batched(self, base) -> bool:
+    def batched(self, base: Signal) -> bool:
         return base in self.dynamic and base not in self.shared
 
-    def initial_value(self, base, device=None) -> torch.Tensor:
+    def initial_value(
+        self, base: Signal, device: torch.device | str | None = None
+    ) -> torch.Tensor:
         """The unbatched initial tensor of a base signal."""
         value = base.initial_value
         if is_sparse(value):
@@ -97,14 +111,14 @@ class SignalLayout:
         return torch.tensor(value, dtype=dtype, device=device)
 
 
-def sparse_data(value) -> np.ndarray:
+def sparse_data(value: object) -> np.ndarray:
     """Nonzero values of a sparse initial value (nengo.SparseMatrix or scipy)."""
     if hasattr(value, "tocoo"):
         return np.asarray(value.tocoo().data)
     return np.asarray(value.data)
 
 
-def sparse_indices(value) -> tuple[np.ndarray, np.ndarray]:
+def sparse_indices(value: object) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) of a sparse initial value, ordered as `sparse_data`."""
     if hasattr(value, "tocoo"):
         coo = value.tocoo()
@@ -150,10 +164,10 @@ class SignalValues:
         self.step_index = k
         return self
 
-    def is_batched(self, sig) -> bool:
+    def is_batched(self, sig: Signal) -> bool:
         return self.layout.batched(sig.base)
 
-    def read(self, sig) -> torch.Tensor:
+    def read(self, sig: Signal) -> torch.Tensor:
         view = self.layout.views[sig]
         value = self.values[view.base]
         if view.same_shape or sig.sparse:
@@ -211,10 +225,10 @@ class SignalValues:
                 flat = flat.index_copy(-1, index, value)
         self.values[base] = flat.reshape(current.shape)
 
-    def set(self, sig, value: torch.Tensor) -> None:
+    def set(self, sig: Signal, value: torch.Tensor) -> None:
         self._write(sig, value, inc=False)
 
-    def set_zeros(self, sig, zeros: torch.Tensor) -> bool:
+    def set_zeros(self, sig: Signal, zeros: torch.Tensor) -> bool:
         """Set all of ``sig``'s base to ``zeros`` and mark it as zeros.
 
         Until the base is written again, `is_zeros` says so: a product of it
@@ -232,9 +246,9 @@ class SignalValues:
         self._zeros.add(view.base)
         return True
 
-    def is_zeros(self, sig) -> bool:
+    def is_zeros(self, sig: Signal) -> bool:
         """Whether ``sig``'s base holds zeros set by `set_zeros` (or given as such)."""
         return self.layout.views[sig].base in self._zeros
 
-    def inc(self, sig, value: torch.Tensor) -> None:
+    def inc(self, sig: Signal, value: torch.Tensor) -> None:
         self._write(sig, value, inc=True)

@@ -27,6 +27,11 @@ learning rule closing a loop), the model steps as before.
 Results equal stepping up to the summation order of the larger matrix products.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from nengo.builder.probe import SimProbe
@@ -35,6 +40,14 @@ from .ops import FOLDED, SCANNED, TIME, window_kind  # each type's, declared in 
 from .schedule import NodeInput
 from .signals import SignalValues
 from .request import Fallback, RunResult
+
+if TYPE_CHECKING:
+    from nengo.builder.operator import Operator
+    import nengo
+    from nengo.builder.signal import Signal
+
+    from .ops import Step
+    from .signals import SignalLayout
 
 # how a scanned operator without a series form runs in a window
 STEPPED = "stepped in the window"
@@ -48,7 +61,14 @@ class WindowPlan:
     the signal it records.
     """
 
-    def __init__(self, step_order, layout, time_bases, dt, probes=None) -> None:
+    def __init__(
+        self,
+        step_order: Sequence[Operator],
+        layout: SignalLayout,
+        time_bases: tuple[Signal | None, Signal | None],
+        dt: float,
+        probes: Mapping[nengo.Probe, Signal] | None = None,
+    ) -> None:
         self.layout = layout
         self.dt = dt
         self.probes = dict(probes or {})
@@ -139,7 +159,7 @@ class WindowPlan:
         }
         self.unread = set().union(*self.private.values())
 
-    def static_fallbacks(self, op_steps) -> list:
+    def static_fallbacks(self, op_steps: Sequence[Step]) -> list:
         """Scanned operators whose `Step` has no series form: stepped in any window."""
         has_step = {step.op: step for step in op_steps}
         return [
@@ -152,8 +172,17 @@ class WindowPlan:
 
     # -- running
 
-    def run(self, values: dict, op_steps: list, n_steps: int, batch_size: int,
-            start_step: int, feeds: dict, training: bool, period) -> RunResult:
+    def run(
+        self,
+        values: dict,
+        op_steps: list,
+        n_steps: int,
+        batch_size: int,
+        start_step: int,
+        feeds: dict,
+        training: bool,
+        period: Callable[[nengo.Probe], float],
+    ) -> RunResult:
         """Run the window; probes are sampled every ``period(probe)`` steps."""
         window = _WindowRun(self, values, n_steps, batch_size, feeds, training)
         step_of = {step.op: step for step in op_steps}

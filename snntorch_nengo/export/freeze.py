@@ -14,7 +14,9 @@ This file turns those values back into arguments of `nengo.Ensemble` and
 same tensors.
 """
 
-from typing import Optional
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
 
 import nengo
 import numpy as np
@@ -32,6 +34,9 @@ from nengo.transforms import (
 from ..engine.signals import sparse_indices
 from ..module import NengoModule
 
+if TYPE_CHECKING:
+    from nengo.builder.signal import Signal
+
 
 class ZeroFunction:
     """A connection function returning zeros of size ``size``.
@@ -41,7 +46,7 @@ class ZeroFunction:
     this can be pickled.
     """
 
-    def __init__(self, size):
+    def __init__(self, size: int) -> None:
         self.size = int(size)
 
     def __call__(self, x):
@@ -68,7 +73,7 @@ class FullWeightsSolver(NoSolver):
 
     compositional = False
 
-    def __init__(self, values=None, weights=True):
+    def __init__(self, values: np.ndarray | None = None, weights: bool = True) -> None:
         if not weights:
             raise ValidationError(
                 "FullWeightsSolver always solves for weights", attr="weights", obj=self
@@ -100,7 +105,7 @@ def _check_member(sim, obj):
         )
 
 
-def read_signal(sim, sig, obj) -> np.ndarray:
+def read_signal(sim: Any, sig: Signal, obj: object) -> np.ndarray:
     """The current value of a signal as a numpy array (without a batch dimension)."""
     values = sim.module.signal_values()
     value = values.read(sig).detach()
@@ -117,7 +122,7 @@ def read_signal(sim, sig, obj) -> np.ndarray:
     return value.cpu().numpy()
 
 
-def is_simulator(obj) -> bool:
+def is_simulator(obj: object) -> bool:
     """Whether ``obj`` is a simulator of this package (it holds a `.NengoModule`).
 
     Exporters take a simulator or a network; they sit below the `.Simulator`
@@ -129,7 +134,7 @@ def is_simulator(obj) -> bool:
 class BuiltValues:
     """Built (or trained) weights, gains and biases of a network's objects."""
 
-    def __init__(self, sim_or_net, dt: float) -> None:
+    def __init__(self, sim_or_net: Any, dt: float) -> None:
         if is_simulator(sim_or_net):
             self.sim = sim_or_net
             self.model = sim_or_net.model
@@ -146,7 +151,7 @@ class BuiltValues:
                 attr="sim_or_net",
             )
 
-    def signal(self, obj, key: str) -> Optional[np.ndarray]:
+    def signal(self, obj: object, key: str) -> Optional[np.ndarray]:
         sig = self.model.sig.get(obj, {}).get(key)
         if sig is None:
             return None
@@ -154,15 +159,15 @@ class BuiltValues:
             return np.asarray(read_signal(self.sim, sig, obj), dtype=float)
         return np.asarray(sig.initial_value, dtype=float)
 
-    def gain(self, ens) -> Optional[np.ndarray]:
+    def gain(self, ens: nengo.Ensemble) -> Optional[np.ndarray]:
         built = self.model.params.get(ens)
         return None if built is None or built.gain is None else np.asarray(built.gain)
 
-    def bias(self, ens) -> Optional[np.ndarray]:
+    def bias(self, ens: nengo.Ensemble) -> Optional[np.ndarray]:
         return self.signal(ens.neurons, "bias")
 
 
-def unscale_encoders(scaled, gain, radius):
+def unscale_encoders(scaled: np.ndarray, gain: np.ndarray, radius: float) -> np.ndarray:
     """Encoders that Nengo's builder scales into ``scaled`` (given gain, radius).
 
     Nengo computes ``encoders * (gain / radius)[:, None]``. The plain inverse,
@@ -204,7 +209,7 @@ def unscale_encoders(scaled, gain, radius):
     return np.take_along_axis(candidates, best[np.newaxis], axis=0)[0]
 
 
-def ensemble_params(sim, ens):
+def ensemble_params(sim: Any, ens: nengo.Ensemble) -> dict[str, Any]:
     model = sim.model
     if isinstance(ens.neuron_type, Direct):
         encoders = read_signal(sim, model.sig[ens]["encoders"], ens)
@@ -275,7 +280,7 @@ def _with_weights(conn, sig, weights):
     )
 
 
-def connection_params(sim, conn):
+def connection_params(sim: Any, conn: nengo.Connection) -> dict[str, Any]:
     sig = sim.model.sig[conn].get("weights")
     weights = None if sig is None else read_signal(sim, sig, conn)
     pre = conn.pre_obj
@@ -295,7 +300,7 @@ def connection_params(sim, conn):
     return {"transform": _with_weights(conn, sig, weights)}
 
 
-def probe_connection(sim, probe):
+def probe_connection(sim: Any, probe: nengo.Probe) -> nengo.Connection | None:
     """The connection Nengo's builder made for ``probe``, if any."""
     for obj in sim.model.params:
         if isinstance(obj, nengo.Connection) and obj.post_obj is probe:
@@ -303,7 +308,7 @@ def probe_connection(sim, probe):
     return None
 
 
-def probe_params(sim, probe):
+def probe_params(sim: Any, probe: nengo.Probe) -> dict[str, Any]:
     # a probe of an Ensemble's decoded output decodes through a connection of its
     # own, whose decoders (trainable here) Nengo takes from ``probe.solver``
     conn = probe_connection(sim, probe)
@@ -320,7 +325,9 @@ def probe_params(sim, probe):
     return {"solver": NoSolver(read_signal(sim, sig, probe).T, weights=False)}
 
 
-def nengo_params(sim, obj):
+def nengo_params(
+    sim: Any, obj: nengo.Ensemble | nengo.Connection | nengo.Probe
+) -> dict[str, Any]:
     """The Nengo parameters that rebuild ``obj``'s trained values."""
     if isinstance(obj, nengo.Ensemble):
         _check_member(sim, obj)
@@ -339,7 +346,9 @@ def nengo_params(sim, obj):
     )
 
 
-def get_nengo_params(sim, nengo_objs, as_dict=False):
+def get_nengo_params(
+    sim: Any, nengo_objs: Any, as_dict: bool = False
+) -> dict[str, Any] | list[dict[str, Any]] | dict[object, dict[str, Any]]:
     single = not isinstance(nengo_objs, (list, tuple))
     objs = [nengo_objs] if single else list(nengo_objs)
     params = [nengo_params(sim, obj) for obj in objs]
@@ -431,7 +440,7 @@ def _assign(obj, key, value):
         setattr(obj, key, value)
 
 
-def freeze_params(sim, objs):
+def freeze_params(sim: Any, objs: Any) -> None:
     """Write the trained values into the Nengo objects (all or nothing)."""
     updates = []
     for obj in _targets(sim, objs):

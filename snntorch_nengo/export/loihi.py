@@ -18,10 +18,15 @@ go on the chip unless ``net.config[ens].on_chip = False`` (after
 of a learned connection or the source of an error signal.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import functools
 import math
 import warnings
+from collections.abc import Iterable, Mapping
+from types import ModuleType
+from typing import Any
 
 import nengo
 import numpy as np
@@ -33,7 +38,7 @@ _UNSET = object()
 _nengo_loihi_module = _UNSET
 
 
-def nengo_loihi_module():
+def nengo_loihi_module() -> ModuleType | None:
     """nengo_loihi if it is installed (imported on first use), else None."""
     global _nengo_loihi_module
     if _nengo_loihi_module is _UNSET:
@@ -49,7 +54,7 @@ def nengo_loihi_module():
 
 
 @functools.lru_cache(maxsize=None)
-def limits():
+def limits() -> dict[str, Any]:
     """Loihi's limits: nengo_loihi's if installed, else documented constants."""
     limits = {
         # one neuron core: compartments, input/output axons, synapse memory bits
@@ -115,7 +120,12 @@ class LoihiReport:
         The hardware limits used, and where they came from (``"source"``).
     """
 
-    def __init__(self, issues, on_chip, limits):
+    def __init__(
+        self,
+        issues: Iterable[LoihiIssue],
+        on_chip: Mapping[object, bool],
+        limits: Mapping[str, Any],
+    ) -> None:
         self.issues = list(issues)
         self.on_chip = dict(on_chip)
         self.limits = dict(limits)
@@ -124,26 +134,26 @@ class LoihiReport:
         return [i for i in self.issues if i.level == level]
 
     @property
-    def errors(self):
+    def errors(self) -> list[LoihiIssue]:
         return self._level(ERROR)
 
     @property
-    def warnings(self):
+    def warnings(self) -> list[LoihiIssue]:
         return self._level(WARNING)
 
     @property
-    def host(self):
+    def host(self) -> list[LoihiIssue]:
         return self._level(HOST)
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         """True when nothing prevents the network from mapping."""
         return not self.errors
 
-    def issues_for(self, obj):
+    def issues_for(self, obj: object) -> list[LoihiIssue]:
         return [i for i in self.issues if i.obj is obj]
 
-    def raise_if_errors(self):
+    def raise_if_errors(self) -> None:
         if self.errors:
             raise ValidationError(
                 "the network cannot be mapped onto Loihi:\n"
@@ -212,7 +222,7 @@ def _base(obj):
     return obj
 
 
-def placement(net):
+def placement(net: nengo.Network) -> dict[object, bool]:
     """``{Ensemble/Node/Probe: bool}``: where nengo_loihi 1.1.0 puts each object."""
     on_chip = {}
     for node in net.all_nodes:
@@ -267,13 +277,13 @@ def _synapse_bits(n_axons, n_targets):
 
 
 def check_loihi(
-    sim_or_net,
-    dt=None,
-    build=False,
-    max_weight_error=0.05,
-    max_weights_lost=0.1,
-    max_bias_error=0.05,
-):
+    sim_or_net: Any,
+    dt: float | None = None,
+    build: bool = False,
+    max_weight_error: float = 0.05,
+    max_weights_lost: float = 0.1,
+    max_bias_error: float = 0.05,
+) -> LoihiReport:
     """Check a network against Loihi's constraints (nengo_loihi 1.1.0's rules).
 
     Parameters
@@ -594,8 +604,13 @@ def _named_object(net, message):
 
 
 def to_loihi(
-    sim_or_net, freeze=True, strict=True, on_chip=None, add_params=True, **check_kw
-):
+    sim_or_net: Any,
+    freeze: bool = True,
+    strict: bool = True,
+    on_chip: Mapping[nengo.Ensemble, bool] | None = None,
+    add_params: bool = True,
+    **check_kw: Any
+) -> nengo.Network:
     """A trained network, checked and prepared for ``nengo_loihi.Simulator``.
 
     Parameters

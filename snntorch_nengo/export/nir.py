@@ -20,16 +20,23 @@ functions, learning rules, other synapses, ...) is listed as a `NIRIssue`
 restores them when ``use_metadata=True``.
 """
 
+from __future__ import annotations
+
 import copy
 import dataclasses
+import os
 import re
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import nengo
 import numpy as np
 from nengo.exceptions import ValidationError
 
 from .freeze import BuiltValues
+
+if TYPE_CHECKING:
+    import nir
 
 try:
     import nir
@@ -318,15 +325,15 @@ class _Exporter:
 
 
 def export_nir(
-    net_or_sim,
-    strict=False,
-    dt=None,
-    use_names=True,
-    bias="input",
-    spike_scale=1.0,
-    tau_scale=1.0,
-    euler_dt=None,
-):
+    net_or_sim: Any,
+    strict: bool = False,
+    dt: float | None = None,
+    use_names: bool = True,
+    bias: str = "input",
+    spike_scale: float = 1.0,
+    tau_scale: float = 1.0,
+    euler_dt: float | None = None,
+) -> nir.NIRGraph:
     """A `nir.NIRGraph` of a Nengo network.
 
     Parameters
@@ -840,14 +847,14 @@ def _broadcast(name, node, size):
 
 
 def import_nir(
-    graph,
-    strict=False,
-    use_metadata=True,
-    label="nir",
-    spike_scale=None,
-    tau_scale=None,
-    euler_dt=None,
-):
+    graph: nir.NIRGraph | str | os.PathLike,
+    strict: bool = False,
+    use_metadata: bool = True,
+    label: str | None = "nir",
+    spike_scale: float | None = None,
+    tau_scale: float | None = None,
+    euler_dt: float | None = None,
+) -> nengo.Network:
     """A `nengo.Network` from a `nir.NIRGraph` (or a file written by ``nir.write``).
 
     Returns

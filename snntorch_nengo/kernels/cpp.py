@@ -17,7 +17,9 @@ on this machine: Sleef on AVX2/AVX512, the C library otherwise).
 to False switches the ops to the torch reference.
 """
 
-from typing import Callable, Optional
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -101,7 +103,14 @@ KERNELS: dict[str, Callable] = {s.kernel.name: _wrapper(s) for s in KERNEL_SPECS
 globals().update(KERNELS)
 
 
-def backward(name: str, inputs, grads, params, surrogate: int, surrogate_param: float):
+def backward(
+    name: str,
+    inputs: Sequence[torch.Tensor],
+    grads: Sequence[torch.Tensor | None],
+    params: Sequence[float],
+    surrogate: int,
+    surrogate_param: float,
+) -> Sequence[torch.Tensor]:
     """``torch.ops.snntorch_nengo_cpp.<name>_backward``: the gradients of the
     fused kernel ``name``'s tensor ``inputs`` from those of its outputs
     (``grads``, None for zero); ``params`` are its forward floats."""
@@ -115,7 +124,17 @@ def backward(name: str, inputs, grads, params, surrogate: int, surrogate_param: 
 HAS_SCAN = AVAILABLE and hasattr(torch.ops.snntorch_nengo_cpp, "linear_filter_scan")
 
 
-def linear_filter_scan(u, x0, A, B, C, D, general=False, reverse=False, y0=None):
+def linear_filter_scan(
+    u: torch.Tensor,
+    x0: torch.Tensor,
+    A: Sequence[float],
+    B: Sequence[float],
+    C: Sequence[float],
+    D: float,
+    general: bool = False,
+    reverse: bool = False,
+    y0: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``torch.ops.snntorch_nengo_cpp.linear_filter_scan``: `reference.linear_filter_scan`
     (with ``y0``, as the first row of ``y``)."""
     return torch.ops.snntorch_nengo_cpp.linear_filter_scan(

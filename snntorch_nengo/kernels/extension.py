@@ -24,7 +24,8 @@ import pathlib
 import platform
 import sys
 import traceback
-from typing import Optional
+from types import ModuleType
+from typing import Any, Callable, Optional, Union
 
 #: the extension's module name (``PYBIND11_MODULE(TORCH_EXTENSION_NAME)``)
 MODULE = "snntorch_nengo._C"
@@ -112,7 +113,11 @@ def parse(text: str, where: str = SOURCE_LIST) -> tuple:
     return tuple(sources), tuple(common)
 
 
-def recipe(csrc, machine: Optional[str] = None, python_module: bool = True) -> Recipe:
+def recipe(
+    csrc: Union[str, os.PathLike],
+    machine: Optional[str] = None,
+    python_module: bool = True,
+) -> Recipe:
     """The recipe of the sources in folder ``csrc`` on ``machine`` (this one by
     default); ``python_module=False`` leaves out the Python module's sources."""
     csrc = pathlib.Path(csrc).resolve()
@@ -128,7 +133,7 @@ def recipe(csrc, machine: Optional[str] = None, python_module: bool = True) -> R
     return Recipe(csrc, chosen, common)
 
 
-def source_files(csrc) -> list:
+def source_files(csrc: Union[str, os.PathLike]) -> list:
     """Every file of ``csrc`` the extension is built from (sources, headers, the list)."""
     csrc = pathlib.Path(csrc)
     return sorted(
@@ -137,7 +142,7 @@ def source_files(csrc) -> list:
     )
 
 
-def source_hash(csrc) -> str:
+def source_hash(csrc: Union[str, os.PathLike]) -> str:
     """A hash of the sources in ``csrc`` (with their list and flags) and of this
     recipe's flags (hex): a build from other sources or flags has another hash."""
     h = hashlib.sha256(repr((RECIPE_VERSION, MODULE, CXX_FLAGS, LINK_FLAGS)).encode())
@@ -146,7 +151,7 @@ def source_hash(csrc) -> str:
     return h.hexdigest()
 
 
-def import_torch(log=None):
+def import_torch(log: Optional[Callable[[str], None]] = None) -> ModuleType:
     """torch, from this interpreter's path or else from the site-packages of
     its environment (``log(message)`` says so).
 
@@ -188,7 +193,7 @@ def import_torch(log=None):
 HASH_MARKER = b"snntorch_nengo sources sha256 "
 
 
-def built_hash(path) -> Optional[str]:
+def built_hash(path: Union[str, os.PathLike]) -> Optional[str]:
     """The hash of the sources the module file at ``path`` was built from
     (`source_hash`), read without loading it; None if it records none."""
     data = pathlib.Path(path).read_bytes()
@@ -199,7 +204,7 @@ def built_hash(path) -> Optional[str]:
     return data[start:start + 64].decode("ascii", errors="replace")
 
 
-def extension(r: Recipe, name: str = MODULE):
+def extension(r: Recipe, name: str = MODULE) -> Any:
     """The setuptools extension of recipe ``r`` (imports torch); the module
     records the hash of its sources (`built_hash`)."""
     from torch.utils.cpp_extension import CppExtension
@@ -215,7 +220,9 @@ def extension(r: Recipe, name: str = MODULE):
     )
 
 
-def build_ext_class(r: Recipe, optional: bool = False, warn=None):
+def build_ext_class(
+    r: Recipe, optional: bool = False, warn: Optional[Callable[[str], None]] = None
+) -> type:
     """torch's BuildExtension, compiling each source of ``r`` with its own
     flags, all sources in parallel threads. With ``optional``, a failing build
     calls ``warn(message)`` and goes on (the package then installs without it).
@@ -287,7 +294,9 @@ def build_ext_class(r: Recipe, optional: bool = False, warn=None):
     return RecipeBuildExtension
 
 
-def build(csrc, out_dir) -> pathlib.Path:
+def build(
+    csrc: Union[str, os.PathLike], out_dir: Union[str, os.PathLike]
+) -> pathlib.Path:
     """Build the extension from ``csrc`` into ``out_dir`` (objects in
     ``out_dir/obj``) and return the path of the module file."""
     from setuptools import Distribution

@@ -26,6 +26,8 @@ When neither a prebuilt nor a just-in-time extension loads, `warn_missing`
 warns once per process, naming the fix.
 """
 
+from __future__ import annotations
+
 import contextlib
 import importlib.machinery
 import importlib.util
@@ -37,7 +39,8 @@ import subprocess
 import sys
 import time
 import warnings
-from typing import Callable, Optional
+from types import ModuleType
+from typing import Callable, Iterator, Optional, Union
 
 from snntorch_nengo.kernels import extension
 
@@ -61,7 +64,7 @@ class BuildError(RuntimeError):
     killed by a signal: out of memory, interrupted).
     """
 
-    def __init__(self, message: str, lasting: bool = True):
+    def __init__(self, message: str, lasting: bool = True) -> None:
         super().__init__(message)
         self.lasting = lasting
 
@@ -88,7 +91,7 @@ def cache_root() -> pathlib.Path:
     return pathlib.Path(base).expanduser() / "snntorch_nengo"
 
 
-def cache_key(csrc) -> str:
+def cache_key(csrc: Union[str, os.PathLike]) -> str:
     """The name of the build folder of the sources in ``csrc`` with this torch."""
     import torch
 
@@ -99,7 +102,7 @@ def cache_key(csrc) -> str:
     )
 
 
-def cache_dir(csrc=None) -> pathlib.Path:
+def cache_dir(csrc: Union[str, os.PathLike, None] = None) -> pathlib.Path:
     """The build folder of the sources in ``csrc`` (the package's by default)."""
     csrc = csrc or find_sources()
     if csrc is None:
@@ -107,13 +110,17 @@ def cache_dir(csrc=None) -> pathlib.Path:
     return cache_root() / "cpp" / cache_key(csrc)
 
 
-def module_file(folder) -> pathlib.Path:
+def module_file(folder: Union[str, os.PathLike]) -> pathlib.Path:
     """Where the built module lies in a build folder."""
     return pathlib.Path(folder) / ("_C" + importlib.machinery.EXTENSION_SUFFIXES[0])
 
 
 @contextlib.contextmanager
-def locked(path, timeout: float = LOCK_TIMEOUT, on_wait: Optional[Callable[[], None]] = None):
+def locked(
+    path: Union[str, os.PathLike],
+    timeout: float = LOCK_TIMEOUT,
+    on_wait: Optional[Callable[[], None]] = None,
+) -> Iterator[None]:
     """Hold the file lock at ``path`` (waiting at most ``timeout`` seconds;
     ``on_wait()`` is called first if another process holds it)."""
     from filelock import FileLock, Timeout  # a dependency of torch
@@ -137,7 +144,7 @@ def locked(path, timeout: float = LOCK_TIMEOUT, on_wait: Optional[Callable[[], N
         lock.release()
 
 
-def compile_into(csrc, staging: pathlib.Path) -> pathlib.Path:
+def compile_into(csrc: Union[str, os.PathLike], staging: pathlib.Path) -> pathlib.Path:
     """Build the extension from ``csrc`` in a subprocess into ``staging``
     (its output in ``staging/build.log``); the built module's path."""
     log, result = staging / "build.log", staging / "built.txt"
@@ -169,8 +176,12 @@ _BUILD_SCRIPT = (
 )
 
 
-def build_once(folder, builder: Callable[[pathlib.Path], pathlib.Path],
-               timeout: float = LOCK_TIMEOUT, progress=None) -> pathlib.Path:
+def build_once(
+    folder: Union[str, os.PathLike],
+    builder: Callable[[pathlib.Path], pathlib.Path],
+    timeout: float = LOCK_TIMEOUT,
+    progress: Optional[Callable[..., None]] = None,
+) -> pathlib.Path:
     """The module file in build folder ``folder``, built first by
     ``builder(staging)`` (returns the built file) if it is not there yet.
 
@@ -236,7 +247,7 @@ def _stderr(message, end="\n"):
     print(message, end=end, file=sys.stderr, flush=True)
 
 
-def import_module(path):
+def import_module(path: Union[str, os.PathLike]) -> ModuleType:
     """Import the built module at ``path`` as ``snntorch_nengo._C``."""
     loader = importlib.machinery.ExtensionFileLoader(extension.MODULE, str(path))
     spec = importlib.util.spec_from_file_location(extension.MODULE, str(path), loader=loader)
@@ -246,7 +257,9 @@ def import_module(path):
     return module
 
 
-def stale_prebuilt(origin, csrc) -> Optional[str]:
+def stale_prebuilt(
+    origin: Union[str, os.PathLike], csrc: Union[str, os.PathLike]
+) -> Optional[str]:
     """Why the prebuilt module file ``origin`` must not be loaded: it records
     sources other than those in ``csrc`` (an editable install whose sources
     changed since); None if it records the same, or none (older builds)."""
@@ -295,7 +308,7 @@ def build(force: bool = False) -> pathlib.Path:
     return build_once(folder, lambda staging: compile_into(csrc, staging), progress=_stderr)
 
 
-def load():
+def load() -> Optional[ModuleType]:
     """The JIT-built extension module (building it first if needed), or None:
     disabled, no sources, or a failed build (``STATE["error"]`` says which).
 

@@ -457,7 +457,9 @@ def _(u, x0, A, B, C, D, general=False, reverse=False, y0=None):
     return u.new_empty((T, u.shape[1])), torch.empty_like(x0)
 
 
-def adjoint_filter(A, B, C, D, general):
+def adjoint_filter(
+    A: Sequence[float], B: Sequence[float], C: Sequence[float], D: float, general: bool
+) -> tuple[list, list, list, float]:
     """The coefficients ``(A, B, C, D)`` of the ``general`` scan that, run back
     in time from the final state's gradient over the output's gradient, gives
     the input's gradient as its output and the initial state's as its final

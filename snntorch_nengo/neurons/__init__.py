@@ -23,10 +23,18 @@ types swapped for their rate counterparts, or surrogate gradients; see
 `SpikingLeakyReLU` are NengoDL's extra neuron types.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    import nengo
+    import torch
+
 _REGISTRY = {}
 
 
-def register(neuron_class):
+def register(neuron_class: type) -> Callable[[Callable], Callable]:
     """Decorator registering a torch step function for ``neuron_class``."""
 
     def decorator(fn):
@@ -45,12 +53,14 @@ def _native_step(neuron_type):
     return None
 
 
-def is_native(neuron_type):
+def is_native(neuron_type: nengo.neurons.NeuronType) -> bool:
     """Whether ``neuron_type`` has a native (torch, differentiable) step."""
     return _native_step(neuron_type) is not None
 
 
-def neuron_step(neuron_type):
+def neuron_step(
+    neuron_type: nengo.neurons.NeuronType,
+) -> Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]:
     """Return the step function for ``neuron_type`` (never None).
 
     Falls back to running the type's own numpy ``step`` (with a warning, once

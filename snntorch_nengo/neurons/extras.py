@@ -6,12 +6,21 @@ builder) and a torch step here that computes the same thing (registered by its
 spec, `snntorch_nengo.neurons.specs`).
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import nengo
 import numpy as np
 import torch
 from nengo.params import NumberParam
 
 from snntorch_nengo.neurons.spiking import spike_counts
+
+if TYPE_CHECKING:
+    from .streams import RowStreams
+    from .surrogates import Surrogate
 
 
 class SoftLIFRate(nengo.LIFRate):
@@ -44,20 +53,25 @@ class SoftLIFRate(nengo.LIFRate):
     sigma = NumberParam("sigma", low=0, low_open=True)
 
     def __init__(
-        self, sigma=1.0, tau_rc=0.02, tau_ref=0.002, amplitude=1, initial_state=None
-    ):
+        self,
+        sigma: float = 1.0,
+        tau_rc: float = 0.02,
+        tau_ref: float = 0.002,
+        amplitude: float = 1,
+        initial_state: dict | None = None,
+    ) -> None:
         super().__init__(
             tau_rc=tau_rc, tau_ref=tau_ref, amplitude=amplitude, initial_state=initial_state
         )
         self.sigma = sigma
 
-    def rates(self, x, gain, bias):
+    def rates(self, x: np.ndarray, gain: np.ndarray, bias: np.ndarray) -> np.ndarray:
         J = self.current(x, gain, bias)
         out = np.zeros_like(J)
         SoftLIFRate.step(self, dt=1, J=J, output=out)
         return out
 
-    def step(self, dt, J, output):
+    def step(self, dt: float, J: np.ndarray, output: np.ndarray) -> None:
         """Implement the smoothed LIF rate nonlinearity."""
         j = self.sigma * np.logaddexp((J - 1) / self.sigma, 0)
         output[...] = 0
@@ -88,11 +102,16 @@ class LeakyReLU(nengo.RectifiedLinear):
 
     negative_slope = NumberParam("negative_slope", low=0)
 
-    def __init__(self, negative_slope=0.3, amplitude=1, initial_state=None):
+    def __init__(
+        self,
+        negative_slope: float = 0.3,
+        amplitude: float = 1,
+        initial_state: dict | None = None,
+    ) -> None:
         super().__init__(amplitude=amplitude, initial_state=initial_state)
         self.negative_slope = negative_slope
 
-    def step(self, dt, J, output):
+    def step(self, dt: float, J: np.ndarray, output: np.ndarray) -> None:
         """Implement the leaky rectification."""
         output[...] = self.amplitude * np.where(J > 0, J, self.negative_slope * J)
 
@@ -115,14 +134,16 @@ class SpikingLeakyReLU(LeakyReLU):
     state = {"voltage": nengo.dists.Uniform(low=0, high=1)}
     spiking = True
 
-    def rates(self, x, gain, bias):
+    def rates(self, x: np.ndarray, gain: np.ndarray, bias: np.ndarray) -> np.ndarray:
         """Use LeakyReLU to determine rates."""
         J = self.current(x, gain, bias)
         out = np.zeros_like(J)
         LeakyReLU.step(self, dt=1.0, J=J, output=out)
         return out
 
-    def step(self, dt, J, output, voltage):
+    def step(
+        self, dt: float, J: np.ndarray, output: np.ndarray, voltage: np.ndarray
+    ) -> None:
         """Implement the signed integrate-and-fire nonlinearity."""
         voltage += np.where(J > 0, J, self.negative_slope * J) * dt
         n_spikes = np.trunc(voltage)
@@ -133,7 +154,7 @@ class SpikingLeakyReLU(LeakyReLU):
 # --- torch steps ---
 
 
-def soft_lif_rate(neuron_type, J):
+def soft_lif_rate(neuron_type: SoftLIFRate, J: torch.Tensor) -> torch.Tensor:
     """SoftLIFRate's curve, with finite gradients everywhere."""
     sigma = neuron_type.sigma
     j = sigma * torch.logaddexp((J - 1) / sigma, torch.zeros_like(J))
@@ -153,19 +174,40 @@ def soft_lif_rate(neuron_type, J):
     return torch.where(small, far, near)
 
 
-def soft_lif_rate_step(neuron_type, dt, J, state, rng):
+def soft_lif_rate_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     return soft_lif_rate(neuron_type, J), {}
 
 
-def leaky_relu(neuron_type, J):
+def leaky_relu(
+    neuron_type: LeakyReLU | SpikingLeakyReLU, J: torch.Tensor
+) -> torch.Tensor:
     return neuron_type.amplitude * torch.where(J > 0, J, neuron_type.negative_slope * J)
 
 
-def leaky_relu_step(neuron_type, dt, J, state, rng):
+def leaky_relu_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     return leaky_relu(neuron_type, J), {}
 
 
-def spiking_leaky_relu_step(neuron_type, dt, J, state, rng, surrogate=None):
+def spiking_leaky_relu_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+    surrogate: Surrogate | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     voltage = state["voltage"] + torch.where(J > 0, J, neuron_type.negative_slope * J) * dt
     n_spikes = torch.trunc(voltage)
     output = (neuron_type.amplitude / dt) * spike_counts(voltage, n_spikes, surrogate)

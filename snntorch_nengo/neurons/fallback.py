@@ -4,12 +4,20 @@ Runs the type's own numpy ``step`` on detached copies, one batch item at a
 time. It is slow, and no gradient flows through it.
 """
 
-import warnings
+from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import nengo
 import numpy as np
 import torch
 
 from .streams import row_rng
+
+if TYPE_CHECKING:
+    from .streams import RowStreams
 
 _warned = set()
 
@@ -25,7 +33,13 @@ def _warn_once(neuron_type):
         )
 
 
-def fallback_step(neuron_type, dt, J, state, rng):
+def fallback_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Run ``neuron_type.step(dt, J, output, **state)`` for each batch item."""
     _warn_once(neuron_type)
     J_np = J.detach().cpu().numpy()

@@ -1,26 +1,53 @@
 """Rate (non-spiking) neuron types: same math as their ``nengo.neurons`` step."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import nengo
+import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from .streams import RowStreams
 
 
-def rectified_linear_step(neuron_type, dt, J, state, rng):
+
+def rectified_linear_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     rates = torch.clamp(J, min=0.0)
     if neuron_type.amplitude == 1:
         return rates, {}  # the same numbers as 1 * rates, one operation less
     return neuron_type.amplitude * rates, {}
 
 
-def sigmoid_step(neuron_type, dt, J, state, rng):
+def sigmoid_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     return (1.0 / neuron_type.tau_ref) / (1 + torch.exp(-J)), {}
 
 
-def tanh_step(neuron_type, dt, J, state, rng):
+def tanh_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     return (1.0 / neuron_type.tau_ref) * torch.tanh(J), {}
 
 
-def lif_rate(neuron_type, J):
+def lif_rate(neuron_type: nengo.neurons.NeuronType, J: torch.Tensor) -> torch.Tensor:
     """LIF rate curve; zero (with zero gradient) for ``J <= 1``."""
     j = J - 1
     active = j > 0
@@ -33,11 +60,23 @@ def lif_rate(neuron_type, J):
     return torch.where(active, rate, torch.zeros_like(rate))
 
 
-def lif_rate_step(neuron_type, dt, J, state, rng):
+def lif_rate_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     return lif_rate(neuron_type, J), {}
 
 
-def adaptive_lif_rate_step(neuron_type, dt, J, state, rng):
+def adaptive_lif_rate_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     n = state["adaptation"]
     output = lif_rate(neuron_type, J - n)
     n = n + (dt / neuron_type.tau_n) * (neuron_type.inc_n * output - n)

@@ -11,25 +11,50 @@ set to zero, spike counts subtracted) stay non-differentiable, as in snnTorch's
 default detached reset.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
 import nengo
 import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from .streams import RowStreams
+    from .surrogates import Surrogate
 
 
-def spike_counts(voltage, n_spikes, surrogate=None):
+
+def spike_counts(
+    voltage: torch.Tensor, n_spikes: torch.Tensor, surrogate: Surrogate | None = None
+) -> torch.Tensor:
     """``n_spikes`` (a floor/trunc of ``voltage``), with a surrogate gradient."""
     return n_spikes if surrogate is None else surrogate.staircase(voltage, n_spikes)
 
 
-def spiking_rectified_linear_step(neuron_type, dt, J, state, rng, surrogate=None):
+def spiking_rectified_linear_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+    surrogate: Surrogate | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     voltage = state["voltage"] + torch.clamp(J, min=0.0) * dt
     n_spikes = torch.floor(voltage)
     output = (neuron_type.amplitude / dt) * spike_counts(voltage, n_spikes, surrogate)
     return output, {"voltage": voltage - n_spikes}
 
 
-def lif(neuron_type, dt, J, voltage, refractory_time, surrogate=None):
+def lif(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    voltage: torch.Tensor,
+    refractory_time: torch.Tensor,
+    surrogate: Surrogate | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One step of nengo's ``LIF.step``; returns (output, voltage, refractory)."""
     tau_rc = neuron_type.tau_rc
     refractory_time = refractory_time - dt
@@ -59,14 +84,28 @@ def lif(neuron_type, dt, J, voltage, refractory_time, surrogate=None):
     return output, voltage, refractory_time
 
 
-def lif_step(neuron_type, dt, J, state, rng, surrogate=None):
+def lif_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+    surrogate: Surrogate | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     output, voltage, refractory_time = lif(
         neuron_type, dt, J, state["voltage"], state["refractory_time"], surrogate
     )
     return output, {"voltage": voltage, "refractory_time": refractory_time}
 
 
-def adaptive_lif_step(neuron_type, dt, J, state, rng, surrogate=None):
+def adaptive_lif_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+    surrogate: Surrogate | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     n = state["adaptation"]
     output, voltage, refractory_time = lif(
         neuron_type, dt, J - n, state["voltage"], state["refractory_time"], surrogate
@@ -79,7 +118,14 @@ def adaptive_lif_step(neuron_type, dt, J, state, rng, surrogate=None):
     }
 
 
-def izhikevich_step(neuron_type, dt, J, state, rng, surrogate=None):
+def izhikevich_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+    surrogate: Surrogate | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     voltage, recovery = state["voltage"], state["recovery"]
     J = torch.clamp(J, min=-30.0)
 
@@ -108,7 +154,13 @@ def izhikevich_step(neuron_type, dt, J, state, rng, surrogate=None):
 # --- RatesToSpikes types: the input ``J`` is the base type's output rate ---
 
 
-def regular_spiking_step(neuron_type, dt, J, state, rng):
+def regular_spiking_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     voltage = state["voltage"] + dt * J
     n_spikes = torch.floor(voltage)
     output = (neuron_type.amplitude / dt) * n_spikes
@@ -119,7 +171,13 @@ def _from_numpy(array, like):
     return torch.as_tensor(array, device=like.device)
 
 
-def stochastic_spiking_step(neuron_type, dt, J, state, rng):
+def stochastic_spiking_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     negative = neuron_type.negative
     x = dt * (torch.abs(J) if negative else J)
     n_spikes = torch.trunc(x)
@@ -135,7 +193,13 @@ def stochastic_spiking_step(neuron_type, dt, J, state, rng):
     return output, {}
 
 
-def poisson_spiking_step(neuron_type, dt, J, state, rng):
+def poisson_spiking_step(
+    neuron_type: nengo.neurons.NeuronType,
+    dt: float,
+    J: torch.Tensor,
+    state: Mapping[str, torch.Tensor],
+    rng: np.random.RandomState | RowStreams | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     negative = neuron_type.negative
     lam = (torch.abs(J) if negative else J) * dt
     lam = lam.detach().cpu().numpy()

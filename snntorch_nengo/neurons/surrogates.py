@@ -35,6 +35,8 @@ surrogate (the exact spikes, whose derivative is zero). A user's own
 `Surrogate` subclass has none, and trains through the stepped torch path.
 """
 
+from __future__ import annotations
+
 import math
 
 import torch
@@ -70,17 +72,17 @@ class Surrogate:
     #: its id in the fused kernels (`kernel_surrogate`); None: it has no kernel form
     kernel_id = None
 
-    def derivative(self, x):
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
         """The surrogate derivative of the step at ``x`` (a tensor)."""
         raise NotImplementedError
 
-    def heaviside(self, x):
+    def heaviside(self, x: torch.Tensor) -> torch.Tensor:
         """``(x > 0)`` as ``x``'s dtype, differentiable through `derivative`."""
         return self.apply(x, x > 0)
 
     __call__ = heaviside
 
-    def apply(self, x, value):
+    def apply(self, x: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """``value`` (exact, not differentiated) with gradient ``derivative(x)``.
 
         ``value`` is any step function of ``x`` (a spike mask, a spike count) and
@@ -89,7 +91,7 @@ class Surrogate:
         value = value.detach().to(x.dtype)
         return _SurrogateStep.apply(x, value, self)
 
-    def staircase(self, voltage, value):
+    def staircase(self, voltage: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
         """Spike counts ``value = floor(voltage)`` or ``trunc(voltage)``.
 
         The steps sit at ``±1, ±2, ...``; the gradient is the surrogate of the
@@ -124,10 +126,10 @@ class FastSigmoid(Surrogate):
     name = "fast_sigmoid"
     kernel_id = 1
 
-    def __init__(self, slope=25.0):
+    def __init__(self, slope: float = 25.0) -> None:
         self.slope = float(slope)
 
-    def derivative(self, x):
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return 1.0 / (self.slope * torch.abs(x) + 1.0) ** 2
 
     def _params(self):
@@ -143,10 +145,10 @@ class Sigmoid(Surrogate):
     name = "sigmoid"
     kernel_id = 2
 
-    def __init__(self, slope=25.0):
+    def __init__(self, slope: float = 25.0) -> None:
         self.slope = float(slope)
 
-    def derivative(self, x):
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
         s = torch.sigmoid(self.slope * x)
         return self.slope * s * (1 - s)
 
@@ -163,10 +165,10 @@ class ATan(Surrogate):
     name = "atan"
     kernel_id = 3
 
-    def __init__(self, alpha=2.0):
+    def __init__(self, alpha: float = 2.0) -> None:
         self.alpha = float(alpha)
 
-    def derivative(self, x):
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return (self.alpha / 2) / (1 + (math.pi / 2 * self.alpha * x) ** 2)
 
     def _params(self):
@@ -182,12 +184,12 @@ class Triangle(Surrogate):
     name = "triangle"
     kernel_id = 4
 
-    def __init__(self, width=1.0):
+    def __init__(self, width: float = 1.0) -> None:
         if width <= 0:
             raise ValidationError("must be positive", attr="width", obj=self)
         self.width = float(width)
 
-    def derivative(self, x):
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return torch.clamp(1 - torch.abs(x) / self.width, min=0) / self.width
 
     def _params(self):
@@ -203,7 +205,7 @@ class StraightThrough(Surrogate):
     name = "straight_through"
     kernel_id = 5
 
-    def derivative(self, x):
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(x)
 
 
@@ -223,7 +225,7 @@ KERNEL_SURROGATES = (None, FastSigmoid, Sigmoid, ATan, Triangle, StraightThrough
 assert all(c.kernel_id == i for i, c in enumerate(KERNEL_SURROGATES) if c is not None)
 
 
-def kernel_surrogate(surrogate):
+def kernel_surrogate(surrogate: Surrogate | None) -> tuple[int, float] | None:
     """``(kernel id, parameter)`` of ``surrogate`` (None: ``(0, 0.0)``), or None
     when the kernels cannot compute its derivative.
 
@@ -237,7 +239,7 @@ def kernel_surrogate(surrogate):
     return (cls.kernel_id, float(surrogate._kernel_param()))
 
 
-def from_kernel_surrogate(kernel_id, param):
+def from_kernel_surrogate(kernel_id: int, param: float) -> Surrogate | None:
     """The `Surrogate` of a kernel id and parameter (None for id 0)."""
     kernel_id = int(kernel_id)
     if not 0 <= kernel_id < len(KERNEL_SURROGATES):
@@ -254,7 +256,7 @@ def from_kernel_surrogate(kernel_id, param):
     return cls(param)
 
 
-def get_surrogate(spec):
+def get_surrogate(spec: Surrogate | type | str | None) -> Surrogate | None:
     """A `Surrogate` from a setting value: None, a name, a class or an instance."""
     if spec is None or isinstance(spec, Surrogate):
         return spec

@@ -6,11 +6,16 @@ A step has the signature ``y, new_state = step(x, state)`` where ``x`` is
 leading batch dimension. Inputs are never modified.
 """
 
-from typing import NamedTuple
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import numpy as np
 import torch
 from nengo.synapses import LinearFilter, Triangle
+
+if TYPE_CHECKING:
+    from nengo.processes import Process
 
 
 class _Coefficients:
@@ -40,7 +45,9 @@ def _column(v, x):
     return v.reshape((1, -1) + (1,) * (x.dim() - 1))
 
 
-def linear_filter_step(synapse, dt):
+def linear_filter_step(
+    synapse: LinearFilter, dt: float
+) -> Callable[[torch.Tensor, dict], tuple[torch.Tensor, dict]]:
     """Step for a LinearFilter, choosing the same variant as nengo's make_step."""
     A, B, C, D = synapse._get_ss(dt)
     if A.size == 0:  # NoX: passthrough only
@@ -101,7 +108,7 @@ class ScanForm(NamedTuple):
         return len(self.B)
 
 
-def linear_filter_scan_form(synapse, dt) -> ScanForm:
+def linear_filter_scan_form(synapse: LinearFilter, dt: float) -> ScanForm:
     """``synapse``'s step at ``dt`` as a `ScanForm`, the variant nengo's
     make_step (and `linear_filter_step`) picks, with the same state: OneX keeps
     the output itself (its ``b`` is ``C * B``), the others nengo's ``X``."""
@@ -116,7 +123,9 @@ def linear_filter_scan_form(synapse, dt) -> ScanForm:
     return ScanForm(floats(A), floats(B), floats(C), float(D.item()), True)
 
 
-def triangle_step(synapse, dt):
+def triangle_step(
+    synapse: Triangle, dt: float
+) -> Callable[[torch.Tensor, dict], tuple[torch.Tensor, dict]]:
     """Step for nengo's Triangle FIR filter (minimal-multiply form)."""
     n_taps, n0, ndiff = synapse._get_coefficients(dt)
     n0, ndiff = float(n0), float(ndiff)
@@ -135,7 +144,7 @@ def triangle_step(synapse, dt):
     return step_triangle
 
 
-def is_native_synapse(process):
+def is_native_synapse(process: Process) -> bool:
     """Whether ``process`` has a native torch step (see :func:`synapse_step`)."""
     if isinstance(process, LinearFilter):
         return type(process).make_step is LinearFilter.make_step
@@ -144,7 +153,9 @@ def is_native_synapse(process):
     return False
 
 
-def synapse_step(synapse, dt):
+def synapse_step(
+    synapse: Process, dt: float
+) -> Callable[[torch.Tensor, dict], tuple[torch.Tensor, dict]]:
     """Return ``step(x, state) -> (y, new_state)`` for ``synapse`` at ``dt``.
 
     Raises ``TypeError`` for processes without a native step (check first with

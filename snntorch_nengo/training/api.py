@@ -5,8 +5,12 @@ simulator's `NengoModule`) on Lightning Fabric (`.fabric_loop`), or hand it to
 Lightning's `Trainer` when asked for what only the Trainer does.
 """
 
+from __future__ import annotations
+
 import contextlib
 import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +22,12 @@ from ..module import NengoModule
 from . import distributed, tbptt
 from .losses import KNOWN_LOSSES, nan_mse, takes_class_indices
 
+if TYPE_CHECKING:
+    import nengo
+    from lightning.pytorch.callbacks import Callback
+
+    from .lightning import NengoLightningModule
+
 
 class History:
     """Per-epoch values, as Keras' ``History``: ``history.history["loss"]``.
@@ -25,13 +35,13 @@ class History:
     `callback` is the Lightning callback that fills it in.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.history = {}
         self.epoch = []
         self.loop = None  # "fabric" or "trainer": which loop ran the fit
         self.trainer_reason = None  # why the Trainer ran it (None: Fabric)
 
-    def callback(self):
+    def callback(self) -> Callback:
         from lightning.pytorch.callbacks import Callback
 
         history = self
@@ -61,16 +71,22 @@ class TrainingMixin:
 
     # -- parameters
 
-    def parameters(self):
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
         """The trainable tensors (as `torch.nn.Module.parameters`)."""
         return (p for p in self.module.parameters() if p.requires_grad)
 
-    def named_parameters(self):
+    def named_parameters(self) -> Iterator[tuple[str, torch.nn.Parameter]]:
         return ((n, p) for n, p in self.module.named_parameters() if p.requires_grad)
 
     # -- compile / fit / evaluate
 
-    def compile(self, optimizer=None, loss=None, metrics=None, loss_weights=None):
+    def compile(
+        self,
+        optimizer: torch.optim.Optimizer | type | Callable | str | None = None,
+        loss: str | Callable | Mapping[Any, str | Callable | None] | None = None,
+        metrics: Any = None,
+        loss_weights: Mapping[Any, float] | None = None,
+    ) -> None:
         """Choose optimizer, loss(es), metrics and loss weights for `fit`/`evaluate`.
 
         ``loss(prediction, target)`` follows torch's argument order.
@@ -87,7 +103,7 @@ class TrainingMixin:
         )
         self._lightning.configure_optimizers()  # resolve names now: errors early
 
-    def lightning_module(self):
+    def lightning_module(self) -> NengoLightningModule:
         """The `NengoLightningModule` of the last `compile`, for your own Trainer."""
         if getattr(self, "_lightning", None) is None:
             raise SimulationError("call sim.compile(...) first")
@@ -95,21 +111,25 @@ class TrainingMixin:
 
     def fit(
         self,
-        x=None,
-        y=None,
-        n_steps=None,
-        epochs=1,
-        batch_size=None,
-        validation_data=None,
-        stateful=False,
-        callbacks=None,
-        verbose=1,
-        shuffle=True,
-        tbptt_steps=None,
-        ckpt_path=None,
-        loop=None,
-        **trainer_kwargs,
-    ):
+        x: (
+            np.ndarray | torch.Tensor | Mapping[Any, np.ndarray | torch.Tensor] | None
+        ) = None,
+        y: (
+            np.ndarray | torch.Tensor | Mapping[Any, np.ndarray | torch.Tensor] | None
+        ) = None,
+        n_steps: int | None = None,
+        epochs: int = 1,
+        batch_size: int | None = None,
+        validation_data: tuple | None = None,
+        stateful: bool = False,
+        callbacks: Sequence[Any] | None = None,
+        verbose: int = 1,
+        shuffle: bool = True,
+        tbptt_steps: int | None = None,
+        ckpt_path: str | None = None,
+        loop: str | None = None,
+        **trainer_kwargs: Any,
+    ) -> History:
         """Train on inputs ``x`` and targets ``y``; return a Keras-like `History`.
 
         ``x``: dict from input Node (or label) to ``(n, n_steps, d)`` arrays, or
@@ -172,8 +192,19 @@ class TrainingMixin:
         return history
 
     def evaluate(
-        self, x=None, y=None, n_steps=None, stateful=False, verbose=1, loop=None, **kw
-    ):
+        self,
+        x: (
+            np.ndarray | torch.Tensor | Mapping[Any, np.ndarray | torch.Tensor] | None
+        ) = None,
+        y: (
+            np.ndarray | torch.Tensor | Mapping[Any, np.ndarray | torch.Tensor] | None
+        ) = None,
+        n_steps: int | None = None,
+        stateful: bool = False,
+        verbose: int = 1,
+        loop: str | None = None,
+        **kw: Any
+    ) -> dict[str, float]:
         """Losses and metrics on ``x``/``y``: ``{"loss": ..., "<probe>_loss": ...}``.
 
         Runs on Lightning Fabric unless ``kw`` (Trainer arguments, callbacks)
@@ -200,7 +231,16 @@ class TrainingMixin:
             results = trainer.test(lightning_module, dataloaders=loader, verbose=False)
         return {k: float(v) for k, v in results[0].items()}
 
-    def check_gradients(self, x=None, n_steps=1, outputs=None, atol=1e-5, rtol=1e-3):
+    def check_gradients(
+        self,
+        x: (
+            np.ndarray | torch.Tensor | Mapping[Any, np.ndarray | torch.Tensor] | None
+        ) = None,
+        n_steps: int = 1,
+        outputs: Sequence[nengo.Probe] | nengo.Probe | None = None,
+        atol: float = 1e-5,
+        rtol: float = 1e-3,
+    ) -> None:
         """Compare autograd's gradients with finite differences; raise if they differ.
 
         The network runs in float64 and in training mode, on inputs ``x`` (as in

@@ -5,9 +5,20 @@ Each computes its values in `epoch_values`: a `Trainer` logs them from
 them in the `History` without a Trainer.
 """
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 import nengo
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+
+if TYPE_CHECKING:
+    import lightning as L
+
+    from ..module import NengoModule
 
 
 def _loggers(trainer):
@@ -21,15 +32,21 @@ class FiringRateLogger(Callback):
     Node to a ``(batch, n_steps, d)`` array) with the neurons in inference mode.
     """
 
-    def __init__(self, inputs=None, n_steps=10):
+    def __init__(
+        self,
+        inputs: (
+            np.ndarray | torch.Tensor | Mapping[Any, np.ndarray | torch.Tensor] | None
+        ) = None,
+        n_steps: int = 10,
+    ) -> None:
         self.inputs = inputs
         self.n_steps = n_steps
 
-    def on_train_epoch_end(self, trainer, pl_module):
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for name, value in self.epoch_values(pl_module).items():
             pl_module.log(name, value)
 
-    def epoch_values(self, pl_module):
+    def epoch_values(self, pl_module: L.LightningModule) -> dict[str, float]:
         """``{"rate/<ensemble>": mean rate in Hz}`` for this epoch."""
         rates = mean_firing_rates(pl_module.module, self.inputs, self.n_steps)
         return {
@@ -38,7 +55,13 @@ class FiringRateLogger(Callback):
         }
 
 
-def mean_firing_rates(module, inputs=None, n_steps=10):
+def mean_firing_rates(
+    module: NengoModule,
+    inputs: (
+        np.ndarray | torch.Tensor | Mapping[Any, np.ndarray | torch.Tensor] | None
+    ) = None,
+    n_steps: int = 10,
+) -> dict[nengo.Ensemble, float]:
     """``{ensemble: mean rate in Hz}`` of a NengoModule; its state is kept."""
     ensembles = [
         ens
@@ -71,7 +94,7 @@ class ParameterHistogramLogger(Callback):
     loggers it logs each parameter's mean and standard deviation instead.
     """
 
-    def on_train_epoch_end(self, trainer, pl_module):
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for name, param in pl_module.module.named_parameters():
             logged = False
             for logger in _loggers(trainer):
@@ -86,13 +109,13 @@ class ParameterHistogramLogger(Callback):
                     pl_module.log(key, value)
 
     @staticmethod
-    def parameter_values(name, param):
+    def parameter_values(name: str, param: torch.Tensor) -> dict[str, torch.Tensor]:
         return {
             f"param/{name}/mean": param.detach().mean(),
             f"param/{name}/std": param.detach().std(),
         }
 
-    def epoch_values(self, pl_module):
+    def epoch_values(self, pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
         """Each parameter's mean and standard deviation (there is no logger)."""
         values = {}
         for name, param in pl_module.module.named_parameters():

@@ -9,15 +9,22 @@ checkpoint's batch size matches the module's; without that entry (a checkpoint
 of another version) the simulation starts from its initial state.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import torch
 from nengo.exceptions import ValidationError
 
 from ..persistence import state_tensors
 
+if TYPE_CHECKING:
+    from ..module import NengoModule
+
 KEY = "snntorch_nengo"
 
 
-def save_state(module, checkpoint):
+def save_state(module: NengoModule, checkpoint: dict[str, Any]) -> None:
     """Add ``module``'s simulation state to a Lightning ``checkpoint`` dict."""
     checkpoint[KEY] = {
         "state": {
@@ -29,7 +36,7 @@ def save_state(module, checkpoint):
     }
 
 
-def load_state(module, checkpoint):
+def load_state(module: NengoModule, checkpoint: dict[str, Any]) -> None:
     """Restore the simulation state saved by `save_state` (if there is one)."""
     saved = checkpoint.get(KEY)
     if saved is None:

@@ -7,10 +7,13 @@ per process: it must not be broadcast from rank 0 as DDP does by default with
 buffers, since each process simulates different samples.
 """
 
+from __future__ import annotations
+
 import inspect
+from typing import Any
 
 
-def ddp_strategy(fabric=False, **kwargs):
+def ddp_strategy(fabric: bool = False, **kwargs: Any) -> Any:
     """Lightning's ``DDPStrategy`` with per-process simulation state.
 
     ``fabric``: Lightning Fabric's ``DDPStrategy`` (for ``sim.fit``'s Fabric
@@ -45,7 +48,7 @@ _DDP_NAMES = {
 }
 
 
-def resolve_strategy(strategy, fabric=False):
+def resolve_strategy(strategy: Any, fabric: bool = False) -> Any:
     """``strategy`` for ``Trainer`` (or ``Fabric``): DDP names become `ddp_strategy`.
 
     Other strategies are returned as given.

@@ -14,15 +14,26 @@ The `Trainer` still runs ``fit`` when it is asked for something only it does
 `Trainer` arguments. The `History` says which loop ran (``history.loop``).
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from nengo.exceptions import SimulationError
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed
+
+if TYPE_CHECKING:
+    from lightning.fabric import Fabric
+
+    from .api import History
+    from .lightning import NengoLightningModule
+    from ..module import NengoModule
 
 # Trainer arguments that mean the same to Fabric
 FABRIC_KWARGS = frozenset({"accelerator", "devices", "strategy", "num_nodes", "precision", "plugins"})
@@ -31,13 +42,19 @@ FABRIC_KWARGS = frozenset({"accelerator", "devices", "strategy", "num_nodes", "p
 BAR_INTERVAL = 0.5
 
 
-def own_callback_types():
+def own_callback_types() -> tuple[type, ...]:
     from .callbacks import FiringRateLogger, ParameterHistogramLogger
 
     return (FiringRateLogger, ParameterHistogramLogger)
 
 
-def trainer_reason(callbacks=None, ckpt_path=None, tbptt_steps=None, loop=None, **kwargs):
+def trainer_reason(
+    callbacks: Sequence[Any] | None = None,
+    ckpt_path: str | None = None,
+    tbptt_steps: int | None = None,
+    loop: str | None = None,
+    **kwargs: Any
+) -> str | None:
     """Why ``fit``/``evaluate`` needs Lightning's `Trainer`; None if Fabric will do.
 
     ``kwargs`` are the Trainer arguments given to ``fit``/``evaluate``;
@@ -81,7 +98,7 @@ def trainer_reason(callbacks=None, ckpt_path=None, tbptt_steps=None, loop=None, 
     return "; ".join(reasons)
 
 
-def make_fabric(module, kwargs, verbose):
+def make_fabric(module: NengoModule, kwargs: Mapping[str, Any], verbose: int) -> Fabric:
     """A launched `Fabric` for ``module``'s device (Trainer-style defaults)."""
     from lightning.fabric import Fabric
 
@@ -111,7 +128,7 @@ def make_fabric(module, kwargs, verbose):
 _FABRICS = {}
 
 
-def quiet_lightning(verbose):
+def quiet_lightning(verbose: int) -> None:
     """Lightning's info messages only with ``verbose=2``."""
     quiet = logging.WARNING if verbose < 2 else logging.INFO
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
@@ -124,7 +141,9 @@ def quiet_lightning(verbose):
 class Loop:
     """One ``fit`` or ``evaluate`` on Fabric for a `NengoLightningModule`."""
 
-    def __init__(self, lm, fabric_kwargs, verbose=1):
+    def __init__(
+        self, lm: NengoLightningModule, fabric_kwargs: Mapping[str, Any], verbose: int = 1
+    ) -> None:
         self.lm = lm
         self.verbose = verbose
         self.fabric = make_fabric(lm.module, fabric_kwargs, verbose)
@@ -132,7 +151,7 @@ class Loop:
 
     # -- data
 
-    def batches(self, loader, train, epoch):
+    def batches(self, loader: DataLoader, train: bool, epoch: int) -> DataLoader:
         """``loader``'s batches on this process's device (and share, under DDP).
 
         The data move to the device once; each batch is then a view or one
@@ -176,7 +195,14 @@ class Loop:
 
     # -- running
 
-    def fit(self, train, val, epochs, history, callbacks=()):
+    def fit(
+        self,
+        train: DataLoader,
+        val: DataLoader | None,
+        epochs: int,
+        history: History,
+        callbacks: Sequence[Any] = (),
+    ) -> History:
         lm, fabric = self.lm, self.fabric
         self._moved = {}
         module = lm.module
@@ -230,7 +256,7 @@ class Loop:
                 history.history.setdefault(name, []).append(value)
         return history
 
-    def plain(self):
+    def plain(self) -> bool:
         """One process and a precision plugin that changes nothing."""
         from lightning.fabric.plugins import Precision
 
@@ -239,7 +265,7 @@ class Loop:
             and type(self.fabric.strategy.precision) is Precision
         )
 
-    def evaluate(self, loader):
+    def evaluate(self, loader: DataLoader) -> dict[str, float]:
         self._moved = {}
         module = self.lm.module
         if self.plain() and module.device == self.fabric.device:
@@ -250,7 +276,9 @@ class Loop:
                 forward = module
         return self.run_eval(loader, "test", forward, 0)
 
-    def run_eval(self, loader, stage, forward, epoch):
+    def run_eval(
+        self, loader: DataLoader, stage: str, forward: Callable, epoch: int
+    ) -> dict[str, float]:
         """Losses and metrics of ``stage`` (``"val"``, ``"test"``) over ``loader``."""
         from .lightning import STAGES
 

@@ -6,9 +6,12 @@ input Node (``input_nodes`` order), then one target per trained probe
 (``target_probes`` order), each ``(batch, n_steps, d)``.
 """
 
+from __future__ import annotations
+
 import copy
 import functools
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import lightning as L
 import torch
@@ -21,6 +24,9 @@ from . import checkpoint as checkpoint_state, tbptt
 from .losses import resolve_loss
 from .metrics import resolve_metric
 
+if TYPE_CHECKING:
+    import nengo
+
 # Lightning's stages that compute metrics, and the prefix of their logged names
 STAGES = {"train": "", "val": "val_", "test": ""}
 
@@ -32,7 +38,7 @@ OPTIMIZERS = {
 }
 
 
-def probe_names(probes):
+def probe_names(probes: Iterable[nengo.Probe]) -> dict[nengo.Probe, str]:
     """NengoDL's output names: a probe's label, else ``probe``, ``probe_1``, ..."""
     names, unlabeled = {}, 0
     for probe in probes:
@@ -47,7 +53,10 @@ def probe_names(probes):
     return names
 
 
-def resolve_optimizer(optimizer, parameters):
+def resolve_optimizer(
+    optimizer: torch.optim.Optimizer | type | Callable | str | None,
+    parameters: Iterable[torch.Tensor],
+) -> torch.optim.Optimizer:
     """An optimizer instance from an instance, a class/partial, or a name."""
     if optimizer is None:
         optimizer = "adam"
@@ -91,14 +100,14 @@ class EpochMean(torchmetrics.Metric):
 
     full_state_update = False
 
-    def __init__(self):
+    def __init__(self) -> None:
         # each process its own mean, as self.log(sync_dist=False)
         super().__init__(sync_on_compute=False)
         self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
         self.add_state("count", torch.tensor(0), dist_reduce_fx="sum")
         self.stale = True
 
-    def update(self, value, batch_size):
+    def update(self, value: torch.Tensor, batch_size: int) -> None:
         # the same arithmetic as Lightning's accumulation, so the same numbers
         value = value.detach()
         if value.dtype not in (torch.float32, torch.float64):
@@ -106,7 +115,7 @@ class EpochMean(torchmetrics.Metric):
         self.total = self.total + value * batch_size
         self.count = self.count + batch_size
 
-    def compute(self):
+    def compute(self) -> torch.Tensor:
         return self.total / self.count
 
     def __setattr__(self, key, value):
@@ -114,7 +123,7 @@ class EpochMean(torchmetrics.Metric):
         # bookkeeping, as Lightning's own logged-value metric does
         object.__setattr__(self, key, value)
 
-    def reset(self):
+    def reset(self) -> None:
         super().reset()
         self.stale = True
 
@@ -154,16 +163,16 @@ class NengoLightningModule(L.LightningModule):
 
     def __init__(
         self,
-        network=None,
-        module=None,
-        loss="mse",
-        metrics=None,
-        loss_weights=None,
-        optimizer=None,
-        stateful=False,
-        tbptt_steps=None,
-        **module_kwargs,
-    ):
+        network: nengo.Network | None = None,
+        module: NengoModule | None = None,
+        loss: str | Callable | Mapping[Any, str | Callable | None] | None = "mse",
+        metrics: Any = None,
+        loss_weights: Mapping[Any, float] | None = None,
+        optimizer: torch.optim.Optimizer | type | Callable | str | None = None,
+        stateful: bool = False,
+        tbptt_steps: int | None = None,
+        **module_kwargs: Any,
+    ) -> None:
         super().__init__()
         if module is None:
             if network is None:
@@ -209,11 +218,11 @@ class NengoLightningModule(L.LightningModule):
     # -- configuration
 
     @property
-    def input_nodes(self):
+    def input_nodes(self) -> list[nengo.Node]:
         # read every batch: the child module straight from nn.Module's dict
         return self._modules["module"].input_nodes
 
-    def find_probe(self, key, where):
+    def find_probe(self, key: nengo.Probe | str, where: str) -> nengo.Probe:
         if key in self.names:
             return key
         for probe, name in self.names.items():
@@ -248,7 +257,7 @@ class NengoLightningModule(L.LightningModule):
             out = {probe: metrics for probe in self.target_probes}
         return {p: m if isinstance(m, (list, tuple)) else [m] for p, m in out.items()}
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> torch.optim.Optimizer:
         if not isinstance(self._optimizer, torch.optim.Optimizer):
             params = [p for p in self.module.parameters() if p.requires_grad]
             if not params:
@@ -261,10 +270,16 @@ class NengoLightningModule(L.LightningModule):
 
     # -- running
 
-    def forward(self, inputs=None, n_steps=None):
+    def forward(
+        self,
+        inputs: Mapping[nengo.Node, torch.Tensor] | torch.Tensor | None = None,
+        n_steps: int | None = None,
+    ) -> dict[nengo.Probe, torch.Tensor]:
         return self.module(inputs, n_steps=n_steps)
 
-    def split_batch(self, batch):
+    def split_batch(
+        self, batch: Sequence[torch.Tensor]
+    ) -> tuple[dict[nengo.Node, torch.Tensor], dict[nengo.Probe, torch.Tensor]]:
         """``(inputs by node, targets by probe)`` from a batch tuple."""
         batch = list(batch)
         nodes = self.input_nodes
@@ -273,7 +288,11 @@ class NengoLightningModule(L.LightningModule):
         targets = dict(zip(self.target_probes, batch[n_in:]))
         return inputs, targets
 
-    def batch_steps(self, inputs, targets):
+    def batch_steps(
+        self,
+        inputs: Mapping[nengo.Node, torch.Tensor],
+        targets: Mapping[nengo.Probe, torch.Tensor],
+    ) -> int:
         """Steps to run a batch for: its inputs' time axis, else its targets'.
 
         With ``keep_history=False`` probes return (and targets hold) only the
@@ -286,7 +305,12 @@ class NengoLightningModule(L.LightningModule):
             return self.default_steps
         return next(iter(targets.values())).shape[1]
 
-    def run_batch(self, inputs, n_steps, forward=None):
+    def run_batch(
+        self,
+        inputs: Mapping[nengo.Node, torch.Tensor],
+        n_steps: int | None,
+        forward: Callable | None = None,
+    ) -> dict[nengo.Probe, torch.Tensor]:
         """Run one batch from the initial state (or on, when stateful).
 
         ``forward``: what runs the module (the module itself by default; the
@@ -298,7 +322,9 @@ class NengoLightningModule(L.LightningModule):
             module.reset(batch_size=batch_size)
         return (forward or module)(inputs or None, n_steps=n_steps)
 
-    def batch_losses(self, batch, forward=None):
+    def batch_losses(
+        self, batch: Sequence[torch.Tensor], forward: Callable | None = None
+    ) -> BatchLosses:
         """Run one batch and compute its losses: what both training loops share.
 
         Returns a `BatchLosses`: the weighted total, each trained probe's loss,
@@ -312,7 +338,11 @@ class NengoLightningModule(L.LightningModule):
         batch_size = next(iter(targets.values())).shape[0]
         return BatchLosses(total, losses, outputs, targets, batch_size)
 
-    def weighted_losses(self, outputs, targets):
+    def weighted_losses(
+        self,
+        outputs: Mapping[nengo.Probe, torch.Tensor],
+        targets: Mapping[nengo.Probe, torch.Tensor],
+    ) -> tuple[torch.Tensor | float, dict[nengo.Probe, torch.Tensor]]:
         """``(weighted sum, {probe: loss})`` of the trained probes' losses."""
         total, losses = None, {}
         for probe, target in targets.items():
@@ -335,7 +365,12 @@ class NengoLightningModule(L.LightningModule):
         self.update_metrics(result.outputs, result.targets, stage)
         return result.total
 
-    def probe_losses(self, outputs, targets, prefix=""):
+    def probe_losses(
+        self,
+        outputs: Mapping[nengo.Probe, torch.Tensor],
+        targets: Mapping[nengo.Probe, torch.Tensor],
+        prefix: str = "",
+    ) -> torch.Tensor | float:
         """The weighted sum of each probe's loss; each is logged per epoch."""
         batch_size = next(iter(targets.values())).shape[0]
         total, losses = self.weighted_losses(outputs, targets)
@@ -343,7 +378,9 @@ class NengoLightningModule(L.LightningModule):
             self.log_epoch_mean(f"{prefix}{self.names[probe]}_loss", value, batch_size)
         return total
 
-    def log_loss(self, name, value, batch_size, on_step):
+    def log_loss(
+        self, name: str, value: torch.Tensor, batch_size: int, on_step: bool
+    ) -> None:
         """Log a total loss per epoch, and per step if ``on_step`` and it is shown."""
         if on_step and self._log_steps:
             self.log(
@@ -357,7 +394,9 @@ class NengoLightningModule(L.LightningModule):
         else:
             self.log_epoch_mean(name, value, batch_size, prog_bar=True)
 
-    def log_epoch_mean(self, name, value, batch_size, prog_bar=False):
+    def log_epoch_mean(
+        self, name: str, value: torch.Tensor, batch_size: int, prog_bar: bool = False
+    ) -> None:
         """Log the epoch's batch-size-weighted mean of ``value`` under ``name``."""
         key = (self._current_fx_name, name)
         mean = self._epoch_means.get(key)
@@ -383,13 +422,19 @@ class NengoLightningModule(L.LightningModule):
             if where == fx:
                 mean.reset()
 
-    def stage_metrics(self, stage="train"):
+    def stage_metrics(self, stage: str = "train") -> nn.ModuleDict:
         """The metric objects of ``stage``: each stage accumulates its own."""
         return {"train": self.metrics, "val": self.val_metrics}.get(
             stage, self.test_metrics
         )
 
-    def update_metric_states(self, outputs, targets, stage="train", metrics=None):
+    def update_metric_states(
+        self,
+        outputs: Mapping[nengo.Probe, torch.Tensor],
+        targets: Mapping[nengo.Probe, torch.Tensor],
+        stage: str = "train",
+        metrics: nn.ModuleDict | None = None,
+    ) -> nn.ModuleDict:
         """Update the metrics of ``stage`` (or ``metrics``) with one batch.
 
         Nothing is logged.
@@ -401,14 +446,19 @@ class NengoLightningModule(L.LightningModule):
             metric.update(outputs[probe].detach(), targets[probe])
         return metrics
 
-    def update_metrics(self, outputs, targets, stage="train"):
+    def update_metrics(
+        self,
+        outputs: Mapping[nengo.Probe, torch.Tensor],
+        targets: Mapping[nengo.Probe, torch.Tensor],
+        stage: str = "train",
+    ) -> None:
         """Update and log the metrics of ``stage`` (``"train"``, ``"val"``, ``"test"``)."""
         batch_size = next(iter(targets.values())).shape[0]
         prefix = STAGES[stage]
         for key, metric in self.update_metric_states(outputs, targets, stage).items():
             self.log(f"{prefix}{key}", metric, on_epoch=True, batch_size=batch_size)
 
-    def on_fit_start(self):
+    def on_fit_start(self) -> None:
         # NengoModules start in eval mode (Nengo semantics); training behaviour on
         self.train()
         trainer = self.trainer
@@ -418,32 +468,32 @@ class NengoLightningModule(L.LightningModule):
         )
         self._restart_epoch_means("training_step")
 
-    def on_train_epoch_start(self):
+    def on_train_epoch_start(self) -> None:
         self.train()
 
-    def on_validation_start(self):
+    def on_validation_start(self) -> None:
         self._restart_epoch_means("validation_step")
 
-    def on_test_start(self):
+    def on_test_start(self) -> None:
         self._restart_epoch_means("test_step")
 
     @property
-    def automatic_optimization(self):
+    def automatic_optimization(self) -> bool:
         # TBPTT steps the optimizer itself, once per window
         manual = getattr(self, "tbptt_steps", None) is not None
         return not manual and getattr(self, "_automatic_optimization", True)
 
     @automatic_optimization.setter
-    def automatic_optimization(self, value):
+    def automatic_optimization(self, value: bool) -> None:
         self._automatic_optimization = value
 
-    def on_save_checkpoint(self, checkpoint):
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint_state.save_state(self.module, checkpoint)
 
-    def on_load_checkpoint(self, checkpoint):
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint_state.load_state(self.module, checkpoint)
 
-    def training_step(self, batch, batch_idx):
+    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self.tbptt_steps is not None:
             return tbptt.training_step(self, batch, batch_idx)
         loss = self._step(batch, "train", on_step=True)
@@ -455,13 +505,15 @@ class NengoLightningModule(L.LightningModule):
             )
         return loss
 
-    def validation_step(self, batch, batch_idx):
+    def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val", on_step=False)
 
-    def test_step(self, batch, batch_idx):
+    def test_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test", on_step=False)
 
-    def predict_step(self, batch, batch_idx):
+    def predict_step(
+        self, batch: Sequence[torch.Tensor], batch_idx: int
+    ) -> dict[nengo.Probe, torch.Tensor]:
         batch = list(batch)
         inputs = dict(zip(self.input_nodes, batch[: len(self.input_nodes)]))
         n_steps = batch[len(self.input_nodes)].shape[1] if not inputs else None

@@ -1,11 +1,15 @@
 """Losses: torch's argument order ``loss(prediction, target)``, by name or callable."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from nengo.exceptions import ValidationError
 
 
-def nan_mse(prediction, target):
+def nan_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error over the targets that are not NaN (NaN means "no target")."""
     mask = ~torch.isnan(target)
     if not mask.any():
@@ -13,7 +17,9 @@ def nan_mse(prediction, target):
     return F.mse_loss(prediction[mask], target[mask])
 
 
-def flat_targets(prediction, target):
+def flat_targets(
+    prediction: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """NengoDL-shaped ``(batch, n_steps, d)`` pairs as torch's classification shapes.
 
     The one place that reads target shapes for classification (cross entropy,
@@ -55,18 +61,22 @@ class Regularize(torch.nn.Module):
     (``loss={probe: Regularize(order=2, weight=1e-3)}``; pass any target array).
     """
 
-    def __init__(self, order=2, axis=None, weight=1.0):
+    def __init__(
+        self, order: float = 2, axis: int | None = None, weight: float = 1.0
+    ) -> None:
         super().__init__()
         self.order = order
         self.axis = axis
         self.weight = weight
 
-    def forward(self, prediction, target=None):
+    def forward(
+        self, prediction: torch.Tensor, target: torch.Tensor | None = None
+    ) -> torch.Tensor:
         norm = prediction.abs().pow(self.order)
         value = norm.mean() if self.axis is None else norm.sum(self.axis).mean()
         return self.weight * value
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"order={self.order}, axis={self.axis}, weight={self.weight}"
 
 
@@ -82,14 +92,14 @@ class ClassAxisLast(torch.nn.Module):
     ``ignore_index``, ``label_smoothing`` and reduction hold).
     """
 
-    def __init__(self, loss):
+    def __init__(self, loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
         super().__init__()
         self.loss = loss
 
-    def forward(self, prediction, target):
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss(*flat_targets(prediction, target))
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return "" if isinstance(self.loss, torch.nn.Module) else repr(self.loss)
 
 
@@ -97,7 +107,7 @@ _CLASS_INDEX_LOSSES = (torch.nn.CrossEntropyLoss, torch.nn.NLLLoss)
 _CLASS_INDEX_FUNCTIONS = (F.cross_entropy, F.nll_loss)
 
 
-def takes_class_indices(loss):
+def takes_class_indices(loss: Callable) -> bool:
     """Whether a resolved loss accepts ``(batch, n_steps, 1)`` class-index targets."""
     return loss is _cross_entropy or isinstance(loss, ClassAxisLast)
 
@@ -117,7 +127,9 @@ LOSSES = {
 KNOWN_LOSSES = tuple(LOSSES.values()) + (F.mse_loss, F.l1_loss)
 
 
-def resolve_loss(loss, where="loss"):
+def resolve_loss(
+    loss: str | Callable, where: str = "loss"
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A callable ``loss(prediction, target)`` from a name, function or module."""
     if isinstance(loss, str):
         if loss not in LOSSES:

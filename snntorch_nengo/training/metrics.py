@@ -1,5 +1,7 @@
 """Metrics: torchmetrics objects, or names resolved to them."""
 
+from __future__ import annotations
+
 import copy
 
 import torch
@@ -19,12 +21,12 @@ class LastStepAccuracy(torchmetrics.Metric):
     higher_is_better = True
     full_state_update = False
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.add_state("correct", default=torch.tensor(0.0), dist_reduce_fx="sum")
         self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
 
-    def update(self, prediction, target):
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
         logits, labels = flat_targets(prediction[:, -1:], target[:, -1:])
         predicted = logits.argmax(dim=-1)
         if labels.dim() > 1:
@@ -32,7 +34,7 @@ class LastStepAccuracy(torchmetrics.Metric):
         self.correct += (predicted == labels).sum().to(self.correct.dtype)
         self.total += labels.numel()
 
-    def compute(self):
+    def compute(self) -> torch.Tensor:
         return self.correct / self.total.clamp(min=1)
 
 
@@ -54,31 +56,33 @@ class FlatMetric(torchmetrics.Metric):
 
     full_state_update = False
 
-    def __init__(self, metric):
+    def __init__(self, metric: torchmetrics.Metric) -> None:
         super().__init__()
         self.metric = metric
 
     @property
-    def higher_is_better(self):
+    def higher_is_better(self) -> bool | None:
         return self.metric.higher_is_better
 
-    def update(self, prediction, target):
+    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
         self.metric.update(*flat_targets(prediction, target))
 
-    def forward(self, prediction, target):
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         # the wrapped metric keeps the state; Metric.forward would reset this
         # wrapper (and with it the wrapped metric's running totals)
         return self.metric(*flat_targets(prediction, target))
 
-    def compute(self):
+    def compute(self) -> torch.Tensor:
         return self.metric.compute()
 
-    def reset(self):
+    def reset(self) -> None:
         super().reset()
         self.metric.reset()
 
 
-def resolve_metric(metric, where="metrics"):
+def resolve_metric(
+    metric: str | torchmetrics.Metric, where: str = "metrics"
+) -> tuple[str, torchmetrics.Metric]:
     """A fresh `torchmetrics.Metric` from a name or a metric object; its name."""
     if isinstance(metric, str):
         if metric not in METRICS:

@@ -5,6 +5,8 @@ so nothing is downloaded. Each task is a `NengoLightningModule` whose network is
 built from its arguments, so a YAML file in ``configs/`` describes it fully.
 """
 
+from __future__ import annotations
+
 import lightning as L
 import nengo
 import numpy as np
@@ -22,7 +24,9 @@ NEURON_TYPES = {
 }
 
 
-def load_digits(seed=0, test_fraction=0.25):
+def load_digits(
+    seed: int = 0, test_fraction: float = 0.25
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Digits scaled to [0, 1]: ``(x_train, y_train, x_test, y_test)``."""
     from sklearn.datasets import load_digits as sklearn_digits
 
@@ -35,7 +39,9 @@ def load_digits(seed=0, test_fraction=0.25):
     return x[train], y[train], x[test], y[test]
 
 
-def autoencoder_network(n_in=64, n_hidden=16, seed=0):
+def autoencoder_network(
+    n_in: int = 64, n_hidden: int = 16, seed: int = 0
+) -> nengo.Network:
     """The seed tutorial's auto-encoder, set up for training like a deep net."""
     with nengo.Network(seed=seed, label="autoencoder") as net:
         net.inp = nengo.Node(np.zeros(n_in), label="input")
@@ -53,8 +59,13 @@ def autoencoder_network(n_in=64, n_hidden=16, seed=0):
 
 
 def classifier_network(
-    n_in=64, n_hidden=128, n_out=10, neuron_type="lif", amplitude=0.01, seed=0
-):
+    n_in: int = 64,
+    n_hidden: int = 128,
+    n_out: int = 10,
+    neuron_type: str = "lif",
+    amplitude: float = 0.01,
+    seed: int = 0,
+) -> nengo.Network:
     """A two-layer classifier: input -> neurons -> neurons -> linear readout.
 
     ``amplitude`` scales spikes (as NengoDL's examples do) so that rates of a few
@@ -80,7 +91,9 @@ def classifier_network(
 class AutoencoderTask(NengoLightningModule):
     """Train the seed's auto-encoder to reproduce its input."""
 
-    def __init__(self, n_in=64, n_hidden=16, lr=1e-3, seed=0):
+    def __init__(
+        self, n_in: int = 64, n_hidden: int = 16, lr: float = 1e-3, seed: int = 0
+    ) -> None:
         net = autoencoder_network(n_in, n_hidden, seed)
         super().__init__(
             net,
@@ -93,8 +106,13 @@ class DigitsClassifierTask(NengoLightningModule):
     """Train a (spiking) digits classifier; its filtered probe is for inference."""
 
     def __init__(
-        self, n_hidden=128, neuron_type="lif", amplitude=0.01, lr=1e-3, seed=0
-    ):
+        self,
+        n_hidden: int = 128,
+        neuron_type: str = "lif",
+        amplitude: float = 0.01,
+        lr: float = 1e-3,
+        seed: int = 0,
+    ) -> None:
         net = classifier_network(
             n_hidden=n_hidden, neuron_type=neuron_type, amplitude=amplitude, seed=seed
         )
@@ -115,14 +133,16 @@ class DigitsData(L.LightningDataModule):
         Class indices ``(batch, n_steps, 1)`` or the image itself (auto-encoding).
     """
 
-    def __init__(self, batch_size=32, n_steps=1, target="label", seed=0):
+    def __init__(
+        self, batch_size: int = 32, n_steps: int = 1, target: str = "label", seed: int = 0
+    ) -> None:
         super().__init__()
         self.batch_size = batch_size
         self.n_steps = n_steps
         self.target = target
         self.seed = seed
 
-    def setup(self, stage=None):
+    def setup(self, stage: str | None = None) -> None:
         x_train, y_train, x_test, y_test = load_digits(self.seed)
         self.train_set = self._dataset(x_train, y_train)
         self.test_set = self._dataset(x_test, y_test)
@@ -134,10 +154,10 @@ class DigitsData(L.LightningDataModule):
         y = torch.as_tensor(np.repeat(y[:, None, None], self.n_steps, axis=1))
         return TensorDataset(x, y.float())
 
-    def train_dataloader(self):
+    def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
 
-    def val_dataloader(self):
+    def val_dataloader(self) -> DataLoader:
         return DataLoader(self.test_set, batch_size=self.batch_size)
 
     test_dataloader = val_dataloader

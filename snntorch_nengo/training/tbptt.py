@@ -11,10 +11,19 @@ Lightning 2 dropped its built-in ``truncated_bptt_steps``; this follows its
 recommended replacement: manual optimization in ``training_step``.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
 from nengo.exceptions import SimulationError, ValidationError
 
+if TYPE_CHECKING:
+    from .lightning import NengoLightningModule
 
-def check_window(n_steps, tbptt_steps, where="fit"):
+
+def check_window(n_steps: int, tbptt_steps: int, where: str = "fit") -> int:
     """``tbptt_steps`` as an int that divides ``n_steps``, or a clear error."""
     try:
         ok = int(tbptt_steps) == tbptt_steps and tbptt_steps >= 1
@@ -34,7 +43,9 @@ def check_window(n_steps, tbptt_steps, where="fit"):
     return int(tbptt_steps)
 
 
-def training_step(lm, batch, batch_idx):
+def training_step(
+    lm: NengoLightningModule, batch: Sequence[torch.Tensor], batch_idx: int
+) -> torch.Tensor:
     """One batch, window by window; returns the mean window loss (detached)."""
     inputs, targets = lm.split_batch(batch)
     first = next(iter(targets.values()))

@@ -15,12 +15,21 @@ function that advances the operator by one time step on a `.SignalValues`, or a
 functions) start afresh.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from nengo.builder.operator import Operator
 from nengo.exceptions import BuildError
+
+if TYPE_CHECKING:
+    import torch
+    from nengo.builder.signal import Signal
+
+    from ..signals import SignalLayout
 
 
 @dataclass(frozen=True)
@@ -52,8 +61,18 @@ class Step:
 class StepContext:
     """What makers may need: time step, random state, batch size, tensor options."""
 
-    def __init__(self, dt, rng, batch_size, layout, device, dtype, seed, settings=None,
-                 spike_bases=frozenset()) -> None:
+    def __init__(
+        self,
+        dt: float,
+        rng: np.random.RandomState,
+        batch_size: int,
+        layout: SignalLayout,
+        device: torch.device | str | None,
+        dtype: torch.dtype,
+        seed: int | None,
+        settings: dict | None = None,
+        spike_bases: frozenset | set = frozenset(),
+    ) -> None:
         self.dt = dt
         self.rng = rng
         self.batch_size = batch_size
@@ -73,7 +92,7 @@ class StepContext:
             else np.random.SeedSequence([seed % 2**32, 1]).generate_state(1)[0]
         )
 
-    def batched(self, sig) -> bool:
+    def batched(self, sig: Signal) -> bool:
         return self.layout.batched(sig.base)
 
 

@@ -1,6 +1,12 @@
 """Nengo's basic operators: time, reset, copy, products, Python functions, and
 the input nodes' `NodeInput`."""
 
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from nengo.builder.probe import SimProbe
@@ -21,18 +27,24 @@ from ..operators import NodeInput
 from ..signals import sparse_indices
 from . import FOLDED, SCANNED, TIME, OpRegistry, Step
 
+if TYPE_CHECKING:
+    from nengo.builder.signal import Signal
+
+    from ..signals import SignalValues
+    from . import StepContext
+
 
 # rows (batch x steps in a window) from which a product of spikes is event-driven
 SPIKE_ROWS = 256
 
 
-def kernel_ops():
+def kernel_ops() -> ModuleType:
     from ...kernels import ops
 
     return ops
 
 
-def per_sample(tensor, batched, ndim):
+def per_sample(tensor: torch.Tensor, batched: bool, ndim: int) -> torch.Tensor:
     """``tensor`` with per-sample dims left-padded to ``ndim`` (batch dim kept)."""
     shape = tensor.shape[1:] if batched else tensor.shape
     pad = (1,) * (ndim - len(shape))
@@ -40,7 +52,9 @@ def per_sample(tensor, batched, ndim):
 
 
 @OpRegistry.declare(TimeUpdate, window=TIME, lower="time_update")
-def make_time_update(op, ctx):
+def make_time_update(
+    op: TimeUpdate, ctx: StepContext
+) -> Callable[[SignalValues], None]:
     dt = ctx.dt
     step_sig, time_sig = op.step, op.time
 
@@ -53,13 +67,13 @@ def make_time_update(op, ctx):
 
 
 @OpRegistry.declare(SimProbe)
-def make_sim_probe(op, ctx):
+def make_sim_probe(op: SimProbe, ctx: StepContext) -> None:
     """Probes are recorded by the engine after each step; the op only orders."""
     return None
 
 
 @OpRegistry.declare(Reset, window=FOLDED, lower="reset")
-def make_reset(op, ctx):
+def make_reset(op: Reset, ctx: StepContext) -> Callable[[SignalValues], None]:
     value = torch.full(
         op.dst.shape, float(op.value), dtype=ctx.dtype, device=ctx.device
     )
@@ -99,7 +113,7 @@ class _ZeroGradient(torch.autograd.Function):
         return grad, grad.new_zeros(ctx.a_shape)
 
 
-def skip_zero_product(sv, a, y_sig):
+def skip_zero_product(sv: SignalValues, a: torch.Tensor, y_sig: Signal) -> None:
     """``y_sig += a @ 0`` without the product: only ``a``'s zero gradient."""
     if not (a.requires_grad and torch.is_grad_enabled()):
         return
@@ -109,7 +123,7 @@ def skip_zero_product(sv, a, y_sig):
 
 
 @OpRegistry.declare(Copy, window=FOLDED, lower="copy")
-def make_copy(op, ctx):
+def make_copy(op: Copy, ctx: StepContext) -> Callable[[SignalValues], None]:
     src_batched, dst_batched = ctx.batched(op.src), ctx.batched(op.dst)
     src_index = as_index(op.src_slice, op.src.shape)
     dst_index = as_index(op.dst_slice, op.dst.shape)
@@ -146,7 +160,9 @@ def make_copy(op, ctx):
     return step_copy
 
 
-def as_index(sl, shape):
+def as_index(
+    sl: slice | Sequence[int] | np.ndarray | None, shape: tuple[int, ...]
+) -> np.ndarray | None:
     """A list/array slice on a signal's first axis as positive int indices."""
     if sl is None:
         return None
@@ -158,7 +174,9 @@ def as_index(sl, shape):
 
 
 @OpRegistry.declare(ElementwiseInc, window=FOLDED, lower="elementwise_inc")
-def make_elementwise_inc(op, ctx):
+def make_elementwise_inc(
+    op: ElementwiseInc, ctx: StepContext
+) -> Callable[[SignalValues], None]:
     shapes = [(1,) if s.shape == () else s.shape for s in (op.A, op.X, op.Y)]
     ndim = max(len(s) for s in shapes)
     for da, dx, dy in zip(*[(1,) * (ndim - len(s)) + s for s in shapes]):
@@ -215,7 +233,7 @@ def _reshape_to(value, shape, batched):
     return value if value.shape == shape else value.reshape(shape)
 
 
-def sample_dot(a, x):
+def sample_dot(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``np.dot`` semantics for one sample."""
     if a.dim() == 0 or x.dim() == 0:
         return a * x
@@ -225,7 +243,7 @@ def sample_dot(a, x):
 
 
 @OpRegistry.declare(DotInc, window=FOLDED, lower="dot_inc")
-def make_dot_inc(op, ctx):
+def make_dot_inc(op: DotInc, ctx: StepContext) -> Callable[[SignalValues], None]:
     a_batched, x_batched = ctx.batched(op.A), ctx.batched(op.X)
     batched_dot = torch.vmap(
         sample_dot, in_dims=(0 if a_batched else None, 0 if x_batched else None)
@@ -264,7 +282,9 @@ def make_dot_inc(op, ctx):
 
 @OpRegistry.declare(SparseDotInc, window=FOLDED,
                      no_lower="sparse matrix (SparseDotInc)")
-def make_sparse_dot_inc(op, ctx):
+def make_sparse_dot_inc(
+    op: SparseDotInc, ctx: StepContext
+) -> Callable[[SignalValues], None]:
     rows, cols = sparse_indices(op.A.initial_value)
     rows, cols = torch.tensor(rows), torch.tensor(cols)
     n_rows = op.A.shape[0]
@@ -286,7 +306,7 @@ def make_sparse_dot_inc(op, ctx):
 
 
 @OpRegistry.declare(BsrDotInc, window=FOLDED, lower="bsr_dot_inc")
-def make_bsr_dot_inc(op, ctx):
+def make_bsr_dot_inc(op: BsrDotInc, ctx: StepContext) -> Callable[[SignalValues], None]:
     indices = torch.as_tensor(np.asarray(op.indices, dtype=np.int64))
     indptr = np.asarray(op.indptr)
     block_rows = torch.as_tensor(
@@ -326,7 +346,7 @@ def _checked_output(fn, y, shape):
 
 
 @OpRegistry.declare(SimPyFunc, window=SCANNED)
-def make_sim_py_func(op, ctx):
+def make_sim_py_func(op: SimPyFunc, ctx: StepContext) -> Callable[[SignalValues], None]:
     """Python functions run in numpy, once per batch item (once if x is shared)."""
     fn = op.fn
     x_batched = op.x is not None and ctx.batched(op.x)
@@ -353,13 +373,13 @@ def make_sim_py_func(op, ctx):
 
 
 
-def node_input_window(op) -> str:
+def node_input_window(op: NodeInput) -> str:
     """A constant node's output is folded; a node running its own operator scans."""
     return FOLDED if op.original is None else SCANNED
 
 
 @OpRegistry.declare(NodeInput, window=node_input_window, lower="node_input")
-def make_node_input(op, ctx):
+def make_node_input(op: NodeInput, ctx: StepContext) -> Step:
     """The fed data when the node is fed, else the node's own operator (or its
     constant output)."""
     original = op.original

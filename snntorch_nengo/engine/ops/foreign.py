@@ -14,13 +14,21 @@ current value; increments start from zeros and are added, so the other
 operators' increments of the same signal stay.
 """
 
+from __future__ import annotations
+
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from ...utils import to_numpy
 from . import Step
+
+if TYPE_CHECKING:
+    from nengo.builder.operator import Operator
+
+    from . import StepContext
 
 class RowSignals(dict):
     """One batch row's numpy arrays, keyed by signal, as nengo's SignalDict."""
@@ -32,7 +40,7 @@ class RowSignals(dict):
         )
 
 
-def warn_foreign(op) -> None:
+def warn_foreign(op: Operator) -> None:
     """Say that ``op`` runs its numpy step (Python shows it once per type)."""
     warnings.warn(
         f"snntorch_nengo has no torch implementation of operator type "
@@ -42,7 +50,7 @@ def warn_foreign(op) -> None:
     )
 
 
-def make_foreign(op, ctx) -> Step:
+def make_foreign(op: Operator, ctx: StepContext) -> Step:
     """A `Step` running ``op.make_step`` once per batch row on numpy copies."""
     rngs = [ctx.rng] + [
         np.random.RandomState(ctx.batch_rng.randint(np.iinfo(np.int32).max))

@@ -8,12 +8,21 @@ written for ``(..., n)`` vectors and ``(..., post, pre)`` matrices and rely on
 broadcasting. Writes are functional (new tensors), so autograd works.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from nengo.builder.learning_rules import SimBCM, SimOja, SimPES, SimRLS, SimVoja
 from nengo.exceptions import BuildError
 
 from . import OpRegistry
+
+if TYPE_CHECKING:
+    from ..signals import SignalValues
+    from . import StepContext
 
 
 def _outer(a, b):
@@ -27,7 +36,7 @@ def _vector(value, batched):
 
 
 @OpRegistry.declare(SimPES)
-def make_sim_pes(op, ctx):
+def make_sim_pes(op: SimPES, ctx: StepContext) -> Callable[[SignalValues], None]:
     pre_batched, err_batched = ctx.batched(op.pre_filtered), ctx.batched(op.error)
     n_neurons = op.pre_filtered.shape[0]
     alpha = -op.learning_rate * ctx.dt / n_neurons
@@ -41,7 +50,7 @@ def make_sim_pes(op, ctx):
 
 
 @OpRegistry.declare(SimBCM)
-def make_sim_bcm(op, ctx):
+def make_sim_bcm(op: SimBCM, ctx: StepContext) -> Callable[[SignalValues], None]:
     pre_batched = ctx.batched(op.pre_filtered)
     post_batched = ctx.batched(op.post_filtered)
     theta_batched = ctx.batched(op.theta)
@@ -57,7 +66,7 @@ def make_sim_bcm(op, ctx):
 
 
 @OpRegistry.declare(SimOja)
-def make_sim_oja(op, ctx):
+def make_sim_oja(op: SimOja, ctx: StepContext) -> Callable[[SignalValues], None]:
     pre_batched = ctx.batched(op.pre_filtered)
     post_batched = ctx.batched(op.post_filtered)
     alpha = op.learning_rate * ctx.dt
@@ -78,7 +87,7 @@ def make_sim_oja(op, ctx):
 
 
 @OpRegistry.declare(SimVoja)
-def make_sim_voja(op, ctx):
+def make_sim_voja(op: SimVoja, ctx: StepContext) -> Callable[[SignalValues], None]:
     pre_batched = ctx.batched(op.pre_decoded)
     post_batched = ctx.batched(op.post_filtered)
     learn_batched = ctx.batched(op.learning_signal)
@@ -107,7 +116,7 @@ def make_sim_voja(op, ctx):
 
 
 @OpRegistry.declare(SimRLS)
-def make_sim_rls(op, ctx):
+def make_sim_rls(op: SimRLS, ctx: StepContext) -> Callable[[SignalValues], None]:
     r_batched = ctx.batched(op.pre_filtered)
     e_batched = ctx.batched(op.error)
     if op.pre_filtered.ndim != 1 or op.error.ndim != 1:

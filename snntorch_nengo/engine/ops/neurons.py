@@ -12,6 +12,11 @@ in eval mode and when training with a surrogate gradient (the kernels' backward
 pass computes the surrogate the training step would).
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import numpy as np
 from nengo.builder.neurons import SimNeurons
 
@@ -21,9 +26,14 @@ from ...neurons.specs import kernel_spec
 from ...neurons.surrogates import kernel_surrogate
 from . import SCANNED, OpRegistry, Step
 
+if TYPE_CHECKING:
+    import nengo
+
+    from . import StepContext
+
 
 @OpRegistry.declare(SimNeurons, window=SCANNED, lower="sim_neurons")
-def make_sim_neurons(op, ctx):
+def make_sim_neurons(op: SimNeurons, ctx: StepContext) -> Step:
     neuron_type = op.neurons
     update = neuron_step(neuron_type)
     train = training_form(neuron_type, ctx.settings)
@@ -120,7 +130,16 @@ def _backend(J, backward=False):
     return ops.backend(J, backward)
 
 
-def fused_kernel(neuron_type):
+def fused_kernel(
+    neuron_type: nengo.neurons.NeuronType,
+) -> (
+    tuple[
+        Callable,
+        tuple[str, ...],
+        Callable[[nengo.neurons.NeuronType], tuple[float, ...]],
+    ]
+    | None
+):
     """(custom op, state names in its order, params(neuron type)) or None."""
     spec = kernel_spec(neuron_type)
     if spec is None:

@@ -1,5 +1,9 @@
 """SimProcess: synapses natively in torch, other processes through numpy."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from nengo.builder.processes import SimProcess
@@ -11,9 +15,12 @@ from ...utils import to_numpy
 from ..signals import SignalValues
 from . import SCANNED, OpRegistry, Step
 
+if TYPE_CHECKING:
+    from . import StepContext
+
 
 @OpRegistry.declare(SimProcess, window=SCANNED, lower="sim_process")
-def make_sim_process(op, ctx):
+def make_sim_process(op: SimProcess, ctx: StepContext) -> Step:
     # consume the simulator's random state exactly as nengo's SimProcess does, so
     # every process sees the same random sequence as in the reference simulator
     rng = op.process.get_rng(ctx.rng)

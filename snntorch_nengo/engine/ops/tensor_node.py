@@ -5,7 +5,10 @@ the engine; `snntorch_nengo.tensor_node` (the user's `TensorNode`) uses the
 same functions to infer the node's output shape.
 """
 
-from typing import Optional
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from nengo.exceptions import SimulationError
@@ -13,6 +16,12 @@ from torch import nn
 
 from ..operators import SimTensorNode
 from . import SCANNED, OpRegistry
+
+if TYPE_CHECKING:
+    import nengo
+
+    from ..signals import SignalValues
+    from . import StepContext
 
 
 def module_float_tensor(module: nn.Module) -> Optional[torch.Tensor]:
@@ -29,7 +38,7 @@ def module_float_tensor(module: nn.Module) -> Optional[torch.Tensor]:
 class ModuleMode:
     """Temporarily put a module (and its submodules) in train or eval mode."""
 
-    def __init__(self, module, training: Optional[bool]) -> None:
+    def __init__(self, module: Callable, training: Optional[bool]) -> None:
         self.module = module
         self.training = training
         self.saved = None
@@ -45,7 +54,12 @@ class ModuleMode:
             m.training = mode
 
 
-def call_tensor_func(node, t, x, name_errors: bool = True):
+def call_tensor_func(
+    node: nengo.Node,
+    t: torch.Tensor | None,
+    x: torch.Tensor | None,
+    name_errors: bool = True,
+) -> Any:
     """Call ``node.tensor_func`` with the arguments its settings ask for.
 
     A `torch.nn.Module` gets its inputs cast to the float dtype and device of its
@@ -79,7 +93,12 @@ def call_tensor_func(node, t, x, name_errors: bool = True):
         ) from e
 
 
-def check_output(node, y, batch_size: int, error=SimulationError) -> torch.Tensor:
+def check_output(
+    node: nengo.Node,
+    y: object,
+    batch_size: int,
+    error: type[Exception] = SimulationError,
+) -> torch.Tensor:
     """``y`` as ``(batch_size,) + shape_out``, or a clear error naming ``node``.
 
     A leading dimension of 1 broadcasts over the batch (functions of time alone
@@ -117,7 +136,9 @@ def check_output(node, y, batch_size: int, error=SimulationError) -> torch.Tenso
 
 
 @OpRegistry.declare(SimTensorNode, window=SCANNED)
-def make_sim_tensor_node(op: SimTensorNode, ctx):
+def make_sim_tensor_node(
+    op: SimTensorNode, ctx: StepContext
+) -> Callable[[SignalValues], None]:
     """Call the node's torch function on the batched input, once per step.
 
     The input ``(B, size_in)`` is reshaped to ``(B,) + shape_in`` (broadcast over

@@ -15,12 +15,21 @@ the same maths runs with ``torch.nn.functional.conv{1,2,3}d`` and
 asymmetric padding is applied with ``F.pad`` (negative pads crop).
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from nengo.builder.transforms import ConvInc, ConvTransposeInc
 from nengo.exceptions import BuildError
 
 from . import FOLDED, OpRegistry
+
+if TYPE_CHECKING:
+    from ..signals import SignalValues
+    from . import StepContext
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_T = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -102,7 +111,7 @@ def _make_general(op, ctx, apply):
 
 
 @OpRegistry.declare(ConvInc, window=FOLDED)
-def make_conv_inc(op, ctx):
+def make_conv_inc(op: ConvInc, ctx: StepContext) -> Callable[[SignalValues], None]:
     conv, dims = _check(op)
     fn = _CONV[dims]
     in_spatial = conv.input_shape.spatial_shape
@@ -123,7 +132,9 @@ def make_conv_inc(op, ctx):
 
 
 @OpRegistry.declare(ConvTransposeInc, window=FOLDED)
-def make_conv_transpose_inc(op, ctx):
+def make_conv_transpose_inc(
+    op: ConvTransposeInc, ctx: StepContext
+) -> Callable[[SignalValues], None]:
     conv, dims = _check(op)
     if conv.groups != 1:
         raise BuildError(f"{op}: grouped transposed convolution is not supported")

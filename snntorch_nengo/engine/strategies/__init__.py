@@ -19,11 +19,17 @@ All take a `RunRequest` and return a `RunResult`; results are the same up to
 the summation order of the larger matrix products.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import compiled, functional, in_place, windowed
 from ..request import Fallback, RunRequest, RunResult
 from .base import ProbeRecorder
+
+if TYPE_CHECKING:
+    from ..engine import Engine
 
 __all__ = [
     "Choice", "Explanation", "Fallback", "ProbeRecorder", "RunRequest", "RunResult", "STRATEGIES",
@@ -77,7 +83,7 @@ class Explanation:
     __repr__ = __str__
 
 
-def choose(engine, request: RunRequest) -> Choice:
+def choose(engine: Engine, request: RunRequest) -> Choice:
     """The strategy for ``request`` on ``engine``, in order of preference."""
     n = request.n_steps
     if n <= 1:

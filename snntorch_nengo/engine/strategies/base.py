@@ -1,14 +1,21 @@
 """The probe sampling the stepping strategies share."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..signals import SignalValues
+
+if TYPE_CHECKING:
+    from ..engine import Engine
 
 
 class ProbeRecorder:
     """Collects the probes due after each step, as Nengo's ``sample_every`` says."""
 
-    def __init__(self, engine, batch_size: int) -> None:
+    def __init__(self, engine: Engine, batch_size: int) -> None:
         self.engine = engine
         self.batch_size = batch_size
         self.records = {probe: [] for probe in engine.probes}

@@ -5,11 +5,18 @@ For runs without autograd that neither a window nor the in-place program takes
 CUDA the step is compiled with ``mode="reduce-overhead"`` (a CUDA graph).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..signals import SignalValues
 from ..request import RunRequest, RunResult
 from .base import ProbeRecorder
+
+if TYPE_CHECKING:
+    from ..engine import Engine
 
 NAME = "compiled"
 
@@ -19,7 +26,7 @@ class Compiled:
 
     name = NAME
 
-    def run(self, engine, request: RunRequest) -> RunResult:
+    def run(self, engine: Engine, request: RunRequest) -> RunResult:
         batch_size, training, op_steps = request.batch_size, request.training, request.op_steps
         key = (id(op_steps), batch_size, training, tuple(request.feeds))
         on_gpu = any(v.is_cuda for v in request.values.values())
@@ -56,7 +63,7 @@ class Compiled:
                 request.on_step()
         return RunResult(recorder.data(), sv)
 
-    def fallbacks(self, engine, request: RunRequest) -> list:
+    def fallbacks(self, engine: Engine, request: RunRequest) -> list:
         return []
 
 

@@ -5,9 +5,16 @@ The strategy that always applies, and the only one autograd can record through
 writing into them, so the run is an ordinary autograd graph.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ..signals import SignalValues
 from ..request import RunRequest, RunResult
 from .base import ProbeRecorder
+
+if TYPE_CHECKING:
+    from ..engine import Engine
 
 NAME = "functional"
 
@@ -17,7 +24,7 @@ class Functional:
 
     name = NAME
 
-    def run(self, engine, request: RunRequest) -> RunResult:
+    def run(self, engine: Engine, request: RunRequest) -> RunResult:
         sv = SignalValues(
             engine.layout, dict(request.values), request.batch_size,
             feeds=request.feeds, training=request.training,
@@ -33,7 +40,7 @@ class Functional:
                 request.on_step()
         return RunResult(recorder.data(), sv)
 
-    def fallbacks(self, engine, request: RunRequest) -> list:
+    def fallbacks(self, engine: Engine, request: RunRequest) -> list:
         return []
 
 

@@ -6,10 +6,17 @@ compiled (``torch_compile=True``). Operators without an instruction form run
 their ordinary step as a ``CALL``; each is listed as a fallback.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..program import Program
 from ..request import RunRequest, RunResult
+
+if TYPE_CHECKING:
+    from ..engine import Engine
 
 NAME = "in_place"
 
@@ -24,7 +31,7 @@ class InPlace:
 
     name = NAME
 
-    def run(self, engine, request: RunRequest) -> RunResult:
+    def run(self, engine: Engine, request: RunRequest) -> RunResult:
         n_steps, on_step = request.n_steps, request.on_step
         prog = self._program(engine, request)
         data = prog.emit_probe_records(
@@ -42,7 +49,7 @@ class InPlace:
         # reads are cached views: the split afterwards is cheap
         return RunResult(data, prog.sv, list(prog.fallbacks))
 
-    def fallbacks(self, engine, request: RunRequest) -> list:
+    def fallbacks(self, engine: Engine, request: RunRequest) -> list:
         """The operators that would run as CALLs (a program built, not run)."""
         return list(self._program(engine, request).fallbacks)
 

@@ -5,10 +5,17 @@ recurrent connection through a synapse, no learning rule closing a loop) and
 not too many operators. Works with and without autograd.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch
 from nengo.builder.neurons import SimNeurons
 
 from ..request import RunRequest, RunResult
+
+if TYPE_CHECKING:
+    from ..engine import Engine
 
 NAME = "windowed"
 
@@ -23,7 +30,7 @@ MAX_OPERATORS = 256
 CHUNK_ROWS = 4096
 
 
-def unavailable(engine) -> str | None:
+def unavailable(engine: Engine) -> str | None:
     """Why ``engine``'s model cannot run windowed (None when it can).
 
     Decided once per model, before merging: windowed models stay unmerged.
@@ -54,7 +61,7 @@ class Windowed:
 
     name = NAME
 
-    def run(self, engine, request: RunRequest) -> RunResult:
+    def run(self, engine: Engine, request: RunRequest) -> RunResult:
         """One window over thousands of steps makes every intermediate tensor
         tens of megabytes: each operator then streams it from memory (and the
         allocator maps fresh pages for it), which costs more than the
@@ -87,7 +94,7 @@ class Windowed:
             }
         return RunResult(data, result.values, list(fallbacks.values()))
 
-    def fallbacks(self, engine, request: RunRequest) -> list:
+    def fallbacks(self, engine: Engine, request: RunRequest) -> list:
         """Operators stepped inside the window whatever the data (no series form)."""
         return engine.window_plan.static_fallbacks(request.op_steps)
 
