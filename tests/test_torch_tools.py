@@ -109,3 +109,69 @@ def test_torch_export_runs_like_the_module(make, neuron_type):
     expected = model(x)
     assert expected.abs().max() > 0
     torch.testing.assert_close(exported.module()(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def windowed_lif(synapse=nengo.Default, probe_synapse=0.01, seed=0):
+    """A small feed-forward LIF net: Nengo's default synapses between layers."""
+    with nengo.Network(seed=seed) as net:
+        a = nengo.Node(np.zeros(3), label="a")
+        hidden = nengo.Ensemble(12, 3)
+        nengo.Connection(a, hidden, synapse=synapse)
+        out = nengo.Ensemble(8, 1)
+        nengo.Connection(hidden.neurons, out.neurons, synapse=synapse,
+                         transform=np.random.RandomState(seed).uniform(-1, 1, (8, 12)))
+        net.p = nengo.Probe(out.neurons, synapse=probe_synapse)
+        net.p_spikes = nengo.Probe(hidden.neurons)
+    return net
+
+
+def _inputs(n_steps, batch=2, seed=1):
+    return torch.rand(batch, n_steps, 3, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("synapse", [nengo.Default, None])
+def test_torch_compile_windowed_run_has_no_graph_break(synapse):
+    """The windowed path traces as one graph: nothing in it falls back to Python."""
+    net = windowed_lif(synapse=synapse, probe_synapse=0.01 if synapse else None)
+    module = NengoModule(net)
+    with torch.no_grad():
+        explained = torch._dynamo.explain(module)(_inputs(6))
+    assert module.explain().strategy == "windowed"
+    assert [r.reason for r in explained.break_reasons] == []
+    assert explained.graph_break_count == 0 and explained.graph_count == 1
+
+
+def test_torch_compile_equals_eager():
+    """``torch.compile(module)`` (inductor) gives eager's results bit for bit,
+    from a reset and with the state carried over between calls."""
+    net = windowed_lif()
+    module = NengoModule(net)
+    compiled = torch.compile(module)
+    xs = [_inputs(8, seed=k) for k in range(3)]
+    with torch.no_grad():
+        expected = [module(x) for x in xs]
+        module.reset()
+        got = [compiled(x) for x in xs]
+        assert module.n_steps == 24
+    assert module.explain().strategy == "windowed"
+    assert expected[0][net.p].abs().max() > 0
+    for want, out in zip(expected, got):
+        for probe in (net.p, net.p_spikes):
+            assert torch.equal(out[probe], want[probe])
+
+
+def test_torch_compile_carried_state_compiles_twice():
+    """A run starting where the last ended compiles once more (its start step
+    becomes an input), not once per start step."""
+    from torch._dynamo.testing import CompileCounter
+
+    net = windowed_lif()
+    module = NengoModule(net)
+    counter = CompileCounter()
+    compiled = torch.compile(module, backend=counter)
+    with torch.no_grad():
+        for k in range(4):
+            compiled(_inputs(5, seed=k))
+    if not hasattr(torch._dynamo, "patch_dynamo_config"):
+        pytest.skip("this torch cannot read the start step as an input")
+    assert counter.frame_count == 2

@@ -394,8 +394,7 @@ class _WindowRun:
             full = self.series.get(base)
             if base in self.ended:
                 full = self.ended[base].reshape((T * B,) + self.ended[base].shape[2:])
-            n = start_step + np.arange(1, T + 1)
-            keep = np.flatnonzero(n % period(probe) < 1)
+            keep = _sampled_steps(start_step, T, period(probe))
             if full is None:  # the same all window: constant, initial or steady
                 value = SignalValues(layout, {**self.values, **self.steady}, B).read(sig)
                 if not layout.batched(base):
@@ -404,7 +403,11 @@ class _WindowRun:
                 continue
             value = SignalValues(layout, {base: full}, T * B).read(sig)
             value = value.reshape((T, B) + value.shape[1:])
-            data[probe] = value[torch.as_tensor(keep, device=value.device)].transpose(0, 1)
+            if isinstance(keep, range):
+                index = torch.arange(keep.stop, device=value.device)
+            else:
+                index = torch.as_tensor(keep, dtype=torch.int64, device=value.device)
+            data[probe] = value[index].transpose(0, 1)
         return data
 
     def final_state(self) -> SignalValues:
@@ -470,6 +473,17 @@ def _covers(base, ws, views):
         else:
             covered[view.index.numpy()] = True
     return bool(covered.all())
+
+
+def _sampled_steps(start_step, n_steps, period):
+    """The window's steps after which a probe of ``period`` steps samples.
+
+    Python integers, not numpy: torch.compile folds them into constants, where
+    numpy's would become tensors whose count depends on their values.
+    """
+    if period == 1:
+        return range(n_steps)
+    return [t for t in range(n_steps) if (start_step + t + 1) % period < 1]
 
 
 def _fold_broadcast(value, T):
