@@ -166,7 +166,7 @@ def test_torch_compile_carried_state_compiles_twice():
     from torch._dynamo.testing import CompileCounter
 
     net = windowed_lif()
-    module = NengoModule(net)
+    module = NengoModule(net, minibatch_size=2)  # no reset for a new batch size
     counter = CompileCounter()
     compiled = torch.compile(module, backend=counter)
     with torch.no_grad():
