@@ -61,6 +61,13 @@ class NengoModule(nn.Module):
 
     Which run strategy each run takes (`engine.strategies`) is told by
     `explain`.
+
+    ``torch.compile(module)`` traces a windowed run as one graph, with and
+    without autograd; it compiles once per batch size and number of steps
+    (and once more for runs that start where the last ended). Under tracing,
+    input data the same at every step is recognised only as an expanded
+    tensor (stride 0 over time), not by its values, and `torch.no_grad`
+    stands for ``torch.inference_mode``, which torch.compile cannot ask about.
     """
 
     def __init__(
