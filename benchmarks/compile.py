@@ -3,7 +3,8 @@
 The ff_mlp network with Nengo's defaults (784-256-256-10 LIF, the default
 connection synapse, a 0.01 probe filter) runs windowed (`engine.window`): a
 compiled module traces that path as one graph. For each batch size this
-reports the compile time (the first compiled call, less an eager call's time)
+reports the compile time (the first compiled call, less an eager call's time,
+with inductor's caches off: a cold compile)
 and eager and compiled sample-steps per second, timed alternately in this one
 process after warm-up, with their ratio (compiled / eager: above 1 means the
 compiled module is faster). Each call starts from a reset, as ``predict`` does.
@@ -41,7 +42,7 @@ def parse_args(argv=None):
     parser.add_argument("--inputs", action="append",
                         choices=["varying", "held", "copied"],
                         help="input data (repeatable; default varying and held)")
-    parser.add_argument("--reps", type=int, default=5,
+    parser.add_argument("--reps", type=int, default=10,
                         help="timed rounds; the best of each is kept (default 5)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
@@ -104,6 +105,9 @@ def bench(net, probe, kind, batch, args):
 
 def main(args):
     torch.set_num_threads(args.threads)
+    # a cold compile each time: inductor's on-disk caches would serve the
+    # later cases (and later runs of this script) from the earlier ones
+    torch._inductor.config.force_disable_caches = True
     net, _, probe = networks.ff_mlp(nengo_defaults=True)
     rows = []
     for kind in args.inputs:
@@ -126,6 +130,7 @@ if __name__ == "__main__":
         os.environ[var] = str(ARGS.threads)
 
 import torch  # noqa: E402
+import torch._inductor.config  # noqa: E402
 
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))  # for `benchmarks`

@@ -66,8 +66,7 @@ class NengoModule(nn.Module):
     without autograd; it compiles once per batch size and number of steps
     (and once more for runs that start where the last ended). Under tracing,
     input data the same at every step is recognised only as an expanded
-    tensor (stride 0 over time), not by its values, and `torch.no_grad`
-    stands for ``torch.inference_mode``, which torch.compile cannot ask about.
+    tensor (stride 0 over time), not by its values.
     """
 
     def __init__(
@@ -328,8 +327,9 @@ class NengoModule(nn.Module):
                 self.reset(batch_size=batch_size)
         grad = not self.settings["inference_only"] and torch.is_grad_enabled()
         values = self.signal_values().values
-        # torch.compile cannot ask about inference mode (a graph break); traced
-        # runs are told to use torch.no_grad instead (see `torch_compile`)
+        # torch.compile cannot ask about inference mode or tensors (a graph
+        # break): a traced run copies nothing, and afterwards its state counts
+        # as maybe made in inference mode
         traced = torch.compiler.is_compiling()
         inference = not traced and torch.is_inference_mode_enabled()
         if not inference and not traced and self.__dict__.get("_maybe_inference", True):
@@ -361,7 +361,7 @@ class NengoModule(nn.Module):
             base: value.detach() if value.requires_grad else value
             for base, value in self.engine.merged.split(sv, dynamic).items()
         })
-        if inference:
+        if inference or traced:  # (a trace cannot tell whether it made inference tensors)
             self.__dict__["_maybe_inference"] = True
         if not grad and not traced:
             # the key of what is remembered holds tensor ids and versions, which a
