@@ -15,6 +15,7 @@ from .build.model import build_model
 from .engine.engine import Engine, check_steps
 from .engine.request import RunRequest
 from .engine.signals import SignalValues
+from .engine.window import untraced_held_feeds
 
 
 class NengoModule(nn.Module):
@@ -343,6 +344,11 @@ class NengoModule(nn.Module):
             # after a run outside inference mode, none of its state is one
             self.__dict__["_maybe_inference"] = bool(found)
         start_step = self._start_step(traced)
+        if traced and feeds and n_steps > 1 and self.engine.windowed:
+            # whether fed data is the same at every step decides how a window
+            # runs it: a graph cannot branch on values, so it is decided
+            # outside (a graph break before any tensor work)
+            feeds = untraced_held_feeds()(feeds)
         with torch.set_grad_enabled(grad):
             data, sv = self.engine.run(
                 values,

@@ -499,13 +499,40 @@ def _folded_zeros(value, T):
     return value.new_zeros(()).expand((T * value.shape[0],) + value.shape[1:])
 
 
+def held_feeds(feeds: dict) -> dict:
+    """``feeds`` with data the same at every step as one step expanded (stride 0).
+
+    For traced runs (torch.compile), which cannot look at values: they
+    recognise held data by its strides (`_same_every_step`), so this runs
+    before the trace (`untraced_held_feeds`), where eager runs look inside
+    the window. The values are the same either way.
+    """
+    return {
+        node: data[:, :1].expand(data.shape) if _same_every_step(data) else data
+        for node, data in feeds.items()
+    }
+
+
+def untraced_held_feeds():
+    """`held_feeds`, run outside a torch.compile graph (made when first asked,
+    from inside a trace: torch._dynamo is slow to import)."""
+    global _UNTRACED_HELD_FEEDS
+    if _UNTRACED_HELD_FEEDS is None:
+        _UNTRACED_HELD_FEEDS = torch.compiler.disable(held_feeds)
+    return _UNTRACED_HELD_FEEDS
+
+
+_UNTRACED_HELD_FEEDS = None
+
+
 def _same_every_step(data):
     """Whether ``data`` ``(B, T, ...)`` holds the same values at every step."""
     if data.shape[1] == 1 or data.stride(1) == 0:
         return True
     if torch.compiler.is_compiling():
-        # a value-dependent branch cannot be traced (torch.export); "varying"
-        # is right for constant data too, only slower
+        # a value-dependent branch cannot be traced (torch.export; torch.compile
+        # checks before, `held_feeds`); "varying" is right for constant data
+        # too, only slower
         return False
     return torch.equal(
         data, data[:, :1].expand(data.shape)
