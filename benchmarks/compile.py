@@ -10,11 +10,10 @@ process after warm-up, with their ratio (compiled / eager: above 1 means the
 compiled module is faster). Each call starts from a reset, as ``predict`` does.
 
 Inputs: ``varying`` is new random data at every step; ``held`` is one image
-per sample for all steps, as an expanded tensor (stride 0 over time, which the
-window recognises without looking at the values: under tracing it cannot look).
-Data the same at every step but stored as a copy per step is recognised by
-eager runs only (they compare the values), so compiled runs treat it as
-varying; ``--inputs copied`` measures that case.
+per sample for all steps, as an expanded tensor (stride 0 over time); ``copied``
+the same, copied per step. Held data runs once per sample instead of once per
+step; a graph cannot look at values, so compiled runs check copied data before
+their graph (`engine.window.held_feeds`).
 
 Run from the repository root (nengo reads ./nengorc there)::
 
@@ -41,13 +40,13 @@ def parse_args(argv=None):
                         help="batch size (repeatable; default 1 and 32)")
     parser.add_argument("--inputs", action="append",
                         choices=["varying", "held", "copied"],
-                        help="input data (repeatable; default varying and held)")
+                        help="input data (repeatable; default all three)")
     parser.add_argument("--reps", type=int, default=10,
                         help="timed rounds; the best of each is kept (default 5)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args(argv)
     args.batch = args.batch or [1, 32]
-    args.inputs = args.inputs or ["varying", "held"]
+    args.inputs = args.inputs or ["varying", "held", "copied"]
     return args
 
 

@@ -65,9 +65,9 @@ class NengoModule(nn.Module):
 
     ``torch.compile(module)`` traces a windowed run as one graph, with and
     without autograd; it compiles once per batch size and number of steps
-    (and once more for runs that start where the last ended). Under tracing,
-    input data the same at every step is recognised only as an expanded
-    tensor (stride 0 over time), not by its values.
+    (and once more for runs that start where the last ended). Whether fed
+    data is the same at every step is checked before the graph (a graph
+    break with nothing before it), since a graph cannot look at values.
     """
 
     def __init__(
