@@ -500,12 +500,13 @@ def _folded_zeros(value, T):
 
 
 def held_feeds(feeds: dict) -> dict:
-    """``feeds`` with data the same at every step as one step expanded (stride 0).
+    """``feeds``, with data the same at every step replaced by its first step
+    expanded (stride 0 over time).
 
-    For traced runs (torch.compile), which cannot look at values: they
-    recognise held data by its strides (`_same_every_step`), so this runs
-    before the trace (`untraced_held_feeds`), where eager runs look inside
-    the window. The values are the same either way.
+    A window runs such data once per sample (`_WindowRun.feed`). Eager runs
+    compare the values there; a torch.compile graph cannot, and sees only
+    strides, so traced runs call this before their graph
+    (`untraced_held_feeds`). The values are the same either way.
     """
     return {
         node: data[:, :1].expand(data.shape) if _same_every_step(data) else data
@@ -514,8 +515,12 @@ def held_feeds(feeds: dict) -> dict:
 
 
 def untraced_held_feeds():
-    """`held_feeds`, run outside a torch.compile graph (made when first asked,
-    from inside a trace: torch._dynamo is slow to import)."""
+    """`held_feeds`, run outside a torch.compile graph.
+
+    Made on first use, not at import: `torch.compiler.disable` imports
+    torch._dynamo, which takes seconds. (The first trace, which makes it,
+    breaks once more there.)
+    """
     global _UNTRACED_HELD_FEEDS
     if _UNTRACED_HELD_FEEDS is None:
         _UNTRACED_HELD_FEEDS = torch.compiler.disable(held_feeds)
