@@ -19,6 +19,7 @@ from .build.model import build_model
 from .engine.engine import Engine, check_steps
 from .engine.request import RunRequest
 from .engine.signals import SignalValues
+from .engine.window import untraced_held_feeds
 
 if TYPE_CHECKING:
     from nengo.builder import Model
@@ -73,6 +74,12 @@ class NengoModule(nn.Module):
 
     Which run strategy each run takes (`engine.strategies`) is told by
     `explain`.
+
+    ``torch.compile(module)`` traces a windowed run as one graph, with and
+    without autograd; it compiles once per batch size and number of steps
+    (and once more for runs that start where the last ended). Whether fed
+    data is the same at every step is checked before the graph (a graph
+    break with nothing before it), since a graph cannot look at values.
     """
 
     def __init__(
@@ -332,11 +339,20 @@ class NengoModule(nn.Module):
                     attr="inputs",
                     obj=self,
                 )
-            self.reset(batch_size=batch_size)
+            if torch.compiler.is_compiling():
+                # making the step functions (numpy, scipy) is setup, not traced:
+                # it runs eagerly, outside the graph, once per new batch size
+                torch.compiler.disable(self.reset)(batch_size=batch_size)
+            else:
+                self.reset(batch_size=batch_size)
         grad = not self.settings["inference_only"] and torch.is_grad_enabled()
         values = self.signal_values().values
-        inference = torch.is_inference_mode_enabled()
-        if not inference and self.__dict__.get("_maybe_inference", True):
+        # torch.compile cannot ask about inference mode or tensors (a graph
+        # break): a traced run copies nothing, and afterwards its state counts
+        # as maybe made in inference mode
+        traced = torch.compiler.is_compiling()
+        inference = not traced and torch.is_inference_mode_enabled()
+        if not inference and not traced and self.__dict__.get("_maybe_inference", True):
             # state left by a run in inference mode (e.g. Lightning's validation)
             # cannot enter autograd: copy it out
             found = [base for base, value in values.items() if value.is_inference()]
@@ -346,13 +362,19 @@ class NengoModule(nn.Module):
                 values[base] = values[base].clone()
             # after a run outside inference mode, none of its state is one
             self.__dict__["_maybe_inference"] = bool(found)
+        start_step = self._start_step(traced)
+        if traced and feeds and n_steps > 1 and self.engine.windowed:
+            # whether fed data is the same at every step decides how a window
+            # runs it: a graph cannot branch on values, so it is decided
+            # outside (a graph break before any tensor work)
+            feeds = untraced_held_feeds()(feeds)
         with torch.set_grad_enabled(grad):
             data, sv = self.engine.run(
                 values,
                 self._steps,
                 n_steps,
                 batch_size=self.batch_size,
-                start_step=self.n_steps,
+                start_step=start_step,
                 feeds=feeds,
                 on_step=on_step,
                 training=self.learning_phase,
@@ -364,13 +386,29 @@ class NengoModule(nn.Module):
             base: value.detach() if value.requires_grad else value
             for base, value in self.engine.merged.split(sv, dynamic).items()
         })
-        if inference:
+        if inference or traced:  # (a trace cannot tell whether it made inference tensors)
             self.__dict__["_maybe_inference"] = True
-        if not grad:
+        if not grad and not traced:
+            # the key of what is remembered holds tensor ids and versions, which a
+            # trace has not (and remembered tensors would be the trace's)
             self.engine.merged.remember(self._signal_dict(), sv.values, self.batch_size)
-        self.n_steps += n_steps
+        self.n_steps = start_step + n_steps
         self._fresh = False
         return data
+
+    def _start_step(self, traced: bool) -> int:
+        if not traced:
+            return self.n_steps
+        patch = getattr(torch._dynamo, "patch_dynamo_config", None)  # newer torch
+        if patch is None:
+            return self.n_steps
+        # torch.compile takes an integer attribute of an nn.Module for a
+        # constant, compiling `forward` anew for each step count a run starts
+        # at (until its limit of recompilations, then running eagerly): read
+        # as an input instead, it only guards what the run's code asks of it
+        with patch(allow_unspec_int_on_nn_module=True):
+            # (an attribute is looked at when first used: used here, under the patch)
+            return int(self.n_steps)
 
     def explain(
         self, n_steps: int | None = None, grad: bool | None = None

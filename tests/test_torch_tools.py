@@ -109,3 +109,95 @@ def test_torch_export_runs_like_the_module(make, neuron_type):
     expected = model(x)
     assert expected.abs().max() > 0
     torch.testing.assert_close(exported.module()(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def windowed_lif(synapse=nengo.Default, probe_synapse=0.01, seed=0):
+    """A small feed-forward LIF net: Nengo's default synapses between layers."""
+    with nengo.Network(seed=seed) as net:
+        a = nengo.Node(np.zeros(3), label="a")
+        hidden = nengo.Ensemble(12, 3)
+        nengo.Connection(a, hidden, synapse=synapse)
+        out = nengo.Ensemble(8, 1)
+        nengo.Connection(hidden.neurons, out.neurons, synapse=synapse,
+                         transform=np.random.RandomState(seed).uniform(-1, 1, (8, 12)))
+        net.p = nengo.Probe(out.neurons, synapse=probe_synapse)
+        net.p_spikes = nengo.Probe(hidden.neurons)
+    return net
+
+
+def _inputs(n_steps, batch=2, seed=1):
+    return torch.rand(batch, n_steps, 3, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("synapse, fed", [(nengo.Default, True), (nengo.Default, False),
+                                          (None, True)])
+def test_torch_compile_windowed_run_is_one_graph(synapse, fed):
+    """The windowed path traces as one graph: nothing in it falls back to Python.
+
+    The one break is before the graph, where runs with fed data check whether
+    it is the same at every step (`window.held_feeds`), which a graph cannot
+    branch on. (A first call at a new batch size also resets, making the step
+    functions, outside the graph: ``minibatch_size`` leaves that out here.)
+    """
+    from torch._dynamo.utils import counters
+
+    net = windowed_lif(synapse=synapse, probe_synapse=0.01 if synapse else None)
+    module = NengoModule(net, minibatch_size=2)
+    args = (_inputs(6),) if fed else (None, 6)
+    with torch.no_grad():
+        torch._dynamo.explain(module)(*args)  # the first trace makes the check's wrapper
+        module.reset()
+        counters.clear()
+        explained = torch._dynamo.explain(module)(*args)
+    assert module.explain().strategy == "windowed"
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+    breaks = list(counters["graph_break"])
+    if fed:
+        assert len(breaks) == 1 and "held_feeds" in breaks[0], breaks
+    else:
+        assert breaks == []
+
+
+def test_torch_compile_equals_eager():
+    """``torch.compile(module)`` (inductor) gives eager's results bit for bit,
+    from a reset and with the state carried over between calls."""
+    net = windowed_lif()
+    module = NengoModule(net)
+    compiled = torch.compile(module)
+    xs = [_inputs(8, seed=k) for k in range(3)]
+    with torch.no_grad():
+        expected = [module(x) for x in xs]
+        module.reset()
+        got = [compiled(x) for x in xs]
+        assert module.n_steps == 24
+    assert module.explain().strategy == "windowed"
+    assert expected[0][net.p].abs().max() > 0
+    for want, out in zip(expected, got):
+        for probe in (net.p, net.p_spikes):
+            assert torch.equal(out[probe], want[probe])
+
+
+def test_torch_compile_carried_state_compiles_once_more():
+    """A run starting where the last ended compiles once more (its start step
+    becomes an input), not once per start step; data the same at every step,
+    copied per step (checked before the graph), gives eager's results."""
+    from torch._dynamo.testing import CompileCounter
+
+    net = windowed_lif()
+    module = NengoModule(net, minibatch_size=2)  # no reset for a new batch size
+    held = [_inputs(1, seed=k).expand(2, 5, 3).contiguous() for k in range(5)]
+    with torch.no_grad():
+        expected = [module(x)[net.p] for x in held]
+        module.reset()
+        counter = CompileCounter()
+        compiled = torch.compile(module, backend=counter)
+        got = [compiled(held[0])[net.p], compiled(held[1])[net.p]]
+        if not hasattr(torch._dynamo, "patch_dynamo_config"):
+            pytest.skip("this torch cannot read the start step as an input")
+        before = counter.frame_count  # the start step changed: compiled again
+        got += [compiled(x)[net.p] for x in held[2:]]
+    assert counter.frame_count == before
+    assert module.n_steps == 25
+    assert expected[0].abs().max() > 0
+    for want, out in zip(expected, got):
+        assert torch.equal(out, want)

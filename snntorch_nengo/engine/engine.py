@@ -247,10 +247,11 @@ class Engine:
             training,
         )
         choice = choose(self, request)
-        logger.debug(
-            "%d steps (batch %d) run %s: %s", n_steps, batch_size, choice.name,
-            choice.reason,
-        )
+        if not torch.compiler.is_compiling():  # logging breaks a torch.compile graph
+            logger.debug(
+                "%d steps (batch %d) run %s: %s", n_steps, batch_size, choice.name,
+                choice.reason,
+            )
         result = choice.strategy.run(self, request)
         # made into an Explanation when asked for, not at every run
         self._last_run = (choice, n_steps, result.fallbacks)

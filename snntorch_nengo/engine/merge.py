@@ -131,7 +131,8 @@ class MergedSignals:
     ) -> dict[Signal, torch.Tensor]:
         """Merged-base values from the originals' ``values``."""
         cached = getattr(self, "_last", None)
-        if cached is not None and not torch.is_grad_enabled():
+        if (cached is not None and not torch.is_grad_enabled()
+                and not torch.compiler.is_compiling()):
             key = _key(values, batch_size)
             if key is not None and cached[0] == key:
                 return dict(cached[2])

@@ -31,11 +31,15 @@ if TYPE_CHECKING:
 class View:
     """How one signal maps onto its base tensor."""
 
-    __slots__ = ("base", "shape", "kind", "start", "stop", "index", "same_shape")
+    __slots__ = ("base", "base_ndim", "shape", "kind", "start", "stop", "index",
+                 "same_shape")
 
     def __init__(self, sig: Signal) -> None:
         base = sig.base
         self.base = base
+        # kept as an int: a Signal's ndim reads its numpy initial value, on
+        # which torch.compile would guard at every call
+        self.base_ndim = base.ndim
         self.shape = tuple(sig.shape)
         self.start = self.stop = self.index = None
         self.same_shape = self.shape == tuple(base.shape)
@@ -172,7 +176,7 @@ class SignalValues:
         value = self.values[view.base]
         if view.same_shape or sig.sparse:
             return value
-        lead = value.shape[: value.dim() - view.base.ndim]
+        lead = value.shape[: value.dim() - view.base_ndim]
         if view.kind == "full":
             return value.reshape(lead + view.shape)
         flat = value.reshape(lead + (-1,))
@@ -198,7 +202,7 @@ class SignalValues:
                 self.values[base] = current + value if inc else value
             return
         if value.shape != current.shape or not view.same_shape:
-            lead = current.shape[: current.dim() - base.ndim]
+            lead = current.shape[: current.dim() - view.base_ndim]
             value = value.broadcast_to(lead + view.shape)
         zeros = base in self._zeros
         self._zeros.discard(base)

@@ -423,8 +423,7 @@ class _WindowRun:
             full = self.series.get(base)
             if base in self.ended:
                 full = self.ended[base].reshape((T * B,) + self.ended[base].shape[2:])
-            n = start_step + np.arange(1, T + 1)
-            keep = np.flatnonzero(n % period(probe) < 1)
+            keep = _sampled_steps(start_step, T, period(probe))
             if full is None:  # the same all window: constant, initial or steady
                 value = SignalValues(layout, {**self.values, **self.steady}, B).read(sig)
                 if not layout.batched(base):
@@ -433,7 +432,11 @@ class _WindowRun:
                 continue
             value = SignalValues(layout, {base: full}, T * B).read(sig)
             value = value.reshape((T, B) + value.shape[1:])
-            data[probe] = value[torch.as_tensor(keep, device=value.device)].transpose(0, 1)
+            if isinstance(keep, range):
+                index = torch.arange(keep.stop, device=value.device)
+            else:
+                index = torch.as_tensor(keep, dtype=torch.int64, device=value.device)
+            data[probe] = value[index].transpose(0, 1)
         return data
 
     def final_state(self) -> SignalValues:
@@ -501,6 +504,17 @@ def _covers(base, ws, views):
     return bool(covered.all())
 
 
+def _sampled_steps(start_step, n_steps, period):
+    """The window's steps after which a probe of ``period`` steps samples.
+
+    Python integers, not numpy: torch.compile folds them into constants, where
+    numpy's would become tensors whose count depends on their values.
+    """
+    if period == 1:
+        return range(n_steps)
+    return [t for t in range(n_steps) if (start_step + t + 1) % period < 1]
+
+
 def _fold_broadcast(value, T):
     """``(B, *shape)`` repeated over ``T`` steps, folded to ``(T*B, *shape)``."""
     B = value.shape[0]
@@ -514,13 +528,45 @@ def _folded_zeros(value, T):
     return value.new_zeros(()).expand((T * value.shape[0],) + value.shape[1:])
 
 
+def held_feeds(feeds: dict) -> dict:
+    """``feeds``, with data the same at every step replaced by its first step
+    expanded (stride 0 over time).
+
+    A window runs such data once per sample (`_WindowRun.feed`). Eager runs
+    compare the values there; a torch.compile graph cannot, and sees only
+    strides, so traced runs call this before their graph
+    (`untraced_held_feeds`). The values are the same either way.
+    """
+    return {
+        node: data[:, :1].expand(data.shape) if _same_every_step(data) else data
+        for node, data in feeds.items()
+    }
+
+
+def untraced_held_feeds() -> Callable[[dict], dict]:
+    """`held_feeds`, run outside a torch.compile graph.
+
+    Made on first use, not at import: `torch.compiler.disable` imports
+    torch._dynamo, which takes seconds. (The first trace, which makes it,
+    breaks once more there.)
+    """
+    global _UNTRACED_HELD_FEEDS
+    if _UNTRACED_HELD_FEEDS is None:
+        _UNTRACED_HELD_FEEDS = torch.compiler.disable(held_feeds)
+    return _UNTRACED_HELD_FEEDS
+
+
+_UNTRACED_HELD_FEEDS = None
+
+
 def _same_every_step(data):
     """Whether ``data`` ``(B, T, ...)`` holds the same values at every step."""
     if data.shape[1] == 1 or data.stride(1) == 0:
         return True
     if torch.compiler.is_compiling():
-        # a value-dependent branch cannot be traced (torch.export); "varying"
-        # is right for constant data too, only slower
+        # a value-dependent branch cannot be traced (torch.export; torch.compile
+        # checks before, `held_feeds`); "varying" is right for constant data
+        # too, only slower
         return False
     return torch.equal(
         data, data[:, :1].expand(data.shape)
