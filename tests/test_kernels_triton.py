@@ -562,7 +562,12 @@ def test_scan_cuda_dispatch_on_cpu_tensors():
     dtypes the kernel lacks."""
     from snntorch_nengo.kernels import ops
 
+    from snntorch_nengo.kernels import cpp
+
     assert ops.triton_scan() is tk.linear_filter_scan_triton
+    x = torch.zeros(1, 3, dtype=torch.float64)
+    assert ops.scan_backend(x, 2) == ("cpp" if cpp.HAS_SCAN else "reference")
+    assert ops.scan_backend(x.half(), 2) == ops.scan_backend(x, 9) == "reference"
     u, x0, A, B, C, D = _scan_case(2, True, 8, 21, torch.float64, seed=4)
     y0 = torch.randn(21, dtype=torch.float64)
     y, x = ops._cuda_scan(u, x0, A, B, C, D, True, False, y0)

@@ -532,6 +532,18 @@ def _scan_backward(ctx, grad_y, grad_x):
 linear_filter_scan.register_autograd(_scan_backward, setup_context=_scan_setup)
 
 
+def scan_backend(u: Tensor, n_states: int = 1) -> str:
+    """Which implementation `linear_filter_scan` uses (both passes: the backward
+    is the same op) for ``u`` and ``n_states`` states."""
+    if n_states > SCAN_MAX_STATES or u.dtype not in (torch.float32, torch.float64):
+        return "reference"
+    if u.device.type == "cpu":
+        return "cpp" if cpp.HAS_SCAN and cpp.supports(u) else "reference"
+    if u.device.type == "cuda":
+        return "triton" if triton_scan() is not None else "reference"
+    return "reference"
+
+
 def backend(J: Tensor, backward: bool = False) -> str:
     """Which forward (``backward``: backward) implementation the ops use for
     tensors like ``J``."""
@@ -554,5 +566,6 @@ __all__ = [
     "triton_functions",
     "triton_backward_functions",
     "triton_scan",
+    "scan_backend",
     "backend",
 ]
