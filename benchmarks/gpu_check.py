@@ -23,6 +23,14 @@ Run from the repository root on a machine with a CUDA GPU::
    next to a plain device-to-device copy; a BLOCK-size sweep of the Triton LIF
    kernel; and the reference's own time, for the speed-up.
 
+3. The linear filter scan of the synapses (``linear_filter_scan``, Lowpass,
+   Alpha and a General filter with feedthrough): the Triton kernel against the
+   reference on the same device (forward bitwise, the op's backward -- the
+   adjoint scan through the same kernel -- against autograd through the
+   reference), then its time per call, forward and forward + backward, next
+   to the torch reference on the GPU and the C++ kernel on the CPU
+   (``--scan-budget`` seconds at most).
+
 The report (markdown) goes to ``$OUT/gpu_check.md`` (with the raw numbers in
 ``$OUT/gpu_check.json``) when ``OUT`` is set, else to stdout. The exit status is
 0 when every correctness check passed (float64: identical spikes, states equal to
@@ -82,6 +90,10 @@ def parse_args(argv=None):
     p.add_argument(
         "--time-budget", type=float, default=240.0,
         help="seconds the timing part may take; later cases are skipped",
+    )
+    p.add_argument(
+        "--scan-budget", type=float, default=45.0,
+        help="seconds the scan's timing may take; later cases are skipped",
     )
     return p.parse_args(argv)
 
@@ -418,6 +430,165 @@ def run_timing(torch, reference, impls, device, T, sizes, reps, peak,
 
 
 # --------------------------------------------------------------------------
+# linear filter scan (synapses)
+# --------------------------------------------------------------------------
+
+
+def scan_forms():
+    """{name: ScanForm} of the synapses timed: OneX, NoD and General steps."""
+    import nengo
+
+    from snntorch_nengo.synapses import linear_filter_scan_form
+
+    synapses = {
+        "lowpass": nengo.Lowpass(0.005),
+        "alpha": nengo.Alpha(0.004),
+        "general": nengo.LinearFilter([0.4, 1], [0.003, 1]),
+    }
+    return {k: linear_filter_scan_form(v, DT) for k, v in synapses.items()}
+
+
+def _scan_inputs(torch, S, T, N, dtype, device, seed=0):
+    g = torch.Generator(device=device).manual_seed(seed)
+    u = torch.randn(T, N, generator=g, dtype=dtype, device=device)
+    x0 = torch.randn(S, N, generator=g, dtype=dtype, device=device)
+    return u, x0
+
+
+def run_scan_correctness(torch, device, T, N):
+    """The Triton scan against the reference on ``device``: forward, and the
+    op's gradients against autograd through the reference."""
+    from snntorch_nengo.kernels import ops, reference, triton_kernels as tk
+
+    rows = []
+    for name, form in scan_forms().items():
+        for dtype in (torch.float32, torch.float64):
+            row = {"synapse": name, "dtype": str(dtype)[6:], "T": T, "N": N,
+                   "backend": ops.scan_backend(torch.empty(0, dtype=dtype, device=device),
+                                               form.n_states)}
+            try:
+                u, x0 = _scan_inputs(torch, form.n_states, T, N, dtype, device)
+                with torch.no_grad():
+                    want = reference.linear_filter_scan(u, x0, *form)
+                    got = tk.linear_filter_scan_triton(u, x0, *form)
+                row["forward_bitwise"] = all(torch.equal(a, b) for a, b in zip(got, want))
+                row["forward_max_diff"] = max(float((a - b).abs().max())
+                                              for a, b in zip(got, want))
+                leaves = [u.requires_grad_(True), x0.requires_grad_(True)]
+                y, x = ops.linear_filter_scan(*leaves, *form)
+                gy, gx = torch.randn_like(y), torch.randn_like(x)
+                got_g = torch.autograd.grad([y, x], leaves, [gy, gx])
+                with torch.enable_grad():
+                    wy, wx = reference.linear_filter_scan(*leaves, *form)
+                want_g = torch.autograd.grad([wy, wx], leaves, [gy, gx])
+                row["grad_max_rel_diff"] = max(
+                    float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+                    for a, b in zip(got_g, want_g)
+                )
+                tol = 1e-10 if dtype == torch.float64 else 1e-4
+                row["ok"] = bool(row["forward_max_diff"] <= tol * max(
+                    1.0, float(want[0].abs().max())) and row["grad_max_rel_diff"] <= tol)
+            except Exception as e:
+                row.update(ok=False, error=_short(e))
+            rows.append(row)
+    return rows
+
+
+def run_scan_timing(torch, device, T, sizes, reps, peak, deadline, cpu_max_n):
+    """ms per call of the Triton scan (forward; forward + backward through the
+    op), the torch reference on ``device`` and the C++ kernel on the CPU."""
+    from snntorch_nengo.kernels import cpp, ops, reference, triton_kernels as tk
+
+    rows = []
+    for dtype in (torch.float32, torch.float64):
+        for N in sizes:
+            for name, form in scan_forms().items():
+                if name == "general":
+                    continue  # (the same work as alpha's, a step earlier)
+                base = {"synapse": name, "dtype": str(dtype)[6:], "T": T, "N": N}
+                if time.time() > deadline:
+                    rows.append(dict(base, impl="-", error="skipped (--scan-budget)"))
+                    continue
+                log(f"timing scan {name} {str(dtype)[6:]} N={N}")
+                S = form.n_states
+                u, x0 = _scan_inputs(torch, S, T, N, dtype, device, seed=7)
+                nbytes = u.element_size() * (2 * T * N + 2 * S * N)
+
+                def record(impl, seconds, traffic=nbytes):
+                    rows.append(dict(
+                        base, impl=impl, ms=seconds * 1e3, GB_per_s=traffic / seconds / 1e9,
+                        frac_peak=(traffic / seconds / peak) if peak else None))
+
+                def forward_backward():
+                    leaves = [u.detach().requires_grad_(True), x0.detach().requires_grad_(True)]
+                    y, x = ops.linear_filter_scan(*leaves, *form)
+                    torch.autograd.grad([y, x], leaves, [y, x])
+
+                op = f"op fwd+bwd ({ops.scan_backend(u, S)})"
+                cases = [("triton", lambda: tk.linear_filter_scan_triton(u, x0, *form), reps),
+                         # the backward reads and writes as much again
+                         (op, forward_backward, reps)]
+                if device.type == "cuda" or N <= cpu_max_n:
+                    cases.append(("torch reference",
+                                  lambda: reference.linear_filter_scan(u, x0, *form), 1))
+                for impl, fn, n in cases:
+                    try:
+                        with torch.no_grad() if impl != op else _nullcontext():
+                            s = time_call(torch, device, fn, n)
+                    except Exception as e:
+                        rows.append(dict(base, impl=impl, error=_short(e)))
+                        continue
+                    record(impl, s, nbytes * (2 if impl == op else 1))
+                if cpp.HAS_SCAN and N <= cpu_max_n:
+                    uc, xc = u.cpu(), x0.cpu()
+                    cpu = torch.device("cpu")
+                    s = time_call(torch, cpu, lambda: cpp.linear_filter_scan(uc, xc, *form),
+                                  reps)
+                    rows.append(dict(base, impl=f"C++ (CPU, {torch.get_num_threads()} "
+                                     "threads)", ms=s * 1e3,
+                                     GB_per_s=nbytes / s / 1e9, frac_peak=None))
+                    del uc, xc
+                del u, x0
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+    return rows
+
+
+def _nullcontext():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def scan_markdown(corr, timing):
+    lines = ["", "## Linear filter scan (synapses): Triton against the reference", "",
+             "| synapse | dtype | T | N | op backend | forward bitwise | forward max diff "
+             "| gradient max rel. diff | ok |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in corr:
+        if "error" in r:
+            lines.append(f"| {r['synapse']} | {r['dtype']} | {r['T']} | {r['N']} | "
+                         f"{r.get('backend', '-')} | error: {r['error']} | | | **FAIL** |")
+            continue
+        lines.append(
+            f"| {r['synapse']} | {r['dtype']} | {r['T']} | {r['N']} | {r['backend']} "
+            f"| {'yes' if r['forward_bitwise'] else 'no'} | {r['forward_max_diff']:.3g} "
+            f"| {r['grad_max_rel_diff']:.3g} | {'ok' if r['ok'] else '**FAIL**'} |")
+    if timing:
+        lines += ["", f"### Scan time per call (T={timing[0]['T']}; bytes = u read + y "
+                  "written + states, twice for fwd+bwd)", "",
+                  "| synapse | dtype | N | impl | ms/call | GB/s | of peak |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in timing:
+            if "error" in r:
+                lines.append(f"| {r['synapse']} | {r['dtype']} | {r['N']:.0e} | {r['impl']} "
+                             f"| error: {r['error']} | | |")
+                continue
+            lines.append(f"| {r['synapse']} | {r['dtype']} | {r['N']:.0e} | {r['impl']} "
+                         f"| {r['ms']:.3f} | {r['GB_per_s']:.4g} | {_pct(r['frac_peak'])} |")
+    return lines
+
+
+# --------------------------------------------------------------------------
 # report
 # --------------------------------------------------------------------------
 
@@ -426,7 +597,7 @@ def _pct(frac):
     return "-" if frac is None else f"{100 * frac:.1f}%"
 
 
-def markdown(info, corr, corr_cpu, timing):
+def markdown(info, corr, corr_cpu, timing, scan=None):
     lines = ["# gpu_check: fused neuron + lowpass kernels", ""]
     for k, v in info.items():
         lines.append(f"- {k}: {v}")
@@ -502,12 +673,14 @@ def markdown(info, corr, corr_cpu, timing):
                     for (impl, n), ms in sorted(best.items()) if n == r["N"]
                 )
                 lines.append(f"| {r['N']:.0e} | {r['ms']:.1f} | {ups or '-'} |")
+    if scan is not None:
+        lines += scan_markdown(*scan)
     return "\n".join(lines) + "\n"
 
 
-def write_report(info, corr, corr_cpu, timing, raw_timing):
+def write_report(info, corr, corr_cpu, timing, raw_timing, scan=None):
     """The markdown report, also written to $OUT when it is set."""
-    report = markdown(info, corr, corr_cpu, timing)
+    report = markdown(info, corr, corr_cpu, timing, scan)
     out_dir = os.environ.get("OUT")
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
@@ -516,7 +689,8 @@ def write_report(info, corr, corr_cpu, timing, raw_timing):
         with open(os.path.join(out_dir, "gpu_check.json"), "w") as f:
             json.dump({"info": info, "correctness": corr, "correctness_vs_cpu": corr_cpu,
                        "timing": dict(zip(("rows", "block_sweep", "reference", "copy"),
-                                          raw_timing)) if raw_timing else None},
+                                          raw_timing)) if raw_timing else None,
+                       "scan": dict(zip(("correctness", "timing"), scan)) if scan else None},
                       f, indent=1, default=str)
         log(f"wrote {os.path.join(out_dir, 'gpu_check.md')}")
     return report
@@ -593,12 +767,28 @@ def main(argv=None):
             timing = run_timing(torch, reference, impls, device, T, sizes,
                                 args.reps, peak,
                                 deadline=time.time() + args.time_budget)
+    if timing is not None:  # kept if the scan's part is cut short
+        write_report(info, corr, corr_cpu, timing, timing)
+    scan_corr = run_scan_correctness(torch, device, corr_T, corr_N)
+    scan_ok = bool(scan_corr) and all(r["ok"] for r in scan_corr)
+    log(f"scan correctness: {'PASS' if scan_ok else 'FAIL'}")
+    for r in scan_corr:
+        if not r["ok"]:
+            log("  ", r)
+    ok = ok and scan_ok
+    scan_timing = None
+    if not args.no_timing:
+        scan_timing = run_scan_timing(
+            torch, device, T, sizes, 1 if args.cpu_smoke else args.reps, peak,
+            deadline=time.time() + args.scan_budget,
+            cpu_max_n=sizes[-1] if args.cpu_smoke else 100_000,
+        )
     info["result"] = "PASS" if ok else "FAIL"
     info["wall time"] = f"{time.time() - t_start:.0f} s"
     if notes:
         info["notes"] = "; ".join(notes)
 
-    report = write_report(info, corr, corr_cpu, timing, timing)
+    report = write_report(info, corr, corr_cpu, timing, timing, (scan_corr, scan_timing))
     print(report)
     return 0 if ok else 1
 

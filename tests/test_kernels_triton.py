@@ -478,3 +478,167 @@ def test_cuda_backward_matches_reference(kind, dtype):
     sum(o.sum() for o in out).backward()
     torch.library.opcheck(_ops_fn(kind), (J.detach()[:20, :50].requires_grad_(True),
                           *(s.detach()[:50].requires_grad_(True) for s in states), *p, 1, 25.0))
+
+
+# --- the linear filter scan (synapses over a window) ---
+
+
+def _scan_case(S, general, T, N, dtype, seed=0):
+    """Random coefficients of S states (a decaying A) and inputs."""
+    g = torch.Generator().manual_seed(seed)
+    A = (torch.rand(S * S, generator=g, dtype=torch.float64) * 1.2 - 0.6).tolist()
+    B = torch.randn(S, generator=g, dtype=torch.float64).tolist()
+    C = torch.randn(S, generator=g, dtype=torch.float64).tolist()
+    D = float(torch.randn((), generator=g, dtype=torch.float64)) if general or S == 0 else 0.0
+    u = torch.randn(T, N, generator=g, dtype=torch.float64).to(dtype)
+    x0 = torch.randn(S, N, generator=g, dtype=torch.float64).to(dtype)
+    return u, x0, A, B, C, D
+
+
+# (T, N, BLOCK): ragged blocks, one step, the default block
+SCAN_SHAPES = [(9, 37, 16), (1, 5, None), (6, 130, 64)]
+
+
+@pytest.mark.parametrize("S", [0, 1, 2, 3])
+@pytest.mark.parametrize("general", [False, True], ids=["after", "general"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_scan_equals_reference(S, general, dtype):
+    """The same operations in the same order as the reference: the same bits,
+    forwards and in reverse."""
+    for T, N, block in SCAN_SHAPES:
+        u, x0, A, B, C, D = _scan_case(S, general, T, N, dtype, seed=S + 10 * general)
+        for reverse in (False, True):
+            y, x = tk.linear_filter_scan_triton(u, x0, A, B, C, D, general, reverse,
+                                                block=block)
+            assert y.dtype == x.dtype == dtype and x.shape == (S, N)
+            if S == 0:  # nengo's NoX, which the reference leaves to its caller
+                assert torch.equal(y, D * u)
+                continue
+            want_y, want_x = reference.linear_filter_scan(u, x0, A, B, C, D, general,
+                                                          reverse)
+            assert torch.equal(y, want_y), float((y - want_y).abs().max())
+            assert torch.equal(x, want_x)
+
+
+def test_scan_lowpass_equals_the_synapse_step():
+    """nengo's OneX (Lowpass) through its ScanForm, as the window calls it."""
+    import nengo
+
+    from snntorch_nengo.synapses import linear_filter_scan_form
+
+    form = linear_filter_scan_form(nengo.Lowpass(0.01), DT)
+    u = torch.randn(20, 33, dtype=torch.float64)
+    x0 = torch.randn(1, 33, dtype=torch.float64)
+    y, x = tk.linear_filter_scan_triton(u, x0, *form)
+    assert torch.equal(y, reference.linear_filter_scan(u, x0, *form)[0])
+    assert torch.equal(x[0], y[-1])  # OneX: the state is the output
+
+
+@pytest.mark.parametrize("S", [1, 2])
+@pytest.mark.parametrize("general", [False, True], ids=["after", "general"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_scan_backward_equals_reference_autograd(S, general, dtype):
+    """The op's backward on CUDA: this kernel with the adjoint coefficients, back
+    in time, gives autograd's gradients through the reference."""
+    from snntorch_nengo.kernels import ops
+
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for reverse in (False, True):
+        u, x0, A, B, C, D = _scan_case(S, general, 11, 37, dtype, seed=3 + S)
+        gy, gx = torch.randn_like(u), torch.randn_like(x0)
+        leaves = [u.clone().requires_grad_(True), x0.clone().requires_grad_(True)]
+        with torch.enable_grad():
+            y, x = reference.linear_filter_scan(*leaves, A, B, C, D, general, reverse)
+            want = torch.autograd.grad([y, x], leaves, [gy, gx])
+        got = tk.linear_filter_scan_triton(gy, gx, *ops.adjoint_filter(A, B, C, D, general),
+                                           True, not reverse, block=16)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=tol, atol=tol)
+
+
+def test_scan_cuda_dispatch_on_cpu_tensors():
+    """The op's CUDA kernel (run here on CPU tensors, interpreted): the Triton
+    scan with y0 prepended and a held (stride-0) input; the reference for
+    dtypes the kernel lacks."""
+    from snntorch_nengo.kernels import ops
+
+    from snntorch_nengo.kernels import cpp
+
+    assert ops.triton_scan() is tk.linear_filter_scan_triton
+    x = torch.zeros(1, 3, dtype=torch.float64)
+    assert ops.scan_backend(x, 2) == ("cpp" if cpp.HAS_SCAN else "reference")
+    assert ops.scan_backend(x.half(), 2) == ops.scan_backend(x, 9) == "reference"
+    u, x0, A, B, C, D = _scan_case(2, True, 8, 21, torch.float64, seed=4)
+    y0 = torch.randn(21, dtype=torch.float64)
+    y, x = ops._cuda_scan(u, x0, A, B, C, D, True, False, y0)
+    want_y, want_x = reference.linear_filter_scan(u, x0, A, B, C, D, True)
+    assert y.shape == (9, 21) and torch.equal(y[0], y0)
+    assert torch.equal(y[1:], want_y) and torch.equal(x, want_x)
+    held = u[:1].expand(8, 21)
+    assert held.stride(0) == 0
+    y, x = ops._cuda_scan(held, x0, A, B, C, D, True)
+    want_y, want_x = reference.linear_filter_scan(held.contiguous(), x0, A, B, C, D, True)
+    assert torch.equal(y, want_y) and torch.equal(x, want_x)
+    # no steps: a fresh copy of the state
+    y, x = ops._cuda_scan(u[:0], x0, A, B, C, D, True)
+    assert y.shape == (0, 21) and torch.equal(x, x0) and x.data_ptr() != x0.data_ptr()
+    half = ops._cuda_scan(u[:3].half(), x0.half(), A, B, C, D, True)
+    want = reference.linear_filter_scan(u[:3].half(), x0.half(), A, B, C, D, True)
+    for a, b in zip(half, want):
+        assert torch.equal(a, b)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        tk.linear_filter_scan_triton(u.half(), x0.half(), A, B, C, D, True)
+
+
+@pytest.mark.parametrize("S, dtype", [(1, "fp32"), (2, "fp64"), (3, "fp32")])
+def test_scan_compiles_for_cuda(S, dtype):
+    """The scan kernel compiles for sm_90 (no GPU needed), with IEEE operations
+    and no FMA contraction."""
+    try:
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+    except ImportError:
+        pytest.skip("this triton has no ahead-of-time compile API")
+    kernel = tk._kernel(tk._linear_filter_scan_body, interpret=False)
+    constexprs = dict(S=S, BLOCK=256, GENERAL=S == 2,
+                      HAS_D=S == 2)
+    ints = ("T", "N", "U_START", "U_STEP", "Y_START", "Y_STEP")
+    signature = {
+        n: "constexpr" if n in constexprs else "i32" if n in ints else "*" + dtype
+        for n in kernel.arg_names
+    }
+    try:
+        compiled = triton.compile(
+            ASTSource(fn=kernel, signature=signature, constexprs=constexprs),
+            target=GPUTarget("cuda", 90, 32),
+            options={"num_warps": 4, "enable_fp_fusion": False},
+        )
+    except Exception as e:  # noqa: BLE001
+        if "ptxas" in str(e).lower() or "cuda" in type(e).__name__.lower():
+            pytest.skip(f"no CUDA toolchain for ahead-of-time compiling: {e}")
+        raise
+    ptx = compiled.asm["ptx"]
+    assert ".entry" in ptx and "fma" not in ptx
+
+
+@needs_cuda
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_scan_op_matches_reference(dtype):
+    """On CUDA the op runs the compiled scan: bitwise the reference on the same
+    GPU, and its backward (the same kernel) autograd's gradients."""
+    from snntorch_nengo.kernels import ops
+
+    for S, general in ((1, False), (2, True), (3, False)):
+        u, x0, A, B, C, D = _scan_case(S, general, 300, 3001, dtype, seed=S)
+        u, x0 = u.cuda().requires_grad_(True), x0.cuda().requires_grad_(True)
+        y, x = ops.linear_filter_scan(u, x0, A, B, C, D, general)
+        with torch.enable_grad():
+            want_y, want_x = reference.linear_filter_scan(u, x0, A, B, C, D, general)
+        assert torch.equal(y, want_y) and torch.equal(x, want_x)
+        gy, gx = torch.randn_like(y), torch.randn_like(x)
+        got = torch.autograd.grad([y, x], [u, x0], [gy, gx])
+        want = torch.autograd.grad([want_y, want_x], [u, x0], [gy, gx])
+        tol = 1e-10 if dtype == torch.float64 else 1e-4
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=tol, atol=tol)

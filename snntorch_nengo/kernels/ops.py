@@ -403,7 +403,8 @@ def _scan_check(u, x0, A, B, C, y0=None):
     )
 
 
-# the C++ kernel keeps a block's states on its stack: up to this many
+# the C++ kernel keeps a block's states on its stack, the Triton one in
+# registers (unrolled over the states): up to this many
 SCAN_MAX_STATES = 8
 
 
@@ -427,7 +428,8 @@ def linear_filter_scan(
     one step late: ``y[:-1]``, without a copy).
 
     On the CPU the C++ kernel (float32/float64) runs it, bitwise equal to the
-    reference; elsewhere the reference. Its backward pass is the same scan run
+    reference; on CUDA the Triton kernel (float32/float64) when triton imports;
+    elsewhere the reference. Its backward pass is the same scan run
     back in time over the output's gradient (the adjoint filter: ``A``
     transposed, the roles of ``B`` and ``C`` swapped), so it is differentiable
     to any order.
@@ -448,6 +450,25 @@ def _(u, x0, A, B, C, D, general=False, reverse=False, y0=None):
     if cpp.HAS_SCAN and len(B) <= SCAN_MAX_STATES and cpp.supports(u, x0):
         return cpp.linear_filter_scan(u, x0, A, B, C, D, general, reverse, y0)
     return _reference_scan(u, x0, A, B, C, D, general, reverse, y0)
+
+
+def triton_scan() -> Optional[Callable]:
+    """The Triton scan kernel (``linear_filter_scan_triton``), or None (no triton)."""
+    module = _triton_module()
+    return None if module is None else module.linear_filter_scan_triton
+
+
+def _cuda_scan(u, x0, A, B, C, D, general=False, reverse=False, y0=None):
+    # (a named function, so the tests run it on CPU tensors, interpreted)
+    _scan_check(u, x0, A, B, C, y0)
+    scan = triton_scan()
+    if (scan is not None and len(B) <= SCAN_MAX_STATES
+            and u.dtype in (torch.float32, torch.float64)):
+        return scan(u, x0, A, B, C, D, general, reverse, y0)
+    return _reference_scan(u, x0, A, B, C, D, general, reverse, y0)
+
+
+linear_filter_scan.register_kernel("cuda")(_cuda_scan)
 
 
 @linear_filter_scan.register_fake
@@ -511,6 +532,18 @@ def _scan_backward(ctx, grad_y, grad_x):
 linear_filter_scan.register_autograd(_scan_backward, setup_context=_scan_setup)
 
 
+def scan_backend(u: Tensor, n_states: int = 1) -> str:
+    """Which implementation `linear_filter_scan` uses (both passes: the backward
+    is the same op) for ``u`` and ``n_states`` states."""
+    if n_states > SCAN_MAX_STATES or u.dtype not in (torch.float32, torch.float64):
+        return "reference"
+    if u.device.type == "cpu":
+        return "cpp" if cpp.HAS_SCAN and cpp.supports(u) else "reference"
+    if u.device.type == "cuda":
+        return "triton" if triton_scan() is not None else "reference"
+    return "reference"
+
+
 def backend(J: Tensor, backward: bool = False) -> str:
     """Which forward (``backward``: backward) implementation the ops use for
     tensors like ``J``."""
@@ -532,5 +565,7 @@ __all__ = [
     "reference_grads",
     "triton_functions",
     "triton_backward_functions",
+    "triton_scan",
+    "scan_backend",
     "backend",
 ]

@@ -42,6 +42,10 @@ kernel runs:
   off by one ulp); spikes agree unless a voltage lands within a few ulps of the
   threshold (never seen in the tests).
 
+The linear filter scan of the synapses (``linear_filter_scan_triton``, at the
+end of this module) shares the launch helpers; its backward pass is the same
+scan run with the adjoint coefficients.
+
 CPU tensors always run through Triton's interpreter (slow: meant for tests);
 compiled Triton needs CUDA tensors. ``available`` tells whether triton imports.
 
@@ -912,3 +916,174 @@ globals().update({f"{name}_triton": fn for name, fn in KERNELS.items()})
 globals().update(
     {f"_{s.kernel.name}": _wrapper(s, backward=False, block=True) for s in KERNEL_SPECS}
 )
+
+
+# --------------------------------------------------------------------------
+# Linear filter scan (synapses over a window)
+# --------------------------------------------------------------------------
+# `reference.linear_filter_scan` (read its docstring): one program per block of
+# columns, the S states of each column in registers (a tuple of S [BLOCK]
+# vectors, the loops over the states unrolled: S is a compile-time constant), a
+# loop over the T steps inside. Each state and output is summed left to right
+# over the states, with the coefficients rounded to the data's dtype, as the
+# reference and the C++ kernel do (launched without FMA contraction). The
+# backward pass needs no kernel of its own: it is this scan run with the
+# adjoint coefficients (`ops.adjoint_filter`), which the op's autograd calls.
+# The coefficients are one tensor: A (S * S, row-major), B, C, D.
+
+
+def _scan_output(x, ut, c, d, S: tl.constexpr, HAS_D: tl.constexpr):
+    """``C x + D u``, summed in the reference's order (``D u``: only if nonzero)."""
+    if S == 0:  # nengo's NoX: a passthrough
+        y = d * ut
+    else:
+        y = c[0] * x[0]
+        for s in tl.static_range(1, S):
+            y = y + c[s] * x[s]
+        if HAS_D:
+            y = y + d * ut
+    return y
+
+
+def _scan_update(x, ut, a, b, S: tl.constexpr):
+    """``A x + B u``, each state summed in the reference's order."""
+    new = ()
+    for r in tl.static_range(S):
+        acc = a[r * S] * x[0]
+        for s in tl.static_range(1, S):
+            acc = acc + a[r * S + s] * x[s]
+        new = new + (acc + b[r] * ut,)
+    return new
+
+
+if available:
+    _scan_output = _device_function(_scan_output)
+    _scan_update = _device_function(_scan_update)
+
+
+def _linear_filter_scan_body(
+    u_ptr,
+    x0_ptr,
+    y_ptr,
+    x_ptr,
+    c_ptr,
+    T,
+    N,
+    U_START,
+    U_STEP,
+    Y_START,
+    Y_STEP,
+    S: tl.constexpr,
+    BLOCK: tl.constexpr,
+    GENERAL: tl.constexpr,
+    HAS_D: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < N
+    # the coefficients, loaded once (scalars in registers for the whole loop)
+    a = ()
+    for i in tl.static_range(S * S):
+        a = a + (tl.load(c_ptr + i),)
+    b = ()
+    c = ()
+    x = ()
+    for s in tl.static_range(S):
+        b = b + (tl.load(c_ptr + S * S + s),)
+        c = c + (tl.load(c_ptr + S * S + S + s),)
+        x = x + (tl.load(x0_ptr + s * N + offs, mask=mask, other=0.0),)
+    d = tl.load(c_ptr + S * S + 2 * S)
+
+    # (64-bit pointer steps, back in time when reversed: U_STEP, Y_STEP < 0)
+    u_ptrs = u_ptr + offs + U_START
+    y_ptrs = y_ptr + offs + Y_START
+    for _ in range(T):
+        ut = tl.load(u_ptrs, mask=mask, other=0.0)
+        if GENERAL:  # nengo's General: the output before the update
+            y = _scan_output(x, ut, c, d, S, HAS_D)
+            x = _scan_update(x, ut, a, b, S)
+        else:
+            x = _scan_update(x, ut, a, b, S)
+            y = _scan_output(x, ut, c, d, S, HAS_D)
+        tl.store(y_ptrs, y, mask=mask)
+        u_ptrs += U_STEP
+        y_ptrs += Y_STEP
+
+    for s in tl.static_range(S):
+        tl.store(x_ptr + s * N + offs, x[s], mask=mask)
+
+
+@functools.lru_cache(maxsize=64)
+def _scan_coefficients(values, dtype, device):
+    # cached as `_params_tensor`: no host-to-device copy per call
+    return torch.tensor(values, dtype=dtype).to(device)
+
+
+def linear_filter_scan_triton(
+    u: torch.Tensor,
+    x0: torch.Tensor,
+    A,
+    B,
+    C,
+    D: float,
+    general: bool = False,
+    reverse: bool = False,
+    y0: "torch.Tensor | None" = None,
+    *,
+    block: "int | None" = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`reference.linear_filter_scan` (with ``y0``, ``[N]``, as the first row of
+    ``y``, as the op takes it). ``S = len(B)`` may be 0 (nengo's NoX: ``y = D
+    u``). An input expanded over time (stride 0) is read from its one row.
+    Returns ``(y, x_final)``, new tensors."""
+    if not available:
+        raise RuntimeError("linear_filter_scan_triton: triton is not installed")
+    S = len(B)
+    if u.dim() != 2 or tuple(x0.shape) != (S, u.shape[1]) or len(A) != S * S or len(C) != S:
+        raise ValueError(
+            f"linear_filter_scan_triton: u must be [T, N], x0 [S, N] with S = len(B) = "
+            f"{S}, A S * S and C S entries; got u {tuple(u.shape)}, x0 "
+            f"{tuple(x0.shape)}, {len(A)} and {len(C)}"
+        )
+    if u.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"linear_filter_scan_triton: float32 or float64 only, got {u.dtype}")
+    for name, t in (("x0", x0), ("y0", y0)):
+        if t is not None and (t.dtype != u.dtype or t.device != u.device):
+            raise ValueError(
+                f"linear_filter_scan_triton: {name} must have u's dtype and device "
+                f"({u.dtype}, {u.device}), got ({t.dtype}, {t.device})"
+            )
+    T, N = u.shape
+    y = u.new_empty((T + (y0 is not None), N))
+    if y0 is not None:
+        y[0] = y0
+    x = torch.empty_like(x0, memory_format=torch.contiguous_format)
+    if T == 0 or N == 0:  # nothing to run: a fresh copy of the state
+        x.copy_(x0)
+        return y, x
+    if u.stride(1) != 1 and N > 1:
+        u = u.contiguous()
+    u_step = u.stride(0)  # (0 for a held input)
+    interpret = _interpreting(u.device)
+    block = block or _default_block(N, interpret)
+    D = float(D)
+    coefficients = _scan_coefficients(
+        (*map(float, A), *map(float, B), *map(float, C), D), u.dtype, u.device
+    )
+    first = T - 1 if reverse else 0
+    sign = -1 if reverse else 1
+    kernel = _kernel(_linear_filter_scan_body, interpret)
+    kernel[(triton.cdiv(N, block),)](
+        u, x0.contiguous(), y[y.shape[0] - T :], x, coefficients,
+        T, N, first * u_step, sign * u_step, first * N, sign * N,
+        S=S,
+        BLOCK=block,
+        GENERAL=bool(general),
+        HAS_D=D != 0.0,
+        num_warps=max(1, min(8, block // 64)),
+        enable_fp_fusion=False,
+    )
+    return y, x
+
+
+__all__.append("linear_filter_scan_triton")
