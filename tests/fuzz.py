@@ -330,6 +330,8 @@ def _reference_run(g, nudge):
             return g, [sim.data[p] for p in g.probes]
     except FloatingPointError as e:  # e.g. a learning rule that diverges
         raise Invalid(f"the reference overflows ({e})") from e
+    except ValueError as e:  # numpy's Poisson draw refuses a diverged rate
+        raise Invalid(f"the reference fails ({e})") from e
 
 
 def _sim_seed(g):

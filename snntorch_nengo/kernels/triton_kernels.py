@@ -64,6 +64,7 @@ import inspect
 import math
 import os
 import types
+from collections.abc import Sequence
 from typing import Callable
 
 import torch
@@ -1022,9 +1023,9 @@ def _scan_coefficients(values, dtype, device):
 def linear_filter_scan_triton(
     u: torch.Tensor,
     x0: torch.Tensor,
-    A,
-    B,
-    C,
+    A: "Sequence[float]",
+    B: "Sequence[float]",
+    C: "Sequence[float]",
     D: float,
     general: bool = False,
     reverse: bool = False,
