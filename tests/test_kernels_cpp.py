@@ -586,6 +586,22 @@ def test_spike_matmul_equals_dense_product(dtype, M, K, N):
 
 
 @needs_cpp
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("M, K, N", [(40, 256, 256), (9, 37, 70), (3, 5, 3)])
+def test_spike_matmul_of_unit_spikes_is_exact(dtype, M, K, N):
+    """Spikes of height 1 (added unscaled) among others, and the transposed
+    product: small integers, whose sums are exact, give the dense product's bits."""
+    g = torch.Generator().manual_seed(K + N)
+    on = torch.rand(M, K, generator=g) < 0.2
+    height = torch.where(torch.rand(M, K, generator=g) < 0.7, 1.0, -3.0)
+    X = torch.where(on, height, torch.zeros(())).to(dtype)
+    Wt = torch.randint(-8, 9, (K, N), generator=g).to(dtype)
+    G = torch.randint(-8, 9, (M, N), generator=g).to(dtype)
+    assert torch.equal(cpp.spike_matmul(X, Wt, 1.0), X @ Wt)
+    assert torch.equal(cpp.spike_matmul(X.t(), G, 1.0), X.t() @ G)
+
+
+@needs_cpp
 def test_spike_matmul_rejects_bad_inputs():
     with pytest.raises(RuntimeError, match="do not multiply"):
         cpp.spike_matmul(torch.zeros(3, 4), torch.zeros(5, 2), 1.0)
