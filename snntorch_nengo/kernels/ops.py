@@ -277,6 +277,10 @@ def _make_autograd(name):
     def setup_context(ctx, inputs, output):
         tensors, params = _split(name, inputs)
         ctx.save_for_backward(*tensors)
+        # outputs nothing reads (the lowpass sequence when no synapse follows,
+        # the final states) reach backward as None, which the kernels take as
+        # zero, instead of as zero tensors made and then read at every step
+        ctx.set_materialize_grads(False)
         ctx.params = list(_forward_params(name, params))
         ctx.surrogate = _surrogate_args(params)
         ctx.n_args = len(params)
