@@ -513,6 +513,40 @@ def _scan_backward(ctx, grad_y, grad_x):
 linear_filter_scan.register_autograd(_scan_backward, setup_context=_scan_setup)
 
 
+def _records(tensors) -> bool:
+    """Whether autograd would record an op of ``tensors``, or a trace is being
+    made (torch.compile, torch.export), which must see the custom op."""
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return True
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def direct(name: str) -> Callable:
+    """``OPS[name]`` for positional arguments, calling the C++ kernel itself
+    where nothing is recorded (inference): the same kernel without the custom
+    op's dispatch, which costs more than a small window's kernel."""
+    op = OPS[name]
+    n = kernel_spec_named(name).n_tensors()
+
+    def call(*args):
+        tensors = args[:n]
+        if _records(tensors) or not cpp.supports(*tensors):
+            return op(*args)
+        _check(name, tensors)
+        kernel = getattr(torch.ops.snntorch_nengo_cpp, name)
+        return tuple(kernel(*tensors, *_forward_params(name, args[n:])))
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def spike_product(X: Tensor, Wt: Tensor) -> Tensor:
+    """`spike_matmul`, calling the C++ kernel itself where nothing is recorded."""
+    if _records((X, Wt)) or not cpp.supports(X, Wt):
+        return spike_matmul(X, Wt)
+    return cpp.spike_matmul(X, Wt, SPIKE_DENSITY)
+
+
 def backend(J: Tensor, backward: bool = False) -> str:
     """Which forward (``backward``: backward) implementation the ops use for
     tensors like ``J``."""
@@ -528,6 +562,8 @@ __all__ = [
     "OPS",
     *OPS,
     "fused_lowpass_backward",
+    "direct",
+    "spike_product",
     "spike_matmul",
     "linear_filter_scan",
     "adjoint_filter",

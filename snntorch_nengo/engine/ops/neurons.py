@@ -131,7 +131,7 @@ def fused_kernel(neuron_type):
         return None
     # decay 0: the fused lowpass output equals the spikes and is not used
     return (
-        ops.OPS[spec.kernel.name],
+        ops.direct(spec.kernel.name),
         spec.states,
         lambda n: spec.param_values(n) + (0.0,),
     )
