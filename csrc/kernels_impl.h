@@ -345,17 +345,18 @@ inline void run_block(
     filtered[k] = load(a.filtered_in + off, k);
   }
   constexpr int kBlockBytes = kVecs * W * int(sizeof(T));
+  const int64_t j_row = a.j_held ? 0 : a.n;  // elements between J's rows
   for (int64_t t = 0; t < a.steps; ++t) {
     const int64_t row = t * a.n + n0;
     if (t + kPrefetchSteps < a.steps) {
       const int64_t ahead = row + kPrefetchSteps * a.n;
-      prefetch_lines<false>(a.J + ahead, kBlockBytes);
+      if (!a.j_held) prefetch_lines<false>(a.J + ahead, kBlockBytes);
       prefetch_lines<true>(a.output + ahead, kBlockBytes);
       prefetch_lines<true>(a.filtered_seq + ahead, kBlockBytes);
     }
     for (int k = 0; k < n_vecs; ++k) {
       const int64_t off = row + k * W;
-      Vec output = neuron(load(a.J + off, k), state[k]);
+      Vec output = neuron(load(a.J + t * j_row + n0 + k * W, k), state[k]);
       // nengo's OneX lowpass: decay * filtered + (1 - decay) * output
       filtered[k] = decay * filtered[k] + one_minus_decay * output;
       store(output, a.output + off, k);
