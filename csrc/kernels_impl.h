@@ -384,17 +384,18 @@ inline void run_block(
     filtered[k] = lanes.load(a.filtered_in + off, k);
   }
   constexpr int kBlockBytes = kVecs * W * int(sizeof(T));
+  const int64_t j_row = a.j_held ? 0 : a.n;  // elements between J's rows
   for (int64_t t = 0; t < a.steps; ++t) {
     const int64_t row = t * a.n + n0;
     if (t + kPrefetchSteps < a.steps) {
       const int64_t ahead = row + kPrefetchSteps * a.n;
-      prefetch_lines<false>(a.J + ahead, kBlockBytes);
+      if (!a.j_held) prefetch_lines<false>(a.J + ahead, kBlockBytes);
       prefetch_lines<true>(a.output + ahead, kBlockBytes);
       prefetch_lines<true>(a.filtered_seq + ahead, kBlockBytes);
     }
     for (int k = 0; k < n_vecs; ++k) {
       const int64_t off = row + k * W;
-      Vec output = neuron(lanes.load(a.J + off, k), state[k]);
+      Vec output = neuron(lanes.load(a.J + t * j_row + n0 + k * W, k), state[k]);
       // nengo's OneX lowpass: decay * filtered + (1 - decay) * output
       filtered[k] = decay * filtered[k] + one_minus_decay * output;
       lanes.store(output, a.output + off, k);
@@ -611,37 +612,76 @@ void relu_backward_entry(const BackwardArgs<T>& a, const SpikingReluParams& p) {
   run_backward(a, SpikingRelu<T>(p), p.decay);
 }
 
+// The nonzero entries of X (NaN counts as nonzero, -0 as zero, as `x != 0`),
+// a vector compare per Vec::size() entries.
+template <typename T>
+inline int64_t count_nonzero(const T* X, int64_t size) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  int64_t zeros = 0, i = 0;
+  for (; i + W <= size; i += W) {
+    zeros += __builtin_popcount(static_cast<unsigned>(Vec::loadu(X + i).zero_mask()));
+  }
+  int64_t nnz = (i - zeros);
+  for (; i < size; ++i) nnz += X[i] != T(0);
+  return nnz;
+}
+
+// The positions k of x's nonzero entries, in increasing order, into idx;
+// returns their number. A row of spikes is mostly zeros: one vector compare
+// per Vec::size() entries, then one step per nonzero (not per entry).
+template <typename T>
+inline int64_t nonzero_positions(const T* x, int64_t K, int64_t* idx) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t W = Vec::size();
+  constexpr unsigned kLanes = (1u << W) - 1u;
+  int64_t n = 0, k = 0;
+  for (; k + W <= K; k += W) {
+    unsigned bits = ~static_cast<unsigned>(Vec::loadu(x + k).zero_mask()) & kLanes;
+    while (bits) {
+      idx[n++] = k + __builtin_ctz(bits);
+      bits &= bits - 1u;
+    }
+  }
+  for (; k < K; ++k) {  // branch-free over the last entries
+    idx[n] = k;
+    n += x[k] != T(0);
+  }
+  return n;
+}
+
 // Event-driven product: each row of Y sums the rows of Wt picked by the
 // nonzero entries of X's row (spikes: most entries are zero), scaled by them,
 // in order of k. A first pass counts X's nonzeros; above max_density of
 // M * K it returns false without writing Y (a dense product is faster then).
-// Rows are independent and run in parallel.
+// Rows are independent and run in parallel. An entry of exactly 1 (spikes of
+// height 1) adds its row of Wt without the product, which is that row's bits.
 template <typename T>
 bool spike_matmul(const T* X, const T* Wt, T* Y, int64_t M, int64_t K, int64_t N,
                   double max_density, int num_threads) {
   using Vec = Vectorized<T>;
   constexpr int64_t W = Vec::size();
   constexpr int kTile = 8;  // vectors of a Y row accumulated in registers
-  int64_t nnz = 0;
-  for (int64_t i = 0; i < M * K; ++i) nnz += X[i] != T(0);
+  const int64_t nnz = count_nonzero(X, M * K);
   if (static_cast<double>(nnz) > max_density * static_cast<double>(M * K)) return false;
 
   auto row = [&](int64_t m, int64_t* idx) {
     const T* x = X + m * K;
-    int64_t n = 0;
-    for (int64_t k = 0; k < K; ++k) {  // branch-free list of the nonzero k
-      idx[n] = k;
-      n += x[k] != T(0);
-    }
+    const int64_t n = nonzero_positions(x, K, idx);
     T* y = Y + m * N;
     int64_t j = 0;
     for (; j + kTile * W <= N; j += kTile * W) {
       Vec acc[kTile];
       for (int a = 0; a < kTile; ++a) acc[a] = Vec(T(0));
       for (int64_t i = 0; i < n; ++i) {
-        const Vec xv(x[idx[i]]);
+        const T xi = x[idx[i]];
         const T* w = Wt + idx[i] * N + j;
-        for (int a = 0; a < kTile; ++a) acc[a] = acc[a] + xv * Vec::loadu(w + a * W);
+        if (xi == T(1)) {
+          for (int a = 0; a < kTile; ++a) acc[a] = acc[a] + Vec::loadu(w + a * W);
+        } else {
+          const Vec xv(xi);
+          for (int a = 0; a < kTile; ++a) acc[a] = acc[a] + xv * Vec::loadu(w + a * W);
+        }
       }
       for (int a = 0; a < kTile; ++a) acc[a].store(y + j + a * W);
     }
@@ -649,7 +689,9 @@ bool spike_matmul(const T* X, const T* Wt, T* Y, int64_t M, int64_t K, int64_t N
       const int lanes = int(std::min<int64_t>(W, N - j));
       Vec acc(T(0));
       for (int64_t i = 0; i < n; ++i) {
-        acc = acc + Vec(x[idx[i]]) * Vec::loadu(Wt + idx[i] * N + j, lanes);
+        const T xi = x[idx[i]];
+        const Vec w = Vec::loadu(Wt + idx[i] * N + j, lanes);
+        acc = acc + (xi == T(1) ? w : Vec(xi) * w);
       }
       acc.store(y + j, lanes);
     }
@@ -681,28 +723,29 @@ bool spike_matmul_tn(const T* X, const T* G, T* Y, int64_t R, int64_t K, int64_t
                      double max_density, int num_threads) {
   using Vec = Vectorized<T>;
   constexpr int64_t W = Vec::size();
-  int64_t nnz = 0;
-  for (int64_t i = 0; i < R * K; ++i) nnz += X[i] != T(0);
+  const int64_t nnz = count_nonzero(X, R * K);
   if (static_cast<double>(nnz) > max_density * static_cast<double>(R * K)) return false;
 
   auto columns = [&](int64_t j0, int64_t j1, int64_t* idx) {
     for (int64_t k = 0; k < K; ++k) std::fill(Y + k * N + j0, Y + k * N + j1, T(0));
     for (int64_t r = 0; r < R; ++r) {
       const T* x = X + r * K;
-      int64_t n = 0;
-      for (int64_t k = 0; k < K; ++k) {  // branch-free list of the nonzero k
-        idx[n] = k;
-        n += x[k] != T(0);
-      }
+      const int64_t n = nonzero_positions(x, K, idx);
       const T* g = G + r * N;
       for (int64_t i = 0; i < n; ++i) {
-        const Vec xv(x[idx[i]]);
+        const T xi = x[idx[i]];
         T* y = Y + idx[i] * N;
         int64_t j = j0;
-        for (; j + W <= j1; j += W) (Vec::loadu(y + j) + xv * Vec::loadu(g + j)).store(y + j);
+        if (xi == T(1)) {  // a spike of height 1: its row of G as it is
+          for (; j + W <= j1; j += W) (Vec::loadu(y + j) + Vec::loadu(g + j)).store(y + j);
+        } else {
+          const Vec xv(xi);
+          for (; j + W <= j1; j += W) (Vec::loadu(y + j) + xv * Vec::loadu(g + j)).store(y + j);
+        }
         if (j < j1) {
           const int lanes = int(j1 - j);
-          (Vec::loadu(y + j, lanes) + xv * Vec::loadu(g + j, lanes)).store(y + j, lanes);
+          const Vec gv = Vec::loadu(g + j, lanes);
+          (Vec::loadu(y + j, lanes) + (xi == T(1) ? gv : Vec(xi) * gv)).store(y + j, lanes);
         }
       }
     }

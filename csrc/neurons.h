@@ -43,6 +43,8 @@ struct FusedArgs {
   T* filtered_seq = nullptr;
   T* filtered_out = nullptr;
   int num_threads = 1;
+  // J is one row [N] held over every step (the op's J expanded over T)
+  bool j_held = false;
 };
 
 // Pointers of one backward call (the gradients of a fused call's inputs from

@@ -3,7 +3,8 @@
 //   torch.ops.snntorch_nengo_cpp.<name>(J, *states, filtered, dt, *params, decay)
 //     -> (output, filtered_seq, *states, filtered)
 //       one op per neuron kind: names and schemas in neuron_specs.h (generated
-//       from snntorch_nengo/neurons/specs.py), e.g. lif_lowpass
+//       from snntorch_nengo/neurons/specs.py), e.g. lif_lowpass; J may be one
+//       row expanded over T (stride 0: an input held over the window)
 //   torch.ops.snntorch_nengo_cpp.<name>_backward(J, *states, filtered,
 //       grad_output?, grad_filtered_seq?, *grad_states?, grad_filtered?, dt,
 //       *params, decay, surrogate, surrogate_param) -> (grad_J, *grad_states,
@@ -84,23 +85,28 @@ std::vector<at::Tensor> run(const char* op, const at::Tensor& J_, const std::vec
   std::vector<at::Tensor> all = states_;
   all.push_back(filtered_);
   check_inputs(op, J_, all);
-  const at::Tensor J = J_.contiguous();
+  // J the same at every step (a window's held input, expanded over T) is read
+  // from its one row rather than copied T times
+  const bool held = J_.size(0) > 1 && J_.stride(0) == 0;
+  const at::Tensor J = held ? J_.select(0, 0).contiguous() : J_.contiguous();
   std::vector<at::Tensor> states;
   for (const auto& s : states_) states.push_back(s.contiguous());
   const at::Tensor filtered = filtered_.contiguous();
 
   auto opts = J.options();
+  const int64_t T = J_.size(0), N = J_.size(1);
   std::vector<at::Tensor> result;
-  result.push_back(at::empty(J.sizes(), opts));  // output
-  result.push_back(at::empty(J.sizes(), opts));  // filtered_seq
-  for (size_t i = 0; i < states.size(); ++i) result.push_back(at::empty({J.size(1)}, opts));
-  result.push_back(at::empty({J.size(1)}, opts));  // filtered
+  result.push_back(at::empty({T, N}, opts));  // output
+  result.push_back(at::empty({T, N}, opts));  // filtered_seq
+  for (size_t i = 0; i < states.size(); ++i) result.push_back(at::empty({N}, opts));
+  result.push_back(at::empty({N}, opts));  // filtered
 
   AT_DISPATCH_FLOATING_TYPES(J.scalar_type(), "snntorch_nengo_cpp", [&] {
     FusedArgs<scalar_t> a;
     a.J = J.const_data_ptr<scalar_t>();
-    a.steps = J.size(0);
-    a.n = J.size(1);
+    a.j_held = held;
+    a.steps = T;
+    a.n = N;
     for (size_t i = 0; i < states.size(); ++i) {
       a.state_in[i] = states[i].const_data_ptr<scalar_t>();
       a.state_out[i] = result[2 + i].mutable_data_ptr<scalar_t>();

@@ -233,6 +233,28 @@ def test_cpp_threads_and_strides():
 
 
 @needs_cpp
+@pytest.mark.parametrize("kind", ALL)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cpp_held_input_equals_its_copy(kind, dtype):
+    """J one row expanded over T (a window's held input), read in place, gives
+    the bits of its copy, in both passes."""
+    J, states = inputs(kind, 30, 77, seed=4, dtype=dtype)
+    held = J[0].expand(J.shape)
+    args = (*states, *params(kind))
+    name = kind_name(kind)
+    for a, b in zip(getattr(cpp, name)(held, *args), getattr(cpp, name)(held.contiguous(), *args)):
+        assert torch.equal(a, b)
+    leaf = J[0].clone().requires_grad_()
+    copy = J[0].clone().requires_grad_()
+    weights = torch.linspace(-1, 1, J.numel(), dtype=dtype).reshape(J.shape)
+    for x, expand in ((leaf, lambda v: v.expand(J.shape)),
+                      (copy, lambda v: v.expand(J.shape).contiguous())):
+        out = ops.OPS[name](expand(x), *args, 1, 5.0)
+        ((out[0] + out[1]) * weights).sum().backward()
+    assert torch.equal(leaf.grad, copy.grad)
+
+
+@needs_cpp
 def test_cpp_rejects_bad_inputs():
     J, states = inputs("lif", 5, 4, seed=3)
     with pytest.raises(RuntimeError, match="float32 and float64"):
@@ -583,6 +605,22 @@ def test_spike_matmul_equals_dense_product(dtype, M, K, N):
     finally:
         torch.set_num_threads(n_threads)
     assert torch.equal(two, cpp.spike_matmul(X, Wt, 1.0))
+
+
+@needs_cpp
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("M, K, N", [(40, 256, 256), (9, 37, 70), (3, 5, 3)])
+def test_spike_matmul_of_unit_spikes_is_exact(dtype, M, K, N):
+    """Spikes of height 1 (added unscaled) among others, and the transposed
+    product: small integers, whose sums are exact, give the dense product's bits."""
+    g = torch.Generator().manual_seed(K + N)
+    on = torch.rand(M, K, generator=g) < 0.2
+    height = torch.where(torch.rand(M, K, generator=g) < 0.7, 1.0, -3.0)
+    X = torch.where(on, height, torch.zeros(())).to(dtype)
+    Wt = torch.randint(-8, 9, (K, N), generator=g).to(dtype)
+    G = torch.randint(-8, 9, (M, N), generator=g).to(dtype)
+    assert torch.equal(cpp.spike_matmul(X, Wt, 1.0), X @ Wt)
+    assert torch.equal(cpp.spike_matmul(X.t(), G, 1.0), X.t() @ G)
 
 
 @needs_cpp

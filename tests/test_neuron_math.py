@@ -197,6 +197,24 @@ def test_rate_gradcheck(nt):
     assert torch.autograd.gradcheck(f, (J,) + tuple(state[k] for k in keys))
 
 
+@pytest.mark.parametrize("amplitude", [1, 0.5])
+def test_rectified_linear_matches_torch_relu(amplitude):
+    """Values and gradients as ``amplitude * torch.nn.ReLU``, the kink included:
+    a net trained here and its torch twin take the same steps."""
+    J = torch.tensor([[-1.0, -0.0, 0.0, 1e-30, 2.0]], dtype=torch.float64,
+                     requires_grad=True)
+    twin = J.detach().clone().requires_grad_(True)
+    out, _ = neuron_step(nengo.RectifiedLinear(amplitude=amplitude))(
+        nengo.RectifiedLinear(amplitude=amplitude), DT, J, {}, None
+    )
+    expected = amplitude * torch.nn.ReLU()(twin)
+    assert torch.equal(out, expected)
+    weights = torch.arange(1.0, 6.0, dtype=torch.float64)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    assert torch.equal(J.grad, twin.grad)
+
+
 @pytest.mark.parametrize(
     "nt",
     [

@@ -169,6 +169,9 @@ class MergedSignals:
         would only copy. Any in-place change to an original (its ``_version``)
         or a new tensor in its place assembles anew.
         """
+        if not self.pieces:
+            # nothing merged (windowed models): assembling is no copy to save
+            return
         merged = {base: value.detach() for base, value in merged.items()}
         # the tensors are kept so that their ids cannot be reused meanwhile
         self._last = (_key(values, batch_size), list(values.values()), merged)

@@ -277,6 +277,10 @@ def _make_autograd(name):
     def setup_context(ctx, inputs, output):
         tensors, params = _split(name, inputs)
         ctx.save_for_backward(*tensors)
+        # outputs nothing reads (the lowpass sequence when no synapse follows,
+        # the final states) reach backward as None, which the kernels take as
+        # zero, instead of as zero tensors made and then read at every step
+        ctx.set_materialize_grads(False)
         ctx.params = list(_forward_params(name, params))
         ctx.surrogate = _surrogate_args(params)
         ctx.n_args = len(params)
@@ -544,6 +548,40 @@ def scan_backend(u: Tensor, n_states: int = 1) -> str:
     return "reference"
 
 
+def _records(tensors) -> bool:
+    """Whether autograd would record an op of ``tensors``, or a trace is being
+    made (torch.compile, torch.export), which must see the custom op."""
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return True
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def direct(name: str) -> Callable:
+    """``OPS[name]`` for positional arguments, calling the C++ kernel itself
+    where nothing is recorded (inference): the same kernel without the custom
+    op's dispatch, which costs more than a small window's kernel."""
+    op = OPS[name]
+    n = kernel_spec_named(name).n_tensors()
+
+    def call(*args):
+        tensors = args[:n]
+        if _records(tensors) or not cpp.supports(*tensors):
+            return op(*args)
+        _check(name, tensors)
+        kernel = getattr(torch.ops.snntorch_nengo_cpp, name)
+        return tuple(kernel(*tensors, *_forward_params(name, args[n:])))
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def spike_product(X: Tensor, Wt: Tensor) -> Tensor:
+    """`spike_matmul`, calling the C++ kernel itself where nothing is recorded."""
+    if _records((X, Wt)) or not cpp.supports(X, Wt):
+        return spike_matmul(X, Wt)
+    return cpp.spike_matmul(X, Wt, SPIKE_DENSITY)
+
+
 def backend(J: Tensor, backward: bool = False) -> str:
     """Which forward (``backward``: backward) implementation the ops use for
     tensors like ``J``."""
@@ -559,6 +597,8 @@ __all__ = [
     "OPS",
     *OPS,
     "fused_lowpass_backward",
+    "direct",
+    "spike_product",
     "spike_matmul",
     "linear_filter_scan",
     "adjoint_filter",

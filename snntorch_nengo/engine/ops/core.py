@@ -266,7 +266,7 @@ def make_dot_inc(op: DotInc, ctx: StepContext) -> Callable[[SignalValues], None]
             return
         a, x = sv.read(A), sv.read(X)
         if spikes and x.shape[0] >= SPIKE_ROWS and x.device.type == "cpu":
-            y = kernel_ops().spike_matmul(x, a.t())
+            y = kernel_ops().spike_product(x, a.t())
         elif matvec:
             # the common case: a weight matrix times a batch of vectors
             # (linear without a bias is matmul(x, a.t()), in one call)

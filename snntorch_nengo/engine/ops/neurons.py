@@ -24,7 +24,9 @@ from ...neurons import neuron_step, training_form
 from ...neurons.streams import RowStreams
 from ...neurons.specs import kernel_spec
 from ...neurons.surrogates import kernel_surrogate
+from ..signals import SignalValues
 from . import SCANNED, OpRegistry, Step
+from .processes import _with_held
 
 if TYPE_CHECKING:
     import nengo
@@ -59,7 +61,7 @@ def make_sim_neurons(op: SimNeurons, ctx: StepContext) -> Step:
             sv.set(sig, state[name])
 
     series = _series(op, ctx, update, train) if rng is None else None
-    return Step(step_sim_neurons, op, series=series)
+    return Step(step_sim_neurons, op, series=series, series_held=series is not None)
 
 
 def _series(op, ctx, update, train):
@@ -68,19 +70,22 @@ def _series(op, ctx, update, train):
     if any(views[sig].kind != "full" for sig in [op.output, *op.state.values()]):
         return None
     out_base = views[op.output].base
+    J_base = views[op.J].base
     state_bases = {name: views[sig].base for name, sig in op.state.items()}
     kernel = fused_kernel(neuron_type)
 
-    def series(fold, start, B, T, training, private):
+    def series(fold, start, B, T, training, private, held=None):
         """{base: (T, B, ...)} over the window, or why not (it is stepped).
 
-        ``fold`` holds the window's values step-major, ``(T * B, ...)``."""
+        ``fold`` holds the window's values step-major, ``(T * B, ...)``;
+        ``held`` those the same at every step, ``(B, ...)``."""
+        held = held or {}
         step = train.step if training else update
         rate = train.rate_type if training else None
         stateless = not op.state or (rate is not None and not rate.state)
         if stateless:
             # the state passes through unchanged: leave it out of the result
-            J = fold.read(op.J)
+            J = _with_held(fold, held, T, B).read(op.J)
             state = {name: start.read(sig) for name, sig in op.state.items()}
             output, _ = step(neuron_type, ctx.dt, J, state, None)
             return {out_base: output.reshape((T, B) + output.shape[1:])}
@@ -95,14 +100,24 @@ def _series(op, ctx, update, train):
             return f"training: the kernels have no form of the surrogate {train.surrogate!r}"
         if not set(state_bases.values()) <= private:
             return "its state is probed or read elsewhere (the kernel keeps the last)"
-        J = fold.read(op.J)
+        rows = None
+        if J_base in held:
+            rows = SignalValues(ctx.layout, {J_base: held[J_base]}, B).read(op.J)
+        J = rows if rows is not None else _with_held(fold, held, T, B).read(op.J)
         if J.dim() != 2:
             return "its input is not (batch, neurons)"
-        if _backend(J, backward=training) == "reference":
+        backend = _backend(J, backward=training)
+        if backend == "reference":
             # the reference is a Python loop over time either way
             return "the kernels run their Python reference here"
         N = J.shape[1]
-        J = J.reshape(T, B * N)  # time-major: a view of the step-major fold
+        if rows is None:
+            J = J.reshape(T, B * N)  # time-major: a view of the step-major fold
+        elif backend == "cpp":
+            # the C++ kernels read a held input from its one row
+            J = J.reshape(B * N)[None].expand(T, B * N)
+        else:
+            J = J.reshape(B * N)[None].expand(T, B * N).contiguous()
         states = [start.read(op.state[name]).reshape(B * N) for name in kernel[1]]
         unused_filter = J.new_zeros(B * N)
         result = kernel[0](
@@ -150,7 +165,7 @@ def fused_kernel(
         return None
     # decay 0: the fused lowpass output equals the spikes and is not used
     return (
-        ops.OPS[spec.kernel.name],
+        ops.direct(spec.kernel.name),
         spec.states,
         lambda n: spec.param_values(n) + (0.0,),
     )
