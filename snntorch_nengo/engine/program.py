@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..kernels import cpp as _cpp_kernels
+from ..kernels import ops as kernel_ops
 from ..neurons.specs import KERNEL_SPECS, kernel_spec
 from ..synapses import is_native_synapse
 from ..utils import Registry
@@ -84,9 +85,7 @@ def _time(k, t, i, f):
 
 
 def _neuron(k, t, i, f):
-    from ..kernels import ops
-
-    kernel = ops.OPS[KERNEL_SPECS[i[0]].kernel.name]
+    kernel = kernel_ops.OPS[KERNEL_SPECS[i[0]].kernel.name]
     out, J, states, scratch = t[0], t[1], t[2:-2], t[-2]
     # f: the instruction's floats (dt, parameters); the kernel's decay, 0, after them
     result = kernel(

@@ -4,7 +4,6 @@ the input nodes' `NodeInput`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +21,7 @@ from nengo.builder.operator import (
 )
 from nengo.exceptions import BuildError, SimulationError
 
+from ...kernels import ops as kernel_ops
 from ...utils import to_numpy
 from ..operators import NodeInput
 from ..signals import sparse_indices
@@ -36,12 +36,6 @@ if TYPE_CHECKING:
 
 # rows (batch x steps in a window) from which a product of spikes is event-driven
 SPIKE_ROWS = 256
-
-
-def kernel_ops() -> ModuleType:
-    from ...kernels import ops
-
-    return ops
 
 
 def per_sample(tensor: torch.Tensor, batched: bool, ndim: int) -> torch.Tensor:
@@ -266,7 +260,7 @@ def make_dot_inc(op: DotInc, ctx: StepContext) -> Callable[[SignalValues], None]
             return
         a, x = sv.read(A), sv.read(X)
         if spikes and x.shape[0] >= SPIKE_ROWS and x.device.type == "cpu":
-            y = kernel_ops().spike_product(x, a.t())
+            y = kernel_ops.spike_product(x, a.t())
         elif matvec:
             # the common case: a weight matrix times a batch of vectors
             # (linear without a bias is matmul(x, a.t()), in one call)

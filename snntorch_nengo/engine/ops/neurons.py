@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from nengo.builder.neurons import SimNeurons
 
+from ...kernels import ops as kernel_ops
 from ...neurons import neuron_step, training_form
 from ...neurons.streams import RowStreams
 from ...neurons.specs import kernel_spec
@@ -140,9 +141,7 @@ def _describe(train):
 
 
 def _backend(J, backward=False):
-    from ...kernels import ops
-
-    return ops.backend(J, backward)
+    return kernel_ops.backend(J, backward)
 
 
 def fused_kernel(
@@ -159,13 +158,9 @@ def fused_kernel(
     spec = kernel_spec(neuron_type)
     if spec is None:
         return None
-    try:
-        from ...kernels import ops
-    except Exception:  # pragma: no cover - torch without torch.library.custom_op
-        return None
     # decay 0: the fused lowpass output equals the spikes and is not used
     return (
-        ops.direct(spec.kernel.name),
+        kernel_ops.direct(spec.kernel.name),
         spec.states,
         lambda n: spec.param_values(n) + (0.0,),
     )
