@@ -72,10 +72,23 @@ def _merge(operators):
     # the same way every build; merges ordered by view offsets (an
     # EnsembleArray) stay nengo's.
     merge_pass.might_merge = OrderedSet(merge_pass.dg.forward)
-    # nengo's `optimize` schedule: passes over views while they merge; then one
-    # over operators without views; back to views after any pass that merged
-    # (a merge makes new views), until a pass without views merges nothing.
-    # Another schedule merges other pairs, and so draws other streams.
+    if any(isinstance(op, SimNeurons) and op.state_extra.get("rng") is not None
+           for op in operators):
+        _nengo_schedule(merge_pass)
+    else:
+        _view_first_schedule(merge_pass)
+    return list(merge_pass.dg.forward), merge_pass.sig_replacements
+
+
+def _nengo_schedule(merge_pass: OpMergePass) -> None:
+    """nengo's `optimize` schedule: passes over views while they merge; then one
+    over operators without views; back to views after any pass that merged (a
+    merge makes new views), until a pass without views merges nothing.
+
+    Which stochastic neurons merge decides whose random stream each draws from,
+    so models with them take nengo's schedule exactly (another one merged two
+    StochasticSpiking ensembles that nengo keeps apart).
+    """
     before = after = None
     only_views = True
     while only_views or after < before:
@@ -83,7 +96,26 @@ def _merge(operators):
         before = len(merge_pass.dg.forward)
         merge_pass(only_views)
         after = len(merge_pass.dg.forward)
-    return list(merge_pass.dg.forward), merge_pass.sig_replacements
+
+
+def _view_first_schedule(merge_pass: OpMergePass) -> None:
+    """Passes over views until they merge nothing, then passes without views
+    until those merge nothing.
+
+    Models without random draws at run time may merge otherwise than nengo
+    (results differ only in summation order): this schedule merges fewer of
+    the decoded products of separate ensembles into block-sparse ones, which
+    run slower in batches here than the separate products (the `random`
+    network of benchmarks/ at batch 64, docs/benchmarks.md).
+    """
+    only_views = True
+    while True:
+        before = len(merge_pass.dg.forward)
+        merge_pass(only_views)
+        if len(merge_pass.dg.forward) == before:
+            if not only_views:
+                break
+            only_views = False
 
 
 def resolve(sig: Signal, replacements: Mapping[Signal, Signal]) -> Signal:
