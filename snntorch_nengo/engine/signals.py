@@ -14,7 +14,7 @@ updates as long as operators run in Nengo's dependency order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -170,6 +170,20 @@ class SignalValues:
 
     def is_batched(self, sig: Signal) -> bool:
         return self.layout.batched(sig.base)
+
+    def with_held(
+        self, held: Mapping[Signal, torch.Tensor], n_steps: int, batch_size: int
+    ) -> SignalValues:
+        """These step-major window values (``n_steps * batch_size`` rows), with
+        ``held`` values, the same at every step (``(batch_size, ...)``), repeated
+        over the steps as well (`engine.window`'s held inputs)."""
+        if not held:
+            return self
+        values = dict(self.values)
+        for base, value in held.items():
+            values[base] = value[None].expand((n_steps,) + value.shape).reshape(
+                (n_steps * batch_size,) + value.shape[1:])
+        return SignalValues(self.layout, values, n_steps * batch_size)
 
     def read(self, sig: Signal) -> torch.Tensor:
         view = self.layout.views[sig]

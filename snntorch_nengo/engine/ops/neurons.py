@@ -27,7 +27,6 @@ from ...neurons.specs import kernel_spec
 from ...neurons.surrogates import kernel_surrogate
 from ..signals import SignalValues
 from . import SCANNED, OpRegistry, Step
-from .processes import _with_held
 
 if TYPE_CHECKING:
     import nengo
@@ -86,7 +85,7 @@ def _series(op, ctx, update, train):
         stateless = not op.state or (rate is not None and not rate.state)
         if stateless:
             # the state passes through unchanged: leave it out of the result
-            J = _with_held(fold, held, T, B).read(op.J)
+            J = fold.with_held(held, T, B).read(op.J)
             state = {name: start.read(sig) for name, sig in op.state.items()}
             output, _ = step(neuron_type, ctx.dt, J, state, None)
             return {out_base: output.reshape((T, B) + output.shape[1:])}
@@ -104,7 +103,7 @@ def _series(op, ctx, update, train):
         rows = None
         if J_base in held:
             rows = SignalValues(ctx.layout, {J_base: held[J_base]}, B).read(op.J)
-        J = rows if rows is not None else _with_held(fold, held, T, B).read(op.J)
+        J = rows if rows is not None else fold.with_held(held, T, B).read(op.J)
         if J.dim() != 2:
             return "its input is not (batch, neurons)"
         backend = _backend(J, backward=training)

@@ -90,7 +90,7 @@ def _scan_series(op, ctx, form, out_base, state_base, looped):
         keep_state = state_base not in private
         if not batched_state or (keep_state and not state_is_output and S > 0):
             # (its state at every step is read elsewhere: only the loop has it)
-            return looped(_with_held(fold, held, T, B), start, B, T, training, private)
+            return looped(fold.with_held(held, T, B), start, B, T, training, private)
         if in_base in held:
             # the same input at every step: one row, expanded over the window
             # (the kernel reads it without a copy per step)
@@ -98,7 +98,7 @@ def _scan_series(op, ctx, form, out_base, state_base, looped):
             shape = x.shape[1:]
             x = x.reshape((1, -1)).expand((T, -1))
         else:
-            x = _with_held(fold, held, T, B).read(op.input)  # step-major (T * B, *shape)
+            x = fold.with_held(held, T, B).read(op.input)  # step-major (T * B, *shape)
             shape = x.shape[1:] if ctx.batched(op.input) else x.shape
             x = x.reshape((T, -1)) if ctx.batched(op.input) else (
                 x.expand((T, B) + x.shape).reshape((T, -1))
@@ -125,17 +125,6 @@ def _scan_series(op, ctx, form, out_base, state_base, looped):
         return {out_base: y, state_base: X}
 
     return series
-
-
-def _with_held(fold, held, T, B):
-    """``fold`` with the ``held`` values ``(B, ...)`` folded over ``T`` steps too."""
-    if not held:
-        return fold
-    values = dict(fold.values)
-    for base, value in held.items():
-        values[base] = value[None].expand((T,) + value.shape).reshape(
-            (T * B,) + value.shape[1:])
-    return SignalValues(fold.layout, values, T * B)
 
 
 def _looped_series(op, ctx, update, out_base, state_bases):
