@@ -8,7 +8,6 @@ spec, `snntorch_nengo.neurons.specs`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import nengo
@@ -19,7 +18,7 @@ from nengo.params import NumberParam
 from snntorch_nengo.neurons.spiking import spike_counts
 
 if TYPE_CHECKING:
-    from .streams import RowStreams
+    from .streams import NeuronRng, NeuronState, NeuronStepResult
     from .surrogates import Surrogate
 
 
@@ -178,9 +177,9 @@ def soft_lif_rate_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    state: NeuronState,
+    rng: NeuronRng,
+) -> NeuronStepResult:
     return soft_lif_rate(neuron_type, J), {}
 
 
@@ -194,9 +193,9 @@ def leaky_relu_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    state: NeuronState,
+    rng: NeuronRng,
+) -> NeuronStepResult:
     return leaky_relu(neuron_type, J), {}
 
 
@@ -204,10 +203,10 @@ def spiking_leaky_relu_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
+    state: NeuronState,
+    rng: NeuronRng,
     surrogate: Surrogate | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+) -> NeuronStepResult:
     voltage = state["voltage"] + torch.where(J > 0, J, neuron_type.negative_slope * J) * dt
     n_spikes = torch.trunc(voltage)
     output = (neuron_type.amplitude / dt) * spike_counts(voltage, n_spikes, surrogate)

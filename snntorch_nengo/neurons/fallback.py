@@ -7,7 +7,6 @@ time. It is slow, and no gradient flows through it.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import nengo
@@ -17,7 +16,7 @@ import torch
 from .streams import row_rng
 
 if TYPE_CHECKING:
-    from .streams import RowStreams
+    from .streams import NeuronRng, NeuronState, NeuronStepResult
 
 _warned = set()
 
@@ -37,9 +36,9 @@ def fallback_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    state: NeuronState,
+    rng: NeuronRng,
+) -> NeuronStepResult:
     """Run ``neuron_type.step(dt, J, output, **state)`` for each batch item."""
     _warn_once(neuron_type)
     J_np = J.detach().cpu().numpy()

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import nengo
-import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from .streams import RowStreams
-
+    from .streams import NeuronRng, NeuronState, NeuronStepResult
 
 
 def rectified_linear_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    state: NeuronState,
+    rng: NeuronRng,
+) -> NeuronStepResult:
     # relu, not clamp: the same values, and a backward of one fused op where
     # clamp's takes a comparison and a select; its derivative at J == 0 is 0,
     # as in torch.nn.ReLU (and TensorFlow's relu in NengoDL)
@@ -34,9 +31,9 @@ def sigmoid_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    state: NeuronState,
+    rng: NeuronRng,
+) -> NeuronStepResult:
     return (1.0 / neuron_type.tau_ref) / (1 + torch.exp(-J)), {}
 
 
@@ -44,9 +41,9 @@ def tanh_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    state: NeuronState,
+    rng: NeuronRng,
+) -> NeuronStepResult:
     return (1.0 / neuron_type.tau_ref) * torch.tanh(J), {}
 
 
@@ -67,9 +64,9 @@ def lif_rate_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    state: NeuronState,
+    rng: NeuronRng,
+) -> NeuronStepResult:
     return lif_rate(neuron_type, J), {}
 
 
@@ -77,9 +74,9 @@ def adaptive_lif_rate_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    state: NeuronState,
+    rng: NeuronRng,
+) -> NeuronStepResult:
     n = state["adaptation"]
     output = lif_rate(neuron_type, J - n)
     n = n + (dt / neuron_type.tau_n) * (neuron_type.inc_n * output - n)

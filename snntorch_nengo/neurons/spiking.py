@@ -13,7 +13,6 @@ default detached reset.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import nengo
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from .streams import RowStreams
+    from .streams import NeuronRng, NeuronState, NeuronStepResult
     from .surrogates import Surrogate
 
 
@@ -37,10 +36,10 @@ def spiking_rectified_linear_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
+    state: NeuronState,
+    rng: NeuronRng,
     surrogate: Surrogate | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+) -> NeuronStepResult:
     voltage = state["voltage"] + torch.clamp(J, min=0.0) * dt
     n_spikes = torch.floor(voltage)
     output = (neuron_type.amplitude / dt) * spike_counts(voltage, n_spikes, surrogate)
@@ -88,10 +87,10 @@ def lif_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
+    state: NeuronState,
+    rng: NeuronRng,
     surrogate: Surrogate | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+) -> NeuronStepResult:
     output, voltage, refractory_time = lif(
         neuron_type, dt, J, state["voltage"], state["refractory_time"], surrogate
     )
@@ -102,10 +101,10 @@ def adaptive_lif_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
+    state: NeuronState,
+    rng: NeuronRng,
     surrogate: Surrogate | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+) -> NeuronStepResult:
     n = state["adaptation"]
     output, voltage, refractory_time = lif(
         neuron_type, dt, J - n, state["voltage"], state["refractory_time"], surrogate
@@ -122,10 +121,10 @@ def izhikevich_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
+    state: NeuronState,
+    rng: NeuronRng,
     surrogate: Surrogate | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+) -> NeuronStepResult:
     voltage, recovery = state["voltage"], state["recovery"]
     J = torch.clamp(J, min=-30.0)
 
@@ -158,9 +157,9 @@ def regular_spiking_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    state: NeuronState,
+    rng: NeuronRng,
+) -> NeuronStepResult:
     voltage = state["voltage"] + dt * J
     n_spikes = torch.floor(voltage)
     output = (neuron_type.amplitude / dt) * n_spikes
@@ -175,9 +174,9 @@ def stochastic_spiking_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    state: NeuronState,
+    rng: NeuronRng,
+) -> NeuronStepResult:
     negative = neuron_type.negative
     x = dt * (torch.abs(J) if negative else J)
     n_spikes = torch.trunc(x)
@@ -197,9 +196,9 @@ def poisson_spiking_step(
     neuron_type: nengo.neurons.NeuronType,
     dt: float,
     J: torch.Tensor,
-    state: Mapping[str, torch.Tensor],
-    rng: np.random.RandomState | RowStreams | None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    state: NeuronState,
+    rng: NeuronRng,
+) -> NeuronStepResult:
     negative = neuron_type.negative
     lam = (torch.abs(J) if negative else J) * dt
     lam = lam.detach().cpu().numpy()

@@ -10,9 +10,11 @@ batch stream (as numpy processes' rows are, `engine.ops.processes`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Union
 
 import numpy as np
+import torch
 
 
 class RowStreams:
@@ -48,3 +50,10 @@ def row_rng(
 ) -> np.random.RandomState | RowStreams | None:
     """The stream of batch row ``b`` (``rng`` itself when it is not split)."""
     return rng.row(b) if isinstance(rng, RowStreams) else rng
+
+
+# the types of a neuron step, ``step(neuron_type, dt, J, state, rng)`` (every
+# step of `neurons.specs`): its state by name, its random stream(s), its result
+NeuronState = Mapping[str, torch.Tensor]
+NeuronRng = Union[np.random.RandomState, RowStreams, None]
+NeuronStepResult = tuple[torch.Tensor, dict[str, torch.Tensor]]
