@@ -264,6 +264,28 @@ def test_import_without_triton():
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=root)
 
 
+def _sm90_ptx(kernel, signature, constexprs):
+    """PTX of ``kernel`` compiled ahead of time for sm_90 with fp fusion off, as
+    the kernels launch (no GPU needed), or a skip where this triton or machine
+    cannot compile ahead of time."""
+    try:
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+    except ImportError:
+        pytest.skip("this triton has no ahead-of-time compile API")
+    try:
+        compiled = triton.compile(
+            ASTSource(fn=kernel, signature=signature, constexprs=constexprs),
+            target=GPUTarget("cuda", 90, 32),
+            options={"num_warps": 4, "enable_fp_fusion": False},
+        )
+    except Exception as e:  # noqa: BLE001
+        if "ptxas" in str(e).lower() or "cuda" in type(e).__name__.lower():
+            pytest.skip(f"no CUDA toolchain for ahead-of-time compiling: {e}")
+        raise
+    return compiled.asm["ptx"]
+
+
 @pytest.mark.parametrize(
     "body, dtype, adaptive",
     [
@@ -277,11 +299,6 @@ def test_import_without_triton():
 )
 def test_compiles_for_cuda(body, dtype, adaptive):
     """The CUDA path (libdevice, no FMA contraction) compiles for sm_90, no GPU needed."""
-    try:
-        from triton.backends.compiler import GPUTarget
-        from triton.compiler import ASTSource
-    except ImportError:
-        pytest.skip("this triton has no ahead-of-time compile API")
     kernel = tk._kernel(getattr(tk, body), interpret=False)
     names = list(kernel.arg_names)
     backward = "backward" in body
@@ -302,17 +319,7 @@ def test_compiles_for_cuda(body, dtype, adaptive):
         else "i32" if n in ("T", "N", "TN", "LAST") else "*" + dtype
         for n in names
     }
-    try:
-        compiled = triton.compile(
-            ASTSource(fn=kernel, signature=signature, constexprs=constexprs),
-            target=GPUTarget("cuda", 90, 32),
-            options={"num_warps": 4, "enable_fp_fusion": False},
-        )
-    except Exception as e:  # noqa: BLE001
-        if "ptxas" in str(e).lower() or "cuda" in type(e).__name__.lower():
-            pytest.skip(f"no CUDA toolchain for ahead-of-time compiling: {e}")
-        raise
-    ptx = compiled.asm["ptx"]
+    ptx = _sm90_ptx(kernel, signature, constexprs)
     assert ".entry" in ptx
     if backward:  # (gradients need no bitwise equality: plain divisions)
         return
@@ -594,11 +601,6 @@ def test_scan_cuda_dispatch_on_cpu_tensors():
 def test_scan_compiles_for_cuda(S, dtype):
     """The scan kernel compiles for sm_90 (no GPU needed), with IEEE operations
     and no FMA contraction."""
-    try:
-        from triton.backends.compiler import GPUTarget
-        from triton.compiler import ASTSource
-    except ImportError:
-        pytest.skip("this triton has no ahead-of-time compile API")
     kernel = tk._kernel(tk._linear_filter_scan_body, interpret=False)
     constexprs = dict(S=S, BLOCK=256, GENERAL=S == 2,
                       HAS_D=S == 2)
@@ -607,17 +609,7 @@ def test_scan_compiles_for_cuda(S, dtype):
         n: "constexpr" if n in constexprs else "i32" if n in ints else "*" + dtype
         for n in kernel.arg_names
     }
-    try:
-        compiled = triton.compile(
-            ASTSource(fn=kernel, signature=signature, constexprs=constexprs),
-            target=GPUTarget("cuda", 90, 32),
-            options={"num_warps": 4, "enable_fp_fusion": False},
-        )
-    except Exception as e:  # noqa: BLE001
-        if "ptxas" in str(e).lower() or "cuda" in type(e).__name__.lower():
-            pytest.skip(f"no CUDA toolchain for ahead-of-time compiling: {e}")
-        raise
-    ptx = compiled.asm["ptx"]
+    ptx = _sm90_ptx(kernel, signature, constexprs)
     assert ".entry" in ptx and "fma" not in ptx
 
 
