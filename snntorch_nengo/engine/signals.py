@@ -185,6 +185,21 @@ class SignalValues:
                 (n_steps * batch_size,) + value.shape[1:])
         return SignalValues(self.layout, values, n_steps * batch_size)
 
+    @staticmethod
+    def read_held(
+        layout: SignalLayout,
+        held: Mapping[Signal, torch.Tensor],
+        sig: Signal,
+        batch_size: int,
+    ) -> torch.Tensor | None:
+        """``sig`` at any one step of a window whose ``held`` values are the
+        same at every step, ``(batch_size, ...)``: one row per sample, which a
+        kernel reads without a copy per step; None where its base is not held."""
+        base = layout.views[sig].base
+        if base not in held:
+            return None
+        return SignalValues(layout, {base: held[base]}, batch_size).read(sig)
+
     def read(self, sig: Signal) -> torch.Tensor:
         view = self.layout.views[sig]
         value = self.values[view.base]

@@ -548,7 +548,8 @@ def untraced_held_feeds() -> Callable[[dict], dict]:
 
     Made on first use, not at import: `torch.compiler.disable` imports
     torch._dynamo, which takes seconds. (The first trace, which makes it,
-    breaks once more there.)
+    breaks once more there.) Not `functools.cache`: dynamo will not trace a
+    cached function, and breaks the graph at every call.
     """
     global _UNTRACED_HELD_FEEDS
     if _UNTRACED_HELD_FEEDS is None:

@@ -70,7 +70,6 @@ def _series(op, ctx, update, train):
     if any(views[sig].kind != "full" for sig in [op.output, *op.state.values()]):
         return None
     out_base = views[op.output].base
-    J_base = views[op.J].base
     state_bases = {name: views[sig].base for name, sig in op.state.items()}
     kernel = fused_kernel(neuron_type)
 
@@ -100,9 +99,7 @@ def _series(op, ctx, update, train):
             return f"training: the kernels have no form of the surrogate {train.surrogate!r}"
         if not set(state_bases.values()) <= private:
             return "its state is probed or read elsewhere (the kernel keeps the last)"
-        rows = None
-        if J_base in held:
-            rows = SignalValues(ctx.layout, {J_base: held[J_base]}, B).read(op.J)
+        rows = SignalValues.read_held(ctx.layout, held, op.J, B)
         J = rows if rows is not None else fold.with_held(held, T, B).read(op.J)
         if J.dim() != 2:
             return "its input is not (batch, neurons)"

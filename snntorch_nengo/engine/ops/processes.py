@@ -83,18 +83,15 @@ def _scan_series(op, ctx, form, out_base, state_base, looped):
     batched_state = ctx.batched(state_sig)
     batched_output = ctx.batched(op.output)
 
-    in_base = ctx.layout.views[op.input].base
-
     def series(fold, start, B, T, training, private, held=None):
         held = held or {}
         keep_state = state_base not in private
         if not batched_state or (keep_state and not state_is_output and S > 0):
             # (its state at every step is read elsewhere: only the loop has it)
             return looped(fold.with_held(held, T, B), start, B, T, training, private)
-        if in_base in held:
+        x = SignalValues.read_held(ctx.layout, held, op.input, B)
+        if x is not None:
             # the same input at every step: one row, expanded over the window
-            # (the kernel reads it without a copy per step)
-            x = SignalValues(ctx.layout, {in_base: held[in_base]}, B).read(op.input)
             shape = x.shape[1:]
             x = x.reshape((1, -1)).expand((T, -1))
         else:
