@@ -133,7 +133,7 @@ def triangle_step(
     def step_triangle(x, state):
         X, Xi = state["X"], state["Xi"]
         Y = state["Y"] + n0 * x
-        Y = Y - X.sum(dim=1)
+        Y = Y - _tap_sum(X)
         Xi = torch.remainder(Xi + 1, n_taps)
         taps = torch.arange(n_taps, device=x.device)
         write = taps[None, :] == Xi[:, :1].to(torch.long)  # (B, n_taps)
@@ -142,6 +142,43 @@ def triangle_step(
         return Y, {"Y": Y, "X": X, "Xi": Xi}
 
     return step_triangle
+
+
+def _tap_sum(X: torch.Tensor) -> torch.Tensor:
+    """``X.sum(dim=1)`` over the taps of ``X`` ``(batch, taps, *shape)``, added
+    in the order numpy's ``X.sum(axis=0)`` adds nengo's ``(taps, *shape)``
+    state, so that float64 results on the CPU equal the reference's bits (the
+    order of torch's own reduction differs by an ulp now and then, which
+    neurons such as Izhikevich's amplify to a different spike).
+
+    numpy adds a one-element signal's taps pairwise (`_pairwise_sum`), a
+    longer signal's one after the other (the reduction runs over the outer
+    axis); ``cumsum`` adds one after the other on the CPU.
+    """
+    if X[0, 0].numel() == 1:
+        return _pairwise_sum(X)
+    return X.cumsum(dim=1)[:, -1]
+
+
+def _pairwise_sum(X: torch.Tensor) -> torch.Tensor:
+    """numpy's pairwise summation over dim 1: below 8 terms one after the
+    other; up to 128 in 8 interleaved partial sums, added as a tree, then the
+    rest one by one; longer halves (at a multiple of 8) summed apart."""
+    n = X.shape[1]
+    if n < 8:
+        return X.cumsum(dim=1)[:, -1]
+    if n > 128:
+        half = n // 2
+        half -= half % 8
+        return _pairwise_sum(X[:, :half]) + _pairwise_sum(X[:, half:])
+    blocks = n - n % 8
+    lanes = X[:, :blocks].reshape((X.shape[0], blocks // 8, 8) + X.shape[2:])
+    r = lanes.cumsum(dim=1)[:, -1]  # r[j] = x[j] + x[j + 8] + ..., in order
+    total = ((r[:, 0] + r[:, 1]) + (r[:, 2] + r[:, 3])) + (
+        (r[:, 4] + r[:, 5]) + (r[:, 6] + r[:, 7]))
+    for i in range(blocks, n):
+        total = total + X[:, i]
+    return total
 
 
 def is_native_synapse(process: Process) -> bool:
