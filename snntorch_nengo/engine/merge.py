@@ -172,21 +172,37 @@ class MergedSignals:
         for sig, value in values.items():
             if self.location.get(sig, sig) is sig:
                 merged[sig] = value
+        kept = self.__dict__.setdefault("_kept_bases", {})
+        compiling = torch.compiler.is_compiling()
         for base, (sigs, contiguous) in self.pieces.items():
-            batched = self.layout.batched(base)
-            flats = []
-            for sig in sigs:
-                value = values[sig]
-                if batched and value.dim() == sig.ndim:
-                    value = value.expand((batch_size,) + value.shape)
-                flats.append(value.reshape(value.shape[: value.dim() - sig.ndim] + (-1,)))
-            lead = (batch_size,) if batched else ()
-            if contiguous:
-                flat = torch.cat(flats, dim=-1)
-            else:
-                flat = self._scatter(base, sigs, flats, lead)
-            merged[base] = flat.reshape(lead + tuple(base.shape))
+            key = None if compiling else _frozen_key([values[sig] for sig in sigs], batch_size)
+            if key is not None:
+                hit = kept.get(base)
+                # (the merged tensor's version: nothing wrote into it meanwhile)
+                if hit is not None and hit[0] == key and hit[2]._version == hit[3]:
+                    merged[base] = hit[2]
+                    continue
+            merged[base] = self._assemble_base(base, sigs, contiguous, values, batch_size)
+            if key is not None:
+                # the pieces are kept so that their ids cannot be reused meanwhile
+                kept[base] = (key, [values[sig] for sig in sigs], merged[base],
+                              merged[base]._version)
         return merged
+
+    def _assemble_base(self, base, sigs, contiguous, values, batch_size):
+        batched = self.layout.batched(base)
+        flats = []
+        for sig in sigs:
+            value = values[sig]
+            if batched and value.dim() == sig.ndim:
+                value = value.expand((batch_size,) + value.shape)
+            flats.append(value.reshape(value.shape[: value.dim() - sig.ndim] + (-1,)))
+        lead = (batch_size,) if batched else ()
+        if contiguous:
+            flat = torch.cat(flats, dim=-1)
+        else:
+            flat = self._scatter(base, sigs, flats, lead)
+        return flat.reshape(lead + tuple(base.shape))
 
     def remember(
         self,
@@ -245,6 +261,21 @@ def _key(values, batch_size):
     return batch_size, tuple(
         (sig, id(v), v._version, v.data_ptr()) for sig, v in values.items()
     )
+
+
+def _frozen_key(pieces, batch_size):
+    """What identifies one merged base's assembly from ``pieces`` that no
+    gradient flows through, or None: a base with a trainable piece is built
+    anew at every run (each run's graph needs its own), and so is one with an
+    inference tensor (no version counter).
+
+    Training resets to the same initial state tensors before every minibatch
+    (`Engine.initial_state`): their bases (state of hundreds of small
+    ensembles in nengo.networks) are then assembled once, not per minibatch.
+    """
+    if any(v.requires_grad or v.is_inference() for v in pieces):
+        return None
+    return batch_size, tuple((id(v), v._version, v.data_ptr()) for v in pieces)
 
 
 def _flat_index(view):
