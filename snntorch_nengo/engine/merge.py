@@ -161,39 +161,34 @@ class MergedSignals:
     def assemble(
         self, values: Mapping[Signal, torch.Tensor], batch_size: int
     ) -> dict[Signal, torch.Tensor]:
-        """Merged-base values from the originals' ``values``."""
-        cached = getattr(self, "_last", None)
-        if (cached is not None and not torch.is_grad_enabled()
-                and not torch.compiler.is_compiling()):
-            key = _key(values, batch_size)
-            if key is not None and cached[0] == key:
-                return dict(cached[2])
+        """Merged-base values from the originals' ``values``.
+
+        A merged base is concatenated only when its pieces changed since it was
+        last assembled or remembered (`remember`), as told by `_reuse_key`."""
         merged = {}
         for sig, value in values.items():
             if self.location.get(sig, sig) is sig:
                 merged[sig] = value
-        kept = self.__dict__.setdefault("_kept_bases", {})
-        compiling = torch.compiler.is_compiling()
+        tracing = torch.compiler.is_compiling()
+        grad = torch.is_grad_enabled()
+        kept = self.__dict__.setdefault("_kept", {})
         for base, (sigs, contiguous) in self.pieces.items():
-            key = None if compiling else _frozen_key([values[sig] for sig in sigs], batch_size)
+            pieces = [values[sig] for sig in sigs]
+            key = None if tracing else _reuse_key(pieces, batch_size, grad)
+            hit = kept.get(base) if key is not None else None
+            # (the merged tensor's version: nothing wrote into it meanwhile)
+            if hit is not None and hit[0] == key and hit[2]._version == hit[3]:
+                merged[base] = hit[2]
+                continue
+            merged[base] = self._assemble_base(base, sigs, contiguous, pieces, batch_size)
             if key is not None:
-                hit = kept.get(base)
-                # (the merged tensor's version: nothing wrote into it meanwhile)
-                if hit is not None and hit[0] == key and hit[2]._version == hit[3]:
-                    merged[base] = hit[2]
-                    continue
-            merged[base] = self._assemble_base(base, sigs, contiguous, values, batch_size)
-            if key is not None:
-                # the pieces are kept so that their ids cannot be reused meanwhile
-                kept[base] = (key, [values[sig] for sig in sigs], merged[base],
-                              merged[base]._version)
+                self._keep(base, key, pieces, merged[base])
         return merged
 
-    def _assemble_base(self, base, sigs, contiguous, values, batch_size):
+    def _assemble_base(self, base, sigs, contiguous, pieces, batch_size):
         batched = self.layout.batched(base)
         flats = []
-        for sig in sigs:
-            value = values[sig]
+        for sig, value in zip(sigs, pieces):
             if batched and value.dim() == sig.ndim:
                 value = value.expand((batch_size,) + value.shape)
             flats.append(value.reshape(value.shape[: value.dim() - sig.ndim] + (-1,)))
@@ -214,15 +209,17 @@ class MergedSignals:
 
         For runs without autograd, whose results become the next run's start:
         the originals are then views of ``merged``, and assembling them again
-        would only copy. Any in-place change to an original (its ``_version``)
-        or a new tensor in its place assembles anew.
+        would only copy.
         """
-        if not self.pieces:
-            # nothing merged (windowed models): assembling is no copy to save
-            return
-        merged = {base: value.detach() for base, value in merged.items()}
-        # the tensors are kept so that their ids cannot be reused meanwhile
-        self._last = (_key(values, batch_size), list(values.values()), merged)
+        for base, (sigs, _) in self.pieces.items():
+            pieces = [values[sig] for sig in sigs]
+            key = _reuse_key(pieces, batch_size, grad=False)
+            if key is not None:
+                self._keep(base, key, pieces, merged[base].detach())
+
+    def _keep(self, base, key, pieces, value):
+        # the pieces are kept so that their ids cannot be reused meanwhile
+        self.__dict__.setdefault("_kept", {})[base] = (key, pieces, value, value._version)
 
     def _scatter(self, base, sigs, flats, lead):
         first = flats[0]
@@ -254,26 +251,19 @@ class MergedSignals:
         return out
 
 
-def _key(values, batch_size):
-    # changes through ``.data`` escape ``_version``, as they escape autograd
-    if any(v.is_inference() for v in values.values()):
-        return None  # no version counter: never reuse
-    return batch_size, tuple(
-        (sig, id(v), v._version, v.data_ptr()) for sig, v in values.items()
-    )
-
-
-def _frozen_key(pieces, batch_size):
-    """What identifies one merged base's assembly from ``pieces`` that no
-    gradient flows through, or None: a base with a trainable piece is built
-    anew at every run (each run's graph needs its own), and so is one with an
+def _reuse_key(pieces, batch_size, grad):
+    """What identifies a merged base assembled from ``pieces``, or None where
+    it must be assembled anew: with autograd on, a base with a trainable piece
+    (each run's graph needs its own concatenation), and any base with an
     inference tensor (no version counter).
 
-    Training resets to the same initial state tensors before every minibatch
-    (`Engine.initial_state`): their bases (state of hundreds of small
-    ensembles in nengo.networks) are then assembled once, not per minibatch.
+    Tensor ids, versions (an in-place change) and data pointers (a change
+    through ``.data`` escapes the version, as it escapes autograd). Training
+    resets to the same initial state tensors before every minibatch
+    (`Engine.initial_state`), so their bases (the state of hundreds of small
+    ensembles in nengo.networks) are assembled once, not per minibatch.
     """
-    if any(v.requires_grad or v.is_inference() for v in pieces):
+    if any(v.is_inference() or (grad and v.requires_grad) for v in pieces):
         return None
     return batch_size, tuple((id(v), v._version, v.data_ptr()) for v in pieces)
 
