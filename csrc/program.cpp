@@ -90,7 +90,16 @@ bool raw_form(int64_t op, const std::vector<at::Tensor>& t) {
     case AXPBY:
       return dense(t, 2);
     case ADDCMUL:
-      return dense(t, 3);
+      // a one-element factor (a scalar transform) broadcasts
+      return dense(t, 3) || (dense(t, 3, true) && t[1].numel() == 1 &&
+                             t[2].numel() == t[0].numel());
+    case RECORD: {
+      // a (B, d) sample into row j of a contiguous (B, n, d) buffer
+      const auto &buf = t[0], &x = t[1];
+      return dense(t, 2, true) && buf.dim() >= 2 && x.numel() > 0 &&
+             buf.size(0) * (buf.numel() / (buf.size(0) * std::max<int64_t>(buf.size(1), 1))) ==
+                 x.numel();
+    }
     case TIME:
       return t[0].scalar_type() == at::kLong && t[0].numel() == 1 && t[0].is_cpu() &&
              is_float(t[1]) && t[1].numel() == 1;
@@ -146,6 +155,26 @@ void Program::add(int64_t op, std::vector<at::Tensor> tensors, std::vector<int64
   code_.push_back({op, std::move(tensors), std::move(ints), std::move(floats), raw});
 }
 
+void Program::set(int64_t index, std::vector<at::Tensor> tensors, std::vector<int64_t> ints) {
+  TORCH_CHECK(index >= 0 && index < size(), "Program.set: no instruction ", index, " (",
+              size(), " instructions)");
+  Instruction& ins = code_[index];
+  TORCH_CHECK(ins.op != CALL && ins.op != NEURON,
+              "Program.set: instruction ", index, " (opcode ", ins.op,
+              ") takes no new operands");
+  const Arity& a = kArity[ins.op];
+  TORCH_CHECK(static_cast<int>(tensors.size()) == a.t &&
+                  (a.i < 0 || static_cast<int>(ints.size()) == a.i),
+              "Program.set: opcode ", ins.op, " takes ", a.t, " tensors and ", a.i,
+              " ints; got ", tensors.size(), " and ", ints.size());
+  for (const auto& t : tensors) {
+    TORCH_CHECK(t.defined(), "Program.set: opcode ", ins.op, " got an undefined tensor");
+  }
+  ins.raw = raw_form(ins.op, tensors);
+  ins.t = std::move(tensors);
+  ins.i = std::move(ints);
+}
+
 void Program::add_call(Call fn) {
   code_.push_back({CALL, {}, {static_cast<int64_t>(calls_.size())}, {}});
   calls_.push_back(std::move(fn));
@@ -185,7 +214,28 @@ void Program::execute_raw(const Instruction& ins, int64_t k) {
     case ADDCMUL: {
       scalar_t* y = ptr(0);
       const scalar_t *a = ptr(1), *x = ptr(2);
-      for (int64_t j = 0; j < n; ++j) y[j] += a[j] * x[j];
+      if (t[1].numel() == 1 && n != 1) {
+        const scalar_t a0 = a[0];
+        for (int64_t j = 0; j < n; ++j) y[j] += a0 * x[j];
+      } else {
+        for (int64_t j = 0; j < n; ++j) y[j] += a[j] * x[j];
+      }
+      break;
+    }
+    case RECORD: {
+      TORCH_CHECK(k < static_cast<int64_t>(ins.i.size()), "Program.run: step ", k,
+                  " is past the probe schedule (", ins.i.size(), " steps)");
+      const int64_t j = ins.i[k];
+      if (j < 0) break;
+      // buf (B, n, d...): sample b's row j starts at b * n * d + j * d
+      const int64_t B = t[0].size(0), rows = t[0].size(1), d = t[1].numel() / B;
+      scalar_t* buf = ptr(0);
+      const scalar_t* x = ptr(1);
+      for (int64_t b = 0; b < B; ++b) {
+        scalar_t* dst = buf + (b * rows + j) * d;
+        const scalar_t* src = x + b * d;
+        for (int64_t e = 0; e < d; ++e) dst[e] = src[e];
+      }
       break;
     }
     case RELU: {
@@ -239,6 +289,24 @@ void Program::execute_raw(const Instruction& ins, int64_t k) {
         for (int64_t r = 0; r < rows; ++r) {
           const scalar_t* xr = x + b * xs[0] + r * xs[1];
           scalar_t* yr = y + b * ys[0] + r * ys[1];
+          if (inner == 1 && ys[2] == 1 && ws[2] == 1) {
+            // an outer product row (encoders: one input per block): unit
+            // strides let the compiler vectorise it
+            const scalar_t xv = xr[0];
+            const scalar_t* w0 = w + b * ws[0];
+            for (int64_t c = 0; c < cols; ++c) yr[c] += xv * w0[c];
+            continue;
+          }
+          if (xs[2] == 1 && ws[1] == 1) {
+            // dot products over unit strides (decoders)
+            for (int64_t c = 0; c < cols; ++c) {
+              const scalar_t* wc = w + b * ws[0] + c * ws[2];
+              scalar_t acc = 0;
+              for (int64_t i = 0; i < inner; ++i) acc += xr[i] * wc[i];
+              yr[c * ys[2]] += acc;
+            }
+            continue;
+          }
           for (int64_t c = 0; c < cols; ++c) {
             const scalar_t* wc = w + b * ws[0] + c * ws[2];
             scalar_t acc = 0;

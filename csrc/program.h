@@ -50,6 +50,10 @@ class Program {
   // Checks the argument counts of `op` (a clear error instead of a crash later).
   void add(int64_t op, std::vector<at::Tensor> tensors, std::vector<int64_t> ints,
            std::vector<double> floats);
+  // New operands (and ints) for instruction `index`, same opcode and floats:
+  // a program kept from run to run rebinds what each run brings (fed data,
+  // probe buffers and their schedule).
+  void set(int64_t index, std::vector<at::Tensor> tensors, std::vector<int64_t> ints);
   void add_call(Call fn);
   void run(int64_t k0, int64_t k1);
   int64_t size() const { return static_cast<int64_t>(code_.size()); }

@@ -37,6 +37,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
             self.add_call([fn](int64_t k) { fn(k); });
           },
           py::arg("fn"))
+      .def("set", &Program::set, py::arg("index"), py::arg("tensors"), py::arg("ints"))
       .def("run", &Program::run, py::arg("k0"), py::arg("k1"))
       .def("__len__", &Program::size);
 }

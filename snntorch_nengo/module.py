@@ -346,7 +346,8 @@ class NengoModule(nn.Module):
             else:
                 self.reset(batch_size=batch_size)
         grad = not self.settings["inference_only"] and torch.is_grad_enabled()
-        values = self.signal_values().values
+        originals = self._signal_dict()
+        values = self.engine.merged.assemble(originals, self.batch_size)
         # torch.compile cannot ask about inference mode or tensors (a graph
         # break): a traced run copies nothing, and afterwards its state counts
         # as maybe made in inference mode
@@ -382,16 +383,20 @@ class NengoModule(nn.Module):
         if self.settings["keep_history"] is False:
             data = {probe: value[:, -1:] for probe, value in data.items()}
         dynamic = self.engine.module_layout.dynamic
-        self._store_state({
+        state = {
             base: value.detach() if value.requires_grad else value
             for base, value in self.engine.merged.split(sv, dynamic).items()
-        })
+        }
+        self._store_state(state)
         if inference or traced:  # (a trace cannot tell whether it made inference tensors)
             self.__dict__["_maybe_inference"] = True
         if not grad and not traced:
             # the key of what is remembered holds tensor ids and versions, which a
-            # trace has not (and remembered tensors would be the trace's)
-            self.engine.merged.remember(self._signal_dict(), sv.values, self.batch_size)
+            # trace has not (and remembered tensors would be the trace's). The
+            # modules' tensors now: the state just stored, the rest as they were
+            # (a base `_store_state` kept otherwise only misses the next reuse)
+            originals.update(state)
+            self.engine.merged.remember(originals, sv.values, self.batch_size)
         self.n_steps = start_step + n_steps
         self._fresh = False
         return data

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from nengo.exceptions import ValidationError
-from nengo.utils.progress import Progress, ProgressTracker
+from nengo.utils.progress import NoProgressBar, Progress, ProgressTracker
 
 from .utils import to_numpy
 
@@ -72,12 +72,16 @@ def run_chunked(
     with ProgressTracker(
         progress_bar, Progress("Simulating", "Simulation", steps)
     ) as pt, torch.no_grad():
+        # a callback per step only where a bar shows it: the in-place strategy
+        # runs steps in chunks between callbacks, one chunk without them
+        shown = not isinstance(pt.progress_bar, NoProgressBar)
+        on_step = pt.total_progress.step if shown else None
         for start in range(0, steps, chunk_steps):
             n = min(chunk_steps, steps - start)
             chunk_feeds = (
                 None if feeds is None else {k: v[:, start : start + n] for k, v in feeds.items()}
             )
-            out = module(inputs=chunk_feeds, n_steps=n, on_step=pt.total_progress.step)
+            out = module(inputs=chunk_feeds, n_steps=n, on_step=on_step)
             arrays = {probe: to_numpy(value) for probe, value in out.items()}
             if probe_callback is not None:
                 probe_callback(

@@ -177,3 +177,85 @@ def test_deprecated_names_still_work():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Simulator(recurrent(), progress_bar=False, torch_compile=True).close()
+
+
+# -- the in-place program kept from run to run
+
+
+def fed_loop(**settings):
+    """A recurrent LIF network (in-place runs) with a fed input and a sampled probe."""
+    with nengo.Network(seed=3) as net:
+        if settings:
+            configure_settings(**settings)
+        net.stim = nengo.Node(np.zeros(2), label="stim")
+        ens = nengo.Ensemble(40, 2, neuron_type=nengo.LIF())
+        nengo.Connection(net.stim, ens)
+        nengo.Connection(ens, ens, synapse=0.05, transform=0.9)
+        net.p = nengo.Probe(ens, synapse=0.01)
+        net.q = nengo.Probe(ens.neurons, sample_every=0.003)
+    return net
+
+
+def test_short_runs_continue_as_one_long_run():
+    net = fed_loop()
+    with Simulator(net, progress_bar=False) as whole:
+        whole.run_steps(90)
+    with Simulator(net, progress_bar=False) as parts:
+        for n in (30, 1, 29, 30):  # the single step runs functionally
+            parts.run_steps(n)
+            assert parts.module.engine.last_run.strategy == ("in_place" if n > 1 else "functional")
+        kept = parts.module.engine._in_place_program[1]
+        parts.run_steps(7)
+        assert parts.module.engine._in_place_program[1] is kept  # one program, reused
+    for probe in (net.p, net.q):
+        n = len(whole.data[probe])
+        np.testing.assert_allclose(parts.data[probe][:n], whole.data[probe], atol=1e-6)
+    assert parts.data[net.q].shape == (32, 40)  # 97 steps, a sample every third
+
+
+def test_kept_program_takes_each_runs_inputs():
+    net = fed_loop()
+    rng = np.random.RandomState(0)
+    x1, x2 = rng.uniform(-1, 1, (2, 3, 40, 2))
+    with Simulator(net, progress_bar=False, minibatch_size=3) as sim:
+        out1 = sim.predict_on_batch({net.stim: x1})[net.p]
+        out2 = sim.predict_on_batch({net.stim: x2})[net.p]
+    with Simulator(net, progress_bar=False, minibatch_size=3) as fresh:
+        expected2 = fresh.predict_on_batch({net.stim: x2})[net.p]
+    assert not np.allclose(out1, out2)
+    np.testing.assert_allclose(out2, expected2, atol=1e-6)
+
+
+def test_kept_program_never_writes_state_a_user_holds():
+    with Simulator(fed_loop(), progress_bar=False) as sim:
+        sim.run_steps(20)
+        held = sim.module.state()
+        copies = {base: value.clone() for base, value in held.items()}
+        sim.run_steps(20)
+        sim.run_steps(20)
+        for base, value in held.items():
+            assert torch.equal(value, copies[base]), base
+
+
+@pytest.mark.parametrize("change", ["in place", "through .data"])
+def test_kept_program_sees_changed_parameters(change):
+    def run(net, factor=0.5):
+        sim = Simulator(net, progress_bar=False)
+        sim.run_steps(20)
+        weights = [p for p in sim.module.parameters() if p.dim() == 2]
+        with torch.no_grad():
+            for w in weights:
+                if change == "in place":
+                    w.mul_(factor)
+                else:
+                    w.data = w.data * factor
+        sim.run_steps(20)
+        return sim.data[net.p], sim.module.engine.last_run.strategy
+
+    kept, strategy = run(fed_loop())
+    assert strategy == "in_place"
+    expected, strategy = run(fed_loop(in_place=False))  # nothing kept between runs
+    assert strategy == "functional"
+    np.testing.assert_allclose(kept, expected, atol=1e-5)
+    unchanged, _ = run(fed_loop(), factor=1.0)
+    assert np.abs(unchanged[20:] - kept[20:]).max() > 0.02  # the change shows

@@ -9,6 +9,7 @@ start of a run and splits the state back at the end.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING
 
@@ -165,15 +166,17 @@ class MergedSignals:
 
         A merged base is concatenated only when its pieces changed since it was
         last assembled or remembered (`remember`), as told by `_reuse_key`."""
-        merged = {}
-        for sig, value in values.items():
-            if self.location.get(sig, sig) is sig:
-                merged[sig] = value
+        moved = self.__dict__.get("_moved")
+        if moved is None:  # the originals that are pieces of a merged base
+            moved = self.__dict__["_moved"] = frozenset(
+                sig for sig, target in self.location.items() if target is not sig
+            )
+        merged = {sig: value for sig, value in values.items() if sig not in moved}
         tracing = torch.compiler.is_compiling()
         grad = torch.is_grad_enabled()
         kept = self.__dict__.setdefault("_kept", {})
         for base, (sigs, contiguous) in self.pieces.items():
-            pieces = [values[sig] for sig in sigs]
+            pieces = list(map(values.__getitem__, sigs))
             key = None if tracing else _reuse_key(pieces, batch_size, grad)
             hit = kept.get(base) if key is not None else None
             # (the merged tensor's version: nothing wrote into it meanwhile)
@@ -212,10 +215,11 @@ class MergedSignals:
         would only copy.
         """
         for base, (sigs, _) in self.pieces.items():
-            pieces = [values[sig] for sig in sigs]
+            pieces = list(map(values.__getitem__, sigs))
             key = _reuse_key(pieces, batch_size, grad=False)
             if key is not None:
-                self._keep(base, key, pieces, merged[base].detach())
+                value = merged[base]
+                self._keep(base, key, pieces, value.detach() if value.requires_grad else value)
 
     def _keep(self, base, key, pieces, value):
         # the pieces are kept so that their ids cannot be reused meanwhile
@@ -236,19 +240,43 @@ class MergedSignals:
     ) -> dict[Signal, torch.Tensor]:
         """The originals' values read back from merged values ``sv``."""
         out = {}
-        for base, (sigs, contiguous) in self.pieces.items():
+        rows, rest = self._split_plan(originals)
+        for base, sigs, sizes, shapes, ndim, vectors in rows:
             # one split per merged base, not one read per original
-            if contiguous and all(sig in originals for sig in sigs):
-                value = sv.values[base]
-                lead = value.shape[: value.dim() - base.ndim]
-                parts = value.reshape(lead + (-1,)).split([s.size for s in sigs], dim=-1)
-                for sig, part in zip(sigs, parts):
-                    shape = lead + tuple(sig.shape)
-                    out[sig] = part if part.shape == shape else part.reshape(shape)
-        for sig in originals:
-            if sig not in out:
-                out[sig] = sv.read(self.location.get(sig, sig))
+            value = sv.values[base]
+            lead = value.shape[: value.dim() - ndim]
+            parts = value.reshape(lead + (-1,)).split(sizes, dim=-1)
+            if vectors:  # 1-D pieces: the parts, (*lead, n), have their shapes
+                out.update(zip(sigs, parts))
+                continue
+            for sig, part, shape in zip(sigs, parts, shapes):
+                shape = lead + shape
+                out[sig] = part if part.shape == shape else part.reshape(shape)
+        for sig, location in rest:
+            out[sig] = sv.read(location)
         return out
+
+    def _split_plan(self, originals):
+        """`split`'s bases read by one split each, and the originals read alone.
+
+        Made once for each collection of originals asked for (the modules'
+        dynamic signals, at every run): Nengo's signal properties cost more
+        than the split.
+        """
+        plans = self.__dict__.setdefault("_split_plans", {})
+        plan = plans.get(id(originals))
+        if plan is None or plan[0] is not originals:
+            rows, covered = [], set()
+            for base, (sigs, contiguous) in self.pieces.items():
+                if contiguous and all(sig in originals for sig in sigs):
+                    shapes = [tuple(s.shape) for s in sigs]
+                    rows.append((base, sigs, [s.size for s in sigs], shapes, base.ndim,
+                                 all(len(shape) == 1 for shape in shapes)))
+                    covered.update(sigs)
+            rest = [(sig, self.location.get(sig, sig)) for sig in originals
+                    if sig not in covered]
+            plan = plans[id(originals)] = (originals, rows, rest)
+        return plan[1], plan[2]
 
 
 def _reuse_key(pieces, batch_size, grad):
@@ -263,9 +291,19 @@ def _reuse_key(pieces, batch_size, grad):
     (`Engine.initial_state`), so their bases (the state of hundreds of small
     ensembles in nengo.networks) are assembled once, not per minibatch.
     """
-    if any(v.is_inference() or (grad and v.requires_grad) for v in pieces):
+    if grad and any(map(_REQUIRES_GRAD, pieces)):
         return None
-    return batch_size, tuple((id(v), v._version, v.data_ptr()) for v in pieces)
+    try:
+        versions = tuple(map(_VERSION, pieces))
+    except RuntimeError:  # an inference tensor: it has no version counter
+        return None
+    return batch_size, tuple(map(id, pieces)), versions, tuple(map(_DATA_PTR, pieces))
+
+
+# (C-level attribute reads: this key is made for every merged base at every run)
+_REQUIRES_GRAD = operator.attrgetter("requires_grad")
+_VERSION = operator.attrgetter("_version")
+_DATA_PTR = torch.Tensor.data_ptr
 
 
 def _flat_index(view):

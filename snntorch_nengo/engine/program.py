@@ -214,14 +214,19 @@ class Program:
         self.dt = dt
         self.batch_size = batch_size
         self.training = training
-        self.feeds = feeds
+        # the program's own dict: `load` refills it for the next run
+        self.feeds = dict(feeds)
         self.views = Views(self.layout, values)
         self.sv = InPlaceValues(self.layout, values, batch_size, self.views,
-                                feeds=feeds, training=training)
+                                feeds=self.feeds, training=training)
         self.code = []  # (opcode, tensors, ints, floats)
         self.calls = []
         self.fallbacks = []
         self.n_lowered = 0
+        # what each run brings, rebound by `load` and `emit_probe_records`:
+        # FEED instructions (code index, node) and RECORDs (probe -> index)
+        self._feed_slots = []
+        self._record_slots = {}
         for step in op_steps:
             self.add_step(step)
 
@@ -292,6 +297,11 @@ class Program:
         emit_into(_view(tmp, flat.shape[:-1] + shape), False)
         self.emit(INDEX_ADD if inc else INDEX_COPY, (flat, index, tmp), (flat.dim() - 1,))
 
+    def emit_feed(self, dst: torch.Tensor, node: nengo.Node, data: torch.Tensor) -> None:
+        """FEED ``data`` of input ``node`` into ``dst``; `load` rebinds it."""
+        self._feed_slots.append((len(self.code), node))
+        self.emit(FEED, (dst, data))
+
     def emit_probe_records(
         self,
         probes: Sequence[nengo.Probe],
@@ -302,7 +312,9 @@ class Program:
     ) -> dict:
         """RECORD instructions for the probes; ``{probe: buffer they fill}``.
 
-        ``period(probe)``: steps per sample (Nengo's sample_every).
+        ``period(probe)``: steps per sample (Nengo's sample_every). Called
+        again before a later run of the same program, it gives the RECORDs
+        that run's buffers and schedule.
         """
         data = {}
         for probe in probes:
@@ -314,10 +326,60 @@ class Program:
             sched[due] = np.arange(len(due))
             base = self.views.values[sig.base]
             buf = base.new_empty((self.batch_size, len(due)) + tuple(sig.shape))
-            if len(due):
+            slot = self._record_slots.get(probe)
+            if slot is None:
+                # a program's first records; every probe gets one (a run
+                # without samples records nothing: its schedule is all -1)
+                self._record_slots[probe] = len(self.code)
                 self.emit(RECORD, (buf, self.read(sig)), sched)
+            else:
+                self.rebind(slot, (buf, self.code[slot][1][1]), sched)
             data[probe] = buf
         return data
+
+    # -- running again
+
+    def load(self, values: dict, feeds: dict) -> None:
+        """Start the next run from ``values`` with input ``feeds``.
+
+        The dynamic bases' values are copied into the program's buffers (what
+        a user holds of an earlier state is never written); constants are
+        those the program was built with (`strategies.in_place` keeps a
+        program only while they are the same tensors, unchanged).
+        """
+        buffers = self.views.values
+        for base in self.layout.dynamic:
+            value = values[base]
+            if value is not buffers[base]:
+                buffers[base].copy_(value)
+        self.feeds.clear()
+        self.feeds.update(feeds)
+        for index, node in self._feed_slots:
+            dst = self.code[index][1][0]
+            self.rebind(index, (dst, feeds[node].to(dst.dtype)), ())
+
+    def rebind(self, index: int, tensors: Sequence[torch.Tensor], ints: Iterable[int]) -> None:
+        """New operands for instruction ``index`` (its opcode and floats stay)."""
+        opcode, _, _, floats = self.code[index]
+        ints = tuple(int(x) for x in ints)
+        self.code[index] = (opcode, tuple(tensors), ints, floats)
+        native = getattr(self, "_native", None)
+        if native is not None and hasattr(native, "set"):
+            native.set(index, list(tensors), list(ints))
+        elif native is not None:  # an extension built before `set`: remade from code
+            self._native = None
+
+    def final_values(self) -> SignalValues:
+        """The values after a run, the state copied out of the buffers that
+        the next run of this program writes into."""
+        buffers = self.views.values
+        dynamic = self.layout.dynamic
+        values = {
+            base: value.clone() if base in dynamic else value
+            for base, value in buffers.items()
+        }
+        return SignalValues(self.layout, values, self.batch_size,
+                            feeds=dict(self.feeds), training=self.training)
 
     # -- running
 
@@ -429,7 +491,13 @@ def lower_node_input(prog: Program, op: NodeInput, step: Step) -> None:
         data = prog.layout.initial_value(op.output, device=buf.device).to(buf.dtype)
     else:
         raise Unlowerable("the node's own function runs")
-    prog.write(op.output, lambda dst, acc: prog.emit(opcode, (dst, data)), False)
+    def emit_into(dst, acc):
+        if opcode == FEED:
+            prog.emit_feed(dst, op.node, data)
+        else:
+            prog.emit(COPY, (dst, data))
+
+    prog.write(op.output, emit_into, False)
 
 
 @lowering("copy")
