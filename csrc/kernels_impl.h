@@ -20,6 +20,8 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -274,6 +276,83 @@ struct Lif {
   }
 };
 
+// LIF with tau_ref == 0, forward only. A spike's exact time matters there
+// only to the refractory state it leaves: with no refractory period, the
+// step after a spike has r <= 0 whatever the time, so the voltage, the
+// spikes and every later step are those of any r in [0, dt]. The step keeps
+// the voltage and J of each neuron's last spike and the steps since, and
+// `finish` computes that spike's time (log1p, the costliest operation of
+// Lif::step, once per neuron per call instead of once per spiking vector per
+// step) and replays the decrements: the final state has Lif's bits.
+template <typename T>
+struct LifNoRefractory {
+  using Vec = Vectorized<T>;
+  static constexpr int kStates = 2;  // voltage, refractory_time
+  // registers only: the log1p argument of the last spike, -(v - 1) / (J - 1),
+  // and the steps since it (-inf: no spike in this call)
+  static constexpr int kExtra = 2;
+  Lif<T> lif;
+  Vec none;
+
+  explicit LifNoRefractory(const LifParams& p)
+      : lif(p), none(-std::numeric_limits<T>::infinity()) {}
+
+  void begin(Vec* s) const {
+    s[2] = lif.zero;
+    s[3] = none;
+  }
+
+  inline Vec operator()(const Vec& J, Vec* s) const {
+    Vec& v = s[0];
+    Vec& r = s[1];
+    r = r - lif.dt;
+    const Vec delta_t = at::vec::clamp(lif.dt - r, lif.zero, lif.dt);
+    const Vec d = J - v;
+    const Vec e = (delta_t != lif.dt).zero_mask() == Lif<T>::kNoLane
+        ? lif.e_full : (delta_t.neg() / lif.tau_rc).expm1();
+    v = v - d * e;
+    const Vec spiked = v > lif.one;
+    const Vec output = Vec::blendv(lif.zero, lif.one, spiked) * lif.amp_over_dt;
+    s[3] = s[3] + lif.one;
+    if (spiked.zero_mask() != Lif<T>::kNoLane) {
+      // Lif::step's log1p argument, from the same (safe) values
+      const Vec v_safe = Vec::blendv(lif.one, v, spiked);
+      const Vec J_safe = Vec::blendv(lif.two, J, spiked);
+      s[2] = Vec::blendv(s[2], (v_safe - lif.one).neg() / (J_safe - lif.one), spiked);
+      s[3] = Vec::blendv(s[3], lif.zero, spiked);
+      r = Vec::blendv(r, lif.tau_ref, spiked);  // in [0, dt]: steps as Lif's
+    }
+    v = Vec::blendv(v, lif.min_voltage, v < lif.min_voltage);
+    v = Vec::blendv(v, lif.zero, spiked);
+    return output;
+  }
+
+  void finish(Vec* s) const {
+    const Vec spiked = s[3] >= lif.zero;
+    if (spiked.zero_mask() == Lif<T>::kNoLane) return;
+    const Vec t_spike = lif.dt + lif.tau_rc * s[2].log1p();
+    Vec r = Vec::blendv(s[1], lif.tau_ref + t_spike, spiked);
+    // then each later step's r -= dt, in order
+    for (Vec i = lif.one;; i = i + lif.one) {
+      const Vec later = i <= s[3];
+      if (later.zero_mask() == Lif<T>::kNoLane) break;
+      r = Vec::blendv(r, r - lif.dt, later);
+    }
+    s[1] = r;
+  }
+};
+
+// Register-only states of a neuron type (`kExtra`, with `begin`/`finish`
+// hooks around a block's steps); none for most.
+template <typename N, typename = void>
+struct ExtraStates {
+  static constexpr int value = 0;
+};
+template <typename N>
+struct ExtraStates<N, std::void_t<decltype(N::kExtra)>> {
+  static constexpr int value = N::kExtra;
+};
+
 template <typename T>
 struct AdaptiveLif {
   using Vec = Vectorized<T>;
@@ -376,11 +455,13 @@ inline void run_block(
   const BlockLanes<Full, T> lanes(count);
   const int n_vecs = lanes.n_vecs;
 
-  Vec state[kVecs][kMaxStates];
+  constexpr int X = ExtraStates<Neuron>::value;
+  Vec state[kVecs][kMaxStates + X];
   Vec filtered[kVecs];
   for (int k = 0; k < n_vecs; ++k) {
     const int64_t off = n0 + k * W;
     for (int s = 0; s < S; ++s) state[k][s] = lanes.load(a.state_in[s] + off, k);
+    if constexpr (X > 0) neuron.begin(state[k]);
     filtered[k] = lanes.load(a.filtered_in + off, k);
   }
   constexpr int kBlockBytes = kVecs * W * int(sizeof(T));
@@ -404,6 +485,7 @@ inline void run_block(
   }
   for (int k = 0; k < n_vecs; ++k) {
     const int64_t off = n0 + k * W;
+    if constexpr (X > 0) neuron.finish(state[k]);
     for (int s = 0; s < S; ++s) lanes.store(state[k][s], a.state_out[s] + off, k);
     lanes.store(filtered[k], a.filtered_out + off, k);
   }
@@ -434,7 +516,11 @@ void run_fused(const FusedArgs<T>& a, const Neuron& neuron, double decay_) {
 
 template <typename T>
 void lif_entry(const FusedArgs<T>& a, const LifParams& p) {
-  run_fused(a, Lif<T>(p), p.decay);
+  if (p.tau_ref == 0.0) {
+    run_fused(a, LifNoRefractory<T>(p), p.decay);
+  } else {
+    run_fused(a, Lif<T>(p), p.decay);
+  }
 }
 
 template <typename T>

@@ -17,6 +17,7 @@ from typing import Optional, TextIO
 
 import torch
 
+from . import heap
 from .engine.program import _native as _native_program
 from .engine.strategies import in_place
 from .kernels import cpp, jit, ops
@@ -94,6 +95,7 @@ def collect() -> dict:
            "torch.compile will fail on the CPU") + ")",
         "functional": "always (autograd records, single steps)",
     }
+    facts["heap"] = heap.status()
     return facts
 
 
@@ -122,6 +124,7 @@ def info(file: Optional[TextIO] = None) -> None:
         ),
         "Run strategies:",
         *(f"  {name}: {what}" for name, what in f["strategies"].items()),
+        f"Heap (large temporaries, heap.py): {f['heap']}",
     ]
     print("\n".join(lines), file=out)
 

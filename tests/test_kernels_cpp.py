@@ -192,6 +192,26 @@ def test_cpp_matches_reference_float32(kind):
 
 
 @needs_cpp
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("T,N", [(400, 67), (1, 33), (2, 5), (50, 2000)])
+def test_cpp_lif_without_refractory_period_matches_reference(dtype, T, N):
+    # tau_ref = 0 runs another form of the step (spike times once per call,
+    # csrc/kernels_impl.h LifNoRefractory); initial states still refractory,
+    # spikes at the first and the last step, neurons that never spike
+    J, states = inputs("lif", T, N, seed=T * N, dtype=dtype)
+    J[0, ::3] = 30.0
+    J[-1, 1::3] = 30.0
+    J[:, 2::7] = 0.5
+    args = (J, *states, *params("lif", tau_ref=0.0))
+    expected = reference.lif_lowpass(*args)
+    actual = cpp.lif_lowpass(*args)
+    assert expected[0].any() and not expected[0][:, 2::7].any()
+    for a, e in zip(actual, expected):
+        assert a.dtype == dtype and a.shape == e.shape
+        assert torch.equal(a, e), (a - e).abs().max()
+
+
+@needs_cpp
 def test_cpp_default_isa_matches_reference():
     """With ATEN_CPU_CAPABILITY=default torch uses the C library's expm1/log1p,
     and so do the DEFAULT kernels: still bitwise equal."""

@@ -12,6 +12,7 @@ from nengo.builder.neurons import SimNeurons
 from nengo.builder.operator import TimeUpdate
 from nengo.exceptions import ValidationError
 
+from .. import heap
 from .merge import MergedSignals, merge_operators, resolve
 from .ops import OpRegistry, Step, StepContext
 from .schedule import NodeInput, input_nodes, step_order, with_input_ops
@@ -47,6 +48,7 @@ class Engine:
         settings: dict | None = None,
         torch_compile: bool = False,
     ) -> None:
+        heap.warm()  # once per process (see heap.py: windows' big temporaries)
         self.model = model
         self.dtype = dtype
         self.settings = dict(settings or {})
