@@ -440,8 +440,9 @@ struct SpikingRelu {
 };
 
 // One block of up to kVecs vectors starting at neuron n0; `count` valid
-// neurons (count == kVecs * Vec::size() for full blocks).
-template <bool Full, typename T, typename Neuron>
+// neurons (count == kVecs * Vec::size() for full blocks). Filter: the lowpass
+// runs (the filter pointers set), else nothing of it is read or written.
+template <bool Full, bool Filter, typename T, typename Neuron>
 inline void run_block(
     const FusedArgs<T>& a,
     const Neuron& neuron,
@@ -462,7 +463,7 @@ inline void run_block(
     const int64_t off = n0 + k * W;
     for (int s = 0; s < S; ++s) state[k][s] = lanes.load(a.state_in[s] + off, k);
     if constexpr (X > 0) neuron.begin(state[k]);
-    filtered[k] = lanes.load(a.filtered_in + off, k);
+    if constexpr (Filter) filtered[k] = lanes.load(a.filtered_in + off, k);
   }
   constexpr int kBlockBytes = kVecs * W * int(sizeof(T));
   const int64_t j_row = a.j_held ? 0 : a.n;  // elements between J's rows
@@ -472,22 +473,24 @@ inline void run_block(
       const int64_t ahead = row + kPrefetchSteps * a.n;
       if (!a.j_held) prefetch_lines<false>(a.J + ahead, kBlockBytes);
       prefetch_lines<true>(a.output + ahead, kBlockBytes);
-      prefetch_lines<true>(a.filtered_seq + ahead, kBlockBytes);
+      if constexpr (Filter) prefetch_lines<true>(a.filtered_seq + ahead, kBlockBytes);
     }
     for (int k = 0; k < n_vecs; ++k) {
       const int64_t off = row + k * W;
       Vec output = neuron(lanes.load(a.J + t * j_row + n0 + k * W, k), state[k]);
-      // nengo's OneX lowpass: decay * filtered + (1 - decay) * output
-      filtered[k] = decay * filtered[k] + one_minus_decay * output;
       lanes.store(output, a.output + off, k);
-      lanes.store(filtered[k], a.filtered_seq + off, k);
+      if constexpr (Filter) {
+        // nengo's OneX lowpass: decay * filtered + (1 - decay) * output
+        filtered[k] = decay * filtered[k] + one_minus_decay * output;
+        lanes.store(filtered[k], a.filtered_seq + off, k);
+      }
     }
   }
   for (int k = 0; k < n_vecs; ++k) {
     const int64_t off = n0 + k * W;
     if constexpr (X > 0) neuron.finish(state[k]);
     for (int s = 0; s < S; ++s) lanes.store(state[k][s], a.state_out[s] + off, k);
-    lanes.store(filtered[k], a.filtered_out + off, k);
+    if constexpr (Filter) lanes.store(filtered[k], a.filtered_out + off, k);
   }
 }
 
@@ -501,11 +504,19 @@ void run_fused(const FusedArgs<T>& a, const Neuron& neuron, double decay_) {
   const int64_t rest = a.n - n_full * block;
   const int64_t n_blocks = n_full + (rest > 0 ? 1 : 0);
 
+  // (filtered_out: filtered_seq of zero steps may have no data pointer)
+  const bool filter = a.filtered_out != nullptr;
   auto body = [&](int64_t b) {
     if (b < n_full) {
-      run_block<true>(a, neuron, decay, one_minus_decay, b * block, int(block));
+      if (filter) {
+        run_block<true, true>(a, neuron, decay, one_minus_decay, b * block, int(block));
+      } else {
+        run_block<true, false>(a, neuron, decay, one_minus_decay, b * block, int(block));
+      }
+    } else if (filter) {
+      run_block<false, true>(a, neuron, decay, one_minus_decay, b * block, int(rest));
     } else {
-      run_block<false>(a, neuron, decay, one_minus_decay, b * block, int(rest));
+      run_block<false, false>(a, neuron, decay, one_minus_decay, b * block, int(rest));
     }
   };
 

@@ -30,7 +30,8 @@
 namespace snntorch_nengo {
 
 // Pointers of one fused call, states in their spec's order (neuron_specs.h).
-// All contiguous: J/output/filtered_seq [T, N], states [N].
+// All contiguous: J/output/filtered_seq [T, N], states [N]; the three filter
+// pointers all null for no lowpass (nothing of it computed or stored).
 template <typename T>
 struct FusedArgs {
   const T* J = nullptr;

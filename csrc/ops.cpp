@@ -4,7 +4,8 @@
 //     -> (output, filtered_seq, *states, filtered)
 //       one op per neuron kind: names and schemas in neuron_specs.h (generated
 //       from snntorch_nengo/neurons/specs.py), e.g. lif_lowpass; J may be one
-//       row expanded over T (stride 0: an input held over the window)
+//       row expanded over T (stride 0: an input held over the window);
+//       filtered [0] (N > 0): no lowpass, filtered_seq [T, 0] and filtered [0]
 //   torch.ops.snntorch_nengo_cpp.<name>_backward(J, *states, filtered,
 //       grad_output?, grad_filtered_seq?, *grad_states?, grad_filtered?, dt,
 //       *params, decay, surrogate, surrogate_param) -> (grad_J, *grad_states,
@@ -78,12 +79,15 @@ void check_inputs(const char* op, const at::Tensor& J, const std::vector<at::Ten
 }
 
 // Runs `kernel` on contiguous copies; returns (output, filtered_seq,
-// *states, filtered).
+// *states, filtered). An empty `filtered` ([0] for N > 0) means no lowpass:
+// filtered_seq comes back [T, 0] and filtered [0], and the kernel writes
+// neither (a whole [T, N] stream less; the engine never uses the filter).
 template <typename Fn>
 std::vector<at::Tensor> run(const char* op, const at::Tensor& J_, const std::vector<at::Tensor>& states_,
                             const at::Tensor& filtered_, Fn&& kernel) {
+  const bool no_filter = filtered_.dim() == 1 && filtered_.numel() == 0;
   std::vector<at::Tensor> all = states_;
-  all.push_back(filtered_);
+  if (!no_filter) all.push_back(filtered_);
   check_inputs(op, J_, all);
   // J the same at every step (a window's held input, expanded over T) is read
   // from its one row rather than copied T times
@@ -97,9 +101,10 @@ std::vector<at::Tensor> run(const char* op, const at::Tensor& J_, const std::vec
   const int64_t T = J_.size(0), N = J_.size(1);
   std::vector<at::Tensor> result;
   result.push_back(at::empty({T, N}, opts));  // output
-  result.push_back(at::empty({T, N}, opts));  // filtered_seq
+  const int64_t F = no_filter ? 0 : N;
+  result.push_back(at::empty({T, F}, opts));  // filtered_seq
   for (size_t i = 0; i < states.size(); ++i) result.push_back(at::empty({N}, opts));
-  result.push_back(at::empty({N}, opts));  // filtered
+  result.push_back(at::empty({F}, opts));  // filtered
 
   AT_DISPATCH_FLOATING_TYPES(J.scalar_type(), "snntorch_nengo_cpp", [&] {
     FusedArgs<scalar_t> a;
@@ -111,10 +116,12 @@ std::vector<at::Tensor> run(const char* op, const at::Tensor& J_, const std::vec
       a.state_in[i] = states[i].const_data_ptr<scalar_t>();
       a.state_out[i] = result[2 + i].mutable_data_ptr<scalar_t>();
     }
-    a.filtered_in = filtered.const_data_ptr<scalar_t>();
     a.output = result[0].mutable_data_ptr<scalar_t>();
-    a.filtered_seq = result[1].mutable_data_ptr<scalar_t>();
-    a.filtered_out = result.back().mutable_data_ptr<scalar_t>();
+    if (!no_filter) {  // else null: the kernels skip the lowpass
+      a.filtered_in = filtered.const_data_ptr<scalar_t>();
+      a.filtered_seq = result[1].mutable_data_ptr<scalar_t>();
+      a.filtered_out = result.back().mutable_data_ptr<scalar_t>();
+    }
     a.num_threads = at::get_num_threads();
     kernel(a);
   });

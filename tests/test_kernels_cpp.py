@@ -212,6 +212,40 @@ def test_cpp_lif_without_refractory_period_matches_reference(dtype, T, N):
 
 
 @needs_cpp
+@pytest.mark.parametrize("kind", ALL)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cpp_without_filter_skips_it(kind, dtype):
+    # an empty filter: no lowpass written, the rest as with one
+    J, states = inputs(kind, 60, 301, seed=9, dtype=dtype)
+    args = (J, *states, *params(kind))
+    name = kind_name(kind)
+    expected = getattr(cpp, name)(*args)
+    kernel = getattr(torch.ops.snntorch_nengo_cpp, name)
+    actual = kernel(J, *states[:-1], J.new_empty(0), *params(kind))
+    assert actual[1].shape == (60, 0) and actual[-1].shape == (0,)
+    for a, e in zip(actual[:1] + actual[2:-1], expected[:1] + expected[2:-1]):
+        assert torch.equal(a, e)
+
+
+@pytest.mark.parametrize("kind", ALL)
+@pytest.mark.parametrize("grad", [False, True])
+def test_unfiltered_call_equals_the_op(kind, grad):
+    # the engine's call: the C++ kernel without a filter where nothing
+    # records, the custom op (with autograd) where something does
+    J, states = inputs(kind, 40, 70, seed=11)
+    J.requires_grad_(grad)
+    name = kind_name(kind)
+    p = params(kind, decay=0.0)
+    expected = ops.OPS[name](J, *states, *p)
+    call = ops.direct_unfiltered(name)
+    actual = call(J, *states[:-1], *p[:-1], 0, 0.0)
+    assert len(actual) == len(states)  # output and the neuron's states
+    for a, e in zip(actual, expected[:1] + expected[2:-1]):
+        assert torch.equal(a.detach(), e.detach())
+    assert actual[0].requires_grad == grad
+
+
+@needs_cpp
 def test_cpp_default_isa_matches_reference():
     """With ATEN_CPU_CAPABILITY=default torch uses the C library's expm1/log1p,
     and so do the DEFAULT kernels: still bitwise equal."""

@@ -556,22 +556,37 @@ def _records(tensors) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def direct(name: str) -> Callable:
-    """``OPS[name]`` for positional arguments, calling the C++ kernel itself
-    where nothing is recorded (inference): the same kernel without the custom
-    op's dispatch, which costs more than a small window's kernel."""
+def direct_unfiltered(name: str) -> Callable:
+    """``OPS[name]`` without the lowpass, which the engine never uses:
+    ``(J, *states, dt, *params, surrogate, surrogate_param) -> (output,
+    *final states)``.
+
+    Where nothing is recorded and the C++ kernels run, the kernel gets an
+    empty filter and writes no filtered sequence (a ``[T, N]`` stream less to
+    memory); elsewhere the custom op runs with a zero filter and decay 0 (its
+    filtered output then equals the output) and the filter's results are
+    dropped.
+    """
     op = OPS[name]
-    n = kernel_spec_named(name).n_tensors()
+    n_states = len(kernel_spec_named(name).states)
+    kernel = None
 
     def call(*args):
-        tensors = args[:n]
-        if _records(tensors) or not cpp.supports(*tensors):
-            return op(*args)
-        _check(name, tensors)
-        kernel = getattr(torch.ops.snntorch_nengo_cpp, name)
-        return tuple(kernel(*tensors, *_forward_params(name, args[n:])))
+        nonlocal kernel
+        tensors, rest = args[: 1 + n_states], args[1 + n_states :]
+        J = tensors[0]
+        # the op's floats: dt and the parameters, the decay, the surrogate
+        params = rest[:-_N_BACKWARD_ARGS] + (0.0,) + rest[-_N_BACKWARD_ARGS:]
+        if not _records(tensors) and cpp.supports(*tensors):
+            _check(name, tensors)
+            if kernel is None:
+                kernel = getattr(torch.ops.snntorch_nengo_cpp, name)
+            result = kernel(*tensors, J.new_empty(0), *_forward_params(name, params))
+        else:
+            result = op(*tensors, J.new_zeros(J.shape[1]), *params)
+        return (result[0],) + tuple(result[2 : 2 + n_states])
 
-    call.__name__ = call.__qualname__ = name
+    call.__name__ = call.__qualname__ = f"{name}_unfiltered"
     return call
 
 
@@ -597,7 +612,7 @@ __all__ = [
     "OPS",
     *OPS,
     "fused_lowpass_backward",
-    "direct",
+    "direct_unfiltered",
     "spike_product",
     "spike_matmul",
     "linear_filter_scan",

@@ -116,11 +116,7 @@ def _series(op, ctx, update, train):
         else:
             J = J.reshape(B * N)[None].expand(T, B * N).contiguous()
         states = [start.read(op.state[name]).reshape(B * N) for name in kernel[1]]
-        unused_filter = J.new_zeros(B * N)
-        result = kernel[0](
-            J, *states, unused_filter, ctx.dt, *kernel[2](neuron_type), *surrogate
-        )
-        output, finals = result[0], result[2 : 2 + len(kernel[1])]
+        output, *finals = kernel[0](J, *states, ctx.dt, *kernel[2](neuron_type), *surrogate)
         out = {out_base: output.reshape(T, B, N)}
         for name, final in zip(kernel[1], finals):
             # only the last step's state is kept: nothing else reads it (`private`)
@@ -150,13 +146,9 @@ def fused_kernel(
     ]
     | None
 ):
-    """(custom op, state names in its order, params(neuron type)) or None."""
+    """(the kernel without its lowpass, `kernel_ops.direct_unfiltered`; state
+    names in its order; params(neuron type)) or None."""
     spec = kernel_spec(neuron_type)
     if spec is None:
         return None
-    # decay 0: the fused lowpass output equals the spikes and is not used
-    return (
-        kernel_ops.direct(spec.kernel.name),
-        spec.states,
-        lambda n: spec.param_values(n) + (0.0,),
-    )
+    return kernel_ops.direct_unfiltered(spec.kernel.name), spec.states, spec.param_values
