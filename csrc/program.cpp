@@ -35,6 +35,7 @@ constexpr Arity kArity[N_OPCODES] = {
     {3, 0, 0},   // MUL
     {2, 0, 0},   // SUM
     {0, 1, 0},   // NEURON: checked by kind
+    {3, 0, 0},   // ROWDOT
 };
 
 // NEURON kinds, their states and floats: neuron_specs.h (generated from the specs)
@@ -109,6 +110,15 @@ bool raw_form(int64_t op, const std::vector<at::Tensor>& t) {
       return dense(t, 2, true) && is_float(w) && w.scalar_type() == y.scalar_type() &&
              y.dim() == 2 && y.size(0) == 1 && x.dim() == 2 && w.dim() == 2 &&
              w.stride(0) == 1 && w.stride(1) == w.size(0) && w.numel() <= kRawMacs;
+    }
+    case ROWDOT: {
+      // y (B, k) of any strides, x (B, k, c) with unit stride in c, A (k, c)
+      const auto &y = t[0], &x = t[1], &A = t[2];
+      return is_float(y) && is_float(x) && is_float(A) && x.scalar_type() == y.scalar_type() &&
+             A.scalar_type() == y.scalar_type() && y.dim() == 2 && x.dim() == 3 &&
+             A.dim() == 2 && A.is_contiguous() && x.stride(2) == 1 &&
+             x.size(0) == y.size(0) && x.size(1) == y.size(1) && A.size(0) == x.size(1) &&
+             A.size(1) == x.size(2);
     }
     case BADDBMM:
       return is_float(t[0]) && is_float(t[1]) && is_float(t[2]) &&
@@ -317,6 +327,29 @@ void Program::execute_raw(const Instruction& ins, int64_t k) {
       }
       break;
     }
+    case ROWDOT: {
+      // y[b, k] = sum_c x[b, k, c] A[k, c], without the (B, k, c) products
+      // in memory; eight partial sums, as ADDMM's
+      scalar_t* y = ptr(0);
+      const scalar_t *x = ptr(1), *A = ptr(2);
+      const int64_t B = t[1].size(0), K = t[1].size(1), C = t[1].size(2), c8 = C - C % 8;
+      const int64_t xs0 = t[1].stride(0), xs1 = t[1].stride(1);
+      const int64_t ys0 = t[0].stride(0), ys1 = t[0].stride(1);
+      for (int64_t b = 0; b < B; ++b) {
+        for (int64_t k = 0; k < K; ++k) {
+          const scalar_t *xr = x + b * xs0 + k * xs1, *row = A + k * C;
+          scalar_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+          for (int64_t i = 0; i < c8; i += 8) {
+            for (int u = 0; u < 8; ++u) acc[u] += row[i + u] * xr[i + u];
+          }
+          scalar_t sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                         ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+          for (int64_t i = c8; i < C; ++i) sum += row[i] * xr[i];
+          y[b * ys0 + k * ys1] = sum;
+        }
+      }
+      break;
+    }
     default:
       TORCH_CHECK(false, "Program.run: no plain loop for opcode ", ins.op);
   }
@@ -393,6 +426,9 @@ void Program::execute(Instruction& ins, int64_t k) {
       break;
     case SUM:
       at::sum_out(t[0], t[1], {-1});
+      break;
+    case ROWDOT:
+      at::sum_out(t[0], at::mul(t[1], t[2]), {-1});
       break;
     case NEURON:
       if (t[0].scalar_type() == at::kDouble) {

@@ -36,7 +36,8 @@ enum Opcode : int64_t {
   MUL = 16,        // t0 = t1 * t2
   SUM = 17,        // t0 = t1.sum(-1)
   NEURON = 18,     // one step of neuron type i0 (see below), in place
-  N_OPCODES = 19,
+  ROWDOT = 19,     // t0 = (t1 * t2).sum(-1): t1 (B, k, c), t2 (k, c) (decoders)
+  N_OPCODES = 20,
 };
 
 // NEURON: one step of neuron kind i0 (neuron_specs.h, generated from the

@@ -57,9 +57,8 @@ if TYPE_CHECKING:
 
 # opcodes, shared with csrc/program.h
 CALL, FILL, COPY, ADD, GATHER, INDEX_COPY, INDEX_ADD = 0, 1, 2, 3, 4, 5, 6
-ADDMM, BADDBMM, ADDCMUL, RELU, AXPBY, TIME, FEED, RECORD, BMM, MUL, SUM, NEURON = range(
-    7, 19
-)
+(ADDMM, BADDBMM, ADDCMUL, RELU, AXPBY, TIME, FEED, RECORD, BMM, MUL, SUM, NEURON,
+ ROWDOT) = range(7, 20)
 # NEURON's kinds: the neuron types with fused kernels, by kind id (neurons/specs.py)
 NEURON_KINDS = tuple(spec.nengo_type for spec in KERNEL_SPECS)
 
@@ -116,6 +115,7 @@ _EXEC = {
     FEED: lambda k, t, i, f: t[0].copy_(t[1].select(1, k)),
     RECORD: _record,
     NEURON: _neuron,
+    ROWDOT: lambda k, t, i, f: torch.sum(t[1] * t[2], -1, out=t[0]),
 }
 
 
@@ -573,9 +573,8 @@ def lower_bsr_dot_inc(prog: Program, op: BsrDotInc, step: Step) -> None:
 
     small = k * B * r * c <= RAW_MACS
     if not small and r == 1:  # decoders: y[b, k] = sum_c x[b, k, c] A[k, 0, c]
-        terms, product = X.new_empty((B, k, c)), X.new_empty((B, k, 1))
-        prog.emit(MUL, (terms, xb, A.view(k, c)))
-        prog.emit(SUM, (product.view(B, k), terms))
+        product = X.new_empty((B, k, 1))
+        prog.emit(ROWDOT, (product.view(B, k), xb, A.view(k, c)))
     elif not small and c > 1:
         # ATen's baddbmm_ on these strided operands runs block by block: copy
         # x to block-major and make it one batched product
