@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import snntorch_nengo
+from snntorch_nengo import heap
 from snntorch_nengo.kernels import cpp, extension, jit
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -388,9 +389,11 @@ def test_info_says_what_runs_here():
     assert f"cache: {jit.cache_dir()}" in text
     assert any(line.startswith("Triton kernels: ") for line in lines)
     assert any(line.startswith("CUDA: ") for line in lines)
-    strategies = lines[lines.index("Run strategies:") + 1:]
+    strategies = lines[lines.index("Run strategies:") + 1:-1]
     assert [s.split(":")[0].strip() for s in strategies] == [
         "windowed", "in_place", "compiled", "functional"]
+    assert lines[-1].startswith("Heap (large temporaries, heap.py): ")
+    assert heap.status() in lines[-1]
     loop = "the C++ loop" if cpp.AVAILABLE else "the Python loop"
     assert loop in text
     from snntorch_nengo import sysinfo

@@ -188,6 +188,9 @@ def test_instructions_agree_between_interpreters():
         (program.ROWDOT, [r(2, 3), r(2, 3, 20), r(3, 20)], [], []),
         (program.ROWDOT, [r(2, 5)[:, 1:4], r(2, 3, 22)[:, :, 1:21], r(3, 20)], [], []),
         (program.ADDCMUL, [r(2, 3), r(1), r(2, 3)], [], []),
+        (program.ADDCMUL, [r(2, 3, 1), r(2, 3, 1), r(3, 1)], [], []),
+        (program.COPY, [r(4, 2, 3), r(2, 3)], [], []),
+        (program.COPY, [r(4, 6), r(6)], [], []),
         # LIF, AdaptiveLIF, SpikingRectifiedLinear: (out, J, states, 2 scratch)
         (program.NEURON, [r(6), 3 * u(6), 0.9 * u(6), 0.001 * u(6), r(6), r(6)], [0],
          [0.001, 0.02, 0.002, 0.0, 1.0]),
