@@ -77,23 +77,6 @@ bool dense(const std::vector<at::Tensor>& ts, size_t n, bool any_size = false) {
   return true;
 }
 
-// `src` is `dst`'s trailing dimensions: copy_ repeats it over dst's rows.
-bool broadcasts_rows(const at::Tensor& src, const at::Tensor& dst) {
-  if (src.dim() > dst.dim() || src.numel() == 0) return false;
-  const int64_t lead = dst.dim() - src.dim();
-  for (int64_t d = 0; d < src.dim(); ++d) {
-    if (src.size(d) != dst.size(lead + d)) return false;
-  }
-  return true;
-}
-
-bool encoder_form(const std::vector<at::Tensor>& t) {
-  const auto &y = t[0], &x = t[1], &A = t[2];
-  return y.dim() == 3 && x.dim() == 3 && A.dim() == 2 && x.size(2) == 1 &&
-         x.size(0) == y.size(0) && x.size(1) == y.size(1) && A.size(0) == y.size(1) &&
-         A.size(1) == y.size(2);
-}
-
 // Plain loops pay where ATen's fixed cost per call (about a microsecond)
 // dwarfs the arithmetic: small elementwise updates and small products.
 constexpr int64_t kRawMacs = 1 << 16;
@@ -103,18 +86,14 @@ bool raw_form(int64_t op, const std::vector<at::Tensor>& t) {
     case FILL:
       return dense(t, 1);
     case COPY:
-      // also a row copied into every row (a bias broadcast over the batch)
-      return dense(t, 2) || (dense(t, 2, true) && broadcasts_rows(t[1], t[0]));
     case ADD:
     case RELU:
     case AXPBY:
       return dense(t, 2);
     case ADDCMUL:
-      // a one-element factor (a scalar transform) broadcasts, and so do
-      // encoders: y (B, k, c) += x (B, k, 1) * A (k, c)
-      return dense(t, 3) ||
-             (dense(t, 3, true) && ((t[1].numel() == 1 && t[2].numel() == t[0].numel()) ||
-                                    encoder_form(t)));
+      // a one-element factor (a scalar transform) broadcasts
+      return dense(t, 3) || (dense(t, 3, true) && t[1].numel() == 1 &&
+                             t[2].numel() == t[0].numel());
     case RECORD: {
       // a (B, d) sample into row j of a contiguous (B, n, d) buffer
       const auto &buf = t[0], &x = t[1];
@@ -233,10 +212,7 @@ void Program::execute_raw(const Instruction& ins, int64_t k) {
     case COPY: {
       scalar_t* y = ptr(0);
       const scalar_t* x = ptr(1);
-      const int64_t m = t[1].numel();  // n, or one row repeated n / m times
-      for (int64_t r = 0; r < n; r += m) {
-        for (int64_t j = 0; j < m; ++j) y[r + j] = x[j];
-      }
+      for (int64_t j = 0; j < n; ++j) y[j] = x[j];
       break;
     }
     case ADD: {
@@ -248,19 +224,11 @@ void Program::execute_raw(const Instruction& ins, int64_t k) {
     case ADDCMUL: {
       scalar_t* y = ptr(0);
       const scalar_t *a = ptr(1), *x = ptr(2);
-      if (t[1].numel() == n && t[2].numel() == n) {
-        for (int64_t j = 0; j < n; ++j) y[j] += a[j] * x[j];
-      } else if (t[1].numel() == 1) {
+      if (t[1].numel() == 1 && n != 1) {
         const scalar_t a0 = a[0];
         for (int64_t j = 0; j < n; ++j) y[j] += a0 * x[j];
-      } else {  // encoders: y[b, k, :] += a[b, k] * x[k, :]
-        const int64_t rows = t[1].numel(), c = t[0].size(2), K = t[0].size(1);
-        for (int64_t r = 0; r < rows; ++r) {
-          const scalar_t ar = a[r];
-          const scalar_t* __restrict__ xr = x + (r % K) * c;
-          scalar_t* __restrict__ yr = y + r * c;
-          for (int64_t j = 0; j < c; ++j) yr[j] += ar * xr[j];
-        }
+      } else {
+        for (int64_t j = 0; j < n; ++j) y[j] += a[j] * x[j];
       }
       break;
     }
