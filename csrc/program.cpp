@@ -77,6 +77,20 @@ bool dense(const std::vector<at::Tensor>& ts, size_t n, bool any_size = false) {
   return true;
 }
 
+// sum_i a[i] b[i] over unit strides: eight partial sums, so that the
+// compiler can keep them in one vector register
+template <typename scalar_t>
+inline scalar_t dot(const scalar_t* a, const scalar_t* b, int64_t n) {
+  const int64_t n8 = n - n % 8;
+  scalar_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t i = 0; i < n8; i += 8) {
+    for (int u = 0; u < 8; ++u) acc[u] += a[i + u] * b[i + u];
+  }
+  scalar_t sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (int64_t i = n8; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
 // Plain loops pay where ATen's fixed cost per call (about a microsecond)
 // dwarfs the arithmetic: small elementwise updates and small products.
 constexpr int64_t kRawMacs = 1 << 16;
@@ -270,22 +284,11 @@ void Program::execute_raw(const Instruction& ins, int64_t k) {
       break;
     }
     case ADDMM: {
-      // y[j] += sum_i A[j, i] x[i], A row-major (m, n); eight partial sums,
-      // so that the compiler can keep them in one vector register
+      // y[j] += sum_i A[j, i] x[i], A row-major (m, n)
       scalar_t* y = ptr(0);
       const scalar_t *x = ptr(1), *A = ptr(2);
-      const int64_t m = t[0].size(1), nn = t[1].size(1), n8 = nn - nn % 8;
-      for (int64_t j = 0; j < m; ++j) {
-        const scalar_t* row = A + j * nn;
-        scalar_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (int64_t i = 0; i < n8; i += 8) {
-          for (int u = 0; u < 8; ++u) acc[u] += row[i + u] * x[i + u];
-        }
-        scalar_t sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
-                       ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-        for (int64_t i = n8; i < nn; ++i) sum += row[i] * x[i];
-        y[j] += sum;
-      }
+      const int64_t m = t[0].size(1), nn = t[1].size(1);
+      for (int64_t j = 0; j < m; ++j) y[j] += dot(A + j * nn, x, nn);
       break;
     }
     case BADDBMM: {
@@ -329,23 +332,15 @@ void Program::execute_raw(const Instruction& ins, int64_t k) {
     }
     case ROWDOT: {
       // y[b, k] = sum_c x[b, k, c] A[k, c], without the (B, k, c) products
-      // in memory; eight partial sums, as ADDMM's
+      // in memory
       scalar_t* y = ptr(0);
       const scalar_t *x = ptr(1), *A = ptr(2);
-      const int64_t B = t[1].size(0), K = t[1].size(1), C = t[1].size(2), c8 = C - C % 8;
+      const int64_t B = t[1].size(0), K = t[1].size(1), C = t[1].size(2);
       const int64_t xs0 = t[1].stride(0), xs1 = t[1].stride(1);
       const int64_t ys0 = t[0].stride(0), ys1 = t[0].stride(1);
       for (int64_t b = 0; b < B; ++b) {
         for (int64_t k = 0; k < K; ++k) {
-          const scalar_t *xr = x + b * xs0 + k * xs1, *row = A + k * C;
-          scalar_t acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-          for (int64_t i = 0; i < c8; i += 8) {
-            for (int u = 0; u < 8; ++u) acc[u] += row[i + u] * xr[i + u];
-          }
-          scalar_t sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
-                         ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-          for (int64_t i = c8; i < C; ++i) sum += row[i] * xr[i];
-          y[b * ys0 + k * ys1] = sum;
+          y[b * ys0 + k * ys1] = dot(A + k * C, x + b * xs0 + k * xs1, C);
         }
       }
       break;
