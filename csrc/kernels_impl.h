@@ -188,14 +188,8 @@ struct Lif {
   // is the same either way, so a recomputed pass equals the forward one.
   template <bool Save = false>
   inline Vec step(const Vec& J, Vec& v, Vec& r, Vec* saved = nullptr) const {
-    r = r - dt;
-    Vec delta_t = at::vec::clamp(dt - r, zero, dt);
-    const Vec d = J - v;
-    // most steps of most neurons are outside the refractory period: then the
-    // decay is e_full, and expm1 (the costliest operation here) is skipped
-    const Vec e = (delta_t != dt).zero_mask() == kNoLane
-        ? e_full : (delta_t.neg() / tau_rc).expm1();
-    v = v - d * e;
+    Vec d, e;
+    integrate(J, v, r, d, e);
     if constexpr (Save) {
       saved[0] = d;
       saved[1] = e;
@@ -210,15 +204,41 @@ struct Lif {
     // spike times only where some lane spiked (spikes are sparse; log1p is
     // the most expensive operation of the step)
     if (spiked.zero_mask() != kNoLane) {
-      Vec v_safe = Vec::blendv(one, v, spiked);
-      Vec J_safe = Vec::blendv(two, J, spiked);
-      Vec t_spike = dt + tau_rc * ((v_safe - one).neg() / (J_safe - one)).log1p();
-      r = Vec::blendv(r, tau_ref + t_spike, spiked);
+      r = Vec::blendv(r, spike_refractory(spike_fraction(J, v, spiked)), spiked);
     }
+    reset(v, spiked);
+    return output;
+  }
 
+  // The step up to the threshold: r -= dt, then v -= (J - v) * e; d = J - v
+  // and e = expm1(-delta_t / tau_rc) as the reverse step needs them.
+  inline void integrate(const Vec& J, Vec& v, Vec& r, Vec& d, Vec& e) const {
+    r = r - dt;
+    const Vec delta_t = at::vec::clamp(dt - r, zero, dt);
+    d = J - v;
+    // most steps of most neurons are outside the refractory period: then the
+    // decay is e_full, and expm1 (the costliest operation here) is skipped
+    e = (delta_t != dt).zero_mask() == kNoLane ? e_full : (delta_t.neg() / tau_rc).expm1();
+    v = v - d * e;
+  }
+
+  // log1p's argument of the spike time where `spiked`, -(v - 1) / (J - 1)
+  // (safe values elsewhere)
+  inline Vec spike_fraction(const Vec& J, const Vec& v, const Vec& spiked) const {
+    const Vec v_safe = Vec::blendv(one, v, spiked);
+    const Vec J_safe = Vec::blendv(two, J, spiked);
+    return (v_safe - one).neg() / (J_safe - one);
+  }
+
+  // The refractory time a spike leaves: tau_ref + its time within the step.
+  inline Vec spike_refractory(const Vec& fraction) const {
+    return tau_ref + (dt + tau_rc * fraction.log1p());
+  }
+
+  // The voltage floor, then the reset of the neurons that spiked.
+  inline void reset(Vec& v, const Vec& spiked) const {
     v = Vec::blendv(v, min_voltage, v < min_voltage);
     v = Vec::blendv(v, zero, spiked);
-    return output;
   }
 
   // The step's gradients, as torch's autograd of `step` (with the surrogate
@@ -305,33 +325,24 @@ struct LifNoRefractory {
   inline Vec operator()(const Vec& J, Vec* s) const {
     Vec& v = s[0];
     Vec& r = s[1];
-    r = r - lif.dt;
-    const Vec delta_t = at::vec::clamp(lif.dt - r, lif.zero, lif.dt);
-    const Vec d = J - v;
-    const Vec e = (delta_t != lif.dt).zero_mask() == Lif<T>::kNoLane
-        ? lif.e_full : (delta_t.neg() / lif.tau_rc).expm1();
-    v = v - d * e;
+    Vec d, e;
+    lif.integrate(J, v, r, d, e);
     const Vec spiked = v > lif.one;
     const Vec output = Vec::blendv(lif.zero, lif.one, spiked) * lif.amp_over_dt;
     s[3] = s[3] + lif.one;
     if (spiked.zero_mask() != Lif<T>::kNoLane) {
-      // Lif::step's log1p argument, from the same (safe) values
-      const Vec v_safe = Vec::blendv(lif.one, v, spiked);
-      const Vec J_safe = Vec::blendv(lif.two, J, spiked);
-      s[2] = Vec::blendv(s[2], (v_safe - lif.one).neg() / (J_safe - lif.one), spiked);
+      s[2] = Vec::blendv(s[2], lif.spike_fraction(J, v, spiked), spiked);
       s[3] = Vec::blendv(s[3], lif.zero, spiked);
       r = Vec::blendv(r, lif.tau_ref, spiked);  // in [0, dt]: steps as Lif's
     }
-    v = Vec::blendv(v, lif.min_voltage, v < lif.min_voltage);
-    v = Vec::blendv(v, lif.zero, spiked);
+    lif.reset(v, spiked);
     return output;
   }
 
   void finish(Vec* s) const {
     const Vec spiked = s[3] >= lif.zero;
     if (spiked.zero_mask() == Lif<T>::kNoLane) return;
-    const Vec t_spike = lif.dt + lif.tau_rc * s[2].log1p();
-    Vec r = Vec::blendv(s[1], lif.tau_ref + t_spike, spiked);
+    Vec r = Vec::blendv(s[1], lif.spike_refractory(s[2]), spiked);
     // then each later step's r -= dt, in order
     for (Vec i = lif.one;; i = i + lif.one) {
       const Vec later = i <= s[3];

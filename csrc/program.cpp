@@ -111,9 +111,8 @@ bool raw_form(int64_t op, const std::vector<at::Tensor>& t) {
     case RECORD: {
       // a (B, d) sample into row j of a contiguous (B, n, d) buffer
       const auto &buf = t[0], &x = t[1];
-      return dense(t, 2, true) && buf.dim() >= 2 && x.numel() > 0 &&
-             buf.size(0) * (buf.numel() / (buf.size(0) * std::max<int64_t>(buf.size(1), 1))) ==
-                 x.numel();
+      return dense(t, 2, true) && buf.dim() >= 2 && buf.size(1) > 0 && x.numel() > 0 &&
+             x.numel() * buf.size(1) == buf.numel();
     }
     case TIME:
       return t[0].scalar_type() == at::kLong && t[0].numel() == 1 && t[0].is_cpu() &&
@@ -144,6 +143,29 @@ bool raw_form(int64_t op, const std::vector<at::Tensor>& t) {
   }
 }
 
+// The counts of `op`'s operands (floats: unless null, as set keeps them), and
+// every tensor defined: a clear error instead of a crash in `run`.
+void check_operands(const char* who, int64_t op, const std::vector<at::Tensor>& tensors,
+                    const std::vector<int64_t>& ints, const std::vector<double>* floats) {
+  const Arity& a = kArity[op];
+  TORCH_CHECK(static_cast<int>(tensors.size()) == a.t &&
+                  (a.i < 0 || static_cast<int>(ints.size()) == a.i) &&
+                  (floats == nullptr || static_cast<int>(floats->size()) == a.f),
+              who, ": opcode ", op, " takes ", a.t, " tensors, ", a.i, " ints and ", a.f,
+              " floats; got ", tensors.size(), ", ", ints.size(), " and ",
+              floats == nullptr ? a.f : static_cast<int>(floats->size()));
+  for (const auto& t : tensors) {
+    TORCH_CHECK(t.defined(), who, ": opcode ", op, " got an undefined tensor");
+  }
+}
+
+// The sample row RECORD fills after local step k (-1: none).
+int64_t record_row(const std::vector<int64_t>& schedule, int64_t k) {
+  TORCH_CHECK(k < static_cast<int64_t>(schedule.size()), "Program.run: step ", k,
+              " is past the probe schedule (", schedule.size(), " steps)");
+  return schedule[k];
+}
+
 }  // namespace
 
 void Program::add(int64_t op, std::vector<at::Tensor> tensors, std::vector<int64_t> ints,
@@ -165,16 +187,7 @@ void Program::add(int64_t op, std::vector<at::Tensor> tensors, std::vector<int64
     code_.push_back({op, std::move(tensors), std::move(ints), std::move(floats), false});
     return;
   }
-  const Arity& a = kArity[op];
-  TORCH_CHECK(static_cast<int>(tensors.size()) == a.t &&
-                  (a.i < 0 || static_cast<int>(ints.size()) == a.i) &&
-                  static_cast<int>(floats.size()) == a.f,
-              "Program.add: opcode ", op, " takes ", a.t, " tensors, ", a.i, " ints and ",
-              a.f, " floats; got ", tensors.size(), ", ", ints.size(), " and ",
-              floats.size());
-  for (const auto& t : tensors) {
-    TORCH_CHECK(t.defined(), "Program.add: opcode ", op, " got an undefined tensor");
-  }
+  check_operands("Program.add", op, tensors, ints, &floats);
   const bool raw = raw_form(op, tensors);
   code_.push_back({op, std::move(tensors), std::move(ints), std::move(floats), raw});
 }
@@ -186,14 +199,7 @@ void Program::set(int64_t index, std::vector<at::Tensor> tensors, std::vector<in
   TORCH_CHECK(ins.op != CALL && ins.op != NEURON,
               "Program.set: instruction ", index, " (opcode ", ins.op,
               ") takes no new operands");
-  const Arity& a = kArity[ins.op];
-  TORCH_CHECK(static_cast<int>(tensors.size()) == a.t &&
-                  (a.i < 0 || static_cast<int>(ints.size()) == a.i),
-              "Program.set: opcode ", ins.op, " takes ", a.t, " tensors and ", a.i,
-              " ints; got ", tensors.size(), " and ", ints.size());
-  for (const auto& t : tensors) {
-    TORCH_CHECK(t.defined(), "Program.set: opcode ", ins.op, " got an undefined tensor");
-  }
+  check_operands("Program.set", ins.op, tensors, ints, nullptr);
   ins.raw = raw_form(ins.op, tensors);
   ins.t = std::move(tensors);
   ins.i = std::move(ints);
@@ -247,9 +253,7 @@ void Program::execute_raw(const Instruction& ins, int64_t k) {
       break;
     }
     case RECORD: {
-      TORCH_CHECK(k < static_cast<int64_t>(ins.i.size()), "Program.run: step ", k,
-                  " is past the probe schedule (", ins.i.size(), " steps)");
-      const int64_t j = ins.i[k];
+      const int64_t j = record_row(ins.i, k);
       if (j < 0) break;
       // buf (B, n, d...): sample b's row j starts at b * n * d + j * d
       const int64_t B = t[0].size(0), rows = t[0].size(1), d = t[1].numel() / B;
@@ -407,9 +411,7 @@ void Program::execute(Instruction& ins, int64_t k) {
       t[0].copy_(t[1].select(1, k));
       break;
     case RECORD: {
-      TORCH_CHECK(k < static_cast<int64_t>(ins.i.size()), "Program.run: step ", k,
-                  " is past the probe schedule (", ins.i.size(), " steps)");
-      const int64_t j = ins.i[k];
+      const int64_t j = record_row(ins.i, k);
       if (j >= 0) t[0].select(1, j).copy_(t[1]);
       break;
     }
