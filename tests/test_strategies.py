@@ -204,9 +204,9 @@ def test_short_runs_continue_as_one_long_run():
         for n in (30, 1, 29, 30):  # the single step runs functionally
             parts.run_steps(n)
             assert parts.module.engine.last_run.strategy == ("in_place" if n > 1 else "functional")
-        kept = parts.module.engine._in_place_program[1]
+        kept = parts.module.engine.strategy_cache["in_place"][1]
         parts.run_steps(7)
-        assert parts.module.engine._in_place_program[1] is kept  # one program, reused
+        assert parts.module.engine.strategy_cache["in_place"][1] is kept  # one program, reused
     for probe in (net.p, net.q):
         n = len(whole.data[probe])
         np.testing.assert_allclose(parts.data[probe][:n], whole.data[probe], atol=1e-6)

@@ -163,7 +163,7 @@ class Engine:
             layout.dtype = dtype
         self.__dict__.pop("_initial_cache", None)
         self.strategy_cache.clear()
-        self.merged.__dict__.pop("_last", None)
+        self.merged.__dict__.pop("_kept", None)  # merged bases of the old dtype
 
     def make_steps(
         self, batch_size: int, seed: int | None, device: torch.device | str | None

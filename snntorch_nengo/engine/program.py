@@ -349,9 +349,7 @@ class Program:
         """
         buffers = self.views.values
         for base in self.layout.dynamic:
-            value = values[base]
-            if value is not buffers[base]:
-                buffers[base].copy_(value)
+            buffers[base].copy_(values[base])
         self.feeds.clear()
         self.feeds.update(feeds)
         for index, node in self._feed_slots:
@@ -491,6 +489,7 @@ def lower_node_input(prog: Program, op: NodeInput, step: Step) -> None:
         data = prog.layout.initial_value(op.output, device=buf.device).to(buf.dtype)
     else:
         raise Unlowerable("the node's own function runs")
+
     def emit_into(dst, acc):
         if opcode == FEED:
             prog.emit_feed(dst, op.node, data)

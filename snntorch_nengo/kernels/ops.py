@@ -569,18 +569,15 @@ def direct_unfiltered(name: str) -> Callable:
     """
     op = OPS[name]
     n_states = len(kernel_spec_named(name).states)
-    kernel = None
 
     def call(*args):
-        nonlocal kernel
         tensors, rest = args[: 1 + n_states], args[1 + n_states :]
         J = tensors[0]
         # the op's floats: dt and the parameters, the decay, the surrogate
         params = rest[:-_N_BACKWARD_ARGS] + (0.0,) + rest[-_N_BACKWARD_ARGS:]
         if not _records(tensors) and cpp.supports(*tensors):
             _check(name, tensors)
-            if kernel is None:
-                kernel = getattr(torch.ops.snntorch_nengo_cpp, name)
+            kernel = getattr(torch.ops.snntorch_nengo_cpp, name)
             result = kernel(*tensors, J.new_empty(0), *_forward_params(name, params))
         else:
             result = op(*tensors, J.new_zeros(J.shape[1]), *params)

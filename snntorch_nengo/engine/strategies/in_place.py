@@ -60,14 +60,14 @@ class InPlace:
     def _program(self, engine, request: RunRequest) -> Program:
         """The engine's kept program loaded with ``request``, or a new one."""
         key = _ProgramKey(engine, request)
-        kept = engine.__dict__.get("_in_place_program")
+        kept = engine.strategy_cache.get(NAME)
         if kept is not None and kept[0] == key:
             prog = kept[1]
             prog.load(request.values, request.feeds)
             return prog
         prog = self._build(engine, request)
         # the key's tensors stay referenced with it: their ids cannot be reused
-        engine.__dict__["_in_place_program"] = (key, prog)
+        engine.strategy_cache[NAME] = (key, prog)
         return prog
 
     def _build(self, engine, request: RunRequest) -> Program:
